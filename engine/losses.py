@@ -14,20 +14,20 @@ MAE_GUARD = 1e-10       # diff.lib: sign(e) becomes the ramp e/1e-10 for |e| < 1
 MSLE_GUARD = 1e-12      # ours: M+1 is bounded below by this (diff.lib has no guard: NaN below -1)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def mse(m_learned, m_target, _delta):
     e = m_learned - m_target
     return e * e, 2.0 * e
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def mae(m_learned, m_target, _delta):
     e = m_learned - m_target
     a = abs(e)
     return a, e / (a if a > MAE_GUARD else MAE_GUARD)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def msle(m_learned, m_target, _delta):
     a = m_learned + 1.0
     b = m_target + 1.0
@@ -37,7 +37,7 @@ def msle(m_learned, m_target, _delta):
     return d * d, 2.0 * d / a
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def huber(m_learned, m_target, delta):
     e = m_learned - m_target
     a = abs(e)
@@ -46,7 +46,7 @@ def huber(m_learned, m_target, delta):
     return delta * (a - 0.5 * delta), delta if e > 0.0 else -delta
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def loss_and_slope(code, m_learned, m_target, delta):
     if code == MSE:
         return mse(m_learned, m_target, delta)

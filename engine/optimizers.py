@@ -19,25 +19,25 @@ DEFAULTS = {  # (c1, c2, eps)
 }
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def sgd(g, lr, m, v, t, c1, c2, eps):
     return g * lr, m, v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def momentum(g, lr, m, v, t, mu, c2, eps):
     # heavy ball, lr inside the velocity (diff.lib README's recipe): V = lr g + mu V
     m = g * lr + mu * m
     return m, m, v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def rmsprop(g, lr, m, v, t, c1, rho, eps):
     v = (1.0 - rho) * g * g + rho * v
     return g / (math.sqrt(v) + eps) * lr, m, v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def adam(g, lr, m, v, t, beta1, beta2, eps):
     # standard bias correction by 1 - beta^t (diff.lib divides by the constants 1 - beta)
     m = (1.0 - beta1) * g + beta1 * m
@@ -47,7 +47,7 @@ def adam(g, lr, m, v, t, beta1, beta2, eps):
     return lr * mhat / (math.sqrt(vhat) + eps), m, v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def optimizer_step(code, g, lr, m, v, t, c1, c2, eps):
     if code == SGD:
         return sgd(g, lr, m, v, t, c1, c2, eps)

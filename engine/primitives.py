@@ -40,7 +40,7 @@ class Primitive:
 
 
 def _j(f):
-    return njit(cache=True, nogil=True)(f)
+    return njit(cache=True, nogil=True, error_model="numpy")(f)
 
 
 # ---------------------------------------------------------------- arithmetic

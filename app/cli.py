@@ -1,0 +1,260 @@
+"""Command line: `python main.py learn ...` (headless learning)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line on stderr, exit code 2."""
+
+
+def _float(text: str, what: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise UsageError(f"{what}: '{text}' is not a number") from None
+    if math.isnan(v):
+        raise UsageError(f"{what}: NaN is not allowed")
+    return v
+
+
+def parse_param(text: str):
+    """NAME=INIT[:MIN:MAX]; an empty MIN or MAX means unbounded (also -inf / inf)."""
+    from engine.learner import ParamSpec
+    if "=" not in text:
+        raise UsageError(f"--param {text}: expected NAME=INIT[:MIN:MAX]")
+    name, rest = text.split("=", 1)
+    name = name.strip()
+    if not name.isidentifier():
+        raise UsageError(f"--param {text}: '{name}' is not a valid parameter name")
+    parts = rest.split(":")
+    if len(parts) not in (1, 3):
+        raise UsageError(f"--param {text}: expected NAME=INIT or NAME=INIT:MIN:MAX")
+    init = _float(parts[0], f"--param {name} initial value")
+    lo = -math.inf if len(parts) == 1 or parts[1].strip() == "" else _float(parts[1], f"--param {name} minimum")
+    hi = math.inf if len(parts) == 1 or parts[2].strip() == "" else _float(parts[2], f"--param {name} maximum")
+    if not math.isfinite(init):
+        raise UsageError(f"--param {name}: the initial value must be finite")
+    if lo > hi:
+        raise UsageError(f"--param {name}: minimum {lo:g} is above maximum {hi:g}")
+    return ParamSpec(name, init, lo, hi)
+
+
+def parse_hidden(text: str):
+    if "=" not in text:
+        raise UsageError(f"--hidden {text}: expected NAME=VALUE")
+    name, v = text.split("=", 1)
+    value = _float(v, f"--hidden {name}")
+    if not math.isfinite(value):
+        raise UsageError(f"--hidden {name}: the value must be finite")
+    return name.strip(), value
+
+
+def make_source(spec: str, sample_rate: float, seed: int, sr_given: bool):
+    """An input source from lcg-noise | noise | sine:HZ | FILE; returns (source, sample_rate)."""
+    from engine.sources import LcgNoise, Looped, Sine, WhiteNoise
+    if spec == "lcg-noise":
+        return LcgNoise(), sample_rate
+    if spec == "noise":
+        return WhiteNoise(seed), sample_rate
+    if spec.startswith("sine:"):
+        hz = _float(spec[5:], "--input sine frequency")
+        if not (0.0 < hz < sample_rate / 2):
+            raise UsageError(f"--input {spec}: the frequency must be between 0 and {sample_rate / 2:g} Hz")
+        return Sine(hz, sample_rate), sample_rate
+    from app.audiofile import AudioFileError, read_mono
+    if not os.path.exists(spec):
+        raise UsageError(f"--input {spec}: no such file (or use lcg-noise, noise, sine:HZ)")
+    try:
+        data, rate = read_mono(spec)
+    except AudioFileError as e:
+        raise UsageError(str(e)) from None
+    if sr_given and rate != sample_rate:
+        raise UsageError(f"--input {spec}: the file is {rate} Hz but --sr is {sample_rate:g}; "
+                         "omit --sr to use the file's rate")
+    return Looped(data), float(rate)
+
+
+def add_learning_args(p: argparse.ArgumentParser):
+    """The circuit and learning flags shared by `learn` and (later) `run`."""
+    p.add_argument("--circuit", required=True, help="the learnable circuit, e.g. 'y = gain*x + dc'")
+    p.add_argument("--target", help="the ground-truth circuit (default: --circuit with the --hidden values)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=INIT[:MIN:MAX]",
+                   help="declare a learnable parameter (repeat per parameter)")
+    p.add_argument("--hidden", action="append", default=[], metavar="NAME=VALUE",
+                   help="a hidden (ground-truth) parameter value")
+    p.add_argument("--loss", choices=["mse", "mae", "msle", "huber"], default="mse")
+    p.add_argument("--huber-delta", type=float, default=1.0, metavar="D")
+    p.add_argument("--window", type=int, default=1, metavar="W", help="sliding-window length in samples")
+    p.add_argument("--optimizer", choices=["sgd", "momentum", "rmsprop", "adam"], default="sgd")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--momentum", type=float, help="momentum mu (default 0.9)")
+    p.add_argument("--rho", type=float, help="RMSProp decay rho (default 0.9)")
+    p.add_argument("--beta1", type=float, help="Adam beta1 (default 0.9)")
+    p.add_argument("--beta2", type=float, help="Adam beta2 (default 0.999)")
+    p.add_argument("--eps", type=float, help="RMSProp/Adam epsilon (default 1e-8)")
+    p.add_argument("--clip", type=float, default=0.0, help="clip the gradient's L2 norm to this (0 = off)")
+    p.add_argument("--lr-decay", type=float, default=1.0, metavar="F",
+                   help="multiply the learning rate by F every --lr-decay-every steps")
+    p.add_argument("--lr-decay-every", type=int, default=0, metavar="E")
+    p.add_argument("--lr-min", type=float, default=0.0)
+    p.add_argument("--range-mode", choices=["project", "straight-through"], default="project",
+                   help="project: keep each parameter's accumulator inside its range (no wind-up); "
+                        "straight-through: diff.lib's behaviour (the accumulator may leave the range)")
+    p.add_argument("--sr", type=float, default=None, help="sample rate in Hz (default 48000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --input noise")
+
+
+def settings_from_args(a):
+    from engine.learner import Settings
+    c1 = {"momentum": a.momentum, "rmsprop": a.rho, "adam": a.beta1}.get(a.optimizer)
+    return Settings(loss=a.loss, huber_delta=a.huber_delta, window=a.window, optimizer=a.optimizer,
+                    lr=a.lr, c1=c1, c2=a.beta2 if a.optimizer == "adam" else None, eps=a.eps,
+                    clip=a.clip, lr_decay=a.lr_decay, lr_decay_every=a.lr_decay_every,
+                    lr_min=a.lr_min, range_mode=a.range_mode)
+
+
+def build_learner(a, sample_rate):
+    from engine.learner import Learner
+    specs = [parse_param(t) for t in a.param]
+    names = [s.name for s in specs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise UsageError(f"--param {sorted(dup)[0]} is given twice")
+    hidden = dict(parse_hidden(t) for t in a.hidden)
+    try:
+        return Learner(a.circuit, specs, target=a.target, hidden=hidden,
+                       settings=settings_from_args(a), sample_rate=sample_rate)
+    except ValueError as e:          # CircuitError is a ValueError
+        msg = str(e)
+        if "has no declaration" in msg:
+            msg += " (add --param NAME=INIT[:MIN:MAX])"
+        raise UsageError(msg) from None
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown only when the run takes over a second."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled = total, enabled and total > 0
+        self.t0 = time.perf_counter()
+        self.shown = False
+        self.last = 0.0
+
+    def update(self, done: int, loss: float):
+        now = time.perf_counter()
+        if not self.enabled or now - self.t0 < 1.0 or now - self.last < 0.2:
+            return
+        self.last, self.shown = now, True
+        frac = done / self.total
+        bar = "#" * int(30 * frac)
+        rate = done / (now - self.t0)
+        eta = (self.total - done) / rate if rate > 0 else 0
+        sys.stderr.write(f"\r[{bar:<30}] {100 * frac:5.1f}%  {done}/{self.total} samples  "
+                         f"loss {loss:.3e}  eta {eta:4.0f}s ")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+def cmd_learn(a) -> int:
+    if a.samples is None or a.samples < 1:
+        raise UsageError("--samples must be a whole number >= 1")
+    if a.trace_every < 1:
+        raise UsageError("--trace-every must be >= 1")
+    sr_given = a.sr is not None
+    sample_rate = a.sr if sr_given else 48000.0
+    if not (math.isfinite(sample_rate) and sample_rate > 0):
+        raise UsageError("--sr must be a positive number")
+    source, sample_rate = make_source(a.input, sample_rate, a.seed, sr_given)
+    learner = build_learner(a, sample_rate)
+    names = learner.param_names
+    if not names:
+        raise UsageError("the circuit has no parameters to learn (every free name is a parameter)")
+    P = len(names)
+    trace_file = None
+    if a.trace:
+        try:
+            trace_file = open(a.trace, "w", newline="")
+        except OSError as e:
+            raise UsageError(f"--trace {a.trace}: cannot write: {e.strerror}") from None
+        cols = ["n", "loss"] + names + ([f"grad_{n}" for n in names] if a.trace_grads else [])
+        trace_file.write(",".join(cols) + "\n")
+        keep = [0, 1] + list(range(2, 2 + P)) + (list(range(2 + P, 2 + 2 * P)) if a.trace_grads else [])
+        fmt = ["%d"] + ["%.17g"] * (len(keep) - 1)
+    block = 1 << 16
+    progress = Progress(a.samples, not a.quiet)
+    kernel_seconds = 0.0
+    done = 0
+    try:
+        while done < a.samples:
+            nb = min(block, a.samples - done)
+            x = source.read(nb)
+            t0 = time.perf_counter()
+            _, rows = learner.process(x, trace_every=a.trace_every if trace_file else 0)
+            kernel_seconds += time.perf_counter() - t0
+            if trace_file is not None and rows.shape[0]:
+                np.savetxt(trace_file, rows[:, keep], fmt=fmt, delimiter=",")
+            done += nb
+            progress.update(done, learner.loss)
+    finally:
+        progress.close()
+        if trace_file is not None:
+            trace_file.close()
+    result = {"samples": a.samples, "seconds": kernel_seconds,
+              "samples_per_second": a.samples / kernel_seconds if kernel_seconds > 0 else None,
+              "loss": _json_float(learner.loss), "params": learner.params(),
+              "skipped": learner.skipped}
+    print(json.dumps(result))
+    return 0
+
+
+def _json_float(v):
+    return v if math.isfinite(v) else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="main.py", description="Dualtone: learn audio circuits live.")
+    sub = p.add_subparsers(dest="command")
+    lp = sub.add_parser("learn", help="learn a circuit's parameters offline (headless)",
+                        description="Learn the parameters of --circuit so that it matches the target, "
+                                    "sample by sample, and print one JSON line with the result.")
+    add_learning_args(lp)
+    lp.add_argument("--input", default="lcg-noise", metavar="lcg-noise|noise|sine:HZ|FILE",
+                    help="the input signal fed to both circuits (default lcg-noise, diff.lib's)")
+    lp.add_argument("--samples", type=int, required=True, metavar="N")
+    lp.add_argument("--trace", metavar="FILE.csv", help="write n, loss, parameters per sample")
+    lp.add_argument("--trace-every", type=int, default=1, metavar="K", help="one trace row every K samples")
+    lp.add_argument("--trace-grads", action="store_true", help="add grad_<param> columns to the trace")
+    lp.add_argument("--quiet", action="store_true", help="no progress bar")
+    lp.set_defaults(func=cmd_learn)
+    return p
+
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    # argparse exits with 2 on bad flags, which is the contract's code for bad input
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,227 @@
+"""A learner: a ground-truth circuit and a learnable circuit compiled together, with their state.
+
+    learner = Learner("y = gain*x + dc", [ParamSpec("gain", 0), ParamSpec("dc", 0)],
+                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(loss="mse", lr=1e-2))
+    out, trace = learner.process(block)          # any block length; state carries over
+
+Parameters have an initial value and a range [lo, hi]. What the range does:
+  * to the value: the circuit always sees p = clamp(theta, lo, hi);
+  * to the derivative: nothing - the tangent seed of p stays 1 (straight-through), as in diff.lib,
+    so a parameter that starts at its bound can still leave it;
+  * to the accumulator theta: in range mode "project" (the default) theta is projected back into
+    [lo, hi] after every step, so it never winds up beyond a bound; in mode "straight-through"
+    (diff.lib's behaviour, needed to reproduce its dcsq run) theta keeps integrating underneath the
+    clamp and p follows only once theta re-enters the range.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import layout as LY
+from .compiler import compile_pair, _pow2
+from .language import CircuitError, parse
+from .losses import CODES as LOSS_CODES
+from .optimizers import CODES as OPT_CODES, DEFAULTS as OPT_DEFAULTS
+
+RANGE_MODES = {"project": LY.RANGE_PROJECT, "straight-through": LY.RANGE_STRAIGHT_THROUGH}
+MAX_WINDOW = 1 << 20
+
+
+@dataclass
+class ParamSpec:
+    name: str
+    init: float = 0.0
+    lo: float = -math.inf
+    hi: float = math.inf
+
+    def __post_init__(self):
+        if not math.isfinite(self.init):
+            raise ValueError(f"parameter '{self.name}': the initial value must be a finite number")
+        if math.isnan(self.lo) or math.isnan(self.hi) or self.lo > self.hi:
+            raise ValueError(f"parameter '{self.name}': the range [{self.lo}, {self.hi}] is empty")
+
+
+@dataclass
+class Settings:
+    loss: str = "mse"
+    huber_delta: float = 1.0
+    window: int = 1
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    c1: float | None = None          # momentum mu / rho / beta1 (None: the optimiser's default)
+    c2: float | None = None          # beta2
+    eps: float | None = None
+    clip: float = 0.0                # max gradient L2 norm, 0 = off
+    lr_decay: float = 1.0            # multiply the learning rate by this ...
+    lr_decay_every: int = 0          # ... every this many learning steps (0 = constant)
+    lr_min: float = 0.0
+    range_mode: str = "project"
+    learning: bool = True
+
+    def validate(self):
+        if self.loss not in LOSS_CODES:
+            raise ValueError(f"unknown loss '{self.loss}'; choose one of {', '.join(LOSS_CODES)}")
+        if self.optimizer not in OPT_CODES:
+            raise ValueError(f"unknown optimizer '{self.optimizer}'; choose one of {', '.join(OPT_CODES)}")
+        if self.range_mode not in RANGE_MODES:
+            raise ValueError(f"unknown range mode '{self.range_mode}'; choose one of {', '.join(RANGE_MODES)}")
+        if not (isinstance(self.window, (int, np.integer)) and 1 <= self.window <= MAX_WINDOW):
+            raise ValueError(f"the window must be a whole number of samples from 1 to {MAX_WINDOW}")
+        checks = [("learning rate", self.lr, 0.0, math.inf, False), ("Huber delta", self.huber_delta, 0.0, math.inf, False),
+                  ("clip", self.clip, 0.0, math.inf, True), ("lr decay", self.lr_decay, 0.0, math.inf, False),
+                  ("lr minimum", self.lr_min, 0.0, math.inf, True)]
+        for name, v, lo, hi, inclusive in checks:
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and (v >= lo if inclusive else v > lo)):
+                raise ValueError(f"the {name} must be a finite number {'>=' if inclusive else '>'} {lo:g}, got {v}")
+        for name, v in (("momentum/rho/beta1", self.c1), ("beta2", self.c2)):
+            if v is not None and not (0.0 <= v < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {v}")
+        if self.eps is not None and not (math.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"epsilon must be a finite number >= 0, got {self.eps}")
+        if not (isinstance(self.lr_decay_every, (int, np.integer)) and self.lr_decay_every >= 0):
+            raise ValueError("lr decay interval must be a whole number of samples >= 0")
+
+
+class Learner:
+    def __init__(self, circuit: str, params: list[ParamSpec], target: str | None = None,
+                 hidden: dict | None = None, settings: Settings | None = None,
+                 sample_rate: float = 48000.0, window_capacity: int | None = None):
+        if not (math.isfinite(sample_rate) and 1000.0 <= sample_rate <= 1_000_000.0):
+            raise ValueError(f"the sample rate must be between 1000 and 1000000 Hz, got {sample_rate}")
+        self.sample_rate = float(sample_rate)
+        self.settings = settings or Settings()
+        self.settings.validate()
+        specs = {p.name: p for p in params}
+        ranges = {p.name: (p.lo, p.hi) for p in params}
+        self.graph = parse(circuit, sample_rate, "circuit", ranges)
+        for name in specs:
+            if name not in self.graph.params:
+                have = ", ".join(self.graph.params) or "none"
+                raise ValueError(f"the circuit has no parameter named '{name}' (its parameters: {have})")
+        for name in self.graph.params:
+            if name not in specs:
+                n = next(n for n in self.graph.nodes if n.kind == "param" and n.name == name)
+                raise CircuitError(f"'{name}' is a parameter (not x, pi, SR, a function or an "
+                                   "assigned name) but it has no declaration with an initial value",
+                                   n.pos[0], n.pos[1], "circuit")
+        self.specs = [specs[n] for n in self.graph.params]
+        hidden = dict(hidden or {})
+        if target is None:
+            self.target_graph = parse(circuit, sample_rate, "circuit", ranges)
+        else:
+            self.target_graph = parse(target, sample_rate, "target", ranges)
+        for name in hidden:
+            if name not in self.target_graph.params:
+                have = ", ".join(self.target_graph.params) or "none"
+                raise ValueError(f"the target has no parameter named '{name}' (its parameters: {have})")
+        self.hidden = {}
+        for name in self.target_graph.params:
+            if name in hidden:
+                v = float(hidden[name])
+            elif name in specs:
+                v = specs[name].init
+            else:
+                raise ValueError(f"the target's parameter '{name}' needs a hidden value")
+            if not math.isfinite(v):
+                raise ValueError(f"the hidden value of '{name}' must be a finite number")
+            self.hidden[name] = v
+        cap = window_capacity or max(4096, self.settings.window)
+        self.compiled = compile_pair(self.graph, self.target_graph, self.sample_rate, _pow2(cap))
+        self.layout = self.compiled.layout
+        self._kernel = self.compiled.process
+        self.st = np.zeros(self.layout.st_size)
+        self.cfg = np.zeros(self.layout.cfg_size)
+        self._trace = np.zeros((1, self.layout.trace_width))
+        self.configure(self.settings)
+        for k, name in enumerate(self.layout.hidden):
+            self.cfg[self.layout.cfg_hidden + k] = self.hidden[name]
+        for k, sp in enumerate(self.specs):
+            self.cfg[self.layout.cfg_lo + k] = sp.lo
+            self.cfg[self.layout.cfg_hi + k] = sp.hi
+        self.reset()
+
+    @property
+    def param_names(self) -> list[str]:
+        return list(self.layout.params)
+
+    def configure(self, s: Settings):
+        s.validate()
+        if s.window > self.layout.window_capacity:
+            raise ValueError(f"the window {s.window} exceeds this learner's capacity "
+                             f"{self.layout.window_capacity}")
+        self.settings = s
+        opt = OPT_CODES[s.optimizer]
+        d1, d2, deps = OPT_DEFAULTS[opt]
+        c = self.cfg
+        c[LY.CF_LR] = s.lr
+        c[LY.CF_LOSS] = LOSS_CODES[s.loss]
+        c[LY.CF_HUBER] = s.huber_delta
+        c[LY.CF_WINDOW] = s.window
+        c[LY.CF_OPT] = opt
+        c[LY.CF_C1] = d1 if s.c1 is None else s.c1
+        c[LY.CF_C2] = d2 if s.c2 is None else s.c2
+        c[LY.CF_EPS] = deps if s.eps is None else s.eps
+        c[LY.CF_CLIP] = s.clip
+        c[LY.CF_DECAY] = s.lr_decay
+        c[LY.CF_DECAY_EVERY] = s.lr_decay_every
+        c[LY.CF_LR_MIN] = s.lr_min
+        c[LY.CF_RANGE_MODE] = RANGE_MODES[s.range_mode]
+        c[LY.CF_LEARN] = 1.0 if s.learning else 0.0
+
+    def reset(self):
+        """Parameters back to their initial values; all circuit, window and optimiser state cleared."""
+        self.st[:] = 0.0
+        for k, sp in enumerate(self.specs):
+            self.st[self.layout.theta + k] = sp.init
+        self.st[LY.ST_SCHED] = 1.0
+
+    def set_hidden(self, name: str, value: float):
+        if name not in self.hidden:
+            raise KeyError(name)
+        if not math.isfinite(value):
+            raise ValueError(f"the hidden value of '{name}' must be a finite number")
+        self.hidden[name] = float(value)
+        self.cfg[self.layout.cfg_hidden + self.layout.hidden.index(name)] = value
+
+    def process(self, x: np.ndarray, trace_every: int = 0, out: np.ndarray | None = None):
+        """Run one block. Returns (out, trace): out[:, 0..2] = target, learned, loss per sample;
+        trace rows [n, loss, p..., grad..., target, learned] every trace_every samples."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if out is None or out.shape[0] != x.shape[0]:
+            out = np.empty((x.shape[0], 3))
+        self.cfg[LY.CF_TRACE_EVERY] = trace_every
+        if trace_every > 0:
+            need = x.shape[0] // trace_every + 2
+            if self._trace.shape[0] < need:
+                self._trace = np.empty((need, self.layout.trace_width))
+        rows = self._kernel(x, out, self._trace, self.st, self.cfg)
+        return out, self._trace[:rows]
+
+    # ---- readings
+    @property
+    def samples(self) -> int:
+        return int(self.st[LY.ST_N])
+
+    @property
+    def skipped(self) -> int:
+        return int(self.st[LY.ST_SKIPPED])
+
+    @property
+    def loss(self) -> float:
+        return float(self.st[LY.ST_LOSS])
+
+    def theta(self) -> np.ndarray:
+        P = len(self.specs)
+        return self.st[self.layout.theta:self.layout.theta + P].copy()
+
+    def params(self) -> dict:
+        """The parameter values the circuit uses now (accumulators clamped to their ranges)."""
+        return {sp.name: float(min(max(t, sp.lo), sp.hi)) for sp, t in zip(self.specs, self.theta())}
+
+    def gradients(self) -> dict:
+        P = len(self.specs)
+        g = self.st[self.layout.grad:self.layout.grad + P]
+        return {sp.name: float(v) for sp, v in zip(self.specs, g)}
