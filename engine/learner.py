@@ -171,11 +171,19 @@ class Learner:
         c[LY.CF_RANGE_MODE] = RANGE_MODES[s.range_mode]
         c[LY.CF_LEARN] = 1.0 if s.learning else 0.0
 
-    def reset(self):
-        """Parameters back to their initial values; all circuit, window and optimiser state cleared."""
+    def reset(self, values: dict | None = None):
+        """Parameters back to their initial values (or to `values`, by name); all circuit, window
+        and optimiser state cleared. Needs no recompilation."""
+        values = values or {}
+        unknown = set(values) - {sp.name for sp in self.specs}
+        if unknown:
+            raise KeyError(f"no learnable parameter named {sorted(unknown)[0]!r}")
         self.st[:] = 0.0
         for k, sp in enumerate(self.specs):
-            self.st[self.layout.theta + k] = sp.init
+            v = float(values.get(sp.name, sp.init))
+            if not math.isfinite(v):
+                raise ValueError(f"the value of '{sp.name}' must be a finite number")
+            self.st[self.layout.theta + k] = v
         self.st[LY.ST_SCHED] = 1.0
 
     def set_hidden(self, name: str, value: float):

@@ -88,24 +88,30 @@ def mod_d(u, v):
 
 
 @_j
+def _pow_base(u, v):
+    # a negative exponent is singular at u = 0: |u| is bounded below by TINY, like a denominator
+    if v < 0.0 and -TINY < u < TINY:
+        return -TINY if u < 0.0 else TINY
+    return u
+
+
+@_j
 def pow_v(u, v):
-    if u > 0.0:
-        return u ** v
-    if v == math.floor(v):                 # integer exponent: defined for u <= 0
-        if u == 0.0 and v < 0.0:
-            return TINY ** v
-        return u ** v
+    b = _pow_base(u, v)
+    if b > 0.0 or v == math.floor(v):      # u > 0, or an integer exponent (defined for u <= 0)
+        return b ** v
     return 0.0                             # u < 0, non-integer v: outside the real domain
 
 
 @_j
 def pow_d(u, v):
-    if u > 0.0:
-        base = u if u > TINY else TINY
-        return v * base ** (v - 1.0), (u ** v) * math.log(u)
+    b = _pow_base(u, v)
+    if b > 0.0:
+        bm = b if (v >= 1.0 or b > TINY) else TINY    # u^(v-1) is singular at 0 when v < 1
+        return v * bm ** (v - 1.0), (b ** v) * math.log(b)
     if v == math.floor(v):
-        base = u if (u >= TINY or u <= -TINY) else (-TINY if u < 0.0 else TINY)
-        return v * base ** (v - 1.0), 0.0
+        bm = b if (v >= 1.0 or b < -TINY or b > TINY) else -TINY
+        return v * bm ** (v - 1.0), 0.0
     return 0.0, 0.0
 
 
@@ -299,7 +305,8 @@ TABLE: dict[str, Primitive] = {p.name: p for p in [
               "floored modulo (result has the sign of v); v guarded as in div; jumps where u/v is an integer",
               domain=(_R, (0.5, 5.0)), avoid=_near_mod_jump, symbol="%"),
     Primitive("pow", 2, pow_v, pow_d, "v u^(v-1) u' + u^v ln(u) v'",
-              "u <= 0 with integer v: v u^(v-1) u' only, |u| >= 1e-12 in u^(v-1); "
+              "|u| >= 1e-12 in u^v when v < 0 and in u^(v-1) when v < 1 (singular at 0); "
+              "u <= 0 with integer v: v u^(v-1) u' only; "
               "u < 0 with non-integer v is outside the real domain: value 0, derivative 0; "
               "a constant exponent drops the ln term structurally (so x^2 of negative x is exact)",
               domain=((0.05, 5.0), (-3.0, 3.0)), symbol="**"),
