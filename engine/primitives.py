@@ -360,3 +360,15 @@ TABLE: dict[str, Primitive] = {p.name: p for p in [
 # Names a circuit may call as functions: every table entry without an operator spelling, plus the
 # stateful and sugar functions the compiler handles itself (see engine/language.py).
 CALLABLE = sorted(n for n, p in TABLE.items() if not p.symbol)
+
+
+def markdown_table() -> str:
+    """The primitive table as Markdown (docs/circuit-language.md embeds it; a test keeps it current)."""
+    rows = ["| primitive | spelling | derivative rule | guard at singular / out-of-domain points |",
+            "|---|---|---|---|"]
+    for p in TABLE.values():
+        args = ", ".join("uvw"[k] for k in range(p.arity))
+        spelling = f"`{p.symbol}`" if p.symbol else f"`{p.name}({args})`"
+        cells = [p.name, spelling, p.rule, p.guard or "—"]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"
