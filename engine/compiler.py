@@ -107,7 +107,7 @@ class _CircuitEmitter:
     <pfx>v<id>_t<slot>; state (delay rings, phasor phases) is allocated in st."""
 
     def __init__(self, graph: Graph, pfx: str, alloc, value_of_param, slot_of: dict | None,
-                 sample_rate: float):
+                 sample_rate: float, input_ring: tuple | None = None):
         self.g, self.pfx, self.alloc = graph, pfx, alloc
         self.value_of_param = value_of_param
         self.with_tangents = slot_of is not None
@@ -119,7 +119,7 @@ class _CircuitEmitter:
         self.rings: dict[int, tuple] = {}      # source id -> (offset, length, {slot: offset})
         self.phasors: dict[int, int] = {}
         self.used_prims: set[str] = set()
-        self.state_begin = None
+        self.input_ring = input_ring      # the delay line of x, shared by both circuits
         self._plan_state()
 
     def _plan_state(self):
@@ -129,6 +129,10 @@ class _CircuitEmitter:
                 frac = n.const_delay < 0 or n.const_delay != int(n.const_delay)
                 need[n.args[0]] = max(need.get(n.args[0], 0), n.max_delay + (2 if frac else 1))
         begin = self.alloc(0)
+        for n in self.g.nodes:
+            if n.kind == "input" and n.id in need and self.input_ring is not None:
+                self.rings[n.id] = self.input_ring
+                del need[n.id]
         for src, depth in need.items():
             length = _pow2(depth + 1)
             off = self.alloc(length)
@@ -148,7 +152,7 @@ class _CircuitEmitter:
     def run(self):
         for n in self.g.nodes:
             getattr(self, "_" + n.kind)(n)
-            if n.id in self.rings:
+            if n.id in self.rings and n.kind != "input":     # x's line is written once, by the kernel
                 off, length, slots = self.rings[n.id]
                 idx = f"(n & {length - 1})"
                 self.emit(f"st[{off} + {idx}] = {self.val[n.id]}")
@@ -176,6 +180,17 @@ class _CircuitEmitter:
         self.val[n.id], self.tan[n.id] = v, {}
         slots = self.sets[n.id]
         if not slots:
+            return
+        if p.constant_partials is not None:
+            for s in sorted(slots):
+                terms = [(c, self.tan[a][s]) for c, a in zip(p.constant_partials, n.args) if s in self.tan[a]]
+                if len(terms) == 1 and terms[0][0] == 1.0:
+                    self.tan[n.id][s] = terms[0][1]          # alias: no new variable
+                    continue
+                expr = " ".join(("+ " if c > 0 else "- ") + (t if abs(c) == 1.0 else f"{abs(c)!r}*{t}")
+                                for c, t in terms)
+                self.emit(f"{v}_t{s} = {expr.lstrip('+ ')}")
+                self.tan[n.id][s] = f"{v}_t{s}"
             return
         parts = [f"{v}_d{k}" for k in range(p.arity)]
         self.emit(f"{', '.join(parts)} = P_{n.prim}_d({args})")
@@ -286,208 +301,220 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     slot_of = {p: k for k, p in enumerate(params)}
     h_index = {h: k for k, h in enumerate(hidden)}
 
-    tgt = _CircuitEmitter(target, "a", alloc, lambda nm: (f"h{h_index[nm]}", None), None, sample_rate)
+    input_depth = max([n.max_delay + (1 if n.const_delay == int(n.const_delay) else 2)
+                       for g in (learn, target) for n in g.nodes
+                       if n.kind == "delay" and g.node(n.args[0]).kind == "input"] or [0])
+    input_ring = None
+    if input_depth:
+        length = _pow2(input_depth + 1)
+        input_ring = (alloc(length), length, {})
+    pv = alloc(P)                        # the parameter values used at this sample
+    tgt = _CircuitEmitter(target, "a", alloc, lambda nm: (f"h{h_index[nm]}", None), None, sample_rate,
+                          input_ring)
     lay.target_state = tgt.state_range
     lrn = _CircuitEmitter(learn, "b", alloc, lambda nm: (f"p{slot_of[nm]}", slot_of[nm]), slot_of,
-                          sample_rate)
+                          sample_rate, input_ring)
     lay.learner_state = lrn.state_range
-    # input ring: both circuits may delay x; one shared ring would need the larger length, but
-    # each emitter planned its own (they never write the same slots).
     y_expr, _ = tgt.run()
     yh_expr, yh_tan = lrn.run()
-    out_slots = sorted(yh_tan)
-    lay.output_slots = out_slots
-    NW = 2 + len(out_slots)
+    lay.output_slots = sorted(yh_tan)
+    # Window signals: target, output, and one tangent per parameter (zero where structurally zero).
+    NW = 2 + P
     lay.n_window_signals = NW
+    wv_off = alloc(NW)                  # this sample's window inputs (loop form)
     lay.wsum = alloc(NW)
     lay.wring = alloc(NW * cap)
     lay.st_size = top[0]
-    win_vals = ["y", "yh"] + [f"gt{s}" for s in out_slots]
+    mask = cap - 1
+    # Per-parameter state lives in registers (unrolled locals) for small circuits, and is looped
+    # over in st for large ones, so compile time stays flat in the parameter count.
+    small = P <= SMALL_CIRCUIT
+    TH, M, V, G = (_Vec(nm, off, small) for nm, off in
+                   (("th", lay.theta), ("m", lay.m), ("v", lay.v), ("g", lay.grad)))
+    S, WV, PV = _Vec("S", lay.wsum, small), _Vec("wv", wv_off, small), _Vec("p", pv, small)
+    LO = _Vec("lo", lay.cfg_lo, small, "cfg")
+    HI = _Vec("hi", lay.cfg_hi, small, "cfg")
+    out = _Out()
+    w = out.line
 
-    L = []
-    w = L.append
-    w("# generated by engine/compiler.py - do not edit")
-    w("import math")
-    w("from numba import njit, int64")
-    w("from engine.primitives import TABLE")
-    w("from engine.losses import loss_and_slope")
-    w("from engine.optimizers import optimizer_step")
+    w(0, "# generated by engine/compiler.py - do not edit")
+    w(0, "import math")
+    w(0, "from numba import njit, int64")
+    w(0, "from engine.primitives import TABLE")
+    w(0, "from engine.losses import loss_and_slope")
+    w(0, "from engine.optimizers import optimizer_step")
     for name in sorted(tgt.used_prims | lrn.used_prims):
-        w(f"P_{name}_v = TABLE[{name!r}].value")
-        w(f"P_{name}_d = TABLE[{name!r}].partials")
-    w("")
-    w(f"@njit({SIGNATURE!r}, cache=True, nogil=True, error_model='numpy')")
-    w("def process(x, out, trace, st, cfg):")
-    B = "    "
-    w(B + "nblk = x.shape[0]")
-    w(B + "ntrace = trace.shape[0]")
-    w(B + "rows = 0")
-    w(B + f"n = int64(st[{LY.ST_N}])")
-    w(B + f"lr0 = cfg[{LY.CF_LR}]")
-    w(B + f"loss_code = int64(cfg[{LY.CF_LOSS}])")
-    w(B + f"delta = cfg[{LY.CF_HUBER}]")
-    w(B + f"W = min(max(int64(cfg[{LY.CF_WINDOW}]), 1), {cap})")
-    w(B + "invW = 1.0 / W")
-    w(B + f"opt = int64(cfg[{LY.CF_OPT}])")
-    w(B + f"c1 = cfg[{LY.CF_C1}]")
-    w(B + f"c2 = cfg[{LY.CF_C2}]")
-    w(B + f"eps = cfg[{LY.CF_EPS}]")
-    w(B + f"clip = cfg[{LY.CF_CLIP}]")
-    w(B + f"decay = cfg[{LY.CF_DECAY}]")
-    w(B + f"decay_every = int64(cfg[{LY.CF_DECAY_EVERY}])")
-    w(B + f"lr_min = cfg[{LY.CF_LR_MIN}]")
-    w(B + f"project = cfg[{LY.CF_RANGE_MODE}] == {LY.RANGE_PROJECT}")
-    w(B + f"learn = cfg[{LY.CF_LEARN}] != 0.0")
-    w(B + f"K = int64(cfg[{LY.CF_TRACE_EVERY}])")
-    for k in range(H):
-        w(B + f"h{k} = cfg[{lay.cfg_hidden + k}]")
-    for k in range(P):
-        w(B + f"lo{k} = cfg[{lay.cfg_lo + k}]")
-        w(B + f"hi{k} = cfg[{lay.cfg_hi + k}]")
-        w(B + f"th{k} = st[{lay.theta + k}]")
-        w(B + f"m{k} = st[{lay.m + k}]")
-        w(B + f"v{k} = st[{lay.v + k}]")
-        w(B + f"g{k} = st[{lay.grad + k}]")
-    for j in range(NW):
-        w(B + f"S{j} = st[{lay.wsum + j}]")
-    w(B + f"skipped = st[{LY.ST_SKIPPED}]")
-    w(B + f"loss = st[{LY.ST_LOSS}]")
-    w(B + f"wcount = int64(st[{LY.ST_WCOUNT}])")
-    w(B + f"if int64(st[{LY.ST_WCUR}]) != W:")
-    w(B + "    wcount = 0")
-    w(B + f"sched = st[{LY.ST_SCHED}]")
-    w(B + f"schedc = int64(st[{LY.ST_SCHED_COUNT}])")
-    w(B + f"t = st[{LY.ST_T}]")
-    w(B + f"resets = st[{LY.ST_RESETS}]")
-    w(B + "for i in range(nblk):")
-    I = B * 2
-    w(I + "xi = x[i]")
-    for k in range(P):
-        w(I + f"p{k} = min(max(th{k}, lo{k}), hi{k})")
-    w(I + "if not (xi - xi == 0.0):        # NaN or Inf input: no forward pass, no step")
-    w(I + "    skipped += 1.0")
-    w(I + "    out[i, 0] = 0.0")
-    w(I + "    out[i, 1] = 0.0")
-    w(I + "    out[i, 2] = loss")
-    _emit_trace_row(w, I + "    ", P, "math.nan", zero_grads=True, y="0.0", yh="0.0")
-    w(I + "    n += 1")
-    w(I + "    continue")
-    w(I + "# target circuit")
-    for line in tgt.lines:
-        w(I + line)
-    w(I + f"y = {y_expr}")
-    w(I + "# learnable circuit with tangents")
-    for line in lrn.lines:
-        w(I + line)
-    w(I + f"yh = {yh_expr}")
-    for s in out_slots:
-        w(I + f"gt{s} = {yh_tan[s]}")
-    w(I + "ok = True")
-    w(I + "if not (y - y == 0.0):          # target blew up: restart its state")
-    w(I + f"    st[{lay.target_state[0]}:{lay.target_state[1]}] = 0.0")
-    w(I + "    resets += 1.0")
-    w(I + "    ok = False")
-    chk = " + ".join(["yh"] + [f"gt{s}" for s in out_slots])
-    w(I + f"chk = {chk}")
-    w(I + "if not (chk - chk == 0.0):      # learnable circuit blew up: restart its state")
-    w(I + f"    st[{lay.learner_state[0]}:{lay.learner_state[1]}] = 0.0")
-    w(I + "    resets += 1.0")
-    w(I + "    ok = False")
-    w(I + "if not ok:")
-    w(I + "    skipped += 1.0")
-    w(I + "    out[i, 0] = 0.0")
-    w(I + "    out[i, 1] = 0.0")
-    w(I + "    out[i, 2] = loss")
-    _emit_trace_row(w, I + "    ", P, "math.nan", zero_grads=True, y="0.0", yh="0.0")
-    w(I + "    n += 1")
-    w(I + "    continue")
-    w(I + "# sliding windows (running sums, recomputed exactly every W samples: no drift)")
-    w(I + f"wp = n & {cap - 1}")
-    w(I + f"wo = (n - W) & {cap - 1}")
-    for j, val in enumerate(win_vals):
-        base = lay.wring + j * cap
-        w(I + f"S{j} += {val} - st[{base} + wo]")
-        w(I + f"st[{base} + wp] = {val}")
-    w(I + "wcount -= 1")
-    w(I + "if wcount <= 0:")
-    for j in range(NW):
-        w(I + f"    S{j} = 0.0")
-    w(I + "    for j in range(W):")
-    w(I + f"        q = (n - j) & {cap - 1}")
-    for j in range(NW):
-        w(I + f"        S{j} += st[{lay.wring + j * cap} + q]")
-    w(I + "    wcount = W")
-    w(I + "Ly, slope = loss_and_slope(loss_code, S1*invW, S0*invW, delta)")
-    for k in range(P):
-        if k in out_slots:
-            j = 2 + out_slots.index(k)
-            w(I + f"g{k} = slope*(S{j}*invW)")
-        else:
-            w(I + f"g{k} = 0.0")
-    gchk = " + ".join(["Ly"] + [f"g{k}" for k in range(P)])
-    w(I + f"gchk = {gchk}")
-    w(I + "if not (gchk - gchk == 0.0):")
-    w(I + "    skipped += 1.0")
-    w(I + "elif learn:")
-    J = I + "    "
-    if P:
-        w(J + "if clip > 0.0:")
-        w(J + f"    gn = math.sqrt({' + '.join(f'g{k}*g{k}' for k in range(P))})")
-        w(J + "    if gn > clip:")
-        w(J + "        sc = clip / gn")
+        w(0, f"P_{name}_v = TABLE[{name!r}].value")
+        w(0, f"P_{name}_d = TABLE[{name!r}].partials")
+    w(0, "")
+    w(0, f"@njit({SIGNATURE!r}, cache=True, nogil=True, error_model='numpy')")
+    w(0, "def process(x, out, trace, st, cfg):")
+    for line in [
+        "nblk = x.shape[0]", "ntrace = trace.shape[0]", "rows = 0", f"n = int64(st[{LY.ST_N}])",
+        f"lr0 = cfg[{LY.CF_LR}]", f"loss_code = int64(cfg[{LY.CF_LOSS}])", f"delta = cfg[{LY.CF_HUBER}]",
+        f"W = min(max(int64(cfg[{LY.CF_WINDOW}]), 1), {cap})", "invW = 1.0 / W",
+        f"opt = int64(cfg[{LY.CF_OPT}])", f"c1 = cfg[{LY.CF_C1}]", f"c2 = cfg[{LY.CF_C2}]",
+        f"eps = cfg[{LY.CF_EPS}]", f"clip = cfg[{LY.CF_CLIP}]", f"decay = cfg[{LY.CF_DECAY}]",
+        f"decay_every = int64(cfg[{LY.CF_DECAY_EVERY}])", f"lr_min = cfg[{LY.CF_LR_MIN}]",
+        f"project = cfg[{LY.CF_RANGE_MODE}] == {LY.RANGE_PROJECT}", f"learn = cfg[{LY.CF_LEARN}] != 0.0",
+        f"K = int64(cfg[{LY.CF_TRACE_EVERY}])", f"skipped = st[{LY.ST_SKIPPED}]",
+        f"loss = st[{LY.ST_LOSS}]", f"wcount = int64(st[{LY.ST_WCOUNT}])",
+        f"if int64(st[{LY.ST_WCUR}]) != W:", "    wcount = 0", f"sched = st[{LY.ST_SCHED}]",
+        f"schedc = int64(st[{LY.ST_SCHED_COUNT}])", f"t = st[{LY.ST_T}]", f"resets = st[{LY.ST_RESETS}]",
+    ] + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
+        w(1, line)
+    for vec, size in ((TH, P), (M, P), (V, P), (G, P), (S, NW), (LO, P), (HI, P)):
+        vec.load(w, 1, size)
+    w(1, "for i in range(nblk):")
+    w(2, "xi = x[i]")
+    _loop(w, 2, P, small, lambda k: [f"{PV[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+    w(2, "ok = xi - xi == 0.0              # NaN or Inf input: no forward pass, no step")
+    w(2, "if ok:")
+    if input_ring is not None:
+        w(3, f"st[{input_ring[0]} + (n & {input_ring[1] - 1})] = xi")
+    if not small:
         for k in range(P):
-            w(J + f"        g{k} *= sc")
-    w(J + "if decay_every > 0:")
-    w(J + "    schedc += 1")
-    w(J + "    if schedc >= decay_every:")
-    w(J + "        schedc = 0")
-    w(J + "        sched *= decay")
-    w(J + "lr = lr0 * sched")
-    w(J + "if lr < lr_min:")
-    w(J + "    lr = lr_min")
-    w(J + "t += 1.0")
-    for k in range(P):
-        w(J + f"s{k}, m{k}, v{k} = optimizer_step(opt, g{k}, lr, m{k}, v{k}, t, c1, c2, eps)")
-        w(J + f"th{k} -= s{k}")
-        w(J + "if project:")
-        w(J + f"    th{k} = min(max(th{k}, lo{k}), hi{k})")
-    w(I + "loss = Ly")
-    w(I + "out[i, 0] = y")
-    w(I + "out[i, 1] = yh")
-    w(I + "out[i, 2] = Ly")
-    _emit_trace_row(w, I, P, "Ly", zero_grads=False, y="y", yh="yh")
-    w(I + "n += 1")
-    # write back
-    w(B + f"st[{LY.ST_N}] = n")
-    for k in range(P):
-        w(B + f"st[{lay.theta + k}] = th{k}")
-        w(B + f"st[{lay.m + k}] = m{k}")
-        w(B + f"st[{lay.v + k}] = v{k}")
-        w(B + f"st[{lay.grad + k}] = g{k}")
-    for j in range(NW):
-        w(B + f"st[{lay.wsum + j}] = S{j}")
-    w(B + f"st[{LY.ST_SKIPPED}] = skipped")
-    w(B + f"st[{LY.ST_LOSS}] = loss")
-    w(B + f"st[{LY.ST_WCUR}] = W")
-    w(B + f"st[{LY.ST_WCOUNT}] = wcount")
-    w(B + f"st[{LY.ST_SCHED}] = sched")
-    w(B + f"st[{LY.ST_SCHED_COUNT}] = schedc")
-    w(B + f"st[{LY.ST_T}] = t")
-    w(B + f"st[{LY.ST_RESETS}] = resets")
-    w(B + "return rows")
-    return "\n".join(L) + "\n", lay
+            w(3, f"p{k} = {PV[k]}")
+    w(3, "# target circuit")
+    for line in tgt.lines:
+        w(3, line)
+    w(3, "# learnable circuit with tangents")
+    for line in lrn.lines:
+        w(3, line)
+    for j, expr in enumerate([y_expr, yh_expr] + [yh_tan.get(k, "0.0") for k in range(P)]):
+        w(3, f"{WV[j]} = {expr}")
+    w(3, f"if not ({WV[0]} - {WV[0]} == 0.0):     # target blew up: restart its state")
+    w(4, f"st[{lay.target_state[0]}:{lay.target_state[1]}] = 0.0")
+    w(4, "resets += 1.0")
+    w(4, "ok = False")
+    w(3, f"chk = {WV[1]}")
+    _loop(w, 3, NW, small, lambda j: [f"chk += {WV[j]}"], start=2)
+    w(3, "if not (chk - chk == 0.0):      # learnable circuit blew up: restart its state")
+    w(4, f"st[{lay.learner_state[0]}:{lay.learner_state[1]}] = 0.0")
+    w(4, "resets += 1.0")
+    w(4, "ok = False")
+    w(2, "if not ok:")
+    w(3, "skipped += 1.0")
+    w(3, "out[i, 0] = 0.0")
+    w(3, "out[i, 1] = 0.0")
+    w(3, "out[i, 2] = loss")
+    _emit_trace_row(w, 3, P, small, PV, G, "math.nan", zero=True)
+    w(3, "n += 1")
+    w(3, "continue")
+    w(2, f"y = {WV[0]}")
+    w(2, f"yh = {WV[1]}")
+    w(2, "# sliding windows: running sums, recomputed exactly every W samples (no drift)")
+    w(2, f"wp = {lay.wring} + (n & {mask})*{NW}")
+    w(2, f"wo = {lay.wring} + ((n - W) & {mask})*{NW}")
+    # the rings are interleaved (one row of all NW signals per position) so each sample touches
+    # one contiguous stretch of memory
+    _loop(w, 2, NW, small, lambda j: [f"{S[j]} += {WV[j]} - st[wo + {j}]",
+                                      f"st[wp + {j}] = {WV[j]}"])
+    w(2, "wcount -= 1")
+    w(2, "if wcount <= 0:")
+    _loop(w, 3, NW, small, lambda j: [f"{S[j]} = 0.0"])
+    w(3, "for q in range(W):")
+    w(4, f"wq = {lay.wring} + ((n - q) & {mask})*{NW}")
+    _loop(w, 4, NW, small, lambda j: [f"{S[j]} += st[wq + {j}]"])
+    w(3, "wcount = W")
+    w(2, f"Ly, slope = loss_and_slope(loss_code, {S[1]}*invW, {S[0]}*invW, delta)")
+    w(2, "gchk = Ly")
+    _loop(w, 2, P, small, lambda k: [f"{G[k]} = slope*({S[f'2 + {k}' if not small else 2 + int(k)]}*invW)",
+                                     f"gchk += {G[k]}"])
+    _emit_trace_row(w, 2, P, small, PV, G, "Ly", zero=False)
+    w(2, "if not (gchk - gchk == 0.0):")
+    w(3, "skipped += 1.0")
+    w(2, "elif learn:")
+    w(3, "sc = 1.0")
+    w(3, "if clip > 0.0:")
+    w(4, "gn = 0.0")
+    _loop(w, 4, P, small, lambda k: [f"gn += {G[k]}*{G[k]}"])
+    w(4, "gn = math.sqrt(gn)")
+    w(4, "if gn > clip:")
+    w(5, "sc = clip / gn")
+    for line in ["if decay_every > 0:", "    schedc += 1", "    if schedc >= decay_every:",
+                 "        schedc = 0", "        sched *= decay", "lr = lr0 * sched",
+                 "if lr < lr_min:", "    lr = lr_min", "t += 1.0"]:
+        w(3, line)
+    _loop(w, 3, P, small, lambda k: [
+        f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {G[k]}*sc, lr, {M[k]}, {V[k]}, t, c1, c2, eps)",
+        f"{TH[k]} -= sk",
+        "if project:",
+        f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+    w(2, "loss = Ly")
+    w(2, "out[i, 0] = y")
+    w(2, "out[i, 1] = yh")
+    w(2, "out[i, 2] = Ly")
+    w(2, "n += 1")
+    for vec, size in ((TH, P), (M, P), (V, P), (G, P), (S, NW)):
+        vec.store(w, 1, size)
+    for line in [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
+                 f"st[{LY.ST_WCUR}] = W", f"st[{LY.ST_WCOUNT}] = wcount", f"st[{LY.ST_SCHED}] = sched",
+                 f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t",
+                 f"st[{LY.ST_RESETS}] = resets", "return rows"]:
+        w(1, line)
+    return out.text(), lay
 
 
-def _emit_trace_row(w, ind, P, loss, zero_grads, y, yh):
-    w(ind + "if K > 0 and n % K == 0 and rows < ntrace:")
-    w(ind + "    trace[rows, 0] = n")
-    w(ind + f"    trace[rows, 1] = {loss}")
-    for k in range(P):
-        w(ind + f"    trace[rows, {2 + k}] = p{k}")
-        w(ind + f"    trace[rows, {2 + P + k}] = {'0.0' if zero_grads else f'g{k}'}")
-    w(ind + f"    trace[rows, {2 + 2 * P}] = {y}")
-    w(ind + f"    trace[rows, {3 + 2 * P}] = {yh}")
-    w(ind + "    rows += 1")
+SMALL_CIRCUIT = 16      # up to this many parameters, per-parameter state is kept in registers
+
+
+class _Out:
+    def __init__(self):
+        self.lines = []
+
+    def line(self, depth, text):
+        self.lines.append("    " * depth + text)
+
+    def text(self):
+        return "\n".join(self.lines) + "\n"
+
+
+class _Vec:
+    """A per-parameter (or per-window-signal) quantity in generated code: `vec[k]` is a local
+    `name<k>` in a small circuit (k an int), or `arr[base + k]` in a loop of a large one."""
+
+    def __init__(self, name, base, small, arr="st"):
+        self.name, self.base, self.small, self.arr = name, base, small, arr
+
+    def __getitem__(self, k):
+        if self.small:
+            return f"{self.name}{k}"
+        return f"{self.arr}[{self.base} + {k}]"
+
+    def load(self, w, depth, size):
+        if self.small:
+            for k in range(size):
+                w(depth, f"{self.name}{k} = {self.arr}[{self.base + k}]")
+
+    def store(self, w, depth, size):
+        if self.small:
+            for k in range(size):
+                w(depth, f"{self.arr}[{self.base + k}] = {self.name}{k}")
+
+
+def _loop(w, depth, size, small, body, start=0):
+    """Emit body(k) for k in [start, size): unrolled in a small circuit, as a loop otherwise."""
+    if small:
+        for k in range(start, size):
+            for line in body(k):
+                w(depth, line)
+    elif size > start:
+        w(depth, f"for k in range({start}, {size}):")
+        for line in body("k"):
+            w(depth + 1, line)
+
+
+def _emit_trace_row(w, depth, P, small, PV, G, loss, zero):
+    """Row n: n, loss, the parameter values used at n, the raw gradients at n, target, output."""
+    w(depth, "if K > 0 and n % K == 0 and rows < ntrace:")
+    w(depth + 1, "trace[rows, 0] = n")
+    w(depth + 1, f"trace[rows, 1] = {loss}")
+    _loop(w, depth + 1, P, small, lambda k: [f"trace[rows, 2 + {k}] = {PV[k]}",
+                                             f"trace[rows, {2 + P} + {k}] = {'0.0' if zero else G[k]}"])
+    w(depth + 1, f"trace[rows, {2 + 2 * P}] = {'0.0' if zero else 'y'}")
+    w(depth + 1, f"trace[rows, {3 + 2 * P}] = {'0.0' if zero else 'yh'}")
+    w(depth + 1, "rows += 1")
 
 
 def compile_pair(learn: Graph, target: Graph, sample_rate: float,

@@ -36,6 +36,8 @@ class Primitive:
     avoid: Callable | None = None  # python predicate: True where FD is invalid (kinks, jumps)
     zero_derivative: bool = False  # derivative is 0 everywhere: tangents structurally zero
     symbol: str = ""               # operator spelling, if any (for messages)
+    constant_partials: tuple | None = None  # partials that are constants (the compiler then
+                                            # sums or aliases tangents instead of calling partials)
     extra: dict = field(default_factory=dict)
 
 
@@ -294,10 +296,10 @@ _POS = (1e-3, 100.0)
 _UNIT = (-0.99, 0.99)
 
 TABLE: dict[str, Primitive] = {p.name: p for p in [
-    Primitive("add", 2, add_v, add_d, "u' + v'", domain=(_R, _R), symbol="+"),
-    Primitive("sub", 2, sub_v, sub_d, "u' - v'", domain=(_R, _R), symbol="-"),
+    Primitive("add", 2, add_v, add_d, "u' + v'", domain=(_R, _R), symbol="+", constant_partials=(1.0, 1.0)),
+    Primitive("sub", 2, sub_v, sub_d, "u' - v'", domain=(_R, _R), symbol="-", constant_partials=(1.0, -1.0)),
     Primitive("mul", 2, mul_v, mul_d, "u'v + uv'", domain=(_R, _R), symbol="*"),
-    Primitive("neg", 1, neg_v, neg_d, "-u'", domain=(_R,), symbol="-"),
+    Primitive("neg", 1, neg_v, neg_d, "-u'", domain=(_R,), symbol="-", constant_partials=(-1.0,)),
     Primitive("div", 2, div_v, div_d, "(u'v - uv')/v^2",
               "|v| < 1e-12 divides by +-1e-12 (sign of v; +1e-12 at 0): value and tangent finite",
               domain=(_R, (0.05, 10.0)), symbol="/"),

@@ -315,7 +315,7 @@ def test_two_line_feedback_loop_without_delay_is_an_error():
     e = parse_error("a = b + x\nb = a")
     assert e.line in (1, 2)
     assert "feedback" in e.message and "delay" in e.message
-    assert "a" in e.message and "b" in e.message
+    assert "a -> b" in e.message or "b -> a" in e.message
 
 
 def test_error_column_after_caret_is_in_the_users_text():
@@ -376,7 +376,8 @@ def parses_or_circuit_error(text):
         assert e.message
 
 
-@settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=2000, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126) | st.sampled_from("\n\t"),
                max_size=120))
 def test_random_text_parses_or_raises_circuit_error(text):
@@ -393,7 +394,8 @@ CIRCUIT = st.lists(st.tuples(st.sampled_from(["y", "z", "u", "x", "pi"]), LINE),
                    max_size=4).map(lambda lines: "\n".join(f"{n} = {e}" for n, e in lines))
 
 
-@settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=2000, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(LINE, CIRCUIT))
 def test_token_soup_parses_or_raises_circuit_error(text):
     parses_or_circuit_error(text)

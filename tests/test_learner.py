@@ -245,3 +245,30 @@ def test_second_compile_of_a_circuit_loads_from_the_disk_cache(tmp_path):
                                        text=True, check=True).stdout)
     assert first == {"hits": 0, "misses": 1}
     assert second == {"hits": 1, "misses": 0}
+
+
+def test_loop_form_for_large_circuits_matches_the_unrolled_form(monkeypatch):
+    """Circuits above compiler.SMALL_CIRCUIT parameters keep per-parameter state in arrays; the
+    two code forms must compute the same numbers, skip path and clipping included."""
+    import engine.compiler as compiler
+    x = WhiteNoise(4).read(6000)
+    x[1000] = np.nan
+    results = []
+    for threshold in (compiler.SMALL_CIRCUIT, 0):
+        monkeypatch.setattr(compiler, "SMALL_CIRCUIT", threshold)
+        learner = biquad(clip=0.05)
+        assert ("for k in range" in learner.compiled.source) == (threshold == 0)
+        out, trace = learner.process(x, trace_every=3)
+        results.append((out.copy(), trace.copy(), learner.theta()))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_64_parameter_fir_learns_every_tap():
+    taps = " + ".join(["b0*x"] + [f"b{k}*x@{k}" for k in range(1, 64)])
+    hidden = {f"b{k}": math.sin(0.3 * k) * 0.5 for k in range(64)}
+    learner = Learner("y = " + taps, [ParamSpec(f"b{k}", 0.0) for k in range(64)], hidden=hidden,
+                      settings=Settings(loss="mse", window=8, lr=0.02))
+    learner.process(WhiteNoise(9).read(200_000))
+    got = learner.params()
+    assert max(abs(got[k] - v) for k, v in hidden.items()) < 1e-3

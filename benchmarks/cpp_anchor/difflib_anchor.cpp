@@ -4,8 +4,9 @@
 // what the Faust-generated C++ of README section 5 does (only the structurally non-zero tangents,
 // running-sum windows), so ours / this ratio is measured side by side on the same machine.
 //
-//   difflib_anchor CASE SAMPLES BLOCK REPEATS
-//   -> prints "seconds <best of REPEATS>" then "params p0 p1 ..." (mapped values after SAMPLES)
+//   difflib_anchor CASE SAMPLES BLOCK REPEATS CHECK
+//   -> prints "seconds <best of REPEATS>", "params p0 p1 ..." (mapped values after SAMPLES) and
+//      "check p0 p1 ..." (after an untimed run of CHECK samples)
 //
 // CASE: gain gain+dc one-pole fir dcsq (README 3.1-3.5), fir16 fir64 biquad (benchmark extras).
 // Per sample (README 2.2): p = map(theta); target y; learned yh with tangents t_i; sliding means
@@ -48,7 +49,7 @@ struct OnePole {                                // README 3.3, tangent carried t
     static constexpr int P = 1;
     double y1, yh1, t1;
     void reset() { y1 = yh1 = t1 = 0.0; }
-    double map(int, double th) const { return std::fmin(th, 0.99); }
+    double map(int, double th) const { return th < 0.99 ? th : 0.99; }
     double target(double x) { return y1 = x + 0.5 * y1; }
     double learned(double x, const double* p, double* t) {
         t1 = p[0] * t1 + yh1;                   // d/da (x + a*yh[n-1])
@@ -60,7 +61,7 @@ struct OnePole {                                // README 3.3, tangent carried t
 struct Dcsq {                                   // README 3.5
     static constexpr int P = 1;
     void reset() {}
-    double map(int, double th) const { return std::fmax(th, 1e-10); }
+    double map(int, double th) const { return th > 1e-10 ? th : 1e-10; }
     double target(double x) { return x + 0.75 * 0.75; }
     double learned(double x, const double* p, double* t) { t[0] = 2.0 * p[0]; return x + p[0] * p[0]; }
 };
@@ -150,10 +151,15 @@ struct Learner {
             double* now = &ring[size_t(n & (R - 1)) * NW];
             const double* old = &ring[size_t((n - W) & (R - 1)) * NW];   // zeros while n < W
             for (int j = 0; j < NW; ++j) { S[j] += v[j]; now[j] = S[j]; }
-            double e = ((S[1] - old[1]) - (S[0] - old[0])) * invW, L, slope;
-            if (LOSS == MSE) { L = e * e; slope = 2.0 * e; }
-            else { L = std::fabs(e); slope = e / std::fmax(L, 1e-10); }
-            for (int k = 0; k < P; ++k) g[k] = slope * ((S[2 + k] - old[2 + k]) * invW);
+            double e = (S[1] - old[1]) * invW - (S[0] - old[0]) * invW, L = 0.0;   // README 2.4
+            if (LOSS == MSE) {
+                L = e * e;
+                for (int k = 0; k < P; ++k) g[k] = e * (2.0 * ((S[2 + k] - old[2 + k]) * invW));
+            } else {
+                L = std::fabs(e);
+                const double d = L > 1e-10 ? L : 1e-10;
+                for (int k = 0; k < P; ++k) g[k] = ((S[2 + k] - old[2 + k]) * invW) * e / d;
+            }
             for (int k = 0; k < P; ++k) th[k] -= lr * g[k];   // SGD; used from sample n+1
             out[3 * i] = v[0]; out[3 * i + 1] = v[1]; out[3 * i + 2] = L;
         }
@@ -172,12 +178,19 @@ static std::vector<double> lcg_noise(long count) {          // README 2.8
     return x;
 }
 
+template <class L>
+static void print_params(const char* label, const L& l) {
+    std::printf("%s", label);
+    for (int k = 0; k < L::P; ++k) std::printf(" %.17g", l.c.map(k, l.th[k]));
+    std::printf("\n");
+}
+
 template <class C, Loss LOSS>
-static int run(int W, double lr, long samples, int block, int repeats) {
+static int run(int W, double lr, long samples, int block, int repeats, long check) {
     Learner<C, LOSS> l(W, lr);
-    std::vector<double> x = lcg_noise(samples + 16L * block), out(3 * size_t(block));
+    std::vector<double> x = lcg_noise(std::max({samples, check, 16L * block})), out(3 * size_t(block));
     for (int b = 0; b < 16; ++b) l.compute(&x[size_t(b) * block], out.data(), block);   // warm-up
-    const double* input = &x[16L * block];
+    const double* input = x.data();                          // from n = 0 after each reset
     double best = 1e300;
     for (int r = 0; r < repeats; ++r) {
         l.reset();
@@ -186,28 +199,32 @@ static int run(int W, double lr, long samples, int block, int repeats) {
             l.compute(input + done, out.data(), int(std::min<long>(block, samples - done)));
         best = std::fmin(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    std::printf("seconds %.9g\nparams", best);
-    for (int k = 0; k < C::P; ++k) std::printf(" %.17g", l.c.map(k, l.th[k]));
-    std::printf("\n");
+    std::printf("seconds %.9g\n", best);
+    print_params("params", l);
+    l.reset();
+    for (long done = 0; done < check; done += block)
+        l.compute(input + done, out.data(), int(std::min<long>(block, check - done)));
+    print_params("check", l);
     return 0;
 }
 
 int main(int argc, char** argv) {
-    if (argc != 5) {
-        std::fprintf(stderr, "usage: %s CASE SAMPLES BLOCK REPEATS\n", argv[0]);
+    if (argc != 6) {
+        std::fprintf(stderr, "usage: %s CASE SAMPLES BLOCK REPEATS CHECK\n", argv[0]);
         return 2;
     }
     std::string cs = argv[1];
     long samples = std::atol(argv[2]);
     int block = std::atoi(argv[3]), repeats = std::atoi(argv[4]);
-    if (cs == "gain") return run<Gain, MAE>(32, 1e-3, samples, block, repeats);
-    if (cs == "gain+dc") return run<GainDc, MSE>(32, 1e-2, samples, block, repeats);
-    if (cs == "one-pole") return run<OnePole, MSE>(16, 5e-4, samples, block, repeats);
-    if (cs == "fir") return run<Fir<8>, MSE>(8, 0.1, samples, block, repeats);
-    if (cs == "dcsq") return run<Dcsq, MSE>(1, 1e-3, samples, block, repeats);
-    if (cs == "fir16") return run<Fir<16>, MSE>(16, 0.1, samples, block, repeats);
-    if (cs == "fir64") return run<Fir<64>, MSE>(16, 0.05, samples, block, repeats);
-    if (cs == "biquad") return run<Biquad, MSE>(1, 1e-3, samples, block, repeats);
+    long check = std::atol(argv[5]);
+    if (cs == "gain") return run<Gain, MAE>(32, 1e-3, samples, block, repeats, check);
+    if (cs == "gain+dc") return run<GainDc, MSE>(32, 1e-2, samples, block, repeats, check);
+    if (cs == "one-pole") return run<OnePole, MSE>(16, 5e-4, samples, block, repeats, check);
+    if (cs == "fir") return run<Fir<8>, MSE>(8, 0.1, samples, block, repeats, check);
+    if (cs == "dcsq") return run<Dcsq, MSE>(1, 1e-3, samples, block, repeats, check);
+    if (cs == "fir16") return run<Fir<16>, MSE>(16, 0.1, samples, block, repeats, check);
+    if (cs == "fir64") return run<Fir<64>, MSE>(16, 0.05, samples, block, repeats, check);
+    if (cs == "biquad") return run<Biquad, MSE>(1, 1e-3, samples, block, repeats, check);
     std::fprintf(stderr, "unknown case %s\n", argv[1]);
     return 2;
 }
