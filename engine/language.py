@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import io
 import math
+import sys
 import tokenize
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ class Graph:
     params: list                      # free names, in order of first appearance
     text: str
     signals: dict = field(default_factory=dict)   # name -> node id of each assigned line
+    unused_params: list = field(default_factory=list)  # free names on lines that do not feed the output
 
     def node(self, i: int) -> Node:
         return self.nodes[self._index[i]]
@@ -130,6 +132,7 @@ class _Parser:
         self.source = source
         self.text, self.shifts = _rewrite_caret(text, source)
         self.synthetic: list = []        # (name, tree, pos) lifted delayed expressions
+        self.name_positions: list = []   # (name, (line, col)) of every name, for parameter order
 
     def err(self, msg, node=None, pos=None):
         if pos is None:
@@ -138,7 +141,14 @@ class _Parser:
 
     def pos(self, node):
         line = getattr(node, "lineno", 1) or 1
-        return line, _user_col(self.shifts, line, getattr(node, "col_offset", 0) or 0)
+        return line, _user_col(self.shifts, line, self.char_col(line, getattr(node, "col_offset", 0) or 0))
+
+    def char_col(self, line, byte_col):
+        """ast counts columns in UTF-8 bytes; users count characters."""
+        lines = self.text.splitlines()
+        if not 1 <= line <= len(lines):
+            return byte_col
+        return len(lines[line - 1].encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
 
     # -- statements
     def parse(self):
@@ -189,8 +199,12 @@ class _Parser:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 self.err(f"only numbers are allowed as constants, not {node.value!r}", node)
-            return ("num", float(node.value), p)
+            try:
+                return ("num", float(node.value), p)
+            except OverflowError:
+                self.err("this number is too large", node)
         if isinstance(node, ast.Name):
+            self.name_positions.append((node.id, p))
             return ("name", node.id, p)
         if isinstance(node, ast.BinOp):
             if isinstance(node.op, _MULTIPLICATIVE):
@@ -278,12 +292,12 @@ class _Parser:
         ops.reverse()
         terms = [self.expr(operands[0])]
         term_ops = []
-        for op, rnode in zip(ops, operands[1:]):
+        for k, (op, rnode) in enumerate(zip(ops, operands[1:])):
             right = self.expr(rnode)
             if isinstance(op, ast.MatMult):
-                terms[-1] = self.delay(terms[-1], right, rnode)
+                terms[-1] = self.delay_into_power(operands[k], terms[-1], right, rnode)
             elif isinstance(op, ast.FloorDiv):
-                self.err("'//' is not part of the circuit language; use floor(a/b)", rnode)
+                self.err("'//' is not part of the circuit language; use floor(a/b)", node)
             else:
                 term_ops.append(op)
                 terms.append(right)
@@ -291,6 +305,21 @@ class _Parser:
         for op, t in zip(term_ops, terms[1:]):
             out = ("call", _BINOPS[type(op)], [out, t], self.pos(node))
         return out
+
+    def delay_into_power(self, left_node, left, amount, at):
+        """Faust: @ binds tighter than ^, so x^y@1 is x^(y@1); Python parsed (x**y)@1. Push the
+        delay into the exponent of an unparenthesized power (recursively: ** is right-assoc)."""
+        if (isinstance(left_node, ast.BinOp) and isinstance(left_node.op, ast.Pow)
+                and left[0] == "call" and left[1] == "pow" and not self.parenthesized(left_node)):
+            base, exponent = left[2]
+            return ("call", "pow", [base, self.delay_into_power(left_node.right, exponent, amount, at)],
+                    left[-1])
+        return self.delay(left, amount, at)
+
+    def parenthesized(self, node):
+        lines = self.text.splitlines()
+        line = lines[node.end_lineno - 1].encode("utf-8")[node.end_col_offset:].decode("utf-8", "ignore")
+        return line.lstrip().startswith(")")
 
     def delay(self, src, amount, at):
         p = src[-1]
@@ -356,8 +385,22 @@ def parse(text: str, sample_rate: float = 48000.0, source: str = "circuit",
         raise CircuitError("the circuit must be text", 1, 1, source)
     if len(text) > 100_000:
         raise CircuitError("the circuit text is longer than 100,000 characters", 1, 1, source)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 6000))
+    try:
+        return _parse(text, sample_rate, source, param_ranges)
+    except RecursionError:
+        raise CircuitError("the circuit is nested too deeply; split long expressions over "
+                           "several lines", 1, 1, source) from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _parse(text, sample_rate, source, param_ranges):
     P = _Parser(text, source)
     stmts = P.parse()
+    if not stmts:
+        raise CircuitError("the circuit is empty; write an expression such as  y = gain*x", 1, 1, source)
     stmts = stmts + P.synthetic
     consts = dict(CONSTANTS, SR=float(sample_rate))
     assigned = {s[0]: k for k, s in enumerate(stmts)}
@@ -475,9 +518,14 @@ def parse(text: str, sample_rate: float = 48000.0, source: str = "circuit",
     output_name = [s[0] for s in stmts if not s[0].startswith("_d")][-1]
     out = ids[output_name]
     nodes = _prune(nodes, out)
-    params = [p for p in params if any(n.kind == "param" and n.name == p for n in nodes)]
-    return Graph(nodes=nodes, output=out, params=params, text=text,
-                 signals={k: v for k, v in ids.items() if not k.startswith("_")})
+    first_seen = {n.name: n.pos for n in nodes if n.kind == "param"}
+    for nm, pos in P.name_positions:      # order of first appearance in the text
+        if nm in first_seen:
+            first_seen[nm] = min(first_seen[nm], pos)
+    used = sorted(first_seen, key=lambda nm: first_seen[nm])
+    return Graph(nodes=nodes, output=out, params=used, text=text,
+                 signals={k: v for k, v in ids.items() if not k.startswith("_")},
+                 unused_params=[p for p in params if p not in first_seen])
 
 
 def _toposort(stmts, deps, source):

@@ -98,6 +98,9 @@ class Learner:
         ranges = {p.name: (p.lo, p.hi) for p in params}
         self.graph = parse(circuit, sample_rate, "circuit", ranges)
         for name in specs:
+            if name in self.graph.unused_params:
+                raise ValueError(f"parameter '{name}' does not affect the output: the line it is on "
+                                 "does not feed the last line")
             if name not in self.graph.params:
                 have = ", ".join(self.graph.params) or "none"
                 raise ValueError(f"the circuit has no parameter named '{name}' (its parameters: {have})")

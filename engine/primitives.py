@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 from numba import njit
 
 TINY = 1e-12          # smallest magnitude a derivative's denominator may take
@@ -82,11 +83,11 @@ def div_d(u, v):
 @_j
 def mod_v(u, v):
     d = _safe_den(v)
-    return u - d * math.floor(u / d)
+    return u - d * np.floor(u / d)
 @_j
 def mod_d(u, v):
     d = _safe_den(v)
-    return 1.0, -math.floor(u / d)
+    return 1.0, -np.floor(u / d)
 
 
 @_j
@@ -100,7 +101,7 @@ def _pow_base(u, v):
 @_j
 def pow_v(u, v):
     b = _pow_base(u, v)
-    if b > 0.0 or v == math.floor(v):      # u > 0, or an integer exponent (defined for u <= 0)
+    if b > 0.0 or v == np.floor(v):        # u > 0, or an integer exponent (defined for u <= 0)
         return b ** v
     return 0.0                             # u < 0, non-integer v: outside the real domain
 
@@ -111,7 +112,7 @@ def pow_d(u, v):
     if b > 0.0:
         bm = b if (v >= 1.0 or b > TINY) else TINY    # u^(v-1) is singular at 0 when v < 1
         return v * bm ** (v - 1.0), (b ** v) * math.log(b)
-    if v == math.floor(v):
+    if v == np.floor(v):
         bm = b if (v >= 1.0 or b < -TINY or b > TINY) else -TINY
         return v * bm ** (v - 1.0), 0.0
     return 0.0, 0.0
@@ -238,11 +239,11 @@ def cosh_d(u): return math.sinh(min(max(u, -EXP_MAX), EXP_MAX))
 
 # ---------------------------------------------------------------- piecewise constant (derivative 0)
 @_j
-def floor_v(u): return math.floor(u)
+def floor_v(u): return np.floor(u)      # np.: float results (math.floor overflows int64 at 1e19)
 @_j
-def ceil_v(u): return math.ceil(u)
+def ceil_v(u): return np.ceil(u)
 @_j
-def int_v(u): return float(math.trunc(u))
+def int_v(u): return np.trunc(u)
 @_j
 def sign_v(u): return 1.0 if u > 0.0 else (-1.0 if u < 0.0 else 0.0)
 @_j
