@@ -249,6 +249,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
+        print("\nThe desktop window is not built yet; headless learning works today: "
+              "python main.py learn --help", file=sys.stderr)
         return 0
     try:
         return args.func(args)
