@@ -144,14 +144,15 @@ def build_learner(a, sample_rate):
 class Progress:
     """A one-line progress bar on stderr, shown only when the run takes over a second."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, clock=time.perf_counter, stream=None):
         self.total, self.enabled = total, enabled and total > 0
-        self.t0 = time.perf_counter()
+        self.clock, self.stream = clock, stream or sys.stderr
+        self.t0 = clock()
         self.shown = False
         self.last = 0.0
 
     def update(self, done: int, loss: float):
-        now = time.perf_counter()
+        now = self.clock()
         if not self.enabled or now - self.t0 < 1.0 or now - self.last < 0.2:
             return
         self.last, self.shown = now, True
@@ -159,13 +160,13 @@ class Progress:
         bar = "#" * int(30 * frac)
         rate = done / (now - self.t0)
         eta = (self.total - done) / rate if rate > 0 else 0
-        sys.stderr.write(f"\r[{bar:<30}] {100 * frac:5.1f}%  {done}/{self.total} samples  "
-                         f"loss {loss:.3e}  eta {eta:4.0f}s ")
-        sys.stderr.flush()
+        self.stream.write(f"\r[{bar:<30}] {100 * frac:5.1f}%  {done}/{self.total} samples  "
+                          f"loss {loss:.3e}  eta {eta:4.0f}s ")
+        self.stream.flush()
 
     def close(self):
         if self.shown:
-            sys.stderr.write("\n")
+            self.stream.write("\n")
 
 
 def cmd_learn(a) -> int:
