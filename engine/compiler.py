@@ -25,7 +25,7 @@ from .language import Graph
 from .primitives import TABLE
 
 SIGNATURE = "int64(float64[::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])"
-_ENGINE_FILES = ("compiler.py", "primitives.py", "losses.py", "optimizers.py", "layout.py")
+_ENGINE_FILES = ("compiler.py", "primitives.py", "losses.py", "optimizers.py", "layout.py", "blockabi.py")
 
 
 def kernel_cache_dir() -> Path:
@@ -276,6 +276,7 @@ class CompiledLearner:
     layout: Layout
     source: str
     path: Path
+    block_address: int = 0   # C entry for hosts: int64 block(void *slot_table, int64 n)
 
 
 def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096):
@@ -454,7 +455,30 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
                  f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t",
                  f"st[{LY.ST_RESETS}] = resets", "return rows"]:
         w(1, line)
+    _emit_block_entry(w)
     return out.text(), lay
+
+
+def _emit_block_entry(w):
+    """`block(slot, n)`: the C entry a host's audio callback calls through a slot table
+    (engine/blockabi.py), viewing the slot's arrays without allocating."""
+    w(0, "")
+    w(0, "")
+    w(0, "from numba import cfunc, carray")
+    w(0, "from engine import blockabi as B")
+    w(0, "")
+    w(0, "")
+    w(0, "@cfunc(B.BLOCK_SIGNATURE, cache=True, nogil=True, error_model='numpy')")
+    w(0, "def block(slot, n):")
+    for line in [
+        "t = carray(slot, (B.SLOT_WORDS,), dtype=np.int64)",
+        "x = carray(B.address_as_voidptr(t[B.S_X]), (n,), dtype=np.float64)",
+        "out = carray(B.address_as_voidptr(t[B.S_OUT]), (n, 3), dtype=np.float64)",
+        "trace = carray(B.address_as_voidptr(t[B.S_TRACE]), (t[B.S_TRACE_ROWS], t[B.S_TRACE_COLS]), dtype=np.float64)",
+        "st = carray(B.address_as_voidptr(t[B.S_ST]), (t[B.S_ST_LEN],), dtype=np.float64)",
+        "cfg = carray(B.address_as_voidptr(t[B.S_CFG]), (t[B.S_CFG_LEN],), dtype=np.float64)",
+        "return process(x, out, trace, st, cfg)"]:
+        w(1, line)
 
 
 SMALL_CIRCUIT = 16      # up to this many parameters, per-parameter state is kept in registers
@@ -539,4 +563,5 @@ def compile_pair(learn: Graph, target: Graph, sample_rate: float,
         except Exception:
             sys.modules.pop(modname, None)
             raise
-    return CompiledLearner(process=mod.process, layout=lay, source=source, path=path)
+    return CompiledLearner(process=mod.process, layout=lay, source=source, path=path,
+                           block_address=mod.block.address)

@@ -1,0 +1,122 @@
+"""The memory the audio callback works in, allocated once: the host table, the control mailbox,
+the rings and two circuit slots (one playing, one being swapped in). Python code here runs on
+the main thread only; the callback reads it through addresses (app/host_layout.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine import blockabi as B
+from engine import layout as LY
+from engine.learner import Learner
+from . import host_layout as H
+from .host_callback import SCRATCH_WORDS
+
+DEFAULT_MAX_FRAMES = 4096
+
+
+class Slot:
+    """A learner wired for the callback: its arrays (kept alive here) and its slot table."""
+
+    def __init__(self, learner: Learner, x: np.ndarray, max_frames: int):
+        self.learner = learner
+        lay = learner.layout
+        self.out = np.zeros((max_frames, 3))
+        self.trace = np.zeros((1, lay.trace_width))
+        learner.cfg[LY.CF_TRACE_EVERY] = 0.0
+        P, Hn = len(lay.params), len(lay.hidden)
+        self.init = np.array([sp.init for sp in learner.specs] or [0.0])
+        self.hidden_goal = np.array([learner.cfg[lay.cfg_hidden + k] for k in range(Hn)] or [0.0])
+        t = np.zeros(B.SLOT_WORDS, dtype=np.int64)
+        t[B.S_X] = B.address(x)
+        t[B.S_OUT] = B.address(self.out)
+        t[B.S_TRACE], t[B.S_TRACE_ROWS], t[B.S_TRACE_COLS] = B.address(self.trace), 1, lay.trace_width
+        t[B.S_ST], t[B.S_ST_LEN] = B.address(learner.st), learner.st.size
+        t[B.S_CFG], t[B.S_CFG_LEN] = B.address(learner.cfg), learner.cfg.size
+        t[B.S_MAX_FRAMES] = max_frames
+        t[B.S_N_PARAMS], t[B.S_THETA] = P, lay.theta
+        t[B.S_INIT] = B.address(self.init)
+        t[B.S_HIDDEN_GOAL], t[B.S_N_HIDDEN] = B.address(self.hidden_goal), Hn
+        t[B.S_CFG_HIDDEN], t[B.S_LO], t[B.S_HI] = lay.cfg_hidden, lay.cfg_lo, lay.cfg_hi
+        t[B.S_BANK_INDEX] = -1
+        t[B.S_BLOCK_FN] = learner.compiled.block_address   # last: the slot is complete
+        self.table = t
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.learner.layout.params)
+
+
+class HostMemory:
+    def __init__(self, sample_rate: float, n_in: int, n_out: int, max_frames: int = DEFAULT_MAX_FRAMES,
+                 telemetry_rows: int = 4096, scope_rows: int = 1 << 17, midi_rows: int = 1024):
+        self.max_frames = int(max_frames)
+        self.ctl = np.zeros(H.CTL_WORDS)
+        self.ring_index = np.zeros(H.R_WORDS, dtype=np.int64)
+        self.x = np.zeros(self.max_frames)
+        self.telemetry = np.zeros((telemetry_rows, H.TEL_COLS))
+        self.scope = np.zeros((scope_rows, H.SCOPE_COLS))
+        self.midi = np.zeros((midi_rows, H.MIDI_COLS))
+        self.scratch = np.zeros(SCRATCH_WORDS, dtype=np.int64)
+        self.noise = np.array([0x9E3779B97F4A7C15], dtype=np.uint64)
+        self.empty_slots = [np.zeros(B.SLOT_WORDS, dtype=np.int64) for _ in range(2)]
+        self.empty_out = np.zeros((self.max_frames, 3))
+        for t in self.empty_slots:
+            t[B.S_OUT], t[B.S_MAX_FRAMES], t[B.S_BANK_INDEX] = B.address(self.empty_out), self.max_frames, -1
+        self.slots: list[Slot | None] = [None, None]
+        self.files = [np.zeros(1), np.zeros(1)]     # the playing file and the one coming in
+        h = np.zeros(H.HOST_WORDS, dtype=np.int64)
+        h[H.H_CTL] = B.address(self.ctl)
+        h[H.H_SLOT0], h[H.H_SLOT1] = (B.address(t) for t in self.empty_slots)
+        h[H.H_X], h[H.H_MAX_FRAMES] = B.address(self.x), self.max_frames
+        h[H.H_TEL], h[H.H_TEL_ROWS] = B.address(self.telemetry), telemetry_rows
+        h[H.H_SCOPE], h[H.H_SCOPE_ROWS] = B.address(self.scope), scope_rows
+        h[H.H_MIDI], h[H.H_MIDI_ROWS] = B.address(self.midi), midi_rows
+        h[H.H_RING_INDEX] = B.address(self.ring_index)
+        h[H.H_FILE], h[H.H_FILE_LEN] = B.address(self.files[0]), 0
+        h[H.H_NIN], h[H.H_NOUT] = n_in, n_out
+        h[H.H_SCRATCH] = B.address(self.scratch)
+        h[H.H_NOISE] = B.address(self.noise)
+        self.table = h
+        c = self.ctl
+        c[H.C_SAMPLE_RATE] = sample_rate
+        c[H.C_SOURCE] = H.SOURCES["lcg-noise"]
+        c[H.C_SOURCE_HZ] = 220.0
+        c[H.C_SOURCE_GAIN] = 1.0
+        c[H.C_MASTER_GAIN] = 1.0
+        c[H.C_LIMIT_CEILING] = 10 ** (-1.0 / 20)          # -1 dBFS
+        c[H.C_RELEASE_S] = 0.05
+        c[H.C_LIMIT_GAIN] = 1.0
+        c[H.C_FADE_LEN] = round(0.02 * sample_rate)      # 20 ms circuit crossfade
+        c[H.C_FADE_POS] = -1.0
+        c[H.C_KNOB_TAU] = 0.02
+        c[H.C_VOICE_FREQ] = 220.0
+        c[H.C_VOICE_AMP] = 0.8
+
+    @property
+    def address(self) -> int:
+        return B.address(self.table)
+
+    def set_channels(self, n_in: int, n_out: int):
+        self.table[H.H_NIN], self.table[H.H_NOUT] = n_in, n_out
+
+    def install(self, index: int, slot: Slot | None):
+        """Point slot `index` at `slot` (only when the callback is not using that slot)."""
+        self.slots[index] = slot
+        table = self.empty_slots[index] if slot is None else slot.table
+        self.table[H.H_SLOT0 + index] = B.address(table)
+
+    @property
+    def active_index(self) -> int:
+        return int(self.ctl[H.C_ACTIVE_SLOT])
+
+    @property
+    def active(self) -> Slot | None:
+        return self.slots[self.active_index]
+
+    def finite(self, value: float, what: str) -> float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{what} must be a finite number, got {value}")
+        return value
