@@ -1,4 +1,4 @@
-"""Command line: `python main.py learn ...` (headless learning)."""
+"""Command line: `python main.py learn|run|devices ...` (headless work)."""
 from __future__ import annotations
 
 import argparse
@@ -225,6 +225,154 @@ def _json_float(v):
     return v if math.isfinite(v) else None
 
 
+def _positive_seconds(text):
+    v = _float(text, "--seconds")
+    if not (math.isfinite(v) and v > 0):
+        raise UsageError("--seconds must be a positive number")
+    return v
+
+
+def _live_source(session, spec: str):
+    """--source for `run`: lcg-noise | noise | sine:HZ | saw:HZ | midi | input | FILE."""
+    from app.audiofile import AudioFileError
+    from app.session import SessionError
+    try:
+        if spec in ("lcg-noise", "noise", "midi", "input"):
+            session.set_source(spec)
+        elif spec.startswith(("sine:", "saw:")):
+            kind, hz = spec.split(":", 1)
+            session.set_source(kind, hz=_float(hz, f"--source {kind} frequency"))
+        elif os.path.exists(spec):
+            session.load_file(spec)
+        else:
+            raise UsageError(f"--source {spec}: no such file (or use lcg-noise, noise, sine:HZ, "
+                             "saw:HZ, midi, input)")
+    except (SessionError, AudioFileError) as e:
+        raise UsageError(f"--source {spec}: {e}") from None
+
+
+def _open_midi(session, connect):
+    from app.midi_control import MidiControl
+    from app.midi_ports import MidiInput, MidiUnavailable
+    control = MidiControl(session)
+    try:
+        port = MidiInput(control.feed_bytes, connect=connect)
+    except (MidiUnavailable, ValueError) as e:
+        raise UsageError(f"MIDI: {e}") from None
+    return port
+
+
+def _telemetry_line(snap, elapsed, counters) -> str:
+    params = " ".join(f"{k}={v:.6g}" for k, v in list(snap.params.items())[:8])
+    return (f"t={elapsed:6.2f}s loss={snap.loss:.3e} {params} cpu={snap.cpu_us:.1f}us "
+            f"in={snap.in_peak:.2f} out={snap.out_peak:.2f} xruns={counters['xruns']} "
+            f"skipped={snap.skipped} callbacks={counters['callbacks']}")
+
+
+def cmd_run(a) -> int:
+    if not a.headless:
+        raise UsageError("the desktop window is not built yet; add --headless to run without it")
+    from app.session import CircuitSpec, Session, SessionError
+    from app.audio_stream import AudioUnavailable
+    from app.telemetry import RunStats
+    sample_rate = 48000.0 if a.sr is None else a.sr
+    if not (math.isfinite(sample_rate) and 8000 <= sample_rate <= 384000):
+        raise UsageError("--sr must be between 8000 and 384000 Hz")
+    specs = [parse_param(t) for t in a.param]
+    hidden = dict(parse_hidden(t) for t in a.hidden)
+    spec = CircuitSpec(a.circuit, specs, target=a.target, hidden=hidden, settings=settings_from_args(a))
+    try:
+        session = Session(sample_rate, a.blocksize, device=a.device)
+    except SessionError as e:
+        raise UsageError(str(e)) from None
+    midi = None
+    with session:
+        try:
+            session.load(spec, progress=lambda stage, f: a.quiet or print(f"{stage}...", file=sys.stderr))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        try:
+            info = session.open()
+        except AudioUnavailable as e:
+            raise UsageError(f"--device {a.device}: {e}") from None
+        if info.virtual:
+            print(f"note: {session.status_message}", file=sys.stderr)
+        _live_source(session, a.source)
+        session.set_output(a.output)
+        if a.source == "midi" or a.midi_connect:
+            midi = _open_midi(session, a.midi_connect)
+        stats = RunStats()
+        try:
+            session.start()
+            t0 = time.monotonic()
+            if not a.quiet:
+                print(session.status_message, file=sys.stderr)
+            next_line = t0 + a.every
+            while True:
+                now = time.monotonic()
+                if now - t0 >= a.seconds:
+                    break
+                time.sleep(min(0.05, a.seconds - (now - t0)))
+                rows = session.telemetry.drain()
+                stats.add(rows)
+                if not a.quiet and stats.last is not None and time.monotonic() >= next_line:
+                    next_line += a.every
+                    snap = session.telemetry.decode(stats.last)
+                    print(_telemetry_line(snap, time.monotonic() - t0, session.counters()), file=sys.stderr)
+            session.stop()
+            elapsed = time.monotonic() - t0
+        finally:
+            if midi is not None:
+                midi.close()
+        stats.add(session.telemetry.drain())
+        counters = session.counters()
+        med, p99 = stats.cpu_percentiles()
+        learner = session.learner
+        result = {"callbacks": counters["callbacks"],
+                  "expected_callbacks": int(round(elapsed * info.sample_rate / info.blocksize)),
+                  "xruns": counters["xruns"],
+                  "callback_us_median": _json_float(med), "callback_us_p99": _json_float(p99),
+                  "loss": _json_float(learner.loss), "params": learner.params(),
+                  "skipped": learner.skipped, "device": info.device,
+                  "blocksize": info.blocksize, "sample_rate": info.sample_rate,
+                  "output_latency_s": info.output_latency, "input_latency_s": info.input_latency,
+                  "nonfinite_out": counters["nonfinite_out"], "limited": counters["limited"],
+                  "bad_input": counters["bad_input"]}
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_devices(a) -> int:
+    from app.audio_stream import list_devices
+    devices = list_devices()
+    midi_in, midi_out, midi_note = [], [], ""
+    try:
+        from app.midi_ports import MidiUnavailable, list_output_ports, list_ports
+        midi_in, midi_out = list_ports(), list_output_ports()
+    except Exception as e:            # no MIDI backend: still list the audio devices
+        midi_note = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if a.json:
+        print(json.dumps({"audio": devices, "midi_inputs": midi_in, "midi_outputs": midi_out}))
+        return 0
+    print("Audio devices:")
+    if not devices:
+        print("  none (Dualtone will learn on a virtual clock, without sound)")
+    for d in devices:
+        print(f"  [{d['index']}] {d['name']} ({d['host_api']}): {d['inputs']} in, {d['outputs']} out, "
+              f"{d['default_samplerate']:g} Hz")
+    print("MIDI inputs:")
+    for name in midi_in:
+        print(f"  {name}")
+    if not midi_in:
+        print(f"  none{' (' + midi_note + ')' if midi_note else ''}")
+    print("MIDI outputs:")
+    for name in midi_out:
+        print(f"  {name}")
+    if not midi_out:
+        print("  none")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="main.py", description="Dualtone: learn audio circuits live.")
     sub = p.add_subparsers(dest="command")
@@ -240,6 +388,28 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--trace-grads", action="store_true", help="add grad_<param> columns to the trace")
     lp.add_argument("--quiet", action="store_true", help="no progress bar")
     lp.set_defaults(func=cmd_learn)
+
+    rp = sub.add_parser("run", help="learn live on the audio device (or a virtual clock)",
+                        description="Run the learner in the audio callback in real time; print telemetry "
+                                    "lines on stderr and one JSON summary line on stdout.")
+    add_learning_args(rp)
+    rp.add_argument("--headless", action="store_true", help="no window (required until the GUI exists)")
+    rp.add_argument("--seconds", type=_positive_seconds, required=True, metavar="S")
+    rp.add_argument("--source", default="lcg-noise",
+                    metavar="lcg-noise|noise|sine:HZ|saw:HZ|midi|input|FILE",
+                    help="what feeds both circuits (default lcg-noise)")
+    rp.add_argument("--output", default="stereo", choices=["target", "learned", "stereo", "error", "loss"],
+                    help="what you hear (default stereo: target left, learned right)")
+    rp.add_argument("--device", help="audio device name (substring) or index; default: the system's")
+    rp.add_argument("--blocksize", type=int, default=128, metavar="B", help="frames per callback")
+    rp.add_argument("--midi-connect", metavar="NAME", help="also connect the MIDI input to this port")
+    rp.add_argument("--every", type=float, default=0.5, metavar="S", help="seconds between telemetry lines")
+    rp.add_argument("--quiet", action="store_true", help="no telemetry lines")
+    rp.set_defaults(func=cmd_run)
+
+    dp = sub.add_parser("devices", help="list audio devices and MIDI ports")
+    dp.add_argument("--json", action="store_true")
+    dp.set_defaults(func=cmd_devices)
     return p
 
 

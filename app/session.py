@@ -1,0 +1,370 @@
+"""The session: the one owner of what runs. It compiles circuits (off the audio thread), owns the
+stream and the host memory, and changes what plays only by writing the mailbox (shared arrays the
+callback reads at block boundaries). The GUI and the command line both go through it.
+
+    s = Session(sample_rate=48000, blocksize=128)
+    s.load(CircuitSpec("y = gain*x + dc", [ParamSpec("gain", 0), ParamSpec("dc", 0)],
+                       hidden={"gain": 0.5, "dc": 0.5}))
+    s.start(); s.set_hidden("gain", 0.7); s.set_output("error"); ...; s.close()
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine import layout as LY
+from engine.learner import Learner, ParamSpec, Settings
+from . import host_layout as H
+from .audio_stream import AudioUnavailable, open_stream
+from .host import HostMemory, Slot
+from .telemetry import TelemetryReader
+
+
+@dataclass
+class CircuitSpec:
+    """Everything needed to build a learner: what a preset stores."""
+    circuit: str
+    params: list[ParamSpec]
+    target: str | None = None
+    hidden: dict = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
+
+
+@dataclass
+class Knob:
+    name: str
+    lo: float
+    hi: float
+    log: bool = False
+
+    def value_at(self, fraction: float) -> float:
+        f = min(max(float(fraction), 0.0), 1.0)
+        if self.log:
+            return self.lo * (self.hi / self.lo) ** f
+        return self.lo + (self.hi - self.lo) * f
+
+
+class SessionError(Exception):
+    pass
+
+
+def _progress_none(stage: str, fraction: float):
+    pass
+
+
+class Session:
+    def __init__(self, sample_rate: float = 48000.0, blocksize: int = 128, device=None,
+                 want_input: bool = True, allow_virtual: bool = True, max_frames: int = 4096):
+        if not (math.isfinite(sample_rate) and 8000 <= sample_rate <= 384000):
+            raise SessionError(f"the sample rate must be between 8000 and 384000 Hz, got {sample_rate:g}")
+        if not (isinstance(blocksize, int) and 16 <= blocksize <= max_frames):
+            raise SessionError(f"the block size must be a whole number from 16 to {max_frames}")
+        self.sample_rate, self.blocksize, self.device = float(sample_rate), blocksize, device
+        self.want_input, self.allow_virtual = want_input, allow_virtual
+        self.memory = HostMemory(self.sample_rate, 0, 2, max_frames)
+        self.telemetry = TelemetryReader(self.memory, lambda: self.param_names)
+        self.spec: CircuitSpec | None = None
+        self.stream = None
+        self._swap_lock = threading.Lock()
+        self._midi_lock = threading.Lock()
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualtone-compile")
+        self.on_program_change: list = []
+        self.midi_dropped = 0
+
+    # ---- stream
+    def open(self):
+        """Open the audio device (or the virtual clock) without starting it."""
+        if self.stream is None:
+            self.stream = open_stream(self.memory, self.sample_rate, self.blocksize, self.device,
+                                      self.want_input, self.allow_virtual)
+        return self.stream.info
+
+    def start(self):
+        self.open()
+        self.stream.start()
+        return self.stream.info
+
+    def stop(self):
+        if self.stream is not None and self.stream.active:
+            self.stream.stop()
+
+    def close(self):
+        self.stop()
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+        self._executor.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return self.stream is not None and self.stream.active
+
+    @property
+    def info(self):
+        return None if self.stream is None else self.stream.info
+
+    @property
+    def status_message(self) -> str:
+        info = self.info
+        if info is None:
+            return "audio not started"
+        if info.virtual:
+            return f"no audio device ({info.reason}): learning on a virtual clock, no sound"
+        return f"playing on {info.device}, {info.sample_rate:g} Hz, {info.blocksize} frames"
+
+    # ---- circuits
+    def build(self, spec: CircuitSpec, progress=_progress_none) -> Slot:
+        """Compile spec into a slot (any thread; seconds on first use, cached afterwards)."""
+        progress("compiling (the first use of a circuit takes a few seconds)", 0.1)
+        settings = dataclasses.replace(spec.settings)
+        learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=spec.hidden,
+                          settings=settings, sample_rate=self.sample_rate)
+        progress("compiled", 0.9)
+        return Slot(learner, self.memory.x, self.memory.max_frames)
+
+    def load(self, spec: CircuitSpec, progress=_progress_none):
+        """Build spec and make it the running circuit (crossfaded when audio is running). The old
+        circuit keeps playing until the new one is compiled."""
+        slot = self.build(spec, progress)
+        progress("switching", 0.95)
+        self._install(slot, spec)
+        progress("ready", 1.0)
+
+    def load_async(self, spec: CircuitSpec, progress=_progress_none) -> concurrent.futures.Future:
+        """load() on the compile thread; the future's exception is the compile error, if any."""
+        return self._executor.submit(self.load, spec, progress)
+
+    def _install(self, slot: Slot, spec: CircuitSpec):
+        mem, ctl = self.memory, self.memory.ctl
+        with self._swap_lock:
+            if not self.running or mem.active is None:
+                mem.install(mem.active_index, slot)
+                self.spec = spec
+                return
+            incoming = 1 - mem.active_index
+            mem.install(incoming, slot)
+            ctl[H.C_SWAP_REQ] += 1.0
+            self.spec = spec
+            deadline = time.monotonic() + 2.0 + ctl[H.C_FADE_LEN] / self.sample_rate
+            while ctl[H.C_SWAP_ACK] != ctl[H.C_SWAP_REQ]:
+                if time.monotonic() > deadline or not self.running:
+                    # the callback stopped: finish the switch ourselves
+                    ctl[H.C_ACTIVE_SLOT], ctl[H.C_FADE_POS] = incoming, -1.0
+                    ctl[H.C_SWAP_ACK] = ctl[H.C_SWAP_REQ]
+                    break
+                time.sleep(0.002)
+            mem.install(1 - incoming, None)        # the old circuit is no longer touched
+
+    @property
+    def learner(self) -> Learner | None:
+        slot = self.memory.active
+        return None if slot is None else slot.learner
+
+    @property
+    def param_names(self) -> list[str]:
+        slot = self.memory.active
+        return [] if slot is None else slot.names
+
+    def _need_learner(self) -> Learner:
+        if self.learner is None:
+            raise SessionError("no circuit is loaded")
+        return self.learner
+
+    # ---- live controls (mailbox writes; never block the callback)
+    def set_hidden(self, name: str, value: float):
+        learner = self._need_learner()
+        slot = self.memory.active
+        value = self.memory.finite(value, f"the hidden value of '{name}'")
+        if name not in learner.layout.hidden:
+            raise SessionError(f"the target has no parameter named '{name}' "
+                               f"(its parameters: {', '.join(learner.layout.hidden) or 'none'})")
+        k = learner.layout.hidden.index(name)
+        slot.hidden_goal[k] = value
+        learner.hidden[name] = value
+        self.spec.hidden[name] = value
+        if not self.running:
+            learner.cfg[learner.layout.cfg_hidden + k] = value
+
+    def hidden(self) -> dict:
+        return dict(self._need_learner().hidden)
+
+    def configure(self, **changes):
+        """Change learning settings live (loss, window, optimizer, lr, ...); no recompilation."""
+        learner = self._need_learner()
+        try:
+            s = dataclasses.replace(learner.settings, **changes)
+            learner.configure(s)
+        except TypeError as e:
+            raise SessionError(str(e)) from None
+        except ValueError as e:
+            raise SessionError(str(e)) from None
+        self.spec.settings = dataclasses.replace(s)
+
+    def set_learning(self, on: bool):
+        self.configure(learning=bool(on))
+
+    def reset_learning(self, values: dict | None = None):
+        """Parameters back to their initial values (or `values`), optimiser state cleared."""
+        learner = self._need_learner()
+        slot = self.memory.active
+        values = dict(values or {})
+        unknown = set(values) - set(slot.names)
+        if unknown:
+            raise SessionError(f"no learnable parameter named '{sorted(unknown)[0]}'")
+        ctl = self.memory.ctl
+        self._wait(lambda: ctl[H.C_RESET_ACK] == ctl[H.C_RESET_REQ])
+        for k, sp in enumerate(learner.specs):
+            slot.init[k] = self.memory.finite(values.get(sp.name, sp.init), f"the value of '{sp.name}'")
+        if self.running:
+            ctl[H.C_RESET_REQ] += 1.0
+            self._wait(lambda: ctl[H.C_RESET_ACK] == ctl[H.C_RESET_REQ])
+        else:
+            learner.reset({sp.name: slot.init[k] for k, sp in enumerate(learner.specs)})
+
+    def _wait(self, done, timeout=1.0):
+        end = time.monotonic() + timeout
+        while not done() and self.running and time.monotonic() < end:
+            time.sleep(0.001)
+
+    def params(self) -> dict:
+        learner = self.learner
+        return {} if learner is None else learner.params()
+
+    def set_output(self, mode: str):
+        if mode not in H.OUTPUT_MODES:
+            raise SessionError(f"unknown output '{mode}'; choose one of {', '.join(H.OUTPUT_MODES)}")
+        self.memory.ctl[H.C_OUTPUT_MODE] = H.OUTPUT_MODES[mode]
+
+    @property
+    def output(self) -> str:
+        code = int(self.memory.ctl[H.C_OUTPUT_MODE])
+        return next(k for k, v in H.OUTPUT_MODES.items() if v == code)
+
+    def set_source(self, kind: str, hz: float | None = None, data: np.ndarray | None = None):
+        """kind: input | lcg-noise | noise | sine | saw | midi | file (with data, mono float)."""
+        if kind not in H.SOURCES:
+            raise SessionError(f"unknown source '{kind}'; choose one of {', '.join(H.SOURCES)}")
+        ctl = self.memory.ctl
+        if hz is not None:
+            hz = self.memory.finite(hz, "the frequency")
+            if not 0.0 < hz < self.sample_rate / 2:
+                raise SessionError(f"the frequency must be between 0 and {self.sample_rate / 2:g} Hz")
+            ctl[H.C_SOURCE_HZ] = hz
+        if kind == "input" and self.info is not None and self.info.n_in == 0:
+            raise SessionError("this audio device has no input channels")
+        if kind == "file":
+            if data is None:
+                raise SessionError("the file source needs the file's samples")
+            self._queue_file(data)
+        ctl[H.C_SOURCE] = H.SOURCES[kind]
+
+    def _queue_file(self, data: np.ndarray):
+        data = np.ascontiguousarray(data, dtype=np.float64)
+        if data.ndim != 1 or data.size == 0:
+            raise SessionError("the file has no samples")
+        if not np.all(np.isfinite(data)):
+            raise SessionError("the file contains NaN or infinite samples")
+        mem, ctl, h = self.memory, self.memory.ctl, self.memory.table
+        self._wait(lambda: ctl[H.C_FILE_ACK] == ctl[H.C_FILE_REQ])
+        mem.files[1] = data
+        h[H.H_FILE_NEXT], h[H.H_FILE_NEXT_LEN] = data.ctypes.data, data.size
+        if self.running:
+            ctl[H.C_FILE_REQ] += 1.0
+            self._wait(lambda: ctl[H.C_FILE_ACK] == ctl[H.C_FILE_REQ])
+        else:
+            h[H.H_FILE], h[H.H_FILE_LEN] = h[H.H_FILE_NEXT], h[H.H_FILE_NEXT_LEN]
+            ctl[H.C_FILE_POS] = 0.0
+        mem.files[0] = data          # the old file is released only now that nothing reads it
+
+    def load_file(self, path: str):
+        """Read an audio file (any rate; resampled to the session's) and play it in a loop."""
+        from .audiofile import read_mono
+        from scipy.signal import resample_poly
+        data, rate = read_mono(path)
+        if rate != self.sample_rate:
+            g = math.gcd(int(rate), int(self.sample_rate))
+            data = resample_poly(data, int(self.sample_rate) // g, int(rate) // g)
+        self.set_source("file", data=data)
+
+    def set_source_gain(self, gain: float):
+        self.memory.ctl[H.C_SOURCE_GAIN] = self.memory.finite(gain, "the source level")
+
+    def set_master_gain(self, gain: float):
+        gain = self.memory.finite(gain, "the output level")
+        if not 0.0 <= gain <= 4.0:
+            raise SessionError("the output level must be between 0 and 4")
+        self.memory.ctl[H.C_MASTER_GAIN] = gain
+
+    def set_mute(self, on: bool):
+        self.memory.ctl[H.C_MUTE] = 1.0 if on else 0.0
+
+    # ---- MIDI (called from the MIDI thread or the GUI; reaches the callback with its time)
+    def voice(self, freq_hz: float, gate: bool, amplitude: float, timestamp: float | None = None):
+        mem = self.memory
+        t = time.monotonic() if timestamp is None else float(timestamp)
+        with self._midi_lock:
+            idx = mem.ring_index
+            head = int(idx[H.R_MIDI_HEAD])
+            if head - int(idx[H.R_MIDI_TAIL]) >= mem.midi.shape[0]:
+                self.midi_dropped += 1
+                return
+            row = mem.midi[head % mem.midi.shape[0]]
+            row[H.M_TIME], row[H.M_KIND] = t, H.EV_VOICE
+            row[H.M_A], row[H.M_B], row[H.M_C] = freq_hz, 1.0 if gate else 0.0, amplitude
+            idx[H.R_MIDI_HEAD] = head + 1
+
+    def knobs(self) -> dict:
+        """Everything a MIDI CC (or a GUI slider) can turn, with its range."""
+        out = {"lr": Knob("lr", 1e-6, 1.0, log=True), "master": Knob("master", 0.0, 1.0),
+               "source_hz": Knob("source_hz", 20.0, 20000.0, log=True)}
+        learner = self.learner
+        if learner is not None:
+            ranges = {sp.name: (sp.lo, sp.hi) for sp in learner.specs}
+            for name in learner.layout.hidden:
+                lo, hi = ranges.get(name, (-math.inf, math.inf))
+                if not (math.isfinite(lo) and math.isfinite(hi)):
+                    lo, hi = -1.0, 1.0
+                out[f"hidden:{name}"] = Knob(f"hidden:{name}", lo, hi)
+        return out
+
+    def set_knob(self, name: str, fraction: float):
+        knob = self.knobs().get(name)
+        if knob is None:
+            raise SessionError(f"no knob named '{name}'")
+        v = knob.value_at(fraction)
+        if name == "lr":
+            self.configure(lr=v)
+        elif name == "master":
+            self.set_master_gain(v)
+        elif name == "source_hz":
+            self.memory.ctl[H.C_SOURCE_HZ] = v
+        else:
+            self.set_hidden(name.split(":", 1)[1], v)
+
+    def program_change(self, number: int):
+        for fn in list(self.on_program_change):
+            fn(number)
+
+    # ---- readings
+    def counters(self) -> dict:
+        c = self.memory.ctl
+        return {"callbacks": int(c[H.C_CALLBACKS]), "frames": int(c[H.C_FRAMES]),
+                "xruns": int(c[H.C_XRUNS]), "nonfinite_out": int(c[H.C_NONFINITE_OUT]),
+                "limited": int(c[H.C_LIMITED]), "bad_input": int(c[H.C_BAD_INPUT]),
+                "telemetry_dropped": int(c[H.C_TEL_DROPPED]), "midi_applied": int(c[H.C_MIDI_APPLIED]),
+                "skipped": 0 if self.learner is None else self.learner.skipped}
+
+
+__all__ = ["Session", "CircuitSpec", "SessionError", "AudioUnavailable", "Knob", "ParamSpec", "Settings", "LY"]
