@@ -107,7 +107,7 @@ class VirtualClockStream:
                                blocksize=blocksize, n_in=0, n_out=2, input_latency=0.0,
                                output_latency=0.0, virtual=True, reason=reason)
         self._out = np.zeros(blocksize * 2, dtype=np.float32)
-        self._fn = _CALLBACK_TYPE(audio_callback.address)
+        self._fn = direct_caller()
         self._stop = threading.Event()
         self._thread = None
 
@@ -149,7 +149,10 @@ class VirtualClockStream:
 
 def open_stream(memory, sample_rate: float, blocksize: int, device=None, want_input=True,
                 allow_virtual=True):
-    """A PortAudio stream on `device` (default: the system's), else the virtual clock."""
+    """A PortAudio stream on `device` (default: the system's), else the virtual clock.
+    device="virtual" asks for the virtual clock outright."""
+    if device == "virtual":
+        return VirtualClockStream(memory, sample_rate, blocksize, "--device virtual was chosen")
     try:
         return PortAudioStream(memory, sample_rate, blocksize, device, want_input)
     except (AudioUnavailable, OSError) as e:
@@ -168,3 +171,9 @@ def list_devices() -> list[dict]:
                      default_samplerate=d["default_samplerate"]) for d in sd.query_devices()]
     except OSError:              # PortAudio library missing
         return []
+
+
+def direct_caller():
+    """The callback as a ctypes function (for the virtual clock, tests and benchmarks):
+    f(input_ptr_or_None, output_ptr, frames, None, status_flags, memory.address)."""
+    return _CALLBACK_TYPE(audio_callback.address)

@@ -180,7 +180,7 @@ def _glide_knobs(slot, n, sr, tau):
         if not math.isfinite(g):
             continue
         v += (g - v) * a
-        if abs(g - v) <= 1e-12 * (1.0 + abs(g)):
+        if abs(g - v) <= 1e-6 * (1.0 + abs(g)):     # an inaudible last step lands exactly
             v = g
         cfg[base + k] = v
 
