@@ -226,9 +226,12 @@ def _json_float(v):
 
 
 def _positive_seconds(text):
-    v = _float(text, "--seconds")
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
     if not (math.isfinite(v) and v > 0):
-        raise UsageError("--seconds must be a positive number")
+        raise argparse.ArgumentTypeError(f"'{text}': must be a positive number of seconds")
     return v
 
 

@@ -4,10 +4,20 @@ as PortAudio would), for circuits with 2, 16 and 64 learnable parameters at 64/1
     .venv/bin/python benchmarks/callback_cpu.py [--blocks 4000] [--warmup 500] [--no-paced]
 
 The figure is the telemetry column T_CPU_US: the callback reads CLOCK_MONOTONIC at its entry and
-exit and publishes the difference; this script drains it with TelemetryReader. Two schedules:
-`back-to-back` calls the callback in a tight loop (hot caches: the optimistic figure) and `paced`
-calls it once per block period, as a sound card would (caches and branch predictors go cold
-between blocks). Target: median <= 5 % of the deadline for 16 parameters at 128 frames.
+exit and publishes the difference; this script drains it with TelemetryReader.
+
+Two schedules: `back-to-back` calls the callback in a tight loop (hot caches: the optimistic
+figure) and `paced` calls it once per block period, as a sound card would (caches and branch
+predictors go cold between blocks).
+
+Two states: once the loss stays below 1e-12 (a learner that has converged, or learning off on a
+matching circuit), the callback's loss-sonification level (ctl word C_SONIFY_LEVEL) decays
+geometrically for ~7 s of audio and then sticks at a subnormal double (about 1e-321), which costs
+a subnormal multiply on every sample. `normal` measures with that word flushed to 0 between blocks
+by this script (what a flush-to-zero fix in the callback would give); `subnormal` lets the learner
+converge until the word is subnormal and measures the callback as it is.
+
+Target: median <= 5 % of the deadline for 16 parameters at 128 frames.
 """
 import argparse
 import os
