@@ -424,7 +424,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         print("\nThe desktop window is not built yet; headless learning works today: "
-              "python main.py learn --help", file=sys.stderr)
+              "python main.py learn --help (offline) and python main.py run --headless --help (live)", file=sys.stderr)
         return 0
     try:
         return args.func(args)
