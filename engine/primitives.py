@@ -274,6 +274,10 @@ def _near_int(*a):
     return abs(a[0] - round(a[0])) < 1e-4
 
 
+def _near_zero(*args):
+    return any(abs(a) < 1e-4 for a in args)
+
+
 def _near_tie(*a):
     return abs(a[0] - a[1]) < 1e-4
 
@@ -355,9 +359,10 @@ TABLE: dict[str, Primitive] = {p.name: p for p in [
     Primitive("ge", 2, ge_v, zero2, "0", domain=(_R, _R), avoid=_near_tie, zero_derivative=True, symbol=">="),
     Primitive("eq", 2, eq_v, zero2, "0", domain=(_R, _R), avoid=_near_tie, zero_derivative=True, symbol="=="),
     Primitive("ne", 2, ne_v, zero2, "0", domain=(_R, _R), avoid=_near_tie, zero_derivative=True, symbol="!="),
-    Primitive("and", 2, and_v, zero2, "0", domain=(_R, _R), zero_derivative=True, symbol="and"),
-    Primitive("or", 2, or_v, zero2, "0", domain=(_R, _R), zero_derivative=True, symbol="or"),
-    Primitive("not", 1, not_v, zero1, "0", domain=(_R,), zero_derivative=True, symbol="not"),
+    # logic steps at 0: the finite-difference test keeps its probe away from the step
+    Primitive("and", 2, and_v, zero2, "0", domain=(_R, _R), avoid=_near_zero, zero_derivative=True, symbol="and"),
+    Primitive("or", 2, or_v, zero2, "0", domain=(_R, _R), avoid=_near_zero, zero_derivative=True, symbol="or"),
+    Primitive("not", 1, not_v, zero1, "0", domain=(_R,), avoid=_near_zero, zero_derivative=True, symbol="not"),
 ]}
 
 # Names a circuit may call as functions: every table entry without an operator spelling, plus the
