@@ -332,6 +332,8 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
         if math.isfinite(loss):
             lv = min(max(math.log10(max(loss, 1e-12)) + 8.0, 0.0), 8.0)
             sono_lv += (lv - sono_lv) * sono_a
+            if sono_lv < 1e-9:
+                sono_lv = 0.0     # never decay into subnormals: they cost ~10 us per block
         sono = 0.25 * math.sin(2.0 * math.pi * sono_ph)
         sono_ph += 110.0 * 2.0 ** (0.5 * sono_lv) / sr
         if sono_ph >= 1.0:

@@ -6,6 +6,7 @@ self-loopback round trip.
 
 a) cfunc: Session + CircuitSpec("y = gain*x + dc"), LCG noise, for --seconds while the main thread
    runs a pure-Python dict/list loop (draining telemetry every 50 ms, like `run --headless`).
+   Baseline: the same with the main thread idle, for min(--seconds, 10) s (--no-idle skips it).
 b) reference: a sounddevice.Stream with a Python callback that runs Learner.process (one njit
    kernel) on each block, under the same load, for min(--seconds, 10) s.
 c) --qt: a) and b) with a pyqtgraph PlotWidget repainting at 30 fps (offscreen) instead of the loop.
@@ -23,6 +24,7 @@ import atexit
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,7 +53,10 @@ class JackServer:
             ["jackd", "--no-realtime", "--name", self.name, "-d", "dummy", "-r", str(SR),
              "-p", str(blocksize), "-C", "2", "-P", "2"],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # stopped at exit, after sounddevice's own exit handler (registered later, so run earlier)
+        # has closed PortAudio's JACK client: PortAudio aborts if the server is gone first
         atexit.register(self.stop)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
         env = dict(os.environ, JACK_DEFAULT_SERVER=self.name)
         for _ in range(100):
             if subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode == 0:
@@ -93,6 +98,14 @@ def busy_python(seconds, tick):
             return
 
 
+def idle(seconds, tick):
+    """The baseline: the main thread sleeps, waking every 50 ms for tick()."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(min(DRAIN_EVERY, max(end - time.monotonic(), 0.0)))
+        tick()
+
+
 class QtLoad:
     """A pyqtgraph PlotWidget (offscreen) whose curve is reset and repainted at 30 fps."""
 
@@ -106,6 +119,8 @@ class QtLoad:
         self.plot.resize(1000, 500)
         self.curve = self.plot.plot()
         self.plot.show()
+        import numpy as np
+        self.run(1.0, lambda: np.zeros(4096), lambda: None)     # warm-up: first paints, fonts
 
     def run(self, seconds, data, tick):
         """data() -> 1-D array to plot; tick() drains the telemetry. Returns frames painted."""
@@ -143,6 +158,11 @@ class XrunWitness:
     def _xrun(self, delayed_usecs):
         self.count += 1
 
+    def read(self):
+        """The count, after a moment for notifications still queued behind the GIL."""
+        time.sleep(0.2)
+        return self.count
+
     def close(self):
         self.client.deactivate()
         self.client.close()
@@ -166,6 +186,7 @@ def run_cfunc(device, blocksize, seconds, load, witness, qt=None):
     spec = CircuitSpec(GAIN_DC["circuit"], [ParamSpec("gain", 0.0), ParamSpec("dc", 0.0)],
                        hidden=dict(GAIN_DC["hidden"]), settings=Settings(window=32, lr=1e-2))
     stats = RunStats()
+    j_start = witness.read()
     with Session(SR, blocksize, device=device, allow_virtual=False) as s:
         s.load(spec)
         s.set_source("lcg-noise")
@@ -177,15 +198,19 @@ def run_cfunc(device, blocksize, seconds, load, witness, qt=None):
 
         time.sleep(SETTLE)
         tick()
-        c0, j0 = s.counters(), witness.count
+        j0 = witness.read()
+        c0 = s.counters()
         stats = RunStats()
         t0 = time.monotonic()
         if load == "python":
             busy_python(seconds, tick)
+        elif load == "idle":
+            idle(seconds, tick)
         else:
             painted = qt.run(seconds, lambda: s.telemetry.scope(4096, H.SC_OUT_LEFT), tick)
         elapsed = time.monotonic() - t0
-        c1, j1 = s.counters(), witness.count
+        c1 = s.counters()
+        j1 = witness.read()
         tick()
         status_bits = int(s.memory.ctl[H.C_STATUS_BITS])
         med, p99 = stats.cpu_percentiles()
@@ -193,7 +218,7 @@ def run_cfunc(device, blocksize, seconds, load, witness, qt=None):
     r = dict(callback="cfunc (ours)", load=load, seconds=elapsed,
              callbacks=c1["callbacks"] - c0["callbacks"], expected=round(elapsed * SR / blocksize),
              flagged=c1["xruns"] - c0["xruns"], jack=j1 - j0, startup_flagged=c0["xruns"],
-             startup_jack=j0, status_bits=status_bits, cpu_med=med, cpu_p99=p99, device=info.device)
+             startup_jack=j0 - j_start, status_bits=status_bits, cpu_med=med, cpu_p99=p99, device=info.device)
     if load == "qt":
         r["fps"] = painted / elapsed
     return r
@@ -232,19 +257,24 @@ def run_python(device, blocksize, seconds, load, witness, qt=None):
 
     stream = sd.Stream(device=device, samplerate=SR, blocksize=blocksize, channels=2,
                        dtype="float32", callback=callback)
+    j_start = witness.read()
     with stream:
         time.sleep(SETTLE)
-        n0, f0, j0 = st["calls"], st["flagged"], witness.count
+        j0 = witness.read()
+        n0, f0 = st["calls"], st["flagged"]
         t0 = time.monotonic()
         if load == "python":
             busy_python(seconds, lambda: None)
+        elif load == "idle":
+            idle(seconds, lambda: None)
         else:
             painted = qt.run(seconds, lambda: last, lambda: None)
         elapsed = time.monotonic() - t0
-        n1, f1, j1 = st["calls"], st["flagged"], witness.count
+        n1, f1 = st["calls"], st["flagged"]
+        j1 = witness.read()
     r = dict(callback="Python + njit", load=load, seconds=elapsed, callbacks=n1 - n0,
              expected=round(elapsed * SR / blocksize), flagged=f1 - f0, jack=j1 - j0,
-             startup_flagged=f0, startup_jack=j0, status_bits=st["bits"],
+             startup_flagged=f0, startup_jack=j0 - j_start, status_bits=st["bits"],
              cpu_med=float("nan"), cpu_p99=float("nan"), device="")
     if load == "qt":
         r["fps"] = painted / elapsed
@@ -303,7 +333,7 @@ def run_latency(device, blocksize, server, window=48000, max_lag=8192):
 def fmt_row(r, blocksize):
     lost = r["expected"] - r["callbacks"]
     ratio = r["flagged"] / r["callbacks"] if r["callbacks"] else float("nan")
-    load = {"python": "pure-Python loop", "qt": f"pyqtgraph {r.get('fps', 0):.0f} fps"}[r["load"]]
+    load = {"idle": "idle (baseline)", "python": "pure-Python loop", "qt": f"pyqtgraph {r.get('fps', 0):.0f} fps"}[r["load"]]
     cpu = "" if r["cpu_med"] != r["cpu_med"] else f"{r['cpu_med']:.1f} / {r['cpu_p99']:.1f}"
     return (f"| {r['callback']} | {load} | {r['seconds']:.1f} | {r['callbacks']} | {r['expected']} "
             f"| {100 * lost / r['expected']:.2f} % | {r['flagged']} | {100 * ratio:.2f} % | {r['jack']} "
@@ -316,10 +346,11 @@ def main():
     ap.add_argument("--blocksize", type=int, default=128)
     ap.add_argument("--qt", action="store_true", help="also run a) and b) under a 30 fps pyqtgraph load")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,d")
+    ap.add_argument("--no-idle", action="store_true", help="skip the idle-main-thread baselines")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
 
-    server = JackServer(a.blocksize)
+    server = JackServer(a.blocksize)      # stopped at exit
     import numba
     import sounddevice as sd       # only now: PortAudio sees JACK only if the server is up
     device = jack_device(sd)
@@ -333,6 +364,11 @@ def main():
     rows = []
     b_seconds = min(a.seconds, 10.0)
     plan = []
+    if not a.no_idle:
+        if "a" not in skip:
+            plan.append(("a", run_cfunc, b_seconds, "idle"))
+        if "b" not in skip:
+            plan.append(("b", run_python, b_seconds, "idle"))
     if "a" not in skip:
         plan.append(("a", run_cfunc, a.seconds, "python"))
     if "b" not in skip:
@@ -361,7 +397,8 @@ def main():
         for r in rows:
             print(fmt_row(r, a.blocksize))
         print()
-        print(f"The Python-callback rows run min(--seconds, 10) = {b_seconds:g} s. 'missing callbacks' = "
+        print(f"The Python-callback rows and the idle baselines run min(--seconds, 10) = {b_seconds:g} s. "
+              "'missing callbacks' = "
               "(expected - callbacks) / expected, expected = window x rate / blocksize. Status bits: "
               "1 input underflow, 2 input overflow, 4 output underflow, 8 output overflow.")
     if lat is not None:
@@ -377,7 +414,6 @@ def main():
                   f"| {1000 * (lat['pa_in_latency'] + lat['pa_out_latency']):.2f} ms |")
             if len(lat["exact_lags"]) > 1:
                 print(f"(several exact lags: {lat['exact_lags'][:8]})")
-    server.stop()
 
 
 if __name__ == "__main__":

@@ -237,3 +237,11 @@ def test_lcg_generator_is_diff_libs_sequence():
     h = Harness(make_learner(learning=False))
     h.run_many(3, 100)
     np.testing.assert_array_equal(h.scope(300)[:, H.SC_SOURCE], LcgNoise().read(300))
+
+
+def test_a_silent_loss_never_leaves_subnormal_numbers_in_the_callback_state():
+    learner = make_learner("y = g*x", [("g", 0.5)], hidden={"g": 0.5}, learning=False)
+    h = Harness(learner)
+    h.run_many(4000, 128)                     # ~10 s of audio with a loss of exactly 0
+    level = h.ctl[H.C_SONIFY_LEVEL]
+    assert level == 0.0 or abs(level) >= np.finfo(np.float64).tiny
