@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .host_callback import audio_callback
+from .host_layout import PA_OUTPUT_UNDERFLOW
 
 _CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong,
                                   ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p)
 VIRTUAL_DEVICE = "virtual clock (no audio device)"
-PA_OUTPUT_UNDERFLOW = 4
 
 
 class AudioUnavailable(Exception):

@@ -16,6 +16,7 @@ from numba.extending import intrinsic
 
 from engine import blockabi as B
 from engine import layout as LY
+from engine.sources import _lcg_fill
 from . import host_layout as H
 
 CALLBACK_SIGNATURE = types.int32(types.voidptr, types.voidptr, types.uint64, types.voidptr,
@@ -62,13 +63,9 @@ def _slot(address):
 
 @njit(nogil=True, cache=True)
 def _lcg(ctl, x, n, gain):
-    s = np.int64(ctl[H.C_LCG])
+    ctl[H.C_LCG] = _lcg_fill(x[:n], np.int64(ctl[H.C_LCG]))     # diff.lib's sequence
     for i in range(n):
-        s = (1103515245 * s + 12345) & 0xFFFFFFFF
-        if s >= 0x80000000:
-            s -= 0x100000000
-        x[i] = gain * (s / 2147483647.0)
-    ctl[H.C_LCG] = s
+        x[i] *= gain
 
 
 @njit(nogil=True, cache=True)
@@ -112,7 +109,7 @@ def _oscillator(ctl, x, n, gain, hz, sr, saw):
 
 
 @njit(nogil=True, cache=True)
-def _take_events(ctl, midi, ridx, t_now, block_seconds, sr, n, offsets, rows):
+def _take_events(midi, ridx, t_now, block_seconds, sr, n, offsets, rows):
     """Due MIDI events, each with its sample offset in this block. Events that arrived during
     the previous block are replayed one block later with their relative timing kept."""
     k = 0
@@ -208,7 +205,7 @@ def _run_slot(slot, n):
 
 
 @njit(nogil=True, cache=True)
-def _mode_value(mode, tgt, lrn, src, sono, right):
+def _mode_value(mode, tgt, lrn, sono, right):
     if mode == 0:
         return tgt
     if mode == 1:
@@ -237,7 +234,7 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
         ctl[H.C_FILE_ACK] = ctl[H.C_FILE_REQ]
 
     # ---- source
-    nev = _take_events(ctl, midi, ridx, t_now, n / sr, sr, n, offsets, rows)
+    nev = _take_events(midi, ridx, t_now, n / sr, sr, n, offsets, rows)
     if source == 0:
         ch = int(ctl[H.C_IN_CHANNEL])
         if nin > 0 and 0 <= ch < nin:
@@ -314,6 +311,8 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
     g = ctl[H.C_LIMIT_GAIN]
     sono_ph, sono_lv = ctl[H.C_SONIFY_PHASE], ctl[H.C_SONIFY_LEVEL]
     sono_a = 1.0 - math.exp(-1.0 / (0.01 * sr))
+    loss_mode = H.MODE_LOSS
+    sonify = mode_new == loss_mode or mode_old == loss_mode     # only computed when heard
     out_peak = 0.0
     shead = ridx[H.R_SCOPE_HEAD]
     srows = scope.shape[0]
@@ -328,22 +327,24 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
             tgt = (1.0 - r) * tgt + r * tb
             lrn = (1.0 - r) * lrn + r * lb
             fade_pos += 1.0
-        # the loss heard as pitch: 110 Hz at 1e-8 up to 1760 Hz at 1 and above
-        if math.isfinite(loss):
-            lv = min(max(math.log10(max(loss, 1e-12)) + 8.0, 0.0), 8.0)
-            sono_lv += (lv - sono_lv) * sono_a
-            if sono_lv < 1e-9:
-                sono_lv = 0.0     # never decay into subnormals: they cost ~10 us per block
-        sono = 0.25 * math.sin(2.0 * math.pi * sono_ph)
-        sono_ph += 110.0 * 2.0 ** (0.5 * sono_lv) / sr
-        if sono_ph >= 1.0:
-            sono_ph -= 1.0
-        left = _mode_value(mode_new, tgt, lrn, x[i], sono, False)
-        right = _mode_value(mode_new, tgt, lrn, x[i], sono, True)
+        sono = 0.0
+        if sonify:
+            # the loss heard as pitch: 110 Hz at 1e-8 up to 1760 Hz at 1 and above
+            if math.isfinite(loss):
+                lv = min(max(math.log10(max(loss, 1e-12)) + 8.0, 0.0), 8.0)
+                sono_lv += (lv - sono_lv) * sono_a
+                if sono_lv < 1e-9:
+                    sono_lv = 0.0     # never decay into subnormals: they cost ~10 us per block
+            sono = 0.25 * math.sin(2.0 * math.pi * sono_ph)
+            sono_ph += 110.0 * 2.0 ** (0.5 * sono_lv) / sr
+            if sono_ph >= 1.0:
+                sono_ph -= 1.0
+        left = _mode_value(mode_new, tgt, lrn, sono, False)
+        right = _mode_value(mode_new, tgt, lrn, sono, True)
         if mode_old != mode_new:
             r = (i + 1.0) / n
-            left = r * left + (1.0 - r) * _mode_value(mode_old, tgt, lrn, x[i], sono, False)
-            right = r * right + (1.0 - r) * _mode_value(mode_old, tgt, lrn, x[i], sono, True)
+            left = r * left + (1.0 - r) * _mode_value(mode_old, tgt, lrn, sono, False)
+            right = r * right + (1.0 - r) * _mode_value(mode_old, tgt, lrn, sono, True)
         left *= master
         right *= master
         if not math.isfinite(left):

@@ -88,6 +88,7 @@ CTL_WORDS = 64
 
 # ---- outputs and sources (values of C_OUTPUT_MODE / C_SOURCE)
 OUTPUT_MODES = {"target": 0, "learned": 1, "stereo": 2, "error": 3, "loss": 4}
+MODE_LOSS = OUTPUT_MODES["loss"]
 SOURCES = {"input": 0, "lcg-noise": 1, "noise": 2, "sine": 3, "saw": 4, "midi": 5, "file": 6}
 
 # ---- telemetry row (float64)

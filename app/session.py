@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine import layout as LY
 from engine.learner import Learner, ParamSpec, Settings
 from . import host_layout as H
 from .audio_stream import AudioUnavailable, open_stream
@@ -367,4 +366,4 @@ class Session:
                 "skipped": 0 if self.learner is None else self.learner.skipped}
 
 
-__all__ = ["Session", "CircuitSpec", "SessionError", "AudioUnavailable", "Knob", "ParamSpec", "Settings", "LY"]
+__all__ = ["Session", "CircuitSpec", "SessionError", "AudioUnavailable", "Knob", "ParamSpec", "Settings"]

@@ -62,19 +62,16 @@ def voidptr_address(typingctx, pointer):
 @intrinsic
 def call_block(typingctx, fn_address, slot, n):
     """Call a `block` cfunc through its address: int64 fn(void *slot, int64 n)."""
-    if not (isinstance(fn_address, types.Integer) and isinstance(n, types.Integer)):
+    if not (isinstance(fn_address, types.Integer) and isinstance(slot, types.RawPointer)
+            and n == types.int64):
         return None
-    sig = types.int64(fn_address, slot, n)
 
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
         fnty = ir.FunctionType(i64, [ir.IntType(8).as_pointer(), i64])
         fn = builder.inttoptr(args[0], fnty.as_pointer())
-        slot_ptr = args[1]
-        if not isinstance(signature.args[1], types.RawPointer):
-            slot_ptr = builder.inttoptr(slot_ptr, ir.IntType(8).as_pointer())
-        return builder.call(fn, [slot_ptr, builder.sext(args[2], i64) if args[2].type.width < 64 else args[2]])
-    return sig, codegen
+        return builder.call(fn, [args[1], args[2]])
+    return types.int64(fn_address, slot, n), codegen
 
 
 def address(array: np.ndarray) -> int:

@@ -51,11 +51,6 @@ def _wait_callbacks(session, n, timeout=10.0):
         time.sleep(0.01)
 
 
-def _rate(session, seconds):
-    c0, x0, t0 = session.counters()["callbacks"], session.counters()["xruns"], time.monotonic()
-    return c0, x0, t0
-
-
 def test_stream_runs_at_the_real_rate(session):
     session.load(GAIN_DC)
     info = session.start()
