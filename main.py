@@ -8,7 +8,11 @@ os.environ.setdefault("NUMBA_CACHE_DIR",
 
 def main() -> int:
     from app.cli import main as cli_main
-    return cli_main(sys.argv[1:])
+
+    def gui(**options):
+        from ui.app import run
+        return run(**options)
+    return cli_main(sys.argv[1:], gui=gui)
 
 
 if __name__ == "__main__":

@@ -274,7 +274,8 @@ def _telemetry_line(snap, elapsed, counters) -> str:
 
 def cmd_run(a) -> int:
     if not a.headless:
-        raise UsageError("the desktop window is not built yet; add --headless to run without it")
+        raise UsageError("`run` is the headless runner: add --headless, or open the window with "
+                         "python main.py [--preset NAME]")
     from app.session import CircuitSpec, Session, SessionError
     from app.audio_stream import AudioUnavailable
     from app.telemetry import RunStats
@@ -377,7 +378,19 @@ def cmd_devices(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="main.py", description="Dualtone: learn audio circuits live.")
+    p = argparse.ArgumentParser(
+        prog="main.py", description="Dualtone: learn audio circuits live. Without a command it opens "
+                                    "the window; the commands below work without one.")
+    p.add_argument("--preset", metavar="NAME|FILE", help="open this preset (a factory name or a file) "
+                   "instead of restoring the last session")
+    p.add_argument("--seconds", type=_positive_seconds, metavar="S",
+                   help="learn for S seconds of audio, then exit (with --screenshot: save it first)")
+    p.add_argument("--screenshot", metavar="FILE.png",
+                   help="save the window as a PNG after --seconds (default 5) and exit; renders "
+                        "offscreen when there is no display")
+    p.add_argument("--device", dest="gui_device", metavar="NAME", help="audio device for the window")
+    p.add_argument("--blocksize", dest="gui_blocksize", type=int, default=128, metavar="B",
+                   help="frames per audio callback for the window (default 128)")
     sub = p.add_subparsers(dest="command")
     lp = sub.add_parser("learn", help="learn a circuit's parameters offline (headless)",
                         description="Learn the parameters of --circuit so that it matches the target, "
@@ -417,15 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
-def main(argv=None) -> int:
+def main(argv=None, gui=None) -> int:
+    """gui(preset, seconds, screenshot, device, blocksize) -> exit code opens the window; main.py
+    passes it in (app/ never imports ui/)."""
     parser = build_parser()
     # argparse exits with 2 on bad flags, which is the contract's code for bad input
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        print("\nThe desktop window is not built yet; headless learning works today: "
-              "python main.py learn --help (offline) and python main.py run --headless --help (live)", file=sys.stderr)
-        return 0
+        if gui is None:
+            parser.print_help()
+            return 0
+        return gui(preset=args.preset, seconds=args.seconds, screenshot=args.screenshot,
+                   device=args.gui_device, blocksize=args.gui_blocksize)
     try:
         return args.func(args)
     except UsageError as e:

@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.learner import Learner, ParamSpec, Settings
+from engine.learner import LOSS_CODES, OPT_CODES, Learner, ParamSpec, Settings
 from . import host_layout as H
 from .audio_stream import AudioUnavailable, open_stream
 from .host import HostMemory, Slot
 from .telemetry import TelemetryReader
+
+
+LOSSES = tuple(LOSS_CODES)          # the choices a window offers
+OPTIMIZERS = tuple(OPT_CODES)
 
 
 @dataclass
@@ -33,6 +37,11 @@ class CircuitSpec:
     target: str | None = None
     hidden: dict = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
+    # declarations (range, scale) of target parameters the learnable circuit lacks: knob ranges only
+    hidden_params: list[ParamSpec] = field(default_factory=list)
+
+    def declaration(self, name: str) -> ParamSpec | None:
+        return next((p for p in list(self.params) + list(self.hidden_params) if p.name == name), None)
 
 
 @dataclass
@@ -92,6 +101,24 @@ class Session:
     def stop(self):
         if self.stream is not None and self.stream.active:
             self.stream.stop()
+
+    def reopen(self, device=None, blocksize: int | None = None):
+        """Move to another device or block size: the stream restarts, the learning state stays."""
+        blocksize = self.blocksize if blocksize is None else blocksize
+        if not (isinstance(blocksize, int) and 16 <= blocksize <= self.memory.max_frames):
+            raise SessionError(f"the block size must be a whole number from 16 to {self.memory.max_frames}")
+        was_running = self.running
+        self._close_stream()
+        self.device, self.blocksize = device, blocksize
+        if was_running:
+            return self.start()
+        return self.open()
+
+    def _close_stream(self):
+        self.stop()
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
 
     def close(self):
         self.stop()
@@ -328,14 +355,17 @@ class Session:
         """Everything a MIDI CC (or a GUI slider) can turn, with its range."""
         out = {"lr": Knob("lr", 1e-6, 1.0, log=True), "master": Knob("master", 0.0, 1.0),
                "source_hz": Knob("source_hz", 20.0, 20000.0, log=True)}
-        learner = self.learner
-        if learner is not None:
-            ranges = {sp.name: (sp.lo, sp.hi) for sp in learner.specs}
+        learner, spec = self.learner, self.spec
+        if learner is not None and spec is not None:
             for name in learner.layout.hidden:
-                lo, hi = ranges.get(name, (-math.inf, math.inf))
+                decl = spec.declaration(name)
+                lo, hi, log = (-math.inf, math.inf, False) if decl is None else (decl.lo, decl.hi, decl.log)
                 if not (math.isfinite(lo) and math.isfinite(hi)):
-                    lo, hi = -1.0, 1.0
-                out[f"hidden:{name}"] = Knob(f"hidden:{name}", lo, hi)
+                    # unbounded: a knob around the current value
+                    v = learner.hidden[name]
+                    span = max(1.0, 2.0 * abs(v))
+                    lo, hi, log = -span, span, False
+                out[f"hidden:{name}"] = Knob(f"hidden:{name}", lo, hi, log)
         return out
 
     def set_knob(self, name: str, fraction: float):

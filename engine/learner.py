@@ -36,12 +36,16 @@ class ParamSpec:
     init: float = 0.0
     lo: float = -math.inf
     hi: float = math.inf
+    log: bool = False                # shown on a logarithmic knob (a display hint; needs 0 < lo)
 
     def __post_init__(self):
         if not math.isfinite(self.init):
             raise ValueError(f"parameter '{self.name}': the initial value must be a finite number")
         if math.isnan(self.lo) or math.isnan(self.hi) or self.lo > self.hi:
             raise ValueError(f"parameter '{self.name}': the range [{self.lo}, {self.hi}] is empty")
+        if self.log and not (0.0 < self.lo and math.isfinite(self.hi)):
+            raise ValueError(f"parameter '{self.name}': a logarithmic scale needs a range above 0, "
+                             f"got [{self.lo}, {self.hi}]")
 
 
 @dataclass

@@ -1,0 +1,226 @@
+"""The workspace: what the desktop window edits — the session, the MIDI control and port, and the
+preset it came from — with the glue between presets and a running session (check a circuit text,
+apply a preset, snapshot what was learned, autosave). No Qt here: the window calls these methods
+and draws what they return."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.language import CircuitError, parse
+from engine.learner import ParamSpec
+from . import presets
+from .midi_control import MidiControl
+from .session import CircuitSpec, Session, SessionError
+
+# a name newly typed into the circuit is declared like this until the user edits the line
+NEW_DECLARATION = "{name} = 0 : -1 : 1"
+
+_DECL = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*([^:\s]+)\s*(?::\s*([^:\s]*)\s*:\s*([^:\s]*))?\s*(log)?\s*$")
+
+
+@dataclass
+class Problem:
+    """One error in what the user typed, placed for inline display (1-based line and column)."""
+    where: str            # "circuit" | "target" | "params"
+    line: int
+    col: int
+    message: str
+
+    def __str__(self):
+        return f"{self.where} line {self.line}, col {self.col}: {self.message}"
+
+
+def _number(text: str, default: float) -> float:
+    if text is None or text.strip() == "":
+        return default
+    v = float(text)               # ValueError is reported by the caller with its line
+    if math.isnan(v):
+        raise ValueError("NaN")
+    return v
+
+
+def parse_declarations(text: str) -> tuple[list[ParamSpec], list[Problem]]:
+    """One parameter per line: `name = init [: min : max] [log]` (empty min/max: unbounded)."""
+    specs, problems, seen = [], [], set()
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0]
+        if not line.strip():
+            continue
+        m = _DECL.match(line)
+        if not m:
+            problems.append(Problem("params", n, 1, "expected  name = init : min : max  (and 'log' for a "
+                                                    "logarithmic knob)"))
+            continue
+        name, init, lo, hi, log = m.groups()
+        if name in seen:
+            problems.append(Problem("params", n, 1, f"'{name}' is declared twice"))
+            continue
+        seen.add(name)
+        try:
+            spec = ParamSpec(name, _number(init, 0.0), _number(lo, -math.inf), _number(hi, math.inf),
+                             log=bool(log))
+            if not spec.lo <= spec.init <= spec.hi:
+                raise ValueError(f"the initial value {spec.init:g} is outside [{spec.lo:g}, {spec.hi:g}]")
+        except ValueError as e:
+            problems.append(Problem("params", n, line.index(name) + 1,
+                                    f"'{name}': {e}" if str(e) != "NaN" else f"'{name}': NaN is not a number"))
+            continue
+        specs.append(spec)
+    return specs, problems
+
+
+def format_declarations(specs) -> str:
+    def num(v):
+        return "" if math.isinf(v) else f"{v:g}"
+    lines = []
+    for s in specs:
+        rng = "" if math.isinf(s.lo) and math.isinf(s.hi) else f" : {num(s.lo)} : {num(s.hi)}"
+        lines.append(f"{s.name} = {s.init:g}{rng}{' log' if s.log else ''}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Checked:
+    """A circuit edit, checked: the spec to apply (None if there are problems)."""
+    spec: CircuitSpec | None
+    problems: list[Problem]
+    undeclared: list[str]          # free names with no declaration (the window may add them)
+
+
+def check_edit(circuit: str, target: str, declarations: str, hidden: dict, settings,
+               sample_rate: float) -> Checked:
+    """Parse the texts of the circuit panel without compiling (fast: runs on each keystroke)."""
+    specs, problems = parse_declarations(declarations)
+    ranges = {s.name: (s.lo, s.hi) for s in specs}
+    graphs = {}
+    for where, text in (("circuit", circuit), ("target", target)):
+        if where == "target" and not text.strip():
+            continue
+        try:
+            graphs[where] = parse(text, sample_rate, where, ranges)
+        except CircuitError as e:
+            problems.append(Problem(where, e.line, e.col, e.message))
+    names = []
+    for g in graphs.values():
+        names += [n for n in g.params if n not in names]
+    declared = {s.name for s in specs}
+    undeclared = [n for n in names if n not in declared]
+    for k, s in enumerate(specs):
+        if graphs and s.name not in names:
+            problems.append(Problem("params", _line_of(declarations, s.name), 1,
+                                    f"'{s.name}' is declared but neither circuit uses it"))
+    for n in undeclared:
+        problems.append(Problem("params", 1, 1, f"'{n}' needs a declaration: {NEW_DECLARATION.format(name=n)}"))
+    if "circuit" in graphs and not graphs["circuit"].params:
+        problems.append(Problem("circuit", 1, 1, "the circuit has no parameter to learn"))
+    if problems:
+        return Checked(None, problems, undeclared)
+    learn = [s for s in specs if s.name in graphs["circuit"].params]
+    target_graph = graphs.get("target", graphs["circuit"])
+    only_target = [s for s in specs if s.name not in graphs["circuit"].params]
+    new_hidden = {}
+    for n in target_graph.params:
+        decl = next(s for s in specs if s.name == n)
+        v = hidden.get(n, decl.init if n in graphs["circuit"].params else decl.init)
+        new_hidden[n] = min(max(float(v), decl.lo), decl.hi)
+    spec = CircuitSpec(circuit, learn, target=target if target.strip() else None, hidden=new_hidden,
+                       settings=dataclasses.replace(settings), hidden_params=only_target)
+    return Checked(spec, [], [])
+
+
+def _line_of(text: str, name: str) -> int:
+    for n, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*{re.escape(name)}\s*=", line):
+            return n
+    return 1
+
+
+class Workspace:
+    """The session plus what a saved preset needs beyond it (name, file, MIDI, source)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.midi = MidiControl(session)
+        self.midi_port = None
+        self.name, self.description, self.path = "untitled", "", None
+        self.source, self.source_hz, self.source_file = "lcg-noise", 220.0, None
+        self.banks, self.sptmod = None, None
+        self.warnings: list[str] = []
+
+    # ---- presets
+    def apply(self, preset: presets.Preset, progress=lambda stage, f: None, path: Path | None = None):
+        """Make preset the running state (compiles: call it off the GUI thread)."""
+        s = self.session
+        s.load(preset.spec, progress)
+        s.reset_learning({k: v for k, v in preset.learned.items() if k in s.param_names})
+        self.warnings = []
+        self.set_source(preset.source, preset.source_hz, preset.source_file)
+        s.set_output(preset.output)
+        self.midi.load_mappings(preset.midi)
+        self.name, self.description, self.path = preset.name, preset.description, path
+        self.banks, self.sptmod = preset.banks, preset.sptmod
+
+    def set_source(self, kind: str, hz: float | None = None, file: str | None = None):
+        """Like Session.set_source, but a file that cannot be read falls back to lcg-noise with a
+        warning instead of failing the whole preset."""
+        s = self.session
+        hz = self.source_hz if hz is None else hz
+        try:
+            if kind == "file":
+                s.load_file(file)
+            else:
+                s.set_source(kind, hz=hz)
+        except Exception as e:        # unreadable file, no input channel: keep playing something
+            self.warnings.append(f"source {kind}: {e}; playing lcg-noise instead")
+            kind, file = "lcg-noise", None
+            s.set_source(kind)
+        self.source, self.source_hz, self.source_file = kind, hz, file
+
+    def snapshot(self) -> presets.Preset:
+        s = self.session
+        if s.spec is None:
+            raise SessionError("no circuit is loaded")
+        spec = dataclasses.replace(s.spec, params=list(s.spec.params), hidden=dict(s.hidden()),
+                                   settings=dataclasses.replace(s.learner.settings),
+                                   hidden_params=list(s.spec.hidden_params))
+        return presets.Preset(name=self.name, description=self.description, spec=spec,
+                              learned=s.params(), source=self.source, source_hz=self.source_hz,
+                              source_file=self.source_file, output=s.output,
+                              midi=self.midi.mappings, banks=self.banks, sptmod=self.sptmod)
+
+    def save(self, path, overwrite: bool = False) -> Path:
+        preset = self.snapshot()
+        preset.name = Path(path).stem
+        out = presets.save(preset, path, overwrite=overwrite)
+        self.name, self.path = preset.name, out
+        presets.add_recent(out)
+        return out
+
+    def autosave(self):
+        if self.session.spec is not None:
+            presets.write_autosave(self.snapshot())
+
+    # ---- MIDI
+    def open_midi(self, connect: str | None = None):
+        """The virtual port "Dualtone MIDI in", also connected to `connect` if given."""
+        from .midi_ports import MidiInput
+        self.close_midi()
+        self.midi_port = MidiInput(self.midi.feed_bytes, connect=connect)
+        return self.midi_port
+
+    def close_midi(self):
+        if self.midi_port is not None:
+            self.midi_port.close()
+            self.midi_port = None
+
+    def close(self, autosave: bool = True):
+        try:
+            if autosave:
+                self.autosave()
+        finally:
+            self.close_midi()
+            self.session.close()

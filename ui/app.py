@@ -1,0 +1,128 @@
+"""Starting the desktop app: a display check, the Qt application, the window, the first preset
+(the autosaved session, or the one asked for), and screenshot mode:
+
+    python main.py --preset gain+dc --seconds 5 --screenshot shot.png
+
+learns for S seconds of audio after the preset has compiled, saves the window as a PNG, exits 0."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def has_display() -> bool:
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return True               # the user chose a platform (offscreen, xcb, wayland, ...)
+    if sys.platform != "linux":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+NO_DISPLAY = ("no display: $DISPLAY and $WAYLAND_DISPLAY are unset, so the window cannot open. "
+              "Run it on a desktop, or try  python main.py --preset gain+dc --seconds 5 --screenshot shot.png "
+              "(renders offscreen)  or  python main.py run --headless --seconds 10 ... (no window)")
+
+
+def run(preset: str | None = None, seconds: float | None = None, screenshot: str | None = None,
+        device=None, blocksize: int = 128, sample_rate: float = 48000.0) -> int:
+    if not has_display():
+        if screenshot is None:
+            print(f"error: {NO_DISPLAY}", file=sys.stderr)
+            return EXIT_USAGE
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from app import presets
+    if preset is not None:
+        try:
+            presets.load(presets.resolve(preset))         # fail early with the problems listed
+        except presets.PresetError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    if screenshot is not None:
+        parent = Path(screenshot).resolve().parent
+        if not parent.is_dir():
+            print(f"error: --screenshot {screenshot}: the folder {parent} does not exist", file=sys.stderr)
+            return EXIT_USAGE
+
+    from pyqtgraph.Qt import QtCore, QtWidgets
+    from app.audio_stream import list_devices
+    from app.session import Session, SessionError
+    from app.workspace import Workspace
+    from .main_window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("Dualtone")
+    try:
+        session = Session(sample_rate, blocksize, device=device)
+    except SessionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        from app.midi_ports import list_ports
+        midi_ports = list_ports()
+    except Exception:
+        midi_ports = []
+    window = MainWindow(Workspace(session), list_devices(), midi_ports, autosave=screenshot is None)
+    window.show()
+    result = {"code": EXIT_OK}
+
+    def started():
+        if screenshot is None and seconds is None:
+            return
+        deadline = time.monotonic() + (seconds if seconds is not None else 5.0)
+
+        def finish():
+            if time.monotonic() < deadline:
+                return
+            poll.stop()
+            if screenshot is not None:
+                window.tick()
+                app.processEvents()
+                window.grab().save(screenshot, "PNG")
+                if not (os.path.exists(screenshot) and os.path.getsize(screenshot) > 0):
+                    print(f"error: could not write {screenshot}", file=sys.stderr)
+                    result["code"] = 1
+                else:
+                    print(_summary(window, screenshot))
+            window.close()
+        poll = QtCore.QTimer(window, interval=50)
+        poll.timeout.connect(finish)
+        poll.start()
+
+    def wait_for_first_load():
+        if window.loaded:
+            first.stop()
+            started()
+        elif not window.busy and window.error_dialog is not None:
+            first.stop()                     # the preset failed: report and leave
+            print(f"error: {window.error_dialog.informativeText()}", file=sys.stderr)
+            result["code"] = EXIT_USAGE
+            window.close()
+    first = QtCore.QTimer(window, interval=20)
+    first.timeout.connect(wait_for_first_load)
+    first.start()
+
+    if preset is not None:
+        window.open_preset(preset)
+    elif not window.restore_autosave():
+        window.open_preset("gain+dc")
+    app.exec()
+    return result["code"]
+
+
+def _summary(window, screenshot) -> str:
+    """One JSON line with what the screenshot shows, for scripts and closing notes."""
+    import json
+    s = window.session
+    losses = window.loss_history.visible_data()[1]
+    out = {"screenshot": screenshot, "preset": window.workspace.name,
+           "params": s.params(), "hidden": s.hidden(),
+           "loss_first": float(losses[0]) if len(losses) else None,
+           "loss_last": float(losses[-1]) if len(losses) else None,
+           "callbacks": s.counters()["callbacks"], "xruns": s.counters()["xruns"],
+           "status": s.status_message,
+           "gui_frame_ms_median": float(sorted(window.frame_ms)[len(window.frame_ms) // 2]) if window.frame_ms else None}
+    return json.dumps(out)

@@ -1,0 +1,431 @@
+"""The main window: panels around a running workspace. A 30 fps timer drains the telemetry rings
+and feeds the plots; every user action is a session/workspace call. Compiling (Apply, Open) runs on
+a worker thread, so the window never freezes and the audio never waits for it."""
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
+
+from app import host_layout as H
+from app import presets
+from app.workspace import Workspace, format_declarations
+from .circuit_panel import CircuitPanel
+from .controls import AudioControls, LearningControls
+from .knob_panels import HiddenPanel, LearnedPanel
+from .views import LossHistory, LossMeter, ScopeView, TrajectoryPlot
+
+FPS = 30
+SPANS = (("10 s", 10), ("30 s", 30), ("1 min", 60), ("2 min", 120), ("5 min", 300), ("10 min", 600))
+SCOPE_SAMPLES = 4096
+STYLE = """
+QWidget { background: #15171c; color: #c8ccd4; }
+QGroupBox { border: 1px solid #2c3038; border-radius: 4px; margin-top: 14px; padding-top: 4px; }
+QGroupBox::title { subcontrol-origin: margin; left: 8px; color: #8fb8de; }
+QPlainTextEdit, QLineEdit, QComboBox, QSpinBox, QDoubleSpinBox { background: #1d2027; border: 1px solid #2c3038; }
+QPushButton { background: #262a33; border: 1px solid #3a3f4a; padding: 4px 10px; }
+QPushButton:checked { background: #2e4a2e; }
+QProgressBar { border: 1px solid #2c3038; text-align: center; }
+QProgressBar::chunk { background: #3d6e9e; }
+"""
+
+
+class _Bridge(QtCore.QObject):
+    """Carries a worker thread's progress and result to the GUI thread (queued signals)."""
+    progress = QtCore.Signal(str, float)
+    finished = QtCore.Signal(object, object)        # (on_done callback, error or None)
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, workspace: Workspace, devices=(), midi_ports=(), autosave_seconds: float = 10.0,
+                 autosave: bool = True):
+        super().__init__()
+        self.workspace, self.session = workspace, workspace.session
+        self.autosave_enabled = autosave
+        self.setWindowTitle("Dualtone")
+        self.setStyleSheet(STYLE)
+        self._jobs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualtone-gui-job")
+        self._bridge = _Bridge()
+        self._bridge.progress.connect(self._job_progress)
+        self._bridge.finished.connect(self._job_finished)
+        self.busy = False
+        self.error_dialog: QtWidgets.QMessageBox | None = None
+        self.frame_ms: deque = deque(maxlen=2000)      # GUI frame times, for the benchmark
+        self.loaded = 0                                # circuits loaded so far (tests wait on it)
+
+        self.circuit = CircuitPanel(presets.factory_presets(), lambda: self.session.sample_rate,
+                                    self._hidden_values, self._settings)
+        self.circuit.apply_requested.connect(self.apply_spec)
+        self.circuit.factory_chosen.connect(lambda name: self.open_preset(name))
+        self.hidden = HiddenPanel(self.session, workspace.midi)
+        self.learned = LearnedPanel()
+        self.learning = LearningControls(self.session)
+        self.learning.reset_requested.connect(self.reset_learning)
+        self.audio = AudioControls(self.session, list(devices), list(midi_ports))
+        self.audio.device_requested.connect(self.change_device)
+        self.audio.source_requested.connect(self.change_source)
+        self.audio.midi_requested.connect(self.change_midi)
+        for panel in (self.hidden, self.learning, self.audio):
+            panel.status.connect(self.say)
+
+        self.loss_meter = LossMeter()
+        self.loss_history = LossHistory()
+        self.trajectories = TrajectoryPlot()
+        self.scope = ScopeView(self.session.sample_rate)
+        self.span = QtWidgets.QComboBox()
+        for label, seconds in SPANS:
+            self.span.addItem(label, seconds)
+        self.span.setCurrentIndex(2)
+        self.span.currentIndexChanged.connect(lambda _: self.set_span(self.span.currentData()))
+        self.set_span(self.span.currentData())
+        self._build_layout()
+        self._build_menus()
+
+        self.status_label = QtWidgets.QLabel()
+        self.statusBar().addPermanentWidget(self.status_label)
+        self._timer = QtCore.QTimer(self, interval=int(1000 / FPS))
+        self._timer.timeout.connect(self.tick)
+        self._timer.start()
+        self._autosave = QtCore.QTimer(self, interval=int(autosave_seconds * 1000))
+        self._autosave.timeout.connect(self.autosave)
+        if autosave:
+            self._autosave.start()
+        self._last_status = 0.0
+        self.resize(1600, 1000)
+
+    # ---- layout
+    def _build_layout(self):
+        left = QtWidgets.QWidget()
+        lv = QtWidgets.QVBoxLayout(left)
+        for w in (self.circuit, self.learning, self.audio):
+            lv.addWidget(w)
+        lv.addStretch(1)
+        middle = QtWidgets.QWidget()
+        mv = QtWidgets.QVBoxLayout(middle)
+        mv.addWidget(self.hidden)
+        mv.addWidget(self.learned)
+        meter_box = QtWidgets.QGroupBox("Loss")
+        mb = QtWidgets.QHBoxLayout(meter_box)
+        mb.addWidget(self.loss_meter)
+        mv.addWidget(meter_box, 1)
+        right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        loss_box = QtWidgets.QWidget()
+        lb = QtWidgets.QVBoxLayout(loss_box)
+        lb.setContentsMargins(0, 0, 0, 0)
+        row = QtWidgets.QHBoxLayout()
+        title = QtWidgets.QLabel("loss (log) — drag to pan, wheel to zoom, double-click to follow")
+        title.setStyleSheet("color: #8a909c;")
+        row.addWidget(title, 1)
+        row.addWidget(self.span)
+        lb.addLayout(row)
+        lb.addWidget(self.loss_history, 1)
+        for w in (loss_box, self.trajectories, self.scope):
+            right.addWidget(w)
+        right.setSizes([280, 280, 440])
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        split.addWidget(scroll)
+        split.addWidget(middle)
+        split.addWidget(right)
+        split.setSizes([430, 400, 770])
+        self.setCentralWidget(split)
+
+    def _build_menus(self):
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self.factory_menu = file.addMenu("New from factory preset")
+        for name in presets.factory_presets():
+            self.factory_menu.addAction(name, lambda n=name: self.open_preset(n))
+        file.addAction("&Open…", QtGui.QKeySequence.StandardKey.Open, self.open_dialog)
+        self.recent_menu = file.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file.addSeparator()
+        file.addAction("&Save", QtGui.QKeySequence.StandardKey.Save, self.save)
+        file.addAction("Save &as…", QtGui.QKeySequence.StandardKey.SaveAs, lambda: self.save_as())
+        file.addSeparator()
+        file.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
+        learn = bar.addMenu("&Learning")
+        self.run_action = learn.addAction("Run / pause", self.learning.run.toggle)
+        self.run_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Space))
+        learn.addAction("Reset parameters", self.reset_learning)
+        tool = self.addToolBar("main")
+        tool.setMovable(False)
+        tool.addAction("Open…", self.open_dialog)
+        tool.addAction("Save", self.save)
+        tool.addSeparator()
+        tool.addWidget(self.learning.run)
+
+    def _fill_recent(self):
+        self.recent_menu.clear()
+        for path in presets.recent():
+            self.recent_menu.addAction(path, lambda p=path: self.open_preset(p))
+        if not self.recent_menu.actions():
+            self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    def set_span(self, seconds: float):
+        self.loss_history.set_span(seconds)
+        self.trajectories.set_span(seconds)
+
+    # ---- status and dialogs
+    def say(self, message: str, seconds: float = 8.0):
+        self.statusBar().showMessage(message, int(seconds * 1000))
+
+    def show_problems(self, title: str, intro: str, problems: list[str]):
+        """One non-blocking dialog listing every problem in plain words."""
+        if self.error_dialog is not None:
+            self.error_dialog.close()
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, intro, parent=self)
+        box.setInformativeText("\n".join(f"• {p}" for p in problems[:30])
+                               + (f"\n… and {len(problems) - 30} more" if len(problems) > 30 else ""))
+        box.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        box.open()
+        self.error_dialog = box
+        self.say(f"{title}: {problems[0]}" if problems else title)
+
+    def confirm_overwrite(self, path: Path) -> bool:
+        answer = QtWidgets.QMessageBox.question(self, "Replace file?",
+                                                f"{path.name} already exists. Replace it?")
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
+
+    # ---- jobs on the worker thread
+    def _run_job(self, work, on_done, stage: str):
+        if self.busy:
+            self.say("still compiling the previous change; try again in a moment")
+            return False
+        self.busy = True
+        self.circuit.set_busy(stage, 0.05)
+        bridge = self._bridge
+
+        def job():
+            try:
+                work(lambda s, f: bridge.progress.emit(s, f))
+                bridge.finished.emit(on_done, None)
+            except Exception as e:          # shown to the user; the old circuit keeps playing
+                bridge.finished.emit(on_done, e)
+        self._jobs.submit(job)
+        return True
+
+    def _job_progress(self, stage: str, fraction: float):
+        self.circuit.set_busy(stage, fraction)
+
+    def _job_finished(self, on_done, error):
+        self.busy = False
+        self.circuit.set_busy(None)
+        on_done(error)
+
+    # ---- circuits and presets
+    def apply_spec(self, spec):
+        def done(error):
+            if error is not None:
+                self.circuit.error.setText(str(error))
+                self.say(f"the circuit was not applied: {error}")
+                return
+            self._circuit_changed()
+            self.say("circuit applied")
+        self._run_job(lambda progress: self.session.load(spec, progress), done, "compiling…")
+
+    def open_preset(self, name_or_path) -> bool:
+        """Validate and apply a preset (factory name or file). Problems: one dialog, nothing changes."""
+        try:
+            path = presets.resolve(str(name_or_path))
+            preset = presets.load(path)
+        except presets.PresetError as e:
+            self.show_problems("Cannot open preset", f"{e.origin} cannot be used:", e.problems)
+            return False
+        factory = path.parent.resolve() == presets.FACTORY_DIR.resolve()
+
+        def done(error):
+            if error is not None:
+                self.show_problems("Cannot open preset", f"{path.name} does not compile:", [str(error)])
+                return
+            if not factory:
+                presets.add_recent(path)
+            self._circuit_changed()
+            for w in self.workspace.warnings:
+                self.say(w)
+            self.say(f"opened {preset.name}")
+        return self._run_job(lambda progress: self.workspace.apply(preset, progress, None if factory else path),
+                             done, f"opening {preset.name}…")
+
+    def restore_autosave(self) -> bool:
+        preset = presets.read_autosave()
+        if preset is None:
+            return False
+
+        def done(error):
+            if error is None:
+                self._circuit_changed()
+                self.say(f"restored your last session ({preset.name})")
+            else:
+                self.say(f"the autosaved session could not be restored: {error}")
+                self.open_preset("gain+dc")
+        return self._run_job(lambda progress: self.workspace.apply(preset, progress, None), done,
+                             "restoring the last session…")
+
+    def _circuit_changed(self):
+        s = self.session
+        self.loaded += 1
+        if not s.running:
+            try:
+                s.start()
+            except Exception as e:
+                self.say(f"audio could not start: {e}")
+        spec = s.spec
+        self.circuit.show_spec(spec, format_declarations(list(spec.params) + list(spec.hidden_params)))
+        self.hidden.rebuild()
+        self.learned.rebuild(s)
+        self.learning.show_settings(s.learner.settings)
+        self.audio.show_state(self.workspace.source, self.workspace.source_hz, s.output)
+        self.trajectories.set_names(s.param_names, list(s.hidden()))
+        self.scope.set_sample_rate(s.sample_rate)
+        self.setWindowTitle(f"Dualtone — {self.workspace.name}")
+
+    def _hidden_values(self) -> dict:
+        return self.session.hidden() if self.session.learner is not None else {}
+
+    def _settings(self):
+        from app.session import Settings
+        return self.session.learner.settings if self.session.learner is not None else Settings()
+
+    def open_dialog(self):
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open preset", str(presets.FACTORY_DIR),
+                                                        "Dualtone presets (*.json)")
+        if path:
+            self.open_preset(path)
+
+    def save(self):
+        path = self.workspace.path
+        if path is None or Path(path).resolve().parent == presets.FACTORY_DIR.resolve():
+            return self.save_as()
+        return self._write(Path(path), overwrite=True)
+
+    def save_as(self, path=None):
+        if path is None:
+            start = str(presets.config_dir() / f"{self.workspace.name}.json")
+            chosen, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save preset", start,
+                                                              "Dualtone presets (*.json)")
+            if not chosen:
+                return None
+            path = Path(chosen if chosen.endswith(".json") else chosen + ".json")
+            return self._write(path, overwrite=True)      # the file dialog asked about replacing
+        path = Path(path)
+        if path.exists() and not self.confirm_overwrite(path):
+            self.say(f"not saved: {path.name} was kept")
+            return None
+        return self._write(path, overwrite=True)
+
+    def _write(self, path: Path, overwrite: bool):
+        try:
+            out = self.workspace.save(path, overwrite=overwrite)
+        except (OSError, presets.PresetError) as e:
+            self.show_problems("Cannot save preset", f"{path} was not written:", [str(e)])
+            return None
+        self.setWindowTitle(f"Dualtone — {self.workspace.name}")
+        self.say(f"saved {out}")
+        return out
+
+    def autosave(self):
+        try:
+            self.workspace.autosave()
+        except Exception as e:
+            self.say(f"autosave failed: {e}")
+
+    # ---- live controls that need the window
+    def reset_learning(self):
+        try:
+            self.session.reset_learning()
+            self.loss_history.clear() if hasattr(self.loss_history, "clear") else None
+            self.say("parameters reset to their initial values")
+        except Exception as e:
+            self.say(str(e))
+
+    def change_device(self, device, blocksize: int):
+        try:
+            self.session.reopen(device=device, blocksize=blocksize)
+            self.say(self.session.status_message)
+        except Exception as e:
+            self.say(f"audio device: {e}")
+
+    def change_source(self, kind: str, hz: float):
+        file = None
+        if kind == "file":
+            file, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Play a file", "",
+                                                            "Audio (*.wav *.flac *.ogg *.aiff)")
+            if not file:
+                return
+        self.workspace.warnings = []
+        self.workspace.set_source(kind, hz, file)
+        for w in self.workspace.warnings:
+            self.say(w)
+
+    def change_midi(self, choice):
+        try:
+            if choice is None:
+                self.workspace.close_midi()
+                self.say("MIDI off")
+            else:
+                port = self.workspace.open_midi(connect=choice or None)
+                self.say("MIDI: 'Dualtone MIDI in'" + (f" connected to {port.connected_to}" if port.connected_to else ""))
+        except Exception as e:
+            self.say(f"MIDI: {e}")
+
+    # ---- the frame
+    def tick(self):
+        t0 = time.perf_counter()
+        s = self.session
+        rows = s.telemetry.drain()
+        names = s.param_names
+        if rows.shape[0] and names:
+            keep = rows[(rows[:, H.T_SLOT] == s.memory.active_index) & (rows[:, H.T_N_PARAMS] == len(names))]
+            if keep.shape[0]:
+                t = keep[:, H.T_TIME]
+                values = keep[:, H.TEL_HEADER:H.TEL_HEADER + len(names)]
+                hidden = s.hidden()
+                self.loss_history.append(t, keep[:, H.T_LOSS])
+                self.trajectories.append(t, values, hidden)
+                last = keep[-1]
+                self.loss_meter.set_loss(float(last[H.T_LOSS]))
+                self.learned.show_values(dict(zip(names, values[-1].tolist())), hidden)
+                deadline_us = 1e6 * s.blocksize / s.sample_rate
+                self.audio.show_meters(float(np.max(keep[:, H.T_CPU_US])) / deadline_us,
+                                       int(s.memory.ctl[H.C_XRUNS]))
+        if self.scope.isVisible() and s.running:
+            data = s.telemetry.scope(SCOPE_SAMPLES, [H.SC_TARGET, H.SC_LEARNED])
+            self.scope.show_signals(data[:, 0], data[:, 1])
+        self.loss_history.refresh()
+        self.trajectories.refresh()
+        self.hidden.sync()
+        now = time.monotonic()
+        if now - self._last_status > 0.5:
+            self._last_status = now
+            self.status_label.setText(self.status_text())
+        self.frame_ms.append(1000 * (time.perf_counter() - t0))
+
+    def status_text(self) -> str:
+        s = self.session
+        c = s.counters()
+        text = f"{self.workspace.name} — {s.status_message}"
+        if s.learner is not None:
+            text += f" — learning {'on' if s.learner.settings.learning else 'paused'}"
+        problems = [f"{c[k]} {label}" for k, label in (("nonfinite_out", "NaN/Inf samples silenced"),
+                                                       ("limited", "samples limited"),
+                                                       ("bad_input", "bad input samples"),
+                                                       ("skipped", "learning steps skipped"))
+                    if c.get(k)]
+        return text + (" — " + ", ".join(problems) if problems else "")
+
+    def closeEvent(self, e):
+        self._timer.stop()
+        self._autosave.stop()
+        self._jobs.shutdown(wait=True)
+        try:
+            self.workspace.close(autosave=self.autosave_enabled)
+        except Exception as err:            # never lose the exit over a failed autosave
+            print(f"warning: {err}")
+        super().closeEvent(e)
