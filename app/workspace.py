@@ -63,8 +63,6 @@ def parse_declarations(text: str) -> tuple[list[ParamSpec], list[Problem]]:
         try:
             spec = ParamSpec(name, _number(init, 0.0), _number(lo, -math.inf), _number(hi, math.inf),
                              log=bool(log))
-            if not spec.lo <= spec.init <= spec.hi:
-                raise ValueError(f"the initial value {spec.init:g} is outside [{spec.lo:g}, {spec.hi:g}]")
         except ValueError as e:
             problems.append(Problem("params", n, line.index(name) + 1,
                                     f"'{name}': {e}" if str(e) != "NaN" else f"'{name}': NaN is not a number"))
@@ -95,6 +93,12 @@ def check_edit(circuit: str, target: str, declarations: str, hidden: dict, setti
                sample_rate: float) -> Checked:
     """Parse the texts of the circuit panel without compiling (fast: runs on each keystroke)."""
     specs, problems = parse_declarations(declarations)
+    if settings.range_mode != "straight-through":       # diff.lib's mode may start outside (dcsq)
+        for s in specs:
+            if not s.lo <= s.init <= s.hi:
+                problems.append(Problem("params", _line_of(declarations, s.name), 1,
+                                        f"'{s.name}': the initial value {s.init:g} is outside "
+                                        f"[{s.lo:g}, {s.hi:g}]"))
     ranges = {s.name: (s.lo, s.hi) for s in specs}
     graphs = {}
     for where, text in (("circuit", circuit), ("target", target)):

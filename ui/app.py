@@ -29,6 +29,7 @@ NO_DISPLAY = ("no display: $DISPLAY and $WAYLAND_DISPLAY are unset, so the windo
 
 def run(preset: str | None = None, seconds: float | None = None, screenshot: str | None = None,
         device=None, blocksize: int = 128, sample_rate: float = 48000.0) -> int:
+    t_start = time.monotonic()
     if not has_display():
         if screenshot is None:
             print(f"error: {NO_DISPLAY}", file=sys.stderr)
@@ -68,6 +69,9 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
     window = MainWindow(Workspace(session), list_devices(), midi_ports, autosave=screenshot is None)
     window.show()
     result = {"code": EXIT_OK}
+    timing = {}
+    # runs once the first paint of the window has been processed
+    QtCore.QTimer.singleShot(0, lambda: timing.setdefault("window_shown_s", time.monotonic() - t_start))
 
     def started():
         if screenshot is None and seconds is None:
@@ -86,7 +90,7 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
                     print(f"error: could not write {screenshot}", file=sys.stderr)
                     result["code"] = 1
                 else:
-                    print(_summary(window, screenshot))
+                    print(_summary(window, screenshot, timing))
             window.close()
         poll = QtCore.QTimer(window, interval=50)
         poll.timeout.connect(finish)
@@ -95,6 +99,7 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
     def wait_for_first_load():
         if window.loaded:
             first.stop()
+            timing["learning_s"] = time.monotonic() - t_start
             started()
         elif not window.busy and window.error_dialog is not None:
             first.stop()                     # the preset failed: report and leave
@@ -113,7 +118,7 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
     return result["code"]
 
 
-def _summary(window, screenshot) -> str:
+def _summary(window, screenshot, timing) -> str:
     """One JSON line with what the screenshot shows, for scripts and closing notes."""
     import json
     s = window.session
@@ -123,6 +128,6 @@ def _summary(window, screenshot) -> str:
            "loss_first": float(losses[0]) if len(losses) else None,
            "loss_last": float(losses[-1]) if len(losses) else None,
            "callbacks": s.counters()["callbacks"], "xruns": s.counters()["xruns"],
-           "status": s.status_message,
+           "status": s.status_message, **timing,
            "gui_frame_ms_median": float(sorted(window.frame_ms)[len(window.frame_ms) // 2]) if window.frame_ms else None}
     return json.dumps(out)

@@ -166,9 +166,9 @@ class ParamBar(QtWidgets.QWidget):
     """A horizontal bar: the learned value (orange fill from the range's zero or low end) and a
     blue tick at the hidden value it chases."""
 
-    def __init__(self, lo: float, hi: float):
+    def __init__(self, lo: float, hi: float, log: bool = False):
         super().__init__()
-        self.lo, self.hi = lo, hi
+        self.lo, self.hi, self.log = lo, hi, log
         self.learned: float | None = None
         self.hidden: float | None = None
         self.setMinimumHeight(18)
@@ -180,7 +180,10 @@ class ParamBar(QtWidgets.QWidget):
             self.update()
 
     def _x(self, v: float) -> float:
-        f = (v - self.lo) / (self.hi - self.lo) if self.hi > self.lo else 0.5
+        if self.log:
+            f = math.log(max(v, self.lo) / self.lo) / math.log(self.hi / self.lo)
+        else:
+            f = (v - self.lo) / (self.hi - self.lo) if self.hi > self.lo else 0.5
         return 2 + min(max(f, 0.0), 1.0) * (self.width() - 4)
 
     def paintEvent(self, e):
@@ -188,7 +191,7 @@ class ParamBar(QtWidgets.QWidget):
         r = self.rect().adjusted(0, 3, -1, -4)
         p.fillRect(r, QtGui.QColor("#23262e"))
         if self.learned is not None and math.isfinite(self.learned):
-            base = self._x(min(max(0.0, self.lo), self.hi))
+            base = self._x(self.lo if self.log else min(max(0.0, self.lo), self.hi))
             x = self._x(self.learned)
             p.fillRect(QtCore.QRectF(min(base, x), r.top() + 2, max(abs(x - base), 2), r.height() - 4), LEARNED)
         if self.hidden is not None and math.isfinite(self.hidden):
@@ -215,11 +218,11 @@ class LearnedPanel(QtWidgets.QGroupBox):
             return
         knobs = session.knobs()
         for r, sp in enumerate(learner.specs):
-            lo, hi = sp.lo, sp.hi
+            lo, hi, log = sp.lo, sp.hi, sp.log
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 k = knobs.get(f"hidden:{sp.name}")
-                lo, hi = (k.lo, k.hi) if k else (-1.0, 1.0)
-            bar = ParamBar(lo, hi)
+                lo, hi, log = (k.lo, k.hi, k.log) if k else (-1.0, 1.0, False)
+            bar = ParamBar(lo, hi, log)
             bar.setObjectName(f"learned:{sp.name}")
             value, dist = QtWidgets.QLabel("—"), QtWidgets.QLabel("")
             value.setFixedWidth(90)

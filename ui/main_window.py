@@ -282,6 +282,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.learned.rebuild(s)
         self.learning.show_settings(s.learner.settings)
         self.audio.show_state(self.workspace.source, self.workspace.source_hz, s.output)
+        self.loss_history.clear_data()            # a new circuit's loss starts a new history
         self.trajectories.set_names(s.param_names, list(s.hidden()))
         self.scope.set_sample_rate(s.sample_rate)
         self.setWindowTitle(f"Dualtone — {self.workspace.name}")
@@ -340,7 +341,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def reset_learning(self):
         try:
             self.session.reset_learning()
-            self.loss_history.clear() if hasattr(self.loss_history, "clear") else None
+            self.loss_history.clear_data()
             self.say("parameters reset to their initial values")
         except Exception as e:
             self.say(str(e))
@@ -388,7 +389,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 values = keep[:, H.TEL_HEADER:H.TEL_HEADER + len(names)]
                 hidden = s.hidden()
                 self.loss_history.append(t, keep[:, H.T_LOSS])
-                self.trajectories.append(t, values, hidden)
+                if self.trajectories.names[0] == names:   # else a swap is landing: rebuilt next
+                    self.trajectories.append(t, values, hidden)
                 last = keep[-1]
                 self.loss_meter.set_loss(float(last[H.T_LOSS]))
                 self.learned.show_values(dict(zip(names, values[-1].tolist())), hidden)

@@ -1,0 +1,739 @@
+"""Presets on disk: a circuit, its declarations, the hidden values, what was learned, the learning
+settings and the audio/MIDI setup, as one JSON document.
+
+    preset = load(resolve("gain+dc"))            # a factory name or a file path
+    save(preset, "mine.json")                     # atomic; refuses to overwrite unless told to
+
+Schema version 2 (written now):
+
+    {"format": "dualtone-preset", "version": 2, "name": ..., "description": ...,
+     "circuit": "y = gain*x + dc", "target": null,
+     "params": [{"name": "gain", "init": 0.0, "min": -1.0, "max": 2.0, "scale": "linear"}, ...],
+     "target_params": [],           # declarations of target-only parameters (knob ranges)
+     "hidden": {...}, "learned": {...},
+     "settings": {"loss": "mse", "window": 32, "optimizer": "sgd", "lr": 0.01, ...},
+     "audio": {"source": "lcg-noise", "source_hz": 220.0, "source_file": null, "output": "stereo"},
+     "midi": {"mappings": {"74": "hidden:gain"}}, "banks": null, "sptmod": null}
+
+    min/max null = unbounded (JSON has no infinity). Missing optional fields get their defaults.
+
+Schema version 1 (what Dualtone wrote before presets held audio/MIDI settings):
+
+    {"schema": 1, "name": ..., "description": ..., "circuit": ..., "target": ...,
+     "params": ["gain=0:-1:2", "dc=0"],           # the command line's NAME=INIT[:MIN:MAX]
+     "hidden": {...}, "learned": {...},
+     "loss": "mse", "window": 32, "optimizer": "sgd", "learning_rate": 0.01}
+
+Older documents are brought up to date by migrate(), one small step per version. A file is
+untrusted input: every problem found is reported in plain words (PresetError.problems), and nothing
+but PresetError escapes the loader. Circuits are only parsed here (fast, pure Python), never compiled.
+"""
+from __future__ import annotations
+
+import json
+import keyword
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.language import CircuitError, parse
+from engine.learner import ParamSpec, Settings
+from .host_layout import OUTPUT_MODES, SOURCES, TEL_MAX_PARAMS
+from .midi_control import MAX_MAPPABLE_CC
+from .session import CircuitSpec
+
+SCHEMA_VERSION = 2
+FORMAT = "dualtone-preset"
+FACTORY_DIR = Path(__file__).resolve().parent.parent / "presets"
+MAX_BYTES = 1_000_000
+MAX_BANKS_BYTES = 100_000
+MAX_PROBLEMS = 50              # beyond this a hostile file would only produce a wall of text
+MAX_RECENT = 10
+TEXT_LIMITS = {"name": 200, "description": 5000, "circuit": 20000, "target": 20000}
+MAX_PATH = 4096
+MAX_SOURCE_HZ = 24000.0        # Nyquist at 48 kHz; the session checks its own rate again
+VALIDATION_RATE = 48000.0      # circuits are parsed at this rate only to check them
+KNOBS = ("lr", "master", "source_hz")
+
+TOP_FIELDS = ("format", "version", "name", "description", "circuit", "target", "params",
+              "target_params", "hidden", "learned", "settings", "audio", "midi", "banks", "sptmod")
+PARAM_FIELDS = ("name", "init", "min", "max", "scale")
+AUDIO_FIELDS = ("source", "source_hz", "source_file", "output")
+SETTING_TYPES = {"loss": str, "huber_delta": float, "window": int, "optimizer": str, "lr": float,
+                 "c1": (float, None), "c2": (float, None), "eps": (float, None), "clip": float,
+                 "lr_decay": float, "lr_decay_every": int, "lr_min": float, "range_mode": str,
+                 "learning": bool}
+
+
+class PresetError(Exception):
+    def __init__(self, problems: list[str], origin: str = "<text>"):
+        self.problems, self.origin = list(problems), str(origin)
+        super().__init__(f"{self.origin}: " + "; ".join(self.problems))
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str
+    spec: CircuitSpec
+    learned: dict[str, float] = field(default_factory=dict)
+    source: str = "lcg-noise"
+    source_hz: float = 220.0
+    source_file: str | None = None
+    output: str = "stereo"
+    midi: dict[int, str] = field(default_factory=dict)
+    banks: dict | None = None
+    sptmod: dict | None = None
+
+
+# ------------------------------------------------------------------ writing
+
+def _bound(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _declaration(p: ParamSpec) -> dict:
+    return {"name": p.name, "init": float(p.init), "min": _bound(p.lo), "max": _bound(p.hi),
+            "scale": "log" if p.log else "linear"}
+
+
+def to_json(preset: Preset) -> dict:
+    s = preset.spec
+    return {"format": FORMAT, "version": SCHEMA_VERSION, "name": preset.name,
+            "description": preset.description, "circuit": s.circuit, "target": s.target,
+            "params": [_declaration(p) for p in s.params],
+            "target_params": [_declaration(p) for p in s.hidden_params],
+            "hidden": {k: float(v) for k, v in s.hidden.items()},
+            "learned": {k: float(v) for k, v in preset.learned.items()},
+            "settings": asdict(s.settings),
+            "audio": {"source": preset.source, "source_hz": float(preset.source_hz),
+                      "source_file": preset.source_file, "output": preset.output},
+            "midi": {"mappings": {str(cc): knob for cc, knob in sorted(preset.midi.items())}},
+            "banks": preset.banks, "sptmod": preset.sptmod}
+
+
+def dumps(preset: Preset, origin: str = "<text>") -> str:
+    """The preset as JSON text, checked first: we never write a file we would refuse to read."""
+    doc = to_json(preset)
+    parse_document(doc, origin)
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _fsync_dir(directory: Path):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return                      # e.g. Windows: directories cannot be opened; rename is enough
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass                        # some file systems refuse fsync on a directory
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes, overwrite: bool) -> Path:
+    """Write data to path so that a reader (or a crash) sees either the old file or the whole new
+    one: a temporary file in the same directory (same file system, so the rename is atomic)."""
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} already exists")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        # os.open with 0o666 lets the umask decide the permissions, as for any new file
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the name appeared meanwhile: never clobbers
+            except FileExistsError:
+                raise
+            except OSError:         # a file system without hard links
+                os.replace(tmp, path)
+            else:
+                os.unlink(tmp)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def save(preset: Preset, path, overwrite: bool = False) -> Path:
+    """Write preset atomically. FileExistsError if path exists and not overwrite; PresetError if
+    the preset is invalid; on any failure an existing file is left as it was."""
+    return _atomic_write(Path(path), dumps(preset, str(path)).encode("utf-8"), overwrite)
+
+
+# ------------------------------------------------------------------ migration
+
+def _v1_param(text: str) -> Any:
+    """'gain=0:-1:2' -> a v2 declaration. A part that is not a number is kept as text so that
+    validation names the field ("the minimum must be a number, got 'abc'")."""
+    name, eq, rest = text.partition("=")
+    parts = rest.split(":")
+    if not eq or len(parts) not in (1, 3):
+        return text                  # reported as "must be an object" with the text shown
+
+    def number(part):
+        if part.strip() == "":
+            return None
+        try:
+            return float(part)
+        except ValueError:
+            return part
+    decl = {"name": name.strip(), "init": number(parts[0])}
+    if len(parts) == 3:
+        decl["min"], decl["max"] = number(parts[1]), number(parts[2])
+    return decl
+
+
+def _v1_to_v2(doc: dict) -> dict:
+    # name, description, circuit, target, hidden, learned keep their place; anything unknown is
+    # carried along so that validation reports it
+    out = {k: v for k, v in doc.items() if k != "schema"}
+    settings = {new: out.pop(old) for old, new in (("loss", "loss"), ("window", "window"),
+                                                   ("optimizer", "optimizer"), ("learning_rate", "lr"))
+                if old in out}
+    params = out.pop("params", [])
+    if isinstance(params, list):
+        params = [_v1_param(p) if isinstance(p, str) else p for p in params]
+    return {"format": FORMAT, "version": 2, **out, "params": params, "settings": settings}
+
+
+MIGRATIONS = {1: _v1_to_v2}        # version N -> the function that turns it into version N + 1
+LEGACY_SCHEMAS = (1,)              # versions written before the "format" field existed
+
+
+def _version_of(doc: dict) -> Any:
+    # v1 had a "schema" number and no "format"; from v2 on "format" + "version"
+    return doc.get("version") if "format" in doc else doc.get("schema")
+
+
+def _check_version(v: Any) -> list[str]:
+    if isinstance(v, bool) or not isinstance(v, int):
+        return [f"version must be a whole number, got {_show(v)}"]
+    if v > SCHEMA_VERSION:
+        return [f"this preset was saved by a newer Dualtone (schema version {v}; this one reads "
+                f"up to {SCHEMA_VERSION})"]
+    if v < min(MIGRATIONS):
+        return [f"unknown schema version {v}"]
+    return []
+
+
+def migrate(doc: dict) -> dict:
+    """Bring a document of any older schema version up to SCHEMA_VERSION (a new dict)."""
+    v = _version_of(doc)
+    problems = _check_version(v)
+    if problems:
+        raise PresetError(problems)
+    doc = dict(doc)
+    while v < SCHEMA_VERSION:
+        doc, v = MIGRATIONS[v](doc), v + 1
+    return doc
+
+
+# ------------------------------------------------------------------ reading
+
+def _show(v: Any) -> str:
+    """A value as a short quote for a message (a hostile file may hold megabytes in one field)."""
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    if isinstance(v, str):
+        return repr(v if len(v) <= 40 else v[:40] + "...")
+    if isinstance(v, (int, float)):     # (repr of a 5000-digit int would raise)
+        return repr(v) if isinstance(v, float) or abs(v) < 10 ** 30 else "a huge integer"
+    return {list: "a list", dict: "an object"}.get(type(v), type(v).__name__)
+
+
+class _Check:
+    """Collects problems; each helper returns the converted value or None (and notes why)."""
+
+    def __init__(self):
+        self.problems: list[str] = []
+
+    def add(self, text: str):
+        self.problems.append(text)
+
+    def number(self, v: Any, where: str) -> float | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.add(f"{where} must be a number, got {_show(v)}")
+            return None
+        try:
+            f = float(v)
+        except OverflowError:
+            f = math.inf
+        if not math.isfinite(f):
+            self.add(f"{where} must be a finite number, got {_show(v)}")
+            return None
+        return f
+
+    def text(self, doc: dict, key: str, required: bool = False, nullable: bool = False):
+        if key not in doc and not required:
+            return None if nullable else ""
+        v = doc.get(key)
+        if v is None and nullable:
+            return None
+        if not isinstance(v, str):
+            self.add(f"{key} must be text, got {'nothing' if key not in doc else _show(v)}")
+            return None
+        if len(v) > TEXT_LIMITS[key]:
+            self.add(f"{key} is longer than {TEXT_LIMITS[key]} characters")
+            return None
+        if not _encodable(v):
+            self.add(f"{key} contains characters that cannot be stored (unpaired surrogates)")
+            return None
+        return v
+
+    def fields(self, doc: dict, known: tuple, where: str):
+        for k in doc:
+            if k not in known:
+                self.add(f"{where}unknown field {_show(k)}")
+
+
+def _encodable(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _is_name(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= 100 and v.isidentifier() and not keyword.iskeyword(v)
+
+
+def _declarations(c: _Check, items: Any, key: str, outside_ok: bool) -> list[ParamSpec] | None:
+    if not isinstance(items, list):
+        c.add(f"{key} must be a list of parameter declarations, got {_show(items)}")
+        return None
+    if len(items) > TEL_MAX_PARAMS:
+        c.add(f"{key} has {len(items)} entries; at most {TEL_MAX_PARAMS} parameters are allowed")
+        return None
+    out, ok = [], True
+    for i, d in enumerate(items):
+        spec = _declaration_of(c, d, f"{key}[{i}]", outside_ok)
+        ok = ok and spec is not None
+        out.append(spec)
+    return out if ok else None
+
+
+def _declaration_of(c: _Check, d: Any, where: str, outside_ok: bool) -> ParamSpec | None:
+    if not isinstance(d, dict):
+        c.add(f"{where} must be an object like {{\"name\": \"gain\", \"init\": 0}}, got {_show(d)}")
+        return None
+    name = d.get("name")
+    if not _is_name(name):
+        c.add(f"{where}: the name must be an identifier such as gain or cutoff_hz, got {_show(name)}")
+        return None
+    where = f"{where} '{name}'"
+    n = len(c.problems)
+    c.fields(d, PARAM_FIELDS, f"{where}: ")
+    init = c.number(d.get("init", 0.0), f"{where}: the initial value")
+    lo = -math.inf if d.get("min") is None else c.number(d["min"], f"{where}: the minimum")
+    hi = math.inf if d.get("max") is None else c.number(d["max"], f"{where}: the maximum")
+    scale = d.get("scale", "linear")
+    if scale not in ("linear", "log"):
+        c.add(f"{where}: the scale must be 'linear' or 'log', got {_show(scale)}")
+    if len(c.problems) > n:
+        return None
+    if lo > hi:
+        c.add(f"{where}: the minimum {lo:g} is above the maximum {hi:g}")
+    elif not outside_ok and not lo <= init <= hi:
+        c.add(f"{where}: the initial value {init:g} is outside the range [{lo:g}, {hi:g}]")
+    if scale == "log" and not (lo > 0 and math.isfinite(hi)):
+        c.add(f"{where}: a log scale needs a minimum above 0 and a finite maximum")
+    if len(c.problems) > n:
+        return None
+    return ParamSpec(name, init, lo, hi, scale == "log")
+
+
+def _settings(c: _Check, doc: Any) -> Settings | None:
+    if not isinstance(doc, dict):
+        c.add(f"settings must be an object, got {_show(doc)}")
+        return None
+    n = len(c.problems)
+    c.fields(doc, tuple(SETTING_TYPES), "settings: ")
+    values = {}
+    for key, kind in SETTING_TYPES.items():
+        if key not in doc:
+            continue
+        v = doc[key]
+        where = f"settings: {key}"
+        if kind is str or kind is bool:
+            if not isinstance(v, kind):
+                c.add(f"{where} must be {'text' if kind is str else 'true or false'}, got {_show(v)}")
+        elif kind is int:
+            if isinstance(v, bool) or not isinstance(v, int):
+                c.add(f"{where} must be a whole number, got {_show(v)}")
+        elif not (v is None and kind != float):
+            v = c.number(v, where)
+        values[key] = v
+    if len(c.problems) > n:
+        return None
+    s = Settings(**values)
+    try:
+        s.validate()
+    except ValueError as e:
+        c.add(f"settings: {e}")
+        return None
+    return s
+
+
+def _circuit(c: _Check, text: str, source: str, ranges: dict):
+    try:
+        return parse(text, VALIDATION_RATE, source, ranges)
+    except CircuitError as e:
+        c.add(str(e))                # "circuit line L, col C: message"
+    except (ValueError, RecursionError, MemoryError) as e:
+        c.add(f"{source}: cannot be read ({type(e).__name__})")
+    return None
+
+
+def _values(c: _Check, doc: Any, key: str) -> dict[str, float]:
+    if not isinstance(doc, dict):
+        c.add(f"{key} must be an object of parameter values, got {_show(doc)}")
+        return {}
+    out = {}
+    for name, v in doc.items():
+        if not _is_name(name):
+            c.add(f"{key}: {_show(name)} is not a parameter name")
+            continue
+        f = c.number(v, f"{key} '{name}'")
+        if f is not None:
+            out[name] = f
+    return out
+
+
+def _audio(c: _Check, doc: Any) -> dict:
+    out = {"source": "lcg-noise", "source_hz": 220.0, "source_file": None, "output": "stereo"}
+    if not isinstance(doc, dict):
+        c.add(f"audio must be an object, got {_show(doc)}")
+        return out
+    c.fields(doc, AUDIO_FIELDS, "audio: ")
+    source = doc.get("source", out["source"])
+    if isinstance(source, str) and source in SOURCES:
+        out["source"] = source
+    else:
+        c.add(f"audio: the source must be one of {', '.join(SOURCES)}, got {_show(source)}")
+    output = doc.get("output", out["output"])
+    if isinstance(output, str) and output in OUTPUT_MODES:
+        out["output"] = output
+    else:
+        c.add(f"audio: the output must be one of {', '.join(OUTPUT_MODES)}, got {_show(output)}")
+    hz = c.number(doc.get("source_hz", out["source_hz"]), "audio: source_hz")
+    if hz is not None and not 0 < hz < MAX_SOURCE_HZ:
+        c.add(f"audio: source_hz must be above 0 and below {MAX_SOURCE_HZ:g} Hz, got {hz:g}")
+    elif hz is not None:
+        out["source_hz"] = hz
+    f = doc.get("source_file")
+    if f is not None and not (isinstance(f, str) and 0 < len(f) <= MAX_PATH and _encodable(f)
+                              and "\0" not in f):
+        c.add(f"audio: source_file must be a file path or null, got {_show(f)}")
+    elif f is not None:
+        out["source_file"] = f
+    if source == "file" and out["source_file"] is None:
+        c.add("audio: the source 'file' needs a source_file")
+    return out
+
+
+def _midi(c: _Check, doc: Any, hidden_names) -> dict[int, str]:
+    if not isinstance(doc, dict):
+        c.add(f"midi must be an object like {{\"mappings\": {{\"74\": \"lr\"}}}}, got {_show(doc)}")
+        return {}
+    c.fields(doc, ("mappings",), "midi: ")
+    mappings = doc.get("mappings", {})
+    if not isinstance(mappings, dict):
+        c.add(f"midi: mappings must be an object of CC number to knob, got {_show(mappings)}")
+        return {}
+    out: dict[int, str] = {}
+    for key, knob in mappings.items():
+        ok = isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 3
+        cc = int(key) if ok else key if isinstance(key, int) and not isinstance(key, bool) else -1
+        if not 0 <= cc <= MAX_MAPPABLE_CC:
+            c.add(f"midi: the CC number must be 0 to {MAX_MAPPABLE_CC}, got {_show(key)}")
+            continue
+        kind, _, name = knob.partition(":") if isinstance(knob, str) else ("", "", "")
+        known = knob in KNOBS or (kind == "hidden" and (hidden_names is None or name in hidden_names))
+        if not known:
+            c.add(f"midi: CC {cc}: {_show(knob)} is not a knob (lr, master, source_hz or "
+                  "hidden:<a target parameter>)")
+        elif knob in out.values():
+            c.add(f"midi: the knob '{knob}' is mapped to more than one CC")
+        else:
+            out[cc] = knob
+    return out
+
+
+def _banks(c: _Check, banks: Any) -> dict | None:
+    if banks is None:
+        return None
+    if not isinstance(banks, dict):
+        c.add(f"banks must be an object or null, got {_show(banks)}")
+        return None
+    try:
+        text = json.dumps(banks, allow_nan=False)
+    except ValueError:
+        c.add("banks: contains NaN or Infinity, which JSON cannot store")
+        return None
+    except TypeError:
+        c.add("banks: contains values that are not JSON")
+        return None
+    if len(text) > MAX_BANKS_BYTES:
+        c.add(f"banks: larger than {MAX_BANKS_BYTES} bytes")
+        return None
+    return json.loads(text)          # a detached copy: verbatim content, no shared objects
+
+
+def _sptmod(c: _Check, doc: Any) -> dict | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        c.add(f"sptmod must be an object or null, got {_show(doc)}")
+        return None
+    n = len(c.problems)
+    c.fields(doc, ("model", "sha256"), "sptmod: ")
+    model, digest = doc.get("model"), doc.get("sha256")
+    if not (isinstance(model, str) and 0 < len(model) <= MAX_PATH and _encodable(model)):
+        c.add(f"sptmod: model must be a file path, got {_show(model)}")
+    if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-fA-F]{64}", digest)):
+        c.add(f"sptmod: sha256 must be 64 hexadecimal digits, got {_show(digest)}")
+    return dict(doc) if len(c.problems) == n else None
+
+
+def parse_document(doc: Any, origin: str = "<text>") -> Preset:
+    """A decoded JSON document -> Preset, after migration; every problem is collected and raised
+    together as one PresetError."""
+    try:
+        return _parse_document(doc, origin)
+    except RecursionError:
+        raise PresetError(["the document is nested too deeply"], origin) from None
+
+
+def _parse_document(doc: Any, origin: str) -> Preset:
+    if not isinstance(doc, dict):
+        raise PresetError([f"a preset must be a JSON object, got {_show(doc)}"], origin)
+    legacy = "format" not in doc and type(doc.get("schema")) is int and doc["schema"] in LEGACY_SCHEMAS
+    if "format" not in doc and not legacy:
+        raise PresetError([f"this is not a Dualtone preset (no \"format\": \"{FORMAT}\")"], origin)
+    if "format" in doc and doc["format"] != FORMAT:
+        raise PresetError([f"format must be '{FORMAT}', got {_show(doc['format'])}"], origin)
+    problems = _check_version(_version_of(doc))
+    if problems:                     # the version decides how to read everything else
+        raise PresetError(problems, origin)
+    doc = migrate(doc)
+
+    c = _Check()
+    c.fields(doc, TOP_FIELDS, "")
+    name = c.text(doc, "name", required=True)
+    if name is not None and (not name.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)):
+        c.add("name must be a non-empty line of text")
+    description = c.text(doc, "description")
+    circuit = c.text(doc, "circuit", required=True)
+    target = c.text(doc, "target", nullable=True)
+    settings = _settings(c, doc.get("settings", {}))
+    # diff.lib's dcsq starts its accumulator at 0 below its 1e-10 floor: in straight-through mode
+    # the accumulator may legitimately sit outside the range, so may the initial value
+    outside_ok = settings is not None and settings.range_mode == "straight-through"
+    params = _declarations(c, doc.get("params", []), "params", outside_ok)
+    target_params = _declarations(c, doc.get("target_params", []), "target_params", False)
+    hidden = _values(c, doc.get("hidden", {}), "hidden")
+    learned = _values(c, doc.get("learned", {}), "learned")
+
+    decls = {}
+    for key, specs in (("params", params), ("target_params", target_params)):
+        for p in specs or []:
+            if p.name in decls:
+                c.add(f"{key} '{p.name}': declared twice")
+            decls.setdefault(p.name, p)
+    ranges = {p.name: (p.lo, p.hi) for p in decls.values()}
+    graph = None if circuit is None else _circuit(c, circuit, "circuit", ranges)
+    tgraph = graph if target is None else _circuit(c, target, "target", ranges)
+    learnable = {p.name: p for p in params or []}
+    if graph is not None and params is not None:
+        for node in graph.nodes:
+            if node.kind == "param" and node.name not in learnable:
+                learnable[node.name] = None          # report each once
+                c.add(f"circuit line {node.pos[0]}, col {node.pos[1]}: '{node.name}' is a parameter "
+                      "but has no declaration in params")
+        for p in params:
+            if p.name in graph.unused_params:
+                c.add(f"params '{p.name}': does not affect the output (its line does not feed the "
+                      "last line)")
+            elif p.name not in graph.params:
+                c.add(f"params '{p.name}': the circuit has no parameter named '{p.name}'")
+    if tgraph is not None and target_params is not None:
+        for p in target_params:
+            if p.name in learnable:
+                c.add(f"target_params '{p.name}': is a learnable parameter; declare it in params only")
+            elif p.name not in tgraph.params:
+                c.add(f"target_params '{p.name}': the target has no parameter named '{p.name}'")
+    if tgraph is not None and params is not None and target_params is not None:
+        tdecl = {p.name: p for p in target_params}
+        for name_ in tgraph.params:
+            if name_ not in hidden and name_ not in learnable:
+                if name_ in tdecl:
+                    hidden[name_] = tdecl[name_].init   # the knob starts at its declaration
+                else:
+                    c.add(f"target: its parameter '{name_}' needs a hidden value or a declaration "
+                          "in target_params")
+        for name_ in hidden:
+            if name_ not in tgraph.params:
+                c.add(f"hidden '{name_}': the target has no parameter named '{name_}'")
+    if params is not None:
+        for name_, v in learned.items():
+            p = learnable.get(name_)
+            if p is None:
+                c.add(f"learned '{name_}': not a learnable parameter")
+            elif not p.lo <= v <= p.hi:
+                c.add(f"learned '{name_}': {v:g} is outside the range [{p.lo:g}, {p.hi:g}]")
+    audio = _audio(c, doc.get("audio", {}))
+    midi = _midi(c, doc.get("midi", {}), None if tgraph is None else set(tgraph.params))
+    banks = _banks(c, doc.get("banks"))
+    sptmod = _sptmod(c, doc.get("sptmod"))
+
+    if c.problems:
+        extra = len(c.problems) - MAX_PROBLEMS
+        shown = c.problems[:MAX_PROBLEMS] + ([f"... and {extra} more problems"] if extra > 0 else [])
+        raise PresetError(shown, origin)
+    spec = CircuitSpec(circuit, params, target=target, hidden=hidden, settings=settings,
+                       hidden_params=target_params)
+    return Preset(name=name, description=description, spec=spec, learned=learned, midi=midi,
+                  banks=banks, sptmod=sptmod, **audio)
+
+
+def loads(text: str | bytes, origin: str = "<text>") -> Preset:
+    if len(text) > MAX_BYTES:
+        raise PresetError([f"the file is larger than {MAX_BYTES} bytes"], origin)
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise PresetError([f"not UTF-8 text (byte {e.start})"], origin) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PresetError([f"not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}"], origin) from None
+    except RecursionError:
+        raise PresetError(["not readable: the JSON is nested too deeply"], origin) from None
+    except ValueError as e:         # e.g. an integer with more than 4300 digits
+        raise PresetError([f"not valid JSON: {e}"], origin) from None
+    return parse_document(doc, origin)
+
+
+def load(path) -> Preset:
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise PresetError(["no such file" if not path.exists() else "not a file"], str(path))
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)   # bounded even if the file grows while we read
+    except OSError as e:
+        raise PresetError([f"cannot read the file: {e.strerror or e}"], str(path)) from None
+    return loads(data, str(path))
+
+
+# ------------------------------------------------------------------ finding presets
+
+def factory_presets() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(FACTORY_DIR.glob("*.json"), key=lambda p: p.stem)}
+
+
+def resolve(name_or_file: str) -> Path:
+    """An existing file path as given, else a factory preset by name."""
+    try:
+        path = Path(name_or_file).expanduser()
+        if path.is_file():
+            return path
+    except (OSError, RuntimeError, ValueError):   # "~nobody/x", a NUL byte: not a usable path
+        pass
+    factory = factory_presets()
+    if name_or_file in factory:
+        return factory[name_or_file]
+    raise PresetError([f"no such file and no factory preset of that name; factory presets: "
+                       f"{', '.join(factory) or 'none'}"], str(name_or_file))
+
+
+def config_dir() -> Path:
+    env = os.environ.get("DUALTONE_CONFIG_DIR")
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    if env:
+        d = Path(env)
+    elif xdg and os.path.isabs(xdg):     # the XDG spec says to ignore a relative value
+        d = Path(xdg) / "dualtone"
+    else:
+        d = Path.home() / ".config" / "dualtone"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _recent_file() -> Path:
+    return config_dir() / "recent.json"
+
+
+def recent() -> list[str]:
+    """Recently opened or saved preset files, most recent first (only those that still exist)."""
+    try:
+        items = json.loads(_recent_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return []                    # missing or corrupt: simply no history
+    if not isinstance(items, list):
+        return []
+    out = []
+    for p in items:
+        if isinstance(p, str) and p not in out and os.path.isfile(p):
+            out.append(p)
+    return out[:MAX_RECENT]
+
+
+def add_recent(path) -> None:
+    """Put path first in the recent list. The list is a convenience: a failure to store it is
+    ignored so that it never turns a successful save into an error."""
+    p = str(Path(path).expanduser().resolve())
+    try:
+        items = [p] + [q for q in recent() if q != p]
+        data = json.dumps(items[:MAX_RECENT], indent=2, ensure_ascii=False).encode("utf-8")
+        _atomic_write(_recent_file(), data, overwrite=True)
+    except (OSError, UnicodeEncodeError):
+        pass
+
+
+def autosave_path() -> Path:
+    return config_dir() / "autosave.json"
+
+
+def write_autosave(preset: Preset) -> None:
+    save(preset, autosave_path(), overwrite=True)
+
+
+def read_autosave() -> Preset | None:
+    """The autosaved preset, or None. An invalid autosave is renamed aside (never deleted: it is
+    the user's work) so that it does not fail every start."""
+    path = autosave_path()
+    if not path.exists():
+        return None
+    try:
+        return load(path)
+    except PresetError:
+        stamp = int(time.time())
+        aside = path.with_name(f"autosave.corrupt-{stamp}.json")
+        k = 1
+        while aside.exists():
+            aside, k = path.with_name(f"autosave.corrupt-{stamp}-{k}.json"), k + 1
+        try:
+            os.replace(path, aside)
+        except OSError:
+            pass
+        return None
