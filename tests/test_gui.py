@@ -286,3 +286,44 @@ def test_an_unknown_preset_is_one_line_and_exit_2(tmp_path):
                        timeout=60)
     assert r.returncode == 2 and "no-such-thing" in r.stderr and "gain+dc" in r.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_midi_learn_from_the_slider_maps_a_controller_that_then_turns_the_knob(qtbot, window):
+    window.hidden.start_midi_learn("gain")
+    window.tick()
+    assert window.hidden.rows["gain"][2].text() == "learn…"
+    window.workspace.midi.feed_bytes(bytes([0xB0, 20, 127]), 0.0)      # CC 20 moved: mapped and applied
+    assert window.workspace.midi.mappings[20] == "hidden:gain"
+    assert window.session.hidden()["gain"] == window.hidden.knobs["gain"].hi
+    window.workspace.midi.feed_bytes(bytes([0xB0, 20, 0]), 0.0)
+    window.tick()
+    assert window.session.hidden()["gain"] == window.hidden.knobs["gain"].lo
+    assert window.hidden.rows["gain"][0].value() == 0                  # the slider follows the controller
+    assert window.hidden.rows["gain"][2].text() == "CC 20"
+
+
+def test_learning_controls_change_the_running_learner(qtbot, window):
+    lc = window.learning
+    lc.optimizer.setCurrentText("adam")
+    lc.loss.setCurrentText("mae")
+    lc.window.setValue(8)
+    lc.lr.setValue(lc.lr_position(1e-4))
+    st = window.session.learner.settings
+    assert (st.optimizer, st.loss, st.window) == ("adam", "mae", 8)
+    assert st.lr == pytest.approx(1e-4, rel=0.02)
+    window.session.set_hidden("gain", 0.9)
+    qtbot.wait(100)
+    lc.reset.click()
+    slot = window.session.memory.active
+    assert list(slot.init[:2]) == [0.0, 0.0]                             # back to the declarations
+
+
+def test_output_and_source_choices_reach_the_callback(qtbot, window):
+    window.audio.output.setCurrentText("error")
+    assert window.session.memory.ctl[H.C_OUTPUT_MODE] == H.OUTPUT_MODES["error"]
+    window.change_source("sine", 440.0)
+    assert window.session.memory.ctl[H.C_SOURCE] == H.SOURCES["sine"]
+    assert window.session.memory.ctl[H.C_SOURCE_HZ] == 440.0
+    window.change_source("input", 440.0)          # the virtual clock has no input: falls back, says so
+    assert window.session.memory.ctl[H.C_SOURCE] == H.SOURCES["lcg-noise"]
+    assert "input" in window.statusBar().currentMessage()

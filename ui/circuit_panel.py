@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from .theme import DIM, ERROR, tint
+
 from app.workspace import NEW_DECLARATION, Problem, check_edit
 
 MONO = QtGui.QFont("DejaVu Sans Mono")
@@ -59,13 +61,13 @@ class CircuitPanel(QtWidgets.QGroupBox):
         self.factory.addItem("factory presets…")
         self.factory.addItems(list(factory_names))
         self.factory.activated.connect(self._factory_activated)
-        self.circuit = CodeEdit("y = gain*x + dc", 3)
+        self.circuit = CodeEdit("y = gain*x + dc", 6)
         self.target = CodeEdit("ground truth (blank: the same circuit with the hidden values)", 2)
         self.params = CodeEdit("gain = 0 : -1 : 2", 3)
         self.error = QtWidgets.QLabel()
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #ff8a80;")
+        tint(self.error, ERROR)
         self.apply = QtWidgets.QPushButton("Apply")
         self.apply.setToolTip("compile and swap the circuit in while audio keeps playing (Ctrl+Return)")
         self.apply.clicked.connect(self.request_apply)
@@ -79,7 +81,7 @@ class CircuitPanel(QtWidgets.QGroupBox):
         for title, w in (("learnable circuit", self.circuit), ("ground truth", self.target),
                          ("parameters  (name = init : min : max [log])", self.params)):
             lab = QtWidgets.QLabel(title)
-            lab.setStyleSheet("color: #8a909c;")
+            tint(lab, DIM)
             form.addWidget(lab)
             form.addWidget(w)
         form.addWidget(self.error)

@@ -6,6 +6,8 @@ import math
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from .theme import DIM, ERROR, tint
+
 TARGET = QtGui.QColor("#4fc3f7")
 LEARNED = QtGui.QColor("#ffb74d")
 STEPS = 1000
@@ -90,7 +92,7 @@ class HiddenPanel(QtWidgets.QGroupBox):
             slider.customContextMenuRequested.connect(lambda pos, n=name, s=slider: self._menu(n, s, pos))
             field = ValueField()
             cc = QtWidgets.QLabel("")
-            cc.setStyleSheet("color: #8a909c;")
+            tint(cc, DIM)
             cc.setFixedWidth(48)
             slider.valueChanged.connect(lambda v, n=name: self._moved(n, v))
             field.typed.connect(lambda v, n=name: self.set_value(n, v))
@@ -228,7 +230,7 @@ class LearnedPanel(QtWidgets.QGroupBox):
             value.setFixedWidth(90)
             value.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
             dist.setFixedWidth(110)
-            dist.setStyleSheet("color: #8a909c;")
+            tint(dist, DIM)
             for c, w in enumerate((QtWidgets.QLabel(sp.name), bar, value, dist)):
                 self.grid.addWidget(w, r, c)
             self.rows[sp.name] = (bar, value, dist)

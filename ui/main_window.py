@@ -17,21 +17,12 @@ from app.workspace import Workspace, format_declarations
 from .circuit_panel import CircuitPanel
 from .controls import AudioControls, LearningControls
 from .knob_panels import HiddenPanel, LearnedPanel
+from .theme import DIM, dark_palette, tint
 from .views import LossHistory, LossMeter, ScopeView, TrajectoryPlot
 
 FPS = 30
 SPANS = (("10 s", 10), ("30 s", 30), ("1 min", 60), ("2 min", 120), ("5 min", 300), ("10 min", 600))
 SCOPE_SAMPLES = 4096
-STYLE = """
-QWidget { background: #15171c; color: #c8ccd4; }
-QGroupBox { border: 1px solid #2c3038; border-radius: 4px; margin-top: 14px; padding-top: 4px; }
-QGroupBox::title { subcontrol-origin: margin; left: 8px; color: #8fb8de; }
-QPlainTextEdit, QLineEdit, QComboBox, QSpinBox, QDoubleSpinBox { background: #1d2027; border: 1px solid #2c3038; }
-QPushButton { background: #262a33; border: 1px solid #3a3f4a; padding: 4px 10px; }
-QPushButton:checked { background: #2e4a2e; }
-QProgressBar { border: 1px solid #2c3038; text-align: center; }
-QProgressBar::chunk { background: #3d6e9e; }
-"""
 
 
 class _Bridge(QtCore.QObject):
@@ -47,7 +38,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.workspace, self.session = workspace, workspace.session
         self.autosave_enabled = autosave
         self.setWindowTitle("Dualtone")
-        self.setStyleSheet(STYLE)
+        app = QtWidgets.QApplication.instance()
+        app.setStyle("Fusion")
+        app.setPalette(dark_palette())
         self._jobs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualtone-gui-job")
         self._bridge = _Bridge()
         self._bridge.progress.connect(self._job_progress)
@@ -118,7 +111,7 @@ class MainWindow(QtWidgets.QMainWindow):
         lb.setContentsMargins(0, 0, 0, 0)
         row = QtWidgets.QHBoxLayout()
         title = QtWidgets.QLabel("loss (log) — drag to pan, wheel to zoom, double-click to follow")
-        title.setStyleSheet("color: #8a909c;")
+        tint(title, DIM)
         row.addWidget(title, 1)
         row.addWidget(self.span)
         lb.addLayout(row)
