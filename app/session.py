@@ -10,7 +10,9 @@ callback reads at block boundaries). The GUI and the command line both go throug
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import gc
 import math
 import threading
 import time
@@ -64,6 +66,31 @@ class SessionError(Exception):
 
 def _progress_none(stage: str, fraction: float):
     pass
+
+
+_gc_lock = threading.Lock()
+_gc_holders = 0
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc():
+    """Numba/LLVM compiling on a worker thread must not overlap a cyclic garbage collection on
+    another thread: the collector frees LLVM objects of earlier compiles through ctypes calls that
+    release the GIL, racing the compile inside LLVM (a segfault, seen in the GUI tests on a cold
+    cache). So the collector pauses while any compile runs; it resumes afterwards."""
+    global _gc_holders
+    with _gc_lock:
+        _gc_holders += 1
+        if _gc_holders == 1:
+            _no_cyclic_gc.was_enabled = gc.isenabled()
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _no_cyclic_gc.was_enabled:
+                gc.enable()
 
 
 class Session:
@@ -155,8 +182,9 @@ class Session:
         """Compile spec into a slot (any thread; seconds on first use, cached afterwards)."""
         progress("compiling (the first use of a circuit takes a few seconds)", 0.1)
         settings = dataclasses.replace(spec.settings)
-        learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=spec.hidden,
-                          settings=settings, sample_rate=self.sample_rate)
+        with _no_cyclic_gc():
+            learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=spec.hidden,
+                              settings=settings, sample_rate=self.sample_rate)
         progress("compiled", 0.9)
         return Slot(learner, self.memory.x, self.memory.max_frames)
 
