@@ -90,7 +90,7 @@ def test_self_loopback_is_bit_exact_with_a_two_block_round_trip(session, jack):
 
 
 def test_the_done_when_command_converges_live():
-    cmd = [sys.executable, os.path.join(REPO, "main.py"), "run", "--headless", "--seconds", "5",
+    cmd = [sys.executable, os.path.join(REPO, "main.py"), "run", "--headless", "--seconds", "10",
            "--circuit", "y = gain*x + dc", "--param", "gain=0", "--param", "dc=0",
            "--hidden", "gain=0.5", "--hidden", "dc=0.5", "--loss", "mse", "--window", "32",
            "--optimizer", "sgd", "--lr", "0.01", "--source", "lcg-noise"]
@@ -175,7 +175,8 @@ def test_a_jack_midi_note_on_changes_the_oscillator_frequency(session, jack_serv
                 while ctl[H.C_VOICE_FREQ] != hz and time.monotonic() < end:
                     time.sleep(0.01)
                 assert ctl[H.C_VOICE_FREQ] == hz and ctl[H.C_VOICE_GATE] == 1.0
-                _wait_callbacks(session, 60)
+                # the whole analysed window must come after the note (16384 samples = 128 blocks)
+                _wait_callbacks(session, (1 << 14) // 128 + 8)
                 src = session.telemetry.scope(1 << 14)[:, H.SC_SOURCE]
                 spectrum = np.abs(np.fft.rfft(src * np.hanning(src.size)))
                 assert abs(np.argmax(spectrum) * 48000 / src.size - hz) < 10
