@@ -32,7 +32,7 @@ class _Bridge(QtCore.QObject):
 
 
 class MainWindow(QtWidgets.QMainWindow):
-    def __init__(self, workspace: Workspace, devices=(), midi_ports=(), autosave_seconds: float = 10.0,
+    def __init__(self, workspace: Workspace, devices=(), midi_ports=(), autosave_seconds: float = 5.0,
                  autosave: bool = True):
         super().__init__()
         self.workspace, self.session = workspace, workspace.session
