@@ -70,10 +70,11 @@ class Layout:
     cfg_hidden: int = LY.CF_HEADER
     cfg_lo: int = 0
     cfg_hi: int = 0
+    bank_index: int = -1     # st index of the active bank (LACTOSE banks), -1 without banks
 
     @property
     def trace_width(self) -> int:
-        return 4 + 2 * len(self.params)
+        return 5 + 2 * len(self.params)
 
 
 def tangent_sets(graph: Graph, slot_of: dict) -> dict:
@@ -279,7 +280,16 @@ class CompiledLearner:
     block_address: int = 0   # C entry for hosts: int64 block(void *slot_table, int64 n)
 
 
-def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096):
+@dataclass
+class BankPlan:
+    """How the learnable parameters are grouped into LACTOSE banks (engine/banks.py)."""
+    mode: str                 # "separated" | "exact"
+    signal: str               # the circuit signal holding the active bank index
+    slots: dict               # base parameter -> [slot of bank 0, slot of bank 1, ...]
+
+
+def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096,
+             banks: BankPlan | None = None):
     """Return (python source, Layout) of the block kernel for this pair of circuits."""
     params = list(learn.params)
     hidden = list(target.params)
@@ -299,6 +309,9 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
         return o
 
     lay.theta, lay.m, lay.v, lay.grad = alloc(P), alloc(P), alloc(P), alloc(P)
+    if banks is not None:
+        lay.bank_index = alloc(1)
+        steps = alloc(P)             # per-parameter optimiser step count: banks learn at different times
     slot_of = {p: k for k, p in enumerate(params)}
     h_index = {h: k for k, h in enumerate(hidden)}
 
@@ -385,6 +398,8 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
         w(3, line)
     for j, expr in enumerate([y_expr, yh_expr] + [yh_tan.get(k, "0.0") for k in range(P)]):
         w(3, f"{WV[j]} = {expr}")
+    if banks is not None:
+        w(3, f"st[{lay.bank_index}] = {lrn.val[learn.signals[banks.signal]]}")
     w(3, f"if not ({WV[0]} - {WV[0]} == 0.0):     # target blew up: restart its state")
     w(4, f"st[{lay.target_state[0]}:{lay.target_state[1]}] = 0.0")
     w(4, "resets += 1.0")
@@ -400,7 +415,7 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     w(3, "out[i, 0] = 0.0")
     w(3, "out[i, 1] = 0.0")
     w(3, "out[i, 2] = loss")
-    _emit_trace_row(w, 3, P, small, PV, G, "math.nan", zero=True)
+    _emit_trace_row(w, 3, P, small, PV, G, "math.nan", zero=True, bank_index=lay.bank_index)
     w(3, "n += 1")
     w(3, "continue")
     w(2, f"y = {WV[0]}")
@@ -423,7 +438,7 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     w(2, "gchk = Ly")
     _loop(w, 2, P, small, lambda k: [f"{G[k]} = slope*({S[f'2 + {k}' if not small else 2 + int(k)]}*invW)",
                                      f"gchk += {G[k]}"])
-    _emit_trace_row(w, 2, P, small, PV, G, "Ly", zero=False)
+    _emit_trace_row(w, 2, P, small, PV, G, "Ly", zero=False, bank_index=lay.bank_index)
     w(2, "if not (gchk - gchk == 0.0):")
     w(3, "skipped += 1.0")
     w(2, "elif learn:")
@@ -438,11 +453,14 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
                  "        schedc = 0", "        sched *= decay", "lr = lr0 * sched",
                  "if lr < lr_min:", "    lr = lr_min", "t += 1.0"]:
         w(3, line)
-    _loop(w, 3, P, small, lambda k: [
-        f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {G[k]}*sc, lr, {M[k]}, {V[k]}, t, c1, c2, eps)",
-        f"{TH[k]} -= sk",
-        "if project:",
-        f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+    if banks is None:
+        _loop(w, 3, P, small, lambda k: [
+            f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {G[k]}*sc, lr, {M[k]}, {V[k]}, t, c1, c2, eps)",
+            f"{TH[k]} -= sk",
+            "if project:",
+            f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+    else:
+        _emit_bank_steps(w, 3, banks, lay.bank_index, steps, TH, M, V, G, LO, HI)
     w(2, "loss = Ly")
     w(2, "out[i, 0] = y")
     w(2, "out[i, 1] = yh")
@@ -530,8 +548,34 @@ def _loop(w, depth, size, small, body, start=0):
             w(depth + 1, line)
 
 
-def _emit_trace_row(w, depth, P, small, PV, G, loss, zero):
-    """Row n: n, loss, the parameter values used at n, the raw gradients at n, target, output."""
+def _emit_bank_steps(w, depth, banks, bank_index, steps, TH, M, V, G, LO, HI):
+    """The optimiser step with banks. exact: every parameter with a non-zero gradient steps (the
+    others keep their optimiser state still). separated: each base parameter's gradient is the sum
+    of its banks' tangent gradients, and only the active bank steps."""
+    def step(k, g):
+        return [f"st[{steps} + {k}] += 1.0",
+                f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {g}*sc, lr, {M[k]}, {V[k]}, st[{steps} + {k}], c1, c2, eps)",
+                f"{TH[k]} -= sk",
+                "if project:",
+                f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"]
+    w(depth, f"ab = int64(st[{bank_index}])")
+    for base, slots in banks.slots.items():
+        if banks.mode == "exact":
+            for k in slots:
+                w(depth, f"if {G[k]} != 0.0:")
+                for line in step(k, G[k]):
+                    w(depth + 1, line)
+        else:
+            w(depth, "gs = " + " + ".join(G[k] for k in slots))
+            for b, k in enumerate(slots):
+                w(depth, f"{'if' if b == 0 else 'elif'} ab == {b}:")
+                for line in step(k, "gs"):
+                    w(depth + 1, line)
+
+
+def _emit_trace_row(w, depth, P, small, PV, G, loss, zero, bank_index=-1):
+    """Row n: n, loss, the parameter values used at n, the raw gradients at n, target, output,
+    the active bank (-1 without banks)."""
     w(depth, "if K > 0 and n % K == 0 and rows < ntrace:")
     w(depth + 1, "trace[rows, 0] = n")
     w(depth + 1, f"trace[rows, 1] = {loss}")
@@ -539,13 +583,14 @@ def _emit_trace_row(w, depth, P, small, PV, G, loss, zero):
                                              f"trace[rows, {2 + P} + {k}] = {'0.0' if zero else G[k]}"])
     w(depth + 1, f"trace[rows, {2 + 2 * P}] = {'0.0' if zero else 'y'}")
     w(depth + 1, f"trace[rows, {3 + 2 * P}] = {'0.0' if zero else 'yh'}")
+    w(depth + 1, f"trace[rows, {4 + 2 * P}] = {f'st[{bank_index}]' if bank_index >= 0 else '-1.0'}")
     w(depth + 1, "rows += 1")
 
 
 def compile_pair(learn: Graph, target: Graph, sample_rate: float,
-                 window_capacity: int = 4096) -> CompiledLearner:
+                 window_capacity: int = 4096, banks: BankPlan | None = None) -> CompiledLearner:
     """Generate, write (once) and import the kernel; Numba compiles it or loads it from cache."""
-    source, lay = generate(learn, target, sample_rate, window_capacity)
+    source, lay = generate(learn, target, sample_rate, window_capacity, banks)
     digest = hashlib.sha256((_engine_hash() + source).encode()).hexdigest()[:20]
     modname = f"dualtone_kernel_{digest}"
     path = kernel_cache_dir() / f"{modname}.py"

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import layout as LY
-from .compiler import compile_pair, _pow2
+from .banks import BANK_SIGNAL, Banks, bank_name, display_name, expand
+from .compiler import BankPlan, compile_pair, _pow2
 from .language import CircuitError, parse
 from .losses import CODES as LOSS_CODES
 from .optimizers import CODES as OPT_CODES, DEFAULTS as OPT_DEFAULTS
@@ -92,12 +93,14 @@ class Settings:
 class Learner:
     def __init__(self, circuit: str, params: list[ParamSpec], target: str | None = None,
                  hidden: dict | None = None, settings: Settings | None = None,
-                 sample_rate: float = 48000.0, window_capacity: int | None = None):
+                 sample_rate: float = 48000.0, window_capacity: int | None = None,
+                 banks: Banks | None = None):
         if not (math.isfinite(sample_rate) and 1000.0 <= sample_rate <= 1_000_000.0):
             raise ValueError(f"the sample rate must be between 1000 and 1000000 Hz, got {sample_rate}")
         self.sample_rate = float(sample_rate)
         self.settings = settings or Settings()
         self.settings.validate()
+        self.banks = banks
         specs = {p.name: p for p in params}
         ranges = {p.name: (p.lo, p.hi) for p in params}
         self.graph = parse(circuit, sample_rate, "circuit", ranges)
@@ -115,11 +118,27 @@ class Learner:
                                    "assigned name) but it has no declaration with an initial value",
                                    n.pos[0], n.pos[1], "circuit")
         self.specs = [specs[n] for n in self.graph.params]
+        self.base_specs = list(self.specs)
         hidden = dict(hidden or {})
         if target is None:
             self.target_graph = parse(circuit, sample_rate, "circuit", ranges)
         else:
             self.target_graph = parse(target, sample_rate, "target", ranges)
+        plan = None
+        self._display = {sp.name: sp.name for sp in self.specs}
+        if banks is not None:
+            # the user's circuit is checked above, with its own line numbers; now split it
+            ex = expand(circuit, [sp.name for sp in self.specs], banks, sample_rate,
+                        signals=list(self.graph.signals))
+            bank_specs = {bank_name(p, k): ParamSpec(bank_name(p, k), specs[p].init, specs[p].lo, specs[p].hi,
+                                                     specs[p].log) for p, k in ex.names}
+            self.graph = parse(ex.text, sample_rate, "circuit", {n: (q.lo, q.hi) for n, q in bank_specs.items()})
+            self.specs = [bank_specs[n] for n in self.graph.params]
+            self._display = {bank_name(p, k): display_name(p, k) for p, k in ex.names}
+            slot = {n: i for i, n in enumerate(self.graph.params)}
+            plan = BankPlan(banks.mode, BANK_SIGNAL,
+                            {sp.name: [slot[bank_name(sp.name, k)] for k in range(banks.K)]
+                             for sp in self.base_specs})
         for name in hidden:
             if name not in self.target_graph.params:
                 have = ", ".join(self.target_graph.params) or "none"
@@ -136,7 +155,7 @@ class Learner:
                 raise ValueError(f"the hidden value of '{name}' must be a finite number")
             self.hidden[name] = v
         cap = window_capacity or max(4096, self.settings.window)
-        self.compiled = compile_pair(self.graph, self.target_graph, self.sample_rate, _pow2(cap))
+        self.compiled = compile_pair(self.graph, self.target_graph, self.sample_rate, _pow2(cap), plan)
         self.layout = self.compiled.layout
         self._kernel = self.compiled.process
         self.st = np.zeros(self.layout.st_size)
@@ -152,7 +171,20 @@ class Learner:
 
     @property
     def param_names(self) -> list[str]:
-        return list(self.layout.params)
+        """Learnable parameter names in slot order; with banks, `name@bank`."""
+        return [self._display[n] for n in self.layout.params]
+
+    @property
+    def active_bank(self) -> int:
+        return int(self.st[self.layout.bank_index]) if self.layout.bank_index >= 0 else 0
+
+    def bank_params(self) -> list[dict]:
+        """Per bank, its parameter values (base names); one entry without banks."""
+        values = self.params()
+        if self.banks is None:
+            return [values]
+        return [{sp.name: values[display_name(sp.name, k)] for sp in self.base_specs}
+                for k in range(self.banks.K)]
 
     def configure(self, s: Settings):
         s.validate()
@@ -181,7 +213,8 @@ class Learner:
     def reset(self, values: dict | None = None):
         """Parameters back to their initial values (or to `values`, by name); all circuit, window
         and optimiser state cleared. Needs no recompilation."""
-        values = values or {}
+        internal = {v: k for k, v in self._display.items()}
+        values = {internal.get(k, k): v for k, v in (values or {}).items()}
         unknown = set(values) - {sp.name for sp in self.specs}
         if unknown:
             raise KeyError(f"no learnable parameter named {sorted(unknown)[0]!r}")
@@ -234,9 +267,9 @@ class Learner:
 
     def params(self) -> dict:
         """The parameter values the circuit uses now (accumulators clamped to their ranges)."""
-        return {sp.name: float(min(max(t, sp.lo), sp.hi)) for sp, t in zip(self.specs, self.theta())}
+        return {self._display[sp.name]: float(min(max(t, sp.lo), sp.hi)) for sp, t in zip(self.specs, self.theta())}
 
     def gradients(self) -> dict:
         P = len(self.specs)
         g = self.st[self.layout.grad:self.layout.grad + P]
-        return {sp.name: float(v) for sp, v in zip(self.specs, g)}
+        return {self._display[sp.name]: float(v) for sp, v in zip(self.specs, g)}
