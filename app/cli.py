@@ -110,6 +110,18 @@ def add_learning_args(p: argparse.ArgumentParser):
     p.add_argument("--range-mode", choices=["project", "straight-through"], default="project",
                    help="project: keep each parameter's accumulator inside its range (no wind-up); "
                         "straight-through: diff.lib's behaviour (the accumulator may leave the range)")
+    p.add_argument("--banks", metavar="B0,B1,...,BK",
+                   help="LACTOSE banks: K+1 increasing boundaries on the condition make K parameter sets")
+    p.add_argument("--condition", default="level", metavar="level|input|SIGNAL",
+                   help="what selects the bank: the input level in dBFS (default), the raw input "
+                        "sample, or a signal of the circuit (its value one sample earlier)")
+    p.add_argument("--bank-mode", choices=["separated", "exact"], default="separated",
+                   help="separated: gradient for the active bank only (LACTOSE); exact: tangents for "
+                        "every bank through the circuit's state")
+    p.add_argument("--hysteresis", type=float, default=0.0, metavar="H",
+                   help="a bank changes only when the condition passes a boundary by H")
+    p.add_argument("--crossfade-ms", type=float, default=0.0, metavar="T",
+                   help="glide the parameters from the outgoing to the incoming bank over T ms")
     p.add_argument("--sr", type=float, default=None, help="sample rate in Hz (default 48000)")
     p.add_argument("--seed", type=int, default=0, help="seed of --input noise")
 
@@ -123,6 +135,27 @@ def settings_from_args(a):
                     lr_min=a.lr_min, range_mode=a.range_mode)
 
 
+def banks_from_args(a):
+    """--banks/--condition/... as engine.banks.Banks (None without --banks)."""
+    if a.banks is None:
+        for flag, given in (("--hysteresis", a.hysteresis), ("--crossfade-ms", a.crossfade_ms)):
+            if given:
+                raise UsageError(f"{flag} needs --banks")
+        return None
+    from engine.banks import Banks
+    if a.condition in ("note", "velocity"):
+        raise UsageError(f"--condition {a.condition}: MIDI conditions are not available yet; use "
+                         "level, input or a signal of the circuit")
+    bounds = [_float(t, "--banks boundary") for t in a.banks.split(",")]
+    banks = Banks(bounds, condition=a.condition, mode=a.bank_mode, hysteresis=a.hysteresis,
+                  crossfade_ms=a.crossfade_ms)
+    try:
+        banks.validate()
+    except ValueError as e:
+        raise UsageError(f"--banks: {e}") from None
+    return banks
+
+
 def build_learner(a, sample_rate):
     from engine.learner import Learner
     specs = [parse_param(t) for t in a.param]
@@ -133,7 +166,7 @@ def build_learner(a, sample_rate):
     hidden = dict(parse_hidden(t) for t in a.hidden)
     try:
         return Learner(a.circuit, specs, target=a.target, hidden=hidden,
-                       settings=settings_from_args(a), sample_rate=sample_rate)
+                       settings=settings_from_args(a), sample_rate=sample_rate, banks=banks_from_args(a))
     except ValueError as e:          # CircuitError is a ValueError
         msg = str(e)
         if "has no declaration" in msg:
@@ -191,9 +224,13 @@ def cmd_learn(a) -> int:
         except OSError as e:
             raise UsageError(f"--trace {a.trace}: cannot write: {e.strerror}") from None
         cols = ["n", "loss"] + names + ([f"grad_{n}" for n in names] if a.trace_grads else [])
-        trace_file.write(",".join(cols) + "\n")
         keep = [0, 1] + list(range(2, 2 + P)) + (list(range(2 + P, 2 + 2 * P)) if a.trace_grads else [])
         fmt = ["%d"] + ["%.17g"] * (len(keep) - 1)
+        if learner.banks is not None:
+            cols.append("active_bank")
+            keep.append(4 + 2 * P)
+            fmt.append("%d")
+        trace_file.write(",".join(cols) + "\n")
     block = 1 << 16
     progress = Progress(a.samples, not a.quiet)
     kernel_seconds = 0.0
@@ -217,8 +254,16 @@ def cmd_learn(a) -> int:
               "samples_per_second": a.samples / kernel_seconds if kernel_seconds > 0 else None,
               "loss": _json_float(learner.loss), "params": learner.params(),
               "skipped": learner.skipped}
+    if learner.banks is not None:
+        result["banks"] = _bank_summary(learner)
     print(json.dumps(result))
     return 0
+
+
+def _bank_summary(learner) -> list[dict]:
+    b = learner.banks.boundaries
+    return [{"bank": k, "range": [b[k], b[k + 1]], "params": values}
+            for k, values in enumerate(learner.bank_params())]
 
 
 def _json_float(v):
@@ -284,7 +329,8 @@ def cmd_run(a) -> int:
         raise UsageError("--sr must be between 8000 and 384000 Hz")
     specs = [parse_param(t) for t in a.param]
     hidden = dict(parse_hidden(t) for t in a.hidden)
-    spec = CircuitSpec(a.circuit, specs, target=a.target, hidden=hidden, settings=settings_from_args(a))
+    spec = CircuitSpec(a.circuit, specs, target=a.target, hidden=hidden, settings=settings_from_args(a),
+                       banks=banks_from_args(a))
     try:
         session = Session(sample_rate, a.blocksize, device=a.device)
     except SessionError as e:
@@ -342,6 +388,9 @@ def cmd_run(a) -> int:
                   "output_latency_s": info.output_latency, "input_latency_s": info.input_latency,
                   "nonfinite_out": counters["nonfinite_out"], "limited": counters["limited"],
                   "bad_input": counters["bad_input"]}
+        if learner.banks is not None:
+            result["banks"] = _bank_summary(learner)
+            result["active_bank"] = learner.active_bank
     print(json.dumps(result))
     return 0
 

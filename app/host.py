@@ -39,13 +39,13 @@ class Slot:
         t[B.S_INIT] = B.address(self.init)
         t[B.S_HIDDEN_GOAL], t[B.S_N_HIDDEN] = B.address(self.hidden_goal), Hn
         t[B.S_CFG_HIDDEN], t[B.S_LO], t[B.S_HI] = lay.cfg_hidden, lay.cfg_lo, lay.cfg_hi
-        t[B.S_BANK_INDEX] = -1
+        t[B.S_BANK_INDEX] = lay.bank_index
         t[B.S_BLOCK_FN] = learner.compiled.block_address   # last: the slot is complete
         self.table = t
 
     @property
     def names(self) -> list[str]:
-        return list(self.learner.layout.params)
+        return self.learner.param_names
 
 
 class HostMemory:

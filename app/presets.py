@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.language import CircuitError, parse
+from engine.banks import Banks
 from engine.learner import ParamSpec, Settings
 from .host_layout import OUTPUT_MODES, SOURCES, TEL_MAX_PARAMS
 from .midi_control import MAX_MAPPABLE_CC
@@ -497,6 +498,64 @@ def _banks(c: _Check, banks: Any) -> dict | None:
     return json.loads(text)          # a detached copy: verbatim content, no shared objects
 
 
+BANK_FIELDS = ("boundaries", "condition", "mode", "hysteresis", "crossfade_ms", "attack_ms",
+               "release_ms", "level_db", "learned")
+
+
+def banks_to_json(banks: Banks, learned: list | None = None) -> dict:
+    """The `banks` field of a preset: the bank configuration and each bank's learned values."""
+    doc = {k: getattr(banks, k) for k in BANK_FIELDS if k != "learned"}
+    doc["boundaries"] = [float(v) for v in banks.boundaries]
+    doc["learned"] = [dict(values) for values in learned] if learned else []
+    return doc
+
+
+def _bank_spec(c: _Check, d: dict, learnable: dict) -> Banks | None:
+    """Validate a preset's banks object into engine Banks (its learned values are checked too)."""
+    n = len(c.problems)
+    c.fields(d, BANK_FIELDS, "banks: ")
+    raw = d.get("boundaries")
+    bounds = []
+    if not (isinstance(raw, list) and 2 <= len(raw) <= 65):
+        c.add(f"banks: boundaries must be a list of 2 to 65 numbers, got {_show(raw)}")
+    else:
+        bounds = [c.number(v, f"banks: boundaries[{i}]") for i, v in enumerate(raw)]
+    kw = {}
+    for key, kind in (("condition", str), ("mode", str), ("level_db", bool)):
+        if key in d:
+            if not isinstance(d[key], kind) or (kind is str and len(d[key]) > 200):
+                c.add(f"banks: {key} must be {'text' if kind is str else 'true or false'}, got {_show(d[key])}")
+            else:
+                kw[key] = d[key]
+    for key in ("hysteresis", "crossfade_ms", "attack_ms", "release_ms"):
+        if key in d:
+            kw[key] = c.number(d[key], f"banks: {key}")
+    banks = None
+    if len(c.problems) == n:
+        banks = Banks(bounds, **kw)
+        try:
+            banks.validate()
+        except ValueError as e:
+            c.add(f"banks: {e}")
+            return None
+    learned = d.get("learned", [])
+    if not isinstance(learned, list) or (banks is not None and learned and len(learned) != banks.K):
+        c.add("banks: learned must be a list with one object of values per bank")
+    else:
+        for k, values in enumerate(learned):
+            if not isinstance(values, dict):
+                c.add(f"banks: learned[{k}] must be an object, got {_show(values)}")
+                continue
+            for name_, v in values.items():
+                p = learnable.get(name_)
+                v = c.number(v, f"banks: learned[{k}] '{name_}'")
+                if p is None:
+                    c.add(f"banks: learned[{k}] '{_show(name_)}': not a learnable parameter")
+                elif v is not None and not p.lo <= v <= p.hi:
+                    c.add(f"banks: learned[{k}] '{name_}': {v:g} is outside the range [{p.lo:g}, {p.hi:g}]")
+    return banks if len(c.problems) == n else None
+
+
 def _sptmod(c: _Check, doc: Any) -> dict | None:
     if doc is None:
         return None
@@ -602,6 +661,7 @@ def _parse_document(doc: Any, origin: str) -> Preset:
     audio = _audio(c, doc.get("audio", {}))
     midi = _midi(c, doc.get("midi", {}), None if tgraph is None else set(tgraph.params))
     banks = _banks(c, doc.get("banks"))
+    bank_spec = None if banks is None else _bank_spec(c, banks, {p.name: p for p in params or []})
     sptmod = _sptmod(c, doc.get("sptmod"))
 
     if c.problems:
@@ -609,7 +669,7 @@ def _parse_document(doc: Any, origin: str) -> Preset:
         shown = c.problems[:MAX_PROBLEMS] + ([f"... and {extra} more problems"] if extra > 0 else [])
         raise PresetError(shown, origin)
     spec = CircuitSpec(circuit, params, target=target, hidden=hidden, settings=settings,
-                       hidden_params=target_params)
+                       hidden_params=target_params, banks=bank_spec)
     return Preset(name=name, description=description, spec=spec, learned=learned, midi=midi,
                   banks=banks, sptmod=sptmod, **audio)
 

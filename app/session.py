@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.banks import Banks
 from engine.learner import LOSS_CODES, OPT_CODES, Learner, ParamSpec, Settings
 from . import host_layout as H
 from .audio_stream import AudioUnavailable, open_stream
@@ -41,6 +42,7 @@ class CircuitSpec:
     settings: Settings = field(default_factory=Settings)
     # declarations (range, scale) of target parameters the learnable circuit lacks: knob ranges only
     hidden_params: list[ParamSpec] = field(default_factory=list)
+    banks: Banks | None = None       # LACTOSE banks (engine/banks.py)
 
     def declaration(self, name: str) -> ParamSpec | None:
         return next((p for p in list(self.params) + list(self.hidden_params) if p.name == name), None)
@@ -184,7 +186,7 @@ class Session:
         settings = dataclasses.replace(spec.settings)
         with _no_cyclic_gc():
             learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=spec.hidden,
-                              settings=settings, sample_rate=self.sample_rate)
+                              settings=settings, sample_rate=self.sample_rate, banks=spec.banks)
         progress("compiled", 0.9)
         return Slot(learner, self.memory.x, self.memory.max_frames)
 
@@ -279,13 +281,14 @@ class Session:
             raise SessionError(f"no learnable parameter named '{sorted(unknown)[0]}'")
         ctl = self.memory.ctl
         self._wait(lambda: ctl[H.C_RESET_ACK] == ctl[H.C_RESET_REQ])
-        for k, sp in enumerate(learner.specs):
-            slot.init[k] = self.memory.finite(values.get(sp.name, sp.init), f"the value of '{sp.name}'")
+        names = learner.param_names          # slot order; `name@bank` with banks
+        for k, (name, sp) in enumerate(zip(names, learner.specs)):
+            slot.init[k] = self.memory.finite(values.get(name, sp.init), f"the value of '{name}'")
         if self.running:
             ctl[H.C_RESET_REQ] += 1.0
             self._wait(lambda: ctl[H.C_RESET_ACK] == ctl[H.C_RESET_REQ])
         else:
-            learner.reset({sp.name: slot.init[k] for k, sp in enumerate(learner.specs)})
+            learner.reset({name: slot.init[k] for k, name in enumerate(names)})
 
     def _wait(self, done, timeout=1.0):
         end = time.monotonic() + timeout

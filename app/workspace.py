@@ -160,7 +160,11 @@ class Workspace:
         """Make preset the running state (compiles: call it off the GUI thread)."""
         s = self.session
         s.load(preset.spec, progress)
-        s.reset_learning({k: v for k, v in preset.learned.items() if k in s.param_names})
+        learned = dict(preset.learned)
+        if preset.spec.banks is not None:       # per-bank values are stored with the banks
+            learned = {f"{name}@{k}": v for k, values in enumerate((preset.banks or {}).get("learned", []))
+                       for name, v in values.items()}
+        s.reset_learning({k: v for k, v in learned.items() if k in s.param_names})
         self.warnings = []
         self.set_source(preset.source, preset.source_hz, preset.source_file)
         s.set_output(preset.output)
@@ -191,10 +195,14 @@ class Workspace:
         spec = dataclasses.replace(s.spec, params=list(s.spec.params), hidden=dict(s.hidden()),
                                    settings=dataclasses.replace(s.learner.settings),
                                    hidden_params=list(s.spec.hidden_params))
+        learned, banks = s.params(), self.banks
+        if spec.banks is not None:
+            banks = presets.banks_to_json(spec.banks, s.learner.bank_params())
+            learned = {}
         return presets.Preset(name=self.name, description=self.description, spec=spec,
-                              learned=s.params(), source=self.source, source_hz=self.source_hz,
+                              learned=learned, source=self.source, source_hz=self.source_hz,
                               source_file=self.source_file, output=s.output,
-                              midi=self.midi.mappings, banks=self.banks, sptmod=self.sptmod)
+                              midi=self.midi.mappings, banks=banks, sptmod=self.sptmod)
 
     def save(self, path, overwrite: bool = False) -> Path:
         preset = self.snapshot()

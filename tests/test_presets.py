@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from engine.banks import Banks
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from app import presets
@@ -34,12 +36,15 @@ def rich_preset() -> Preset:
         settings=Settings(loss="huber", huber_delta=0.5, window=4, optimizer="adam", lr=0.02,
                           c1=0.8, c2=0.99, eps=1e-9, clip=10.0, lr_decay=0.9, lr_decay_every=480,
                           lr_min=1e-4, range_mode="straight-through", learning=False),
-        hidden_params=[ParamSpec("drive", 1.0, 0.1, 50.0, log=True)])
+        hidden_params=[ParamSpec("drive", 1.0, 0.1, 50.0, log=True)],
+        banks=Banks([-60.0, -30.0, 0.0], condition="level", mode="exact", hysteresis=1.5,
+                    crossfade_ms=5.0, attack_ms=2.0, release_ms=80.0))
     return Preset(name="rich", description="Line one.\nLine two: ünïcode ♪.", spec=spec,
                   learned={"cutoff": 1234.5, "level": -3.25}, source="file", source_hz=110.0,
                   source_file="/tmp/some file.wav", output="error",
                   midi={74: "hidden:drive", 1: "lr", 7: "master", 20: "source_hz"},
-                  banks={"banks": [{"name": "a", "values": [1, 2.5, None, True, "x"]}]},
+                  banks=presets.banks_to_json(spec.banks, [{"cutoff": 100.0, "level": 0.25},
+                                                           {"cutoff": 2000.0, "level": -1.5}]),
                   sptmod={"model": "models/amp.npz", "sha256": "ab" * 32})
 
 
