@@ -112,9 +112,10 @@ def add_learning_args(p: argparse.ArgumentParser):
                         "straight-through: diff.lib's behaviour (the accumulator may leave the range)")
     p.add_argument("--banks", metavar="B0,B1,...,BK",
                    help="LACTOSE banks: K+1 increasing boundaries on the condition make K parameter sets")
-    p.add_argument("--condition", default="level", metavar="level|input|SIGNAL",
+    p.add_argument("--condition", default="level", metavar="level|input|note|velocity|SIGNAL",
                    help="what selects the bank: the input level in dBFS (default), the raw input "
-                        "sample, or a signal of the circuit (its value one sample earlier)")
+                        "sample, the MIDI note or velocity (run only), or a signal of the circuit "
+                        "(its value one sample earlier)")
     p.add_argument("--bank-mode", choices=["separated", "exact"], default="separated",
                    help="separated: gradient for the active bank only (LACTOSE); exact: tangents for "
                         "every bank through the circuit's state")
@@ -135,7 +136,7 @@ def settings_from_args(a):
                     lr_min=a.lr_min, range_mode=a.range_mode)
 
 
-def banks_from_args(a):
+def banks_from_args(a, live: bool = False):
     """--banks/--condition/... as engine.banks.Banks (None without --banks)."""
     if a.banks is None:
         for flag, given in (("--hysteresis", a.hysteresis), ("--crossfade-ms", a.crossfade_ms)):
@@ -143,9 +144,9 @@ def banks_from_args(a):
                 raise UsageError(f"{flag} needs --banks")
         return None
     from engine.banks import Banks
-    if a.condition in ("note", "velocity"):
-        raise UsageError(f"--condition {a.condition}: MIDI conditions are not available yet; use "
-                         "level, input or a signal of the circuit")
+    if a.condition in ("note", "velocity") and not live:
+        raise UsageError(f"--condition {a.condition} follows live MIDI: use it with run --headless "
+                         "(and --source midi or --midi-connect)")
     bounds = [_float(t, "--banks boundary") for t in a.banks.split(",")]
     banks = Banks(bounds, condition=a.condition, mode=a.bank_mode, hysteresis=a.hysteresis,
                   crossfade_ms=a.crossfade_ms)
@@ -330,7 +331,7 @@ def cmd_run(a) -> int:
     specs = [parse_param(t) for t in a.param]
     hidden = dict(parse_hidden(t) for t in a.hidden)
     spec = CircuitSpec(a.circuit, specs, target=a.target, hidden=hidden, settings=settings_from_args(a),
-                       banks=banks_from_args(a))
+                       banks=banks_from_args(a, live=True))
     try:
         session = Session(sample_rate, a.blocksize, device=a.device)
     except SessionError as e:

@@ -164,6 +164,17 @@ def _voice(ctl, midi, x, n, gain, sr, offsets, rows, nev):
 
 
 @njit(nogil=True, cache=True)
+def _set_midi_controls(slot, ctl):
+    """The voice's note number and velocity, for circuits (bank conditions) that read them; they
+    change at block boundaries."""
+    if slot[B.S_BLOCK_FN] == 0:
+        return
+    cfg = _f64(slot[B.S_CFG], slot[B.S_CFG_LEN])
+    cfg[LY.CF_NOTE] = 69.0 + 12.0 * math.log2(max(ctl[H.C_VOICE_FREQ], 1e-3) / 440.0)
+    cfg[LY.CF_VELOCITY] = 127.0 * ctl[H.C_VOICE_AMP]
+
+
+@njit(nogil=True, cache=True)
 def _glide_knobs(slot, n, sr, tau):
     nh = slot[B.S_N_HIDDEN]
     if nh == 0:
@@ -291,11 +302,13 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
     if not fading and ctl[H.C_SWAP_REQ] != ctl[H.C_SWAP_ACK]:
         ctl[H.C_FADE_POS] = 0.0
         fading = True
+    _set_midi_controls(slot_a, ctl)
     _glide_knobs(slot_a, n, sr, tau)
     have_a = _run_slot(slot_a, n)
     out_a = _f64_2d(slot_a[B.S_OUT], slot_a[B.S_MAX_FRAMES], 3)
     have_b = False
     if fading:
+        _set_midi_controls(slot_b, ctl)
         _glide_knobs(slot_b, n, sr, tau)
         have_b = _run_slot(slot_b, n)
     out_b = _f64_2d(slot_b[B.S_OUT], slot_b[B.S_MAX_FRAMES], 3)
@@ -430,6 +443,7 @@ def _publish(h, ctl, ridx, t_start, frames, status, cpu_us):
         row[H.T_RESETS] = st[LY.ST_RESETS]
         row[H.T_LEARNING] = cfg[LY.CF_LEARN]
         row[H.T_BANK] = st[slot[B.S_BANK_INDEX]] if slot[B.S_BANK_INDEX] >= 0 else 0.0
+        row[H.T_CONDITION] = st[slot[B.S_BANK_INDEX] + 1] if slot[B.S_BANK_INDEX] >= 0 else 0.0
         th, lo, hi = slot[B.S_THETA], slot[B.S_LO], slot[B.S_HI]
         for k in range(min(P, H.TEL_MAX_PARAMS)):
             row[H.TEL_HEADER + k] = min(max(st[th + k], cfg[lo + k]), cfg[hi + k])
@@ -440,6 +454,7 @@ def _publish(h, ctl, ridx, t_start, frames, status, cpu_us):
         row[H.T_RESETS] = 0.0
         row[H.T_LEARNING] = 0.0
         row[H.T_BANK] = 0.0
+        row[H.T_CONDITION] = 0.0
     ridx[H.R_TEL_HEAD] = head + 1
 
 

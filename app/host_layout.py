@@ -111,6 +111,7 @@ T_SAMPLES = 15        # learner's sample count
 T_RESETS = 16         # learner state resets after a non-finite value
 T_XRUNS = 17
 T_BAD_INPUT = 18
+T_CONDITION = 19      # the bank condition's value (LACTOSE banks)
 TEL_HEADER = 20
 TEL_MAX_PARAMS = 64
 TEL_COLS = TEL_HEADER + TEL_MAX_PARAMS

@@ -29,6 +29,7 @@ class Snapshot:
     learning: bool
     bank: int
     samples: int
+    condition: float = 0.0
 
 
 class TelemetryReader:
@@ -61,7 +62,7 @@ class TelemetryReader:
             in_peak=float(row[H.T_IN_PEAK]), out_peak=float(row[H.T_OUT_PEAK]),
             nonfinite_out=int(row[H.T_NONFINITE]), limited=int(row[H.T_LIMITED]),
             bad_input=int(row[H.T_BAD_INPUT]), learning=bool(row[H.T_LEARNING]),
-            bank=int(row[H.T_BANK]), samples=int(row[H.T_SAMPLES]))
+            bank=int(row[H.T_BANK]), samples=int(row[H.T_SAMPLES]), condition=float(row[H.T_CONDITION]))
 
     def scope(self, n: int, columns=None) -> np.ndarray:
         """The most recent n scope samples (oldest first); columns from host_layout SC_*."""

@@ -22,17 +22,19 @@ import math
 import re
 from dataclasses import dataclass, field
 
-CONDITIONS = ("level", "input")          # or the name of a signal of the circuit
+CONDITIONS = ("level", "input", "note", "velocity")   # or the name of a signal of the circuit
 MODES = ("separated", "exact")
 PREFIX = "lactose_"
 BANK_SIGNAL = PREFIX + "bank"
+CONDITION_SIGNAL = PREFIX + "c"
 MAX_BANKS = 64
 
 
 @dataclass
 class Banks:
     boundaries: list                      # K+1 sorted values on the condition's axis
-    condition: str = "level"              # level | input | a signal of the circuit (read 1 sample late)
+    condition: str = "level"              # level | input | note | velocity (live MIDI) | a signal of
+                                          # the circuit (read one sample late)
     mode: str = "separated"               # separated | exact
     hysteresis: float = 0.0               # a bank changes only when the condition passes a boundary by this
     crossfade_ms: float = 0.0             # parameter crossfade from the outgoing to the incoming bank
@@ -110,6 +112,8 @@ def expand(circuit: str, params: list, banks: Banks, sample_rate: float, signals
         lines.append(f"{PREFIX}c = 20*log10({e} + 1e-12)" if banks.level_db else f"{PREFIX}c = {e}")
     elif banks.condition == "input":
         lines.append(f"{PREFIX}c = x")
+    elif banks.condition in ("note", "velocity"):     # written by the host at each MIDI event
+        lines.append(f"{PREFIX}c = {PREFIX}{banks.condition} + 0")
     else:
         if banks.condition not in signals:
             raise ValueError(f"the bank condition '{banks.condition}' is not a signal of the circuit "

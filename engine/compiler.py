@@ -70,7 +70,8 @@ class Layout:
     cfg_hidden: int = LY.CF_HEADER
     cfg_lo: int = 0
     cfg_hi: int = 0
-    bank_index: int = -1     # st index of the active bank (LACTOSE banks), -1 without banks
+    bank_index: int = -1     # st index of the active bank (LACTOSE banks; the condition value
+                             # follows it), -1 without banks
 
     @property
     def trace_width(self) -> int:
@@ -167,6 +168,9 @@ class _CircuitEmitter:
 
     def _input(self, n):
         self.val[n.id], self.tan[n.id] = "xi", {}
+
+    def _control(self, n):
+        self.val[n.id], self.tan[n.id] = f"cfg[{int(n.value)}]", {}
 
     def _param(self, n):
         self.val[n.id], slot = self.value_of_param(n.name)
@@ -285,7 +289,8 @@ class BankPlan:
     """How the learnable parameters are grouped into LACTOSE banks (engine/banks.py)."""
     mode: str                 # "separated" | "exact"
     signal: str               # the circuit signal holding the active bank index
-    slots: dict               # base parameter -> [slot of bank 0, slot of bank 1, ...]
+    condition: str            # the circuit signal holding the condition value
+    slots: dict               # base parameter -> [slot in bank 0 (None if absent), bank 1, ...]
 
 
 def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096,
@@ -310,7 +315,7 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
 
     lay.theta, lay.m, lay.v, lay.grad = alloc(P), alloc(P), alloc(P), alloc(P)
     if banks is not None:
-        lay.bank_index = alloc(1)
+        lay.bank_index = alloc(2)      # the active bank, then the condition value (for displays)
         steps = alloc(P)             # per-parameter optimiser step count: banks learn at different times
     slot_of = {p: k for k, p in enumerate(params)}
     h_index = {h: k for k, h in enumerate(hidden)}
@@ -400,6 +405,7 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
         w(3, f"{WV[j]} = {expr}")
     if banks is not None:
         w(3, f"st[{lay.bank_index}] = {lrn.val[learn.signals[banks.signal]]}")
+        w(3, f"st[{lay.bank_index + 1}] = {lrn.val[learn.signals[banks.condition]]}")
     w(3, f"if not ({WV[0]} - {WV[0]} == 0.0):     # target blew up: restart its state")
     w(4, f"st[{lay.target_state[0]}:{lay.target_state[1]}] = 0.0")
     w(4, "resets += 1.0")
@@ -560,15 +566,16 @@ def _emit_bank_steps(w, depth, banks, bank_index, steps, TH, M, V, G, LO, HI):
                 f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"]
     w(depth, f"ab = int64(st[{bank_index}])")
     for base, slots in banks.slots.items():
+        have = [(b, k) for b, k in enumerate(slots) if k is not None]   # a bank's own topology may lack it
         if banks.mode == "exact":
-            for k in slots:
+            for _, k in have:
                 w(depth, f"if {G[k]} != 0.0:")
                 for line in step(k, G[k]):
                     w(depth + 1, line)
         else:
-            w(depth, "gs = " + " + ".join(G[k] for k in slots))
-            for b, k in enumerate(slots):
-                w(depth, f"{'if' if b == 0 else 'elif'} ab == {b}:")
+            w(depth, "gs = " + " + ".join(G[k] for _, k in have))
+            for j, (b, k) in enumerate(have):
+                w(depth, f"{'if' if j == 0 else 'elif'} ab == {b}:")
                 for line in step(k, "gs"):
                     w(depth + 1, line)
 

@@ -17,9 +17,12 @@ import sys
 import tokenize
 from dataclasses import dataclass, field
 
+from . import layout as LY
 from .primitives import CALLABLE, TABLE
 
 INPUT = "x"
+# live control values read from cfg (layout.py); reserved for LACTOSE bank conditions
+CONTROLS = {"lactose_note": LY.CF_NOTE, "lactose_velocity": LY.CF_VELOCITY}
 CONSTANTS = {"pi": math.pi}          # SR is added per compile (it is the sample rate)
 STATEFUL = {"phasor": 1, "osc": 1, "saw": 1}   # handled by the compiler, not the table
 RESERVED = {INPUT, "pi", "SR"} | set(CALLABLE) | set(STATEFUL)
@@ -439,6 +442,7 @@ def _parse(text, sample_rate, source, param_ranges):
 
     input_id = new("input", name=INPUT)
     param_ids: dict[str, int] = {}
+    control_ids: dict[str, int] = {}
 
     def lower(tree):
         kind, pos = tree[0], tree[-1]
@@ -451,6 +455,10 @@ def _parse(text, sample_rate, source, param_ranges):
             nm = tree[1]
             if nm == INPUT:
                 return input_id
+            if nm in CONTROLS and nm not in assigned:
+                if nm not in control_ids:
+                    control_ids[nm] = new("control", name=nm, value=float(CONTROLS[nm]), pos=pos)
+                return control_ids[nm]
             if nm in assigned:
                 return ids[nm]
             if nm not in param_ids:

@@ -22,7 +22,9 @@ CF_LR_MIN = 11       # the schedule never takes the learning rate below this
 CF_RANGE_MODE = 12   # 0 = project the accumulator into the range; 1 = diff.lib (no anti-windup)
 CF_LEARN = 13        # 1 = learning runs, 0 = paused (forward pass and loss only)
 CF_TRACE_EVERY = 14  # write a trace row every K samples (0 = none)
-CF_HEADER = 16       # then: hidden values [H], range lows [P], range highs [P]
+CF_NOTE = 15         # live controls a circuit can read (the host writes them at MIDI events):
+CF_VELOCITY = 16     #   MIDI note number of the voice, and its velocity 0..127
+CF_HEADER = 18       # then: hidden values [H], range lows [P], range highs [P]
 
 # st header
 ST_N = 0             # samples processed so far

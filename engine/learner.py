@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import layout as LY
-from .banks import BANK_SIGNAL, Banks, bank_name, display_name, expand
+from .banks import BANK_SIGNAL, CONDITION_SIGNAL, Banks, bank_name, display_name, expand
 from .compiler import BankPlan, compile_pair, _pow2
 from .language import CircuitError, parse
 from .losses import CODES as LOSS_CODES
@@ -136,7 +136,7 @@ class Learner:
             self.specs = [bank_specs[n] for n in self.graph.params]
             self._display = {bank_name(p, k): display_name(p, k) for p, k in ex.names}
             slot = {n: i for i, n in enumerate(self.graph.params)}
-            plan = BankPlan(banks.mode, BANK_SIGNAL,
+            plan = BankPlan(banks.mode, BANK_SIGNAL, CONDITION_SIGNAL,
                             {sp.name: [slot[bank_name(sp.name, k)] for k in range(banks.K)]
                              for sp in self.base_specs})
         for name in hidden:
@@ -173,6 +173,11 @@ class Learner:
     def param_names(self) -> list[str]:
         """Learnable parameter names in slot order; with banks, `name@bank`."""
         return [self._display[n] for n in self.layout.params]
+
+    @property
+    def condition_value(self) -> float:
+        """The bank condition's latest value (dBFS for the level, the sample, note, ...)."""
+        return float(self.st[self.layout.bank_index + 1]) if self.layout.bank_index >= 0 else 0.0
 
     @property
     def active_bank(self) -> int:

@@ -2,6 +2,7 @@
 each gradient mode, exact gradients against finite differences through feedback with bank
 switches, the command line, and presets that keep their banks."""
 import json
+import time
 import os
 import subprocess
 import sys
@@ -205,7 +206,7 @@ def test_learn_with_banks_reports_each_bank_and_traces_param_at_bank_columns(tmp
 @pytest.mark.parametrize("args, message", [
     (["--banks", "0,0"], "strictly increasing"),
     (["--banks", "a,b"], "is not a number"),
-    (["--banks", "0,1", "--condition", "note"], "MIDI conditions"),
+    (["--banks", "0,1", "--condition", "note"], "follows live MIDI"),
     (["--hysteresis", "0.1"], "needs --banks"),
 ])
 def test_bad_bank_flags_are_one_line_and_exit_2(args, message):
@@ -254,3 +255,26 @@ def test_bad_banks_in_a_preset_are_listed(banks, message):
     with pytest.raises(presets.PresetError) as e:
         presets.parse_document(doc)
     assert any(message in p for p in e.value.problems), e.value.problems
+
+
+def test_a_midi_note_selects_the_bank_live_and_telemetry_shows_it():
+    from app.session import CircuitSpec, Session
+    spec = CircuitSpec("y = a*x", [ParamSpec("a", 0.5, 0.0, 2.0)], target="y = x",
+                       settings=Settings(loss="mse", lr=0.01), banks=Banks([0, 60, 128], condition="note"))
+    with Session(48000, 128, device="virtual") as s:
+        s.load(spec)
+        s.set_source("midi")
+        s.start()
+        for note, bank in ((72, 1), (48, 0), (96, 1)):
+            s.voice(440.0 * 2 ** ((note - 69) / 12), True, 0.8)
+            end = time.monotonic() + 5
+            snap = None
+            while time.monotonic() < end:
+                rows = s.telemetry.drain()
+                if rows.shape[0]:
+                    snap = s.telemetry.decode(rows[-1])
+                    if snap.bank == bank and abs(snap.condition - note) < 1e-9:
+                        break
+                time.sleep(0.01)
+            assert snap is not None and snap.bank == bank and snap.condition == pytest.approx(note)
+        assert s.learner.active_bank == 1
