@@ -123,6 +123,9 @@ def add_learning_args(p: argparse.ArgumentParser):
                    help="a bank changes only when the condition passes a boundary by H")
     p.add_argument("--crossfade-ms", type=float, default=0.0, metavar="T",
                    help="glide the parameters from the outgoing to the incoming bank over T ms")
+    p.add_argument("--bank-circuit", action="append", default=None, metavar="TEXT",
+                   help="a topology per bank: give it once per bank, in bank order (each bank's "
+                        "circuit runs with its own state; the active bank's output is heard)")
     p.add_argument("--sr", type=float, default=None, help="sample rate in Hz (default 48000)")
     p.add_argument("--seed", type=int, default=0, help="seed of --input noise")
 
@@ -139,7 +142,8 @@ def settings_from_args(a):
 def banks_from_args(a, live: bool = False):
     """--banks/--condition/... as engine.banks.Banks (None without --banks)."""
     if a.banks is None:
-        for flag, given in (("--hysteresis", a.hysteresis), ("--crossfade-ms", a.crossfade_ms)):
+        for flag, given in (("--hysteresis", a.hysteresis), ("--crossfade-ms", a.crossfade_ms),
+                            ("--bank-circuit", a.bank_circuit)):
             if given:
                 raise UsageError(f"{flag} needs --banks")
         return None
@@ -149,7 +153,7 @@ def banks_from_args(a, live: bool = False):
                          "(and --source midi or --midi-connect)")
     bounds = [_float(t, "--banks boundary") for t in a.banks.split(",")]
     banks = Banks(bounds, condition=a.condition, mode=a.bank_mode, hysteresis=a.hysteresis,
-                  crossfade_ms=a.crossfade_ms)
+                  crossfade_ms=a.crossfade_ms, circuits=a.bank_circuit)
     try:
         banks.validate()
     except ValueError as e:

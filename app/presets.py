@@ -499,7 +499,7 @@ def _banks(c: _Check, banks: Any) -> dict | None:
 
 
 BANK_FIELDS = ("boundaries", "condition", "mode", "hysteresis", "crossfade_ms", "attack_ms",
-               "release_ms", "level_db", "learned")
+               "release_ms", "level_db", "circuits", "learned")
 
 
 def banks_to_json(banks: Banks, learned: list | None = None) -> dict:
@@ -530,6 +530,15 @@ def _bank_spec(c: _Check, d: dict, learnable: dict) -> Banks | None:
     for key in ("hysteresis", "crossfade_ms", "attack_ms", "release_ms"):
         if key in d:
             kw[key] = c.number(d[key], f"banks: {key}")
+    circuits = d.get("circuits")
+    if circuits is not None:
+        if not (isinstance(circuits, list) and len(circuits) == max(len(bounds) - 1, 1)
+                and all(isinstance(t, str) and 0 < len(t) <= TEXT_LIMITS["circuit"] for t in circuits)):
+            c.add("banks: circuits must be null or one circuit text per bank")
+        else:
+            for k, text in enumerate(circuits):
+                _circuit(c, text, f"bank {k} circuit", {})
+            kw["circuits"] = list(circuits)
     banks = None
     if len(c.problems) == n:
         banks = Banks(bounds, **kw)

@@ -41,6 +41,7 @@ class Banks:
     attack_ms: float = 1.0                # the level follower (condition "level")
     release_ms: float = 50.0
     level_db: bool = True                 # level in dBFS (else linear)
+    circuits: list | None = None          # a topology per bank: K circuit texts (None: the one circuit)
 
     @property
     def K(self) -> int:
@@ -60,6 +61,10 @@ class Banks:
             raise ValueError(f"unknown bank mode '{self.mode}'; choose one of {', '.join(MODES)}")
         if self.condition not in CONDITIONS and not self.condition.isidentifier():
             raise ValueError(f"the bank condition must be level, input or a signal name, got '{self.condition}'")
+        if self.circuits is not None and (not isinstance(self.circuits, (list, tuple))
+                                          or len(self.circuits) != len(b) - 1
+                                          or not all(isinstance(t, str) and t.strip() for t in self.circuits)):
+            raise ValueError(f"a topology per bank needs one circuit text per bank ({len(b) - 1})")
         for what, v in (("hysteresis", self.hysteresis), ("crossfade", self.crossfade_ms),
                         ("attack", self.attack_ms), ("release", self.release_ms)):
             if not (math.isfinite(v) and v >= 0):
@@ -95,13 +100,15 @@ def _num(v: float) -> str:
     return repr(float(v))
 
 
-def expand(circuit: str, params: list, banks: Banks, sample_rate: float, signals=()) -> Expanded:
-    """The circuit with its parameters `params` (names) split into banks (see the module doc)."""
-    banks.validate()
-    for name in re.findall(r"[A-Za-z_]\w*", circuit):
-        if name.startswith(PREFIX) or "__bank" in name:
-            raise ValueError(f"'{name}': names starting with '{PREFIX}' or containing '__bank' are "
-                             "reserved for banks")
+def _check_names(text: str):
+    for name in re.findall(r"[A-Za-z_]\w*", text):
+        if name.startswith(PREFIX) or "__bank" in name or "__t" in name:
+            raise ValueError(f"'{name}': names starting with '{PREFIX}' or containing '__bank' or "
+                             "'__t' are reserved for banks")
+
+
+def _prologue(banks: Banks, sample_rate: float, signals) -> tuple[list, bool]:
+    """The condition, bank index and crossfade lines; returns (lines, crossfading)."""
     K, b = banks.K, [float(v) for v in banks.boundaries]
     lines = []
     if banks.condition == "level":
@@ -135,16 +142,65 @@ def expand(circuit: str, params: list, banks: Banks, sample_rate: float, signals
     if fade_samples >= 1.0:
         lines.append(f"{PREFIX}from = {bank}@1 if {bank} != {bank}@1 else {PREFIX}from@1")
         lines.append(f"{PREFIX}fade = 0 if {bank} != {bank}@1 else min({PREFIX}fade@1 + {_num(1 / fade_samples)}, 1)")
+    return lines, fade_samples >= 1.0
+
+
+def _pick(names: list, index_signal: str) -> str:
+    """names[k] where k = round(index_signal), as nested IFs (the derivative of the branch taken)."""
+    expr = names[-1]
+    for k in range(len(names) - 2, -1, -1):
+        expr = f"({names[k]} if {index_signal} < {k + 0.5} else {expr})"
+    return expr
+
+
+def _blend(names: list, fading: bool) -> str:
+    if not fading:
+        return _pick(names, BANK_SIGNAL)
+    return f"{_pick(names, BANK_SIGNAL)}*{PREFIX}fade + {_pick(names, PREFIX + 'from')}*(1 - {PREFIX}fade)"
+
+
+def expand(circuit: str, params: list, banks: Banks, sample_rate: float, signals=()) -> Expanded:
+    """The circuit with its parameters `params` (names) split into banks (see the module doc).
+    The circuit's state is shared by the banks; with crossfading, the parameters glide."""
+    banks.validate()
+    _check_names(circuit)
+    lines, fading = _prologue(banks, sample_rate, signals)
     names = []
     for p in params:
-        def pick(index_signal):
-            expr = bank_name(p, K - 1)
-            for k in range(K - 2, -1, -1):
-                expr = f"({bank_name(p, k)} if {index_signal} < {k + 0.5} else {expr})"
-            return expr
-        if fade_samples >= 1.0:
-            lines.append(f"{p} = {pick(bank)}*{PREFIX}fade + {pick(PREFIX + 'from')}*(1 - {PREFIX}fade)")
-        else:
-            lines.append(f"{p} = {pick(bank)}")
-        names += [(p, k) for k in range(K)]
+        lines.append(f"{p} = {_blend([bank_name(p, k) for k in range(banks.K)], fading)}")
+        names += [(p, k) for k in range(banks.K)]
     return Expanded("\n".join(lines) + "\n" + circuit, names, len(lines))
+
+
+def _rename(text: str, mapping: dict) -> str:
+    """Rename whole names (never parts of other names or of numbers such as 1e5)."""
+    if not mapping:
+        return text
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, sorted(mapping, key=len, reverse=True)))
+                         + r")(?!\w)")
+    return pattern.sub(lambda m: mapping[m.group(1)], text)
+
+
+def expand_topologies(graphs: list, banks: Banks, sample_rate: float) -> Expanded:
+    """A circuit per bank (banks.circuits, parsed into `graphs`): every bank's circuit runs with its
+    own state and its own copies of its parameters, and the output is the active bank's output
+    (crossfaded between the outgoing and incoming banks' outputs when crossfade_ms > 0)."""
+    banks.validate()
+    for text in banks.circuits:
+        _check_names(text)
+    if banks.condition not in CONDITIONS:
+        raise ValueError("with a topology per bank the condition must be level, input, note or velocity")
+    lines, fading = _prologue(banks, sample_rate, ())
+    names, outputs = [], []
+    for k, (text, g) in enumerate(zip(banks.circuits, graphs)):
+        mapping = {s: f"{s}__t{k}" for s in g.signals}
+        mapping.update({p: bank_name(p, k) for p in g.params})
+        lines += _rename(text, mapping).strip().splitlines()
+        out_name = next(s for s, i in g.signals.items() if i == g.output) if g.output in g.signals.values() \
+            else None
+        if out_name is None:
+            raise ValueError(f"bank {k}'s circuit must end with an assignment (y = ...)")
+        outputs.append(mapping[out_name])
+        names += [(p, k) for p in g.params]
+    lines.append(f"{PREFIX}out = {_blend(outputs, fading)}")
+    return Expanded("\n".join(lines), names, 0)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import layout as LY
-from .banks import BANK_SIGNAL, CONDITION_SIGNAL, Banks, bank_name, display_name, expand
+from .banks import BANK_SIGNAL, CONDITION_SIGNAL, Banks, bank_name, display_name, expand, expand_topologies
 from .compiler import BankPlan, compile_pair, _pow2
 from .language import CircuitError, parse
 from .losses import CODES as LOSS_CODES
@@ -104,7 +104,16 @@ class Learner:
         specs = {p.name: p for p in params}
         ranges = {p.name: (p.lo, p.hi) for p in params}
         self.graph = parse(circuit, sample_rate, "circuit", ranges)
-        for name in specs:
+        if banks is not None and banks.circuits is not None:
+            # a topology per bank: the declarations belong to the banks' circuits (checked there);
+            # `circuit` is only the default ground truth
+            banks.validate()
+            used = set().union(*(set(g.params) for g in self._bank_graphs(banks, specs, ranges, sample_rate)))
+            unused = [n for n in specs if n not in used]
+            if unused:
+                raise ValueError(f"no bank's circuit uses the parameter '{unused[0]}'")
+            self.specs = [specs[n] for n in specs]
+        for name in (specs if banks is None or banks.circuits is None else ()):
             if name in self.graph.unused_params:
                 raise ValueError(f"parameter '{name}' does not affect the output: the line it is on "
                                  "does not feed the last line")
@@ -117,7 +126,8 @@ class Learner:
                 raise CircuitError(f"'{name}' is a parameter (not x, pi, SR, a function or an "
                                    "assigned name) but it has no declaration with an initial value",
                                    n.pos[0], n.pos[1], "circuit")
-        self.specs = [specs[n] for n in self.graph.params]
+        if banks is None or banks.circuits is None:
+            self.specs = [specs[n] for n in self.graph.params]
         self.base_specs = list(self.specs)
         hidden = dict(hidden or {})
         if target is None:
@@ -127,18 +137,22 @@ class Learner:
         plan = None
         self._display = {sp.name: sp.name for sp in self.specs}
         if banks is not None:
-            # the user's circuit is checked above, with its own line numbers; now split it
-            ex = expand(circuit, [sp.name for sp in self.specs], banks, sample_rate,
-                        signals=list(self.graph.signals))
+            # the user's circuits are checked with their own line numbers first; then split
+            if banks.circuits is None:
+                ex = expand(circuit, [sp.name for sp in self.specs], banks, sample_rate,
+                            signals=list(self.graph.signals))
+            else:
+                ex = expand_topologies(self._bank_graphs(banks, specs, ranges, sample_rate), banks, sample_rate)
             bank_specs = {bank_name(p, k): ParamSpec(bank_name(p, k), specs[p].init, specs[p].lo, specs[p].hi,
                                                      specs[p].log) for p, k in ex.names}
             self.graph = parse(ex.text, sample_rate, "circuit", {n: (q.lo, q.hi) for n, q in bank_specs.items()})
             self.specs = [bank_specs[n] for n in self.graph.params]
             self._display = {bank_name(p, k): display_name(p, k) for p, k in ex.names}
             slot = {n: i for i, n in enumerate(self.graph.params)}
+            bases = list(dict.fromkeys(p for p, _ in ex.names))
+            self.base_specs = [specs[p] for p in bases]
             plan = BankPlan(banks.mode, BANK_SIGNAL, CONDITION_SIGNAL,
-                            {sp.name: [slot[bank_name(sp.name, k)] for k in range(banks.K)]
-                             for sp in self.base_specs})
+                            {p: [slot.get(bank_name(p, k)) for k in range(banks.K)] for p in bases})
         for name in hidden:
             if name not in self.target_graph.params:
                 have = ", ".join(self.target_graph.params) or "none"
@@ -169,6 +183,19 @@ class Learner:
             self.cfg[self.layout.cfg_hi + k] = sp.hi
         self.reset()
 
+    @staticmethod
+    def _bank_graphs(banks, specs, ranges, sample_rate):
+        graphs = []
+        for k, text in enumerate(banks.circuits):
+            g = parse(text, sample_rate, f"bank {k} circuit", ranges)
+            for name in g.params:
+                if name not in specs:
+                    n = next(n for n in g.nodes if n.kind == "param" and n.name == name)
+                    raise CircuitError(f"'{name}' is a parameter but it has no declaration with an initial "
+                                       "value", n.pos[0], n.pos[1], f"bank {k} circuit")
+            graphs.append(g)
+        return graphs
+
     @property
     def param_names(self) -> list[str]:
         """Learnable parameter names in slot order; with banks, `name@bank`."""
@@ -188,8 +215,8 @@ class Learner:
         values = self.params()
         if self.banks is None:
             return [values]
-        return [{sp.name: values[display_name(sp.name, k)] for sp in self.base_specs}
-                for k in range(self.banks.K)]
+        return [{sp.name: values[display_name(sp.name, k)] for sp in self.base_specs
+                 if display_name(sp.name, k) in values} for k in range(self.banks.K)]
 
     def configure(self, s: Settings):
         s.validate()

@@ -278,3 +278,43 @@ def test_a_midi_note_selects_the_bank_live_and_telemetry_shows_it():
                 time.sleep(0.01)
             assert snap is not None and snap.bank == bank and snap.condition == pytest.approx(note)
         assert s.learner.active_bank == 1
+
+
+@pytest.mark.parametrize("mode", ["separated", "exact"])
+def test_a_topology_per_bank_learns_each_range_with_its_own_circuit(mode):
+    b = Banks([-1.0, 0.0, 1.0], condition="input", mode=mode, circuits=["y = a*x", "y = a*tanh(d*x)"])
+    L = Learner("y = a*tanh(d*x)", [ParamSpec("a", 1.0, -4, 4), ParamSpec("d", 1.0, 0.01, 10)],
+                target="y = tanh(3*x) if x > 0 else 0.4*x",
+                settings=Settings(loss="mse", optimizer="adam", lr=0.01), banks=b)
+    assert L.param_names == ["a@0", "a@1", "d@1"]             # bank 0's linear circuit has no d
+    out, _ = L.process(LcgNoise().read(96000))
+    p = L.bank_params()
+    assert p[0] == {"a": pytest.approx(0.4, abs=1e-6)}
+    assert p[1]["a"] == pytest.approx(1.0, abs=1e-3) and p[1]["d"] == pytest.approx(3.0, abs=1e-2)
+    assert np.mean(out[-4800:, 2]) < 1e-10
+
+
+def test_topologies_keep_their_own_state_and_crossfade_their_outputs():
+    # bank 0 integrates (a one-pole with state), bank 1 is memoryless: switching must not mix state
+    b = Banks([-1.0, 0.0, 1.0], condition="input", crossfade_ms=1.0,
+              circuits=["y = (1 - c)*x + c*y@1", "y = g*x"])
+    L = Learner("y = g*x", [ParamSpec("c", 0.9, 0, 0.99), ParamSpec("g", 2.0, -4, 4)], target="y = x",
+                settings=Settings(learning=False), banks=b)
+    x = np.concatenate([np.full(300, -0.5), np.full(300, 0.5)])
+    out, _ = L.process(x)
+    y = out[:, 1]
+    assert y[299] == pytest.approx(-0.5, abs=1e-6)                # the one-pole settled on -0.5
+    assert y[599] == pytest.approx(1.0)                          # g*x after the fade
+    assert abs(y[300] - y[299]) < 0.1                            # no jump at the switch
+
+
+def test_learn_accepts_a_circuit_per_bank():
+    r = subprocess.run([sys.executable, str(REPO / "main.py"), "learn", "--circuit", "y = a*tanh(d*x)",
+                        "--param", "a=1:-4:4", "--param", "d=1:0.01:10", "--target",
+                        "y = tanh(3*x) if x > 0 else 0.4*x", "--optimizer", "adam", "--lr", "0.01",
+                        "--samples", "96000", "--quiet", "--banks=-1,0,1", "--condition", "input",
+                        "--bank-circuit", "y = a*x", "--bank-circuit", "y = a*tanh(d*x)"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    banks = json.loads(r.stdout)["banks"]
+    assert banks[0]["params"]["a"] == pytest.approx(0.4, abs=1e-6) and "d" not in banks[0]["params"]
