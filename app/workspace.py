@@ -81,6 +81,27 @@ def format_declarations(specs) -> str:
     return "\n".join(lines)
 
 
+def parse_banks(text: str, condition: str, mode: str, previous=None):
+    """The bank row of the circuit panel: comma-separated boundaries (blank: no banks). Settings
+    the row does not show (hysteresis, crossfade, follower times, per-bank circuits) are kept from
+    `previous`. Returns (Banks or None, Problem or None)."""
+    if not text.strip():
+        return None, None
+    from engine.banks import Banks
+    try:
+        bounds = [float(t) for t in text.replace(";", ",").split(",") if t.strip()]
+        keep = {} if previous is None else {k: getattr(previous, k) for k in
+                                            ("hysteresis", "crossfade_ms", "attack_ms", "release_ms", "level_db")}
+        banks = Banks(bounds, condition=condition, mode=mode, **keep)
+        if previous is not None and previous.circuits is not None and len(previous.circuits) == banks.K:
+            banks.circuits = list(previous.circuits)
+        banks.validate()
+    except ValueError as e:
+        return None, Problem("banks", 1, 1, str(e) if "could not convert" not in str(e)
+                             else "boundaries are numbers separated by commas, e.g. -60, -30, -12, 0")
+    return banks, None
+
+
 @dataclass
 class Checked:
     """A circuit edit, checked: the spec to apply (None if there are problems)."""
@@ -90,9 +111,11 @@ class Checked:
 
 
 def check_edit(circuit: str, target: str, declarations: str, hidden: dict, settings,
-               sample_rate: float) -> Checked:
+               sample_rate: float, banks=None, bank_problem: Problem | None = None) -> Checked:
     """Parse the texts of the circuit panel without compiling (fast: runs on each keystroke)."""
     specs, problems = parse_declarations(declarations)
+    if bank_problem is not None:
+        problems.append(bank_problem)
     if settings.range_mode != "straight-through":       # diff.lib's mode may start outside (dcsq)
         for s in specs:
             if not s.lo <= s.init <= s.hi:
@@ -132,7 +155,7 @@ def check_edit(circuit: str, target: str, declarations: str, hidden: dict, setti
         v = hidden.get(n, decl.init if n in graphs["circuit"].params else decl.init)
         new_hidden[n] = min(max(float(v), decl.lo), decl.hi)
     spec = CircuitSpec(circuit, learn, target=target if target.strip() else None, hidden=new_hidden,
-                       settings=dataclasses.replace(settings), hidden_params=only_target)
+                       settings=dataclasses.replace(settings), hidden_params=only_target, banks=banks)
     return Checked(spec, [], [])
 
 

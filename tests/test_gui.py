@@ -327,3 +327,54 @@ def test_output_and_source_choices_reach_the_callback(qtbot, window):
     window.change_source("input", 440.0)          # the virtual clock has no input: falls back, says so
     assert window.session.memory.ctl[H.C_SOURCE] == H.SOURCES["lcg-noise"]
     assert "input" in window.statusBar().currentMessage()
+
+
+def test_the_bank_view_shows_the_banks_lights_the_active_one_and_moves_a_boundary(qtbot, window, tmp_path):
+    window.open_preset("lactose-asymmetric")
+    wait_loaded(qtbot, window, 2)
+    view = window.bank_view
+    assert view.isVisible() and view.boundaries == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert [line.movable for line in view.lines] == [False, True, True, True, False]
+    assert set(window.learned.rows) == {f"{p}@{k}" for p in "ad" for k in range(4)}
+    qtbot.waitUntil(lambda: window.session.counters()["callbacks"] > 200, timeout=20000)
+    qtbot.wait(100)
+    active = int(window.session.learner.active_bank)
+    lo, hi = view.lit.getRegion()
+    assert (lo, hi) == (view.boundaries[view.active], view.boundaries[view.active + 1])
+    assert view.boundaries[view.active] <= view.now.value() <= view.boundaries[view.active + 1]
+    xs, ys = view.step_data()
+    assert len(xs) == 8                               # a step per bank for the chosen parameter
+    before = window.session.params()
+    view.lines[2].setValue(0.1)                       # drag the middle boundary
+    view._dragged()
+    wait_loaded(qtbot, window, 3)
+    assert window.session.spec.banks.boundaries == [-1.0, -0.5, 0.1, 0.5, 1.0]
+    assert window.circuit.banks.text() == "-1, -0.5, 0.1, 0.5, 1"
+    slot = window.session.memory.active
+    names = window.session.param_names
+    assert [slot.init[k] for k in range(len(names))] == [before[n] for n in names]   # learning kept
+    # and banks survive a save -> open round trip
+    path = tmp_path / "banked.json"
+    window.save_as(path)
+    window.open_preset("gain+dc")
+    wait_loaded(qtbot, window, 4)
+    assert not window.bank_view.isVisible()
+    window.open_preset(path)
+    wait_loaded(qtbot, window, 5)
+    assert window.session.spec.banks.boundaries == [-1.0, -0.5, 0.1, 0.5, 1.0]
+    assert window.bank_view.isVisible()
+
+
+def test_banks_typed_in_the_circuit_panel_are_checked_and_applied(qtbot, window):
+    panel = window.circuit
+    panel.banks.setText("0.5, 0.2")
+    c = panel.check()
+    assert c.spec is None and "strictly increasing" in panel.error.text()
+    panel.banks.setText("-1, 0, 1")
+    panel.condition.setCurrentText("input")
+    panel.bank_mode.setCurrentText("exact")
+    panel.request_apply()
+    wait_loaded(qtbot, window, 2)
+    b = window.session.spec.banks
+    assert (b.boundaries, b.condition, b.mode) == ([-1.0, 0.0, 1.0], "input", "exact")
+    assert window.session.param_names == ["gain@0", "gain@1", "dc@0", "dc@1"]

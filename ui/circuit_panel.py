@@ -7,7 +7,7 @@ from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from .theme import DIM, ERROR, tint
 
-from app.workspace import NEW_DECLARATION, Problem, check_edit
+from app.workspace import NEW_DECLARATION, Problem, check_edit, parse_banks
 
 MONO = QtGui.QFont("DejaVu Sans Mono")
 MONO.setStyleHint(QtGui.QFont.StyleHint.Monospace)
@@ -64,6 +64,13 @@ class CircuitPanel(QtWidgets.QGroupBox):
         self.circuit = CodeEdit("y = gain*x + dc", 6)
         self.target = CodeEdit("ground truth (blank: the same circuit with the hidden values)", 2)
         self.params = CodeEdit("gain = 0 : -1 : 2", 3)
+        self.banks = QtWidgets.QLineEdit()
+        self.banks.setPlaceholderText("LACTOSE bank boundaries, e.g. -60, -30, -12, 0 (blank: none)")
+        self.condition = QtWidgets.QComboBox()
+        self.condition.addItems(["level", "input", "note", "velocity"])
+        self.bank_mode = QtWidgets.QComboBox()
+        self.bank_mode.addItems(["separated", "exact"])
+        self.previous_banks = None
         self.error = QtWidgets.QLabel()
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
@@ -84,6 +91,11 @@ class CircuitPanel(QtWidgets.QGroupBox):
             tint(lab, DIM)
             form.addWidget(lab)
             form.addWidget(w)
+        bank_row = QtWidgets.QHBoxLayout()
+        bank_row.addWidget(self.banks, 1)
+        bank_row.addWidget(self.condition)
+        bank_row.addWidget(self.bank_mode)
+        form.addLayout(bank_row)
         form.addWidget(self.error)
         row = QtWidgets.QHBoxLayout()
         row.addWidget(self.progress, 1)
@@ -91,8 +103,10 @@ class CircuitPanel(QtWidgets.QGroupBox):
         form.addLayout(row)
         self._timer = QtCore.QTimer(self, singleShot=True, interval=250)
         self._timer.timeout.connect(self.check)
-        for w in (self.circuit, self.target, self.params):
+        for w in (self.circuit, self.target, self.params, self.banks):
             w.textChanged.connect(self._timer.start)
+        for w in (self.condition, self.bank_mode):
+            w.currentTextChanged.connect(self._timer.start)
         self.checked = None
 
     def _factory_activated(self, index: int):
@@ -106,15 +120,32 @@ class CircuitPanel(QtWidgets.QGroupBox):
             w.blockSignals(True)
             w.setPlainText(text)
             w.blockSignals(False)
+        b = spec.banks
+        self.previous_banks = b
+        for w in (self.banks, self.condition, self.bank_mode):
+            w.blockSignals(True)
+        self.banks.setText("" if b is None else ", ".join(f"{v:g}" for v in b.boundaries))
+        if b is not None:
+            if self.condition.findText(b.condition) < 0:
+                self.condition.addItem(b.condition)      # a signal of the circuit
+            self.condition.setCurrentText(b.condition)
+            self.bank_mode.setCurrentText(b.mode)
+        for w in (self.banks, self.condition, self.bank_mode):
+            w.blockSignals(False)
         self.check()
 
     def check(self):
         """Check the texts now; mark the first problem of each editor; returns the Checked."""
         self._timer.stop()
+        banks, bank_problem = parse_banks(self.banks.text(), self.condition.currentText(),
+                                          self.bank_mode.currentText(), self.previous_banks)
         c = check_edit(self.circuit.toPlainText(), self.target.toPlainText(),
-                       self.params.toPlainText(), self._hidden(), self._settings(), self._sample_rate())
+                       self.params.toPlainText(), self._hidden(), self._settings(), self._sample_rate(),
+                       banks, bank_problem)
         self.checked = c
         editors = {"circuit": self.circuit, "target": self.target, "params": self.params}
+        bad_banks = any(p.where == "banks" for p in c.problems)
+        self.banks.setStyleSheet("border: 1px solid #ff5252;" if bad_banks else "")
         first: dict[str, Problem] = {}
         for p in c.problems:
             first.setdefault(p.where, p)

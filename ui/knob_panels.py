@@ -219,26 +219,27 @@ class LearnedPanel(QtWidgets.QGroupBox):
         if learner is None:
             return
         knobs = session.knobs()
-        for r, sp in enumerate(learner.specs):
+        for r, (name, sp) in enumerate(zip(learner.param_names, learner.specs)):
+            base = name.rpartition("@")[0] or name          # banks: "gain@2" chases gain
             lo, hi, log = sp.lo, sp.hi, sp.log
             if not (math.isfinite(lo) and math.isfinite(hi)):
-                k = knobs.get(f"hidden:{sp.name}")
+                k = knobs.get(f"hidden:{base}")
                 lo, hi, log = (k.lo, k.hi, k.log) if k else (-1.0, 1.0, False)
             bar = ParamBar(lo, hi, log)
-            bar.setObjectName(f"learned:{sp.name}")
+            bar.setObjectName(f"learned:{name}")
             value, dist = QtWidgets.QLabel("—"), QtWidgets.QLabel("")
             value.setFixedWidth(90)
             value.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
             dist.setFixedWidth(110)
             tint(dist, DIM)
-            for c, w in enumerate((QtWidgets.QLabel(sp.name), bar, value, dist)):
+            for c, w in enumerate((QtWidgets.QLabel(name), bar, value, dist)):
                 self.grid.addWidget(w, r, c)
-            self.rows[sp.name] = (bar, value, dist)
+            self.rows[name] = (bar, value, dist)
         self.grid.setColumnStretch(1, 1)
 
     def show_values(self, learned: dict, hidden: dict):
         for name, (bar, value, dist) in self.rows.items():
-            v, h = learned.get(name), hidden.get(name)
+            v, h = learned.get(name), hidden.get(name, hidden.get(name.rpartition("@")[0]))
             bar.set_values(v, h)
             value.setText(fmt(v))
             dist.setText("" if v is None or h is None else f"Δ {fmt(abs(v - h))}")

@@ -4,6 +4,7 @@ a worker thread, so the window never freezes and the audio never waits for it.""
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import time
 from collections import deque
 from pathlib import Path
@@ -14,6 +15,7 @@ from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 from app import host_layout as H
 from app import presets
 from app.workspace import Workspace, format_declarations
+from .bank_view import BankView
 from .circuit_panel import CircuitPanel
 from .controls import AudioControls, LearningControls
 from .knob_panels import HiddenPanel, LearnedPanel
@@ -56,6 +58,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.circuit.factory_chosen.connect(lambda name: self.open_preset(name))
         self.hidden = HiddenPanel(self.session, workspace.midi)
         self.learned = LearnedPanel()
+        self.bank_view = BankView()
+        self.bank_view.setVisible(False)
+        self.bank_view.boundaries_changed.connect(self.move_bank_boundaries)
         self.learning = LearningControls(self.session)
         self.learning.reset_requested.connect(self.reset_learning)
         self.audio = AudioControls(self.session, list(devices), list(midi_ports))
@@ -101,6 +106,7 @@ class MainWindow(QtWidgets.QMainWindow):
         mv = QtWidgets.QVBoxLayout(middle)
         mv.addWidget(self.hidden)
         mv.addWidget(self.learned)
+        mv.addWidget(self.bank_view, 2)
         meter_box = QtWidgets.QGroupBox("Loss")
         mb = QtWidgets.QHBoxLayout(meter_box)
         mb.addWidget(self.loss_meter)
@@ -213,15 +219,31 @@ class MainWindow(QtWidgets.QMainWindow):
         on_done(error)
 
     # ---- circuits and presets
-    def apply_spec(self, spec):
+    def apply_spec(self, spec, message: str = "circuit applied"):
+        """Compile and swap spec in; parameters whose names survive keep what they learned."""
+        kept = self.session.params()
+
+        def work(progress):
+            self.session.load(spec, progress)
+            names = set(self.session.param_names)
+            self.session.reset_learning({k: v for k, v in kept.items() if k in names})
+
         def done(error):
             if error is not None:
                 self.circuit.error.setText(str(error))
                 self.say(f"the circuit was not applied: {error}")
                 return
             self._circuit_changed()
-            self.say("circuit applied")
-        self._run_job(lambda progress: self.session.load(spec, progress), done, "compiling…")
+            self.say(message)
+        self._run_job(work, done, "compiling…")
+
+    def move_bank_boundaries(self, boundaries: list):
+        spec = self.session.spec
+        if spec is None or spec.banks is None:
+            return
+        banks = dataclasses.replace(spec.banks, boundaries=list(boundaries))
+        self.apply_spec(dataclasses.replace(spec, banks=banks),
+                        "bank boundaries moved: " + ", ".join(f"{b:.3g}" for b in boundaries))
 
     def open_preset(self, name_or_path) -> bool:
         """Validate and apply a preset (factory name or file). Problems: one dialog, nothing changes."""
@@ -277,6 +299,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.audio.show_state(self.workspace.source, self.workspace.source_hz, s.output)
         self.loss_history.clear_data()            # a new circuit's loss starts a new history
         self.trajectories.set_names(s.param_names, list(s.hidden()))
+        self.bank_view.set_banks(spec.banks, [sp.name for sp in s.learner.base_specs])
         self.scope.set_sample_rate(s.sample_rate)
         self.setWindowTitle(f"Dualtone — {self.workspace.name}")
 
@@ -386,7 +409,14 @@ class MainWindow(QtWidgets.QMainWindow):
                     self.trajectories.append(t, values, hidden)
                 last = keep[-1]
                 self.loss_meter.set_loss(float(last[H.T_LOSS]))
-                self.learned.show_values(dict(zip(names, values[-1].tolist())), hidden)
+                latest = dict(zip(names, values[-1].tolist()))
+                self.learned.show_values(latest, hidden)
+                if self.bank_view.isVisible() and s.learner.banks is not None:
+                    per_bank = [{} for _ in range(s.learner.banks.K)]
+                    for name, v in latest.items():
+                        base, _, k = name.rpartition("@")
+                        per_bank[int(k)][base] = v
+                    self.bank_view.show_state(int(last[H.T_BANK]), float(last[H.T_CONDITION]), per_bank, hidden)
                 deadline_us = 1e6 * s.blocksize / s.sample_rate
                 self.audio.show_meters(float(np.max(keep[:, H.T_CPU_US])) / deadline_us,
                                        int(s.memory.ctl[H.C_XRUNS]))
