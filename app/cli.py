@@ -84,6 +84,36 @@ def make_source(spec: str, sample_rate: float, seed: int, sr_given: bool):
     return Looped(data), float(rate)
 
 
+def _is_file_input(spec: str) -> bool:
+    return spec not in ("lcg-noise", "noise") and not spec.startswith("sine:")
+
+
+def make_sources(specs: list, sample_rate: float, seed: int, sr_given: bool):
+    """Batches: one source per --input (stream s counts from 0); returns (sources, sample_rate).
+
+    Several streams of one generator differ: stream s's lcg-noise starts the LCG at state s
+    (stream 0 is diff.lib's sequence), its noise uses seed + s. Files must share one sample rate,
+    and sine inputs run at it."""
+    from engine.learner import MAX_STREAMS
+    if len(specs) > MAX_STREAMS:
+        raise UsageError(f"--input is given {len(specs)} times: at most {MAX_STREAMS} streams")
+    built = []
+    for s, spec in enumerate(specs):
+        src, rate = make_source(spec, sample_rate, seed + s, sr_given)
+        if spec == "lcg-noise":
+            src.state = s
+        built.append((src, rate))
+    rates = sorted({rate for spec, (_, rate) in zip(specs, built) if _is_file_input(spec)})
+    if len(rates) > 1:
+        raise UsageError("--input: the files have different sample rates ("
+                         + ", ".join(f"{r:g} Hz" for r in rates) + "); batches need one rate")
+    if rates and rates[0] != sample_rate:       # synthetic inputs follow the files' rate
+        sample_rate = rates[0]
+        built = [make_source(spec, sample_rate, seed + s, sr_given) if spec.startswith("sine:") else b
+                 for s, (spec, b) in enumerate(zip(specs, built))]
+    return [src for src, _ in built], sample_rate
+
+
 def add_learning_args(p: argparse.ArgumentParser):
     """The circuit and learning flags shared by `learn` and (later) `run`."""
     p.add_argument("--circuit", required=True, help="the learnable circuit, e.g. 'y = gain*x + dc'")
@@ -161,7 +191,7 @@ def banks_from_args(a, live: bool = False):
     return banks
 
 
-def build_learner(a, sample_rate):
+def build_learner(a, sample_rate, streams: int = 1):
     from engine.learner import Learner
     specs = [parse_param(t) for t in a.param]
     names = [s.name for s in specs]
@@ -171,7 +201,8 @@ def build_learner(a, sample_rate):
     hidden = dict(parse_hidden(t) for t in a.hidden)
     try:
         return Learner(a.circuit, specs, target=a.target, hidden=hidden,
-                       settings=settings_from_args(a), sample_rate=sample_rate, banks=banks_from_args(a))
+                       settings=settings_from_args(a), sample_rate=sample_rate, banks=banks_from_args(a),
+                       streams=streams)
     except ValueError as e:          # CircuitError is a ValueError
         msg = str(e)
         if "has no declaration" in msg:
@@ -216,8 +247,9 @@ def cmd_learn(a) -> int:
     sample_rate = a.sr if sr_given else 48000.0
     if not (math.isfinite(sample_rate) and sample_rate > 0):
         raise UsageError("--sr must be a positive number")
-    source, sample_rate = make_source(a.input, sample_rate, a.seed, sr_given)
-    learner = build_learner(a, sample_rate)
+    sources, sample_rate = make_sources(a.input or ["lcg-noise"], sample_rate, a.seed, sr_given)
+    streams = len(sources)
+    learner = build_learner(a, sample_rate, streams)
     names = learner.param_names
     if not names:
         raise UsageError("the circuit has no parameters to learn (every free name is a parameter)")
@@ -243,9 +275,15 @@ def cmd_learn(a) -> int:
     try:
         while done < a.samples:
             nb = min(block, a.samples - done)
-            x = source.read(nb)
-            t0 = time.perf_counter()
-            _, rows = learner.process(x, trace_every=a.trace_every if trace_file else 0)
+            every = a.trace_every if trace_file else 0
+            if streams == 1:
+                x = sources[0].read(nb)
+                t0 = time.perf_counter()
+                _, rows = learner.process(x, trace_every=every)
+            else:
+                x = np.stack([src.read(nb) for src in sources], axis=1)
+                t0 = time.perf_counter()
+                _, rows = learner.process_batch(x, trace_every=every)
             kernel_seconds += time.perf_counter() - t0
             if trace_file is not None and rows.shape[0]:
                 np.savetxt(trace_file, rows[:, keep], fmt=fmt, delimiter=",")
@@ -259,6 +297,8 @@ def cmd_learn(a) -> int:
               "samples_per_second": a.samples / kernel_seconds if kernel_seconds > 0 else None,
               "loss": _json_float(learner.loss), "params": learner.params(),
               "skipped": learner.skipped}
+    if streams > 1:              # batches; a single --input prints what it always did
+        result["streams"] = streams
     if learner.banks is not None:
         result["banks"] = _bank_summary(learner)
     print(json.dumps(result))
@@ -450,8 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Learn the parameters of --circuit so that it matches the target, "
                                     "sample by sample, and print one JSON line with the result.")
     add_learning_args(lp)
-    lp.add_argument("--input", default="lcg-noise", metavar="lcg-noise|noise|sine:HZ|FILE",
-                    help="the input signal fed to both circuits (default lcg-noise, diff.lib's)")
+    lp.add_argument("--input", action="append", metavar="lcg-noise|noise|sine:HZ|FILE",
+                    help="the input signal fed to both circuits (default lcg-noise, diff.lib's). "
+                         "Give it up to 16 times to learn in batches: one stream per --input, all in "
+                         "lockstep, each with its own circuit state, window, loss and bank; the "
+                         "parameters step once per sample with the mean of the streams' gradients, "
+                         "and the loss is their mean. Stream s (from 0) of lcg-noise starts the LCG "
+                         "at state s, of noise uses --seed + s; files must share one sample rate"),
     lp.add_argument("--samples", type=int, required=True, metavar="N")
     lp.add_argument("--trace", metavar="FILE.csv", help="write n, loss, parameters per sample")
     lp.add_argument("--trace-every", type=int, default=1, metavar="K", help="one trace row every K samples")

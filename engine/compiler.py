@@ -25,6 +25,8 @@ from .language import Graph
 from .primitives import TABLE
 
 SIGNATURE = "int64(float64[::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])"
+# batches: x[n, B] holds B input streams, out[n, B, 3] each stream's target, output and loss
+BATCH_SIGNATURE = "int64(float64[:, ::1], float64[:, :, ::1], float64[:, ::1], float64[::1], float64[::1])"
 _ENGINE_FILES = ("compiler.py", "primitives.py", "losses.py", "optimizers.py", "layout.py", "blockabi.py")
 
 
@@ -71,7 +73,10 @@ class Layout:
     cfg_lo: int = 0
     cfg_hi: int = 0
     bank_index: int = -1     # st index of the active bank (LACTOSE banks; the condition value
-                             # follows it), -1 without banks
+                             # follows it), -1 without banks; with batches stream s's pair is at
+                             # bank_index + 2*s
+    streams: int = 1         # input streams run in lockstep (batches); the regions above are stream 0's
+    stream_loss: int = -1    # batches: st index of each stream's latest loss, -1 for one stream
 
     @property
     def trace_width(self) -> int:
@@ -109,8 +114,9 @@ class _CircuitEmitter:
     <pfx>v<id>_t<slot>; state (delay rings, phasor phases) is allocated in st."""
 
     def __init__(self, graph: Graph, pfx: str, alloc, value_of_param, slot_of: dict | None,
-                 sample_rate: float, input_ring: tuple | None = None):
+                 sample_rate: float, input_ring: tuple | None = None, x_name: str = "xi"):
         self.g, self.pfx, self.alloc = graph, pfx, alloc
+        self.x_name = x_name              # the local holding this stream's input sample
         self.value_of_param = value_of_param
         self.with_tangents = slot_of is not None
         self.sets = tangent_sets(graph, slot_of) if slot_of else {n.id: frozenset() for n in graph.nodes}
@@ -167,7 +173,7 @@ class _CircuitEmitter:
         self.val[n.id], self.tan[n.id] = repr(float(n.value)), {}
 
     def _input(self, n):
-        self.val[n.id], self.tan[n.id] = "xi", {}
+        self.val[n.id], self.tan[n.id] = self.x_name, {}
 
     def _control(self, n):
         self.val[n.id], self.tan[n.id] = f"cfg[{int(n.value)}]", {}
@@ -281,7 +287,7 @@ class CompiledLearner:
     layout: Layout
     source: str
     path: Path
-    block_address: int = 0   # C entry for hosts: int64 block(void *slot_table, int64 n)
+    block_address: int = 0   # C entry for hosts: int64 block(void *slot_table, int64 n); 0 for batches
 
 
 @dataclass
@@ -294,13 +300,21 @@ class BankPlan:
 
 
 def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096,
-             banks: BankPlan | None = None):
-    """Return (python source, Layout) of the block kernel for this pair of circuits."""
+             banks: BankPlan | None = None, streams: int = 1):
+    """Return (python source, Layout) of the block kernel for this pair of circuits.
+
+    streams = B > 1 (batches): the kernel runs B copies of both circuits, each with its own state,
+    windows and loss, over the B columns of x, and steps the shared parameters once per sample with
+    the mean of the B gradients. B = 1 generates the single-stream kernel, text for text."""
+    B = int(streams)
+    if B < 1:
+        raise ValueError(f"streams must be >= 1, got {streams}")
+    batch = B > 1
     params = list(learn.params)
     hidden = list(target.params)
     P, H = len(params), len(hidden)
     cap = _pow2(max(int(window_capacity), 1))
-    lay = Layout(params=params, hidden=hidden, window_capacity=cap)
+    lay = Layout(params=params, hidden=hidden, window_capacity=cap, streams=B)
     lay.cfg_hidden = LY.CF_HEADER
     lay.cfg_lo = lay.cfg_hidden + H
     lay.cfg_hi = lay.cfg_lo + P
@@ -315,7 +329,7 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
 
     lay.theta, lay.m, lay.v, lay.grad = alloc(P), alloc(P), alloc(P), alloc(P)
     if banks is not None:
-        lay.bank_index = alloc(2)      # the active bank, then the condition value (for displays)
+        lay.bank_index = alloc(2 * B)  # per stream: the active bank, then the condition value (for displays)
         steps = alloc(P)             # per-parameter optimiser step count: banks learn at different times
     slot_of = {p: k for k, p in enumerate(params)}
     h_index = {h: k for k, h in enumerate(hidden)}
@@ -323,26 +337,34 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     input_depth = max([n.max_delay + (1 if n.const_delay == int(n.const_delay) else 2)
                        for g in (learn, target) for n in g.nodes
                        if n.kind == "delay" and g.node(n.args[0]).kind == "input"] or [0])
-    input_ring = None
+    input_rings = [None] * B
     if input_depth:
         length = _pow2(input_depth + 1)
-        input_ring = (alloc(length), length, {})
+        input_rings = [(alloc(length), length, {}) for _ in range(B)]
     pv = alloc(P)                        # the parameter values used at this sample
-    tgt = _CircuitEmitter(target, "a", alloc, lambda nm: (f"h{h_index[nm]}", None), None, sample_rate,
-                          input_ring)
-    lay.target_state = tgt.state_range
-    lrn = _CircuitEmitter(learn, "b", alloc, lambda nm: (f"p{slot_of[nm]}", slot_of[nm]), slot_of,
-                          sample_rate, input_ring)
-    lay.learner_state = lrn.state_range
-    y_expr, _ = tgt.run()
-    yh_expr, yh_tan = lrn.run()
-    lay.output_slots = sorted(yh_tan)
+    # One pair of circuits per stream; a single stream keeps the unsuffixed names (xi, a.., b..).
+    sfx = [str(s) if batch else "" for s in range(B)]
+    tgts, lrns = [], []
+    for s in range(B):
+        tgts.append(_CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (f"h{h_index[nm]}", None), None,
+                                    sample_rate, input_rings[s], "xi" + sfx[s]))
+        lrns.append(_CircuitEmitter(learn, "b" + sfx[s], alloc, lambda nm: (f"p{slot_of[nm]}", slot_of[nm]),
+                                    slot_of, sample_rate, input_rings[s], "xi" + sfx[s]))
+    lay.target_state = tgts[0].state_range
+    lay.learner_state = lrns[0].state_range
+    runs = [(tgt.run()[0], *lrn.run()) for tgt, lrn in zip(tgts, lrns)]   # (y, yh, yh's tangents)
+    lay.output_slots = sorted(runs[0][2])
     # Window signals: target, output, and one tangent per parameter (zero where structurally zero).
     NW = 2 + P
     lay.n_window_signals = NW
-    wv_off = alloc(NW)                  # this sample's window inputs (loop form)
-    lay.wsum = alloc(NW)
-    lay.wring = alloc(NW * cap)
+    wv_offs, wsums, wrings = [], [], []
+    for _ in range(B):
+        wv_offs.append(alloc(NW))       # this sample's window inputs (loop form)
+        wsums.append(alloc(NW))
+        wrings.append(alloc(NW * cap))
+    lay.wsum, lay.wring = wsums[0], wrings[0]
+    if batch:
+        lay.stream_loss = alloc(B)      # each stream's latest loss (its out column on a skipped sample)
     lay.st_size = top[0]
     mask = cap - 1
     # Per-parameter state lives in registers (unrolled locals) for small circuits, and is looped
@@ -350,7 +372,9 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     small = P <= SMALL_CIRCUIT
     TH, M, V, G = (_Vec(nm, off, small) for nm, off in
                    (("th", lay.theta), ("m", lay.m), ("v", lay.v), ("g", lay.grad)))
-    S, WV, PV = _Vec("S", lay.wsum, small), _Vec("wv", wv_off, small), _Vec("p", pv, small)
+    Ss = [_Vec(f"S{s}_" if batch else "S", wsums[s], small) for s in range(B)]
+    WVs = [_Vec(f"wv{s}_" if batch else "wv", wv_offs[s], small) for s in range(B)]
+    PV = _Vec("p", pv, small)
     LO = _Vec("lo", lay.cfg_lo, small, "cfg")
     HI = _Vec("hi", lay.cfg_hi, small, "cfg")
     out = _Out()
@@ -363,11 +387,11 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     w(0, "from engine.primitives import TABLE")
     w(0, "from engine.losses import loss_and_slope")
     w(0, "from engine.optimizers import optimizer_step")
-    for name in sorted(tgt.used_prims | lrn.used_prims):
+    for name in sorted(set().union(*(e.used_prims for e in tgts + lrns))):
         w(0, f"P_{name}_v = TABLE[{name!r}].value")
         w(0, f"P_{name}_d = TABLE[{name!r}].partials")
     w(0, "")
-    w(0, f"@njit({SIGNATURE!r}, cache=True, nogil=True, error_model='numpy')")
+    w(0, f"@njit({(BATCH_SIGNATURE if batch else SIGNATURE)!r}, cache=True, nogil=True, error_model='numpy')")
     w(0, "def process(x, out, trace, st, cfg):")
     for line in [
         "nblk = x.shape[0]", "ntrace = trace.shape[0]", "rows = 0", f"n = int64(st[{LY.ST_N}])",
@@ -383,67 +407,87 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
         f"schedc = int64(st[{LY.ST_SCHED_COUNT}])", f"t = st[{LY.ST_T}]", f"resets = st[{LY.ST_RESETS}]",
     ] + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
         w(1, line)
-    for vec, size in ((TH, P), (M, P), (V, P), (G, P), (S, NW), (LO, P), (HI, P)):
+    if batch:
+        w(1, f"invB = {1.0 / B!r}")
+    for vec, size in [(TH, P), (M, P), (V, P), (G, P)] + [(S, NW) for S in Ss] + [(LO, P), (HI, P)]:
         vec.load(w, 1, size)
     w(1, "for i in range(nblk):")
-    w(2, "xi = x[i]")
+    if batch:
+        for s in range(B):
+            w(2, f"xi{s} = x[i, {s}]")
+    else:
+        w(2, "xi = x[i]")
     _loop(w, 2, P, small, lambda k: [f"{PV[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
-    w(2, "ok = xi - xi == 0.0              # NaN or Inf input: no forward pass, no step")
+    if batch:    # the streams stay in lockstep: a NaN or Inf in any of them holds them all
+        w(2, "ok = " + " and ".join(f"xi{s} - xi{s} == 0.0" for s in range(B)) + "   # no forward pass, no step")
+    else:
+        w(2, "ok = xi - xi == 0.0              # NaN or Inf input: no forward pass, no step")
     w(2, "if ok:")
-    if input_ring is not None:
-        w(3, f"st[{input_ring[0]} + (n & {input_ring[1] - 1})] = xi")
+    for s, ring in enumerate(input_rings):
+        if ring is not None:
+            w(3, f"st[{ring[0]} + (n & {ring[1] - 1})] = xi{sfx[s]}")
     if not small:
         for k in range(P):
             w(3, f"p{k} = {PV[k]}")
-    w(3, "# target circuit")
-    for line in tgt.lines:
-        w(3, line)
-    w(3, "# learnable circuit with tangents")
-    for line in lrn.lines:
-        w(3, line)
-    for j, expr in enumerate([y_expr, yh_expr] + [yh_tan.get(k, "0.0") for k in range(P)]):
-        w(3, f"{WV[j]} = {expr}")
-    if banks is not None:
-        w(3, f"st[{lay.bank_index}] = {lrn.val[learn.signals[banks.signal]]}")
-        w(3, f"st[{lay.bank_index + 1}] = {lrn.val[learn.signals[banks.condition]]}")
-    w(3, f"if not ({WV[0]} - {WV[0]} == 0.0):     # target blew up: restart its state")
-    w(4, f"st[{lay.target_state[0]}:{lay.target_state[1]}] = 0.0")
-    w(4, "resets += 1.0")
-    w(4, "ok = False")
-    w(3, f"chk = {WV[1]}")
-    _loop(w, 3, NW, small, lambda j: [f"chk += {WV[j]}"], start=2)
-    w(3, "if not (chk - chk == 0.0):      # learnable circuit blew up: restart its state")
-    w(4, f"st[{lay.learner_state[0]}:{lay.learner_state[1]}] = 0.0")
-    w(4, "resets += 1.0")
-    w(4, "ok = False")
+    for s in range(B):
+        _emit_stream_forward(w, 3, tgts[s], lrns[s], runs[s], WVs[s], P, NW, small, learn, banks,
+                             lay.bank_index + 2 * s, f", stream {s}" if batch else "")
     w(2, "if not ok:")
     w(3, "skipped += 1.0")
-    w(3, "out[i, 0] = 0.0")
-    w(3, "out[i, 1] = 0.0")
-    w(3, "out[i, 2] = loss")
+    if batch:
+        for s in range(B):
+            w(3, f"out[i, {s}, 0] = 0.0")
+            w(3, f"out[i, {s}, 1] = 0.0")
+            w(3, f"out[i, {s}, 2] = st[{lay.stream_loss + s}]")
+    else:
+        w(3, "out[i, 0] = 0.0")
+        w(3, "out[i, 1] = 0.0")
+        w(3, "out[i, 2] = loss")
     _emit_trace_row(w, 3, P, small, PV, G, "math.nan", zero=True, bank_index=lay.bank_index)
     w(3, "n += 1")
     w(3, "continue")
-    w(2, f"y = {WV[0]}")
-    w(2, f"yh = {WV[1]}")
+    if batch:    # the trace shows the streams' mean target and output
+        w(2, f"y = {_mean([WV[0] for WV in WVs])}")
+        w(2, f"yh = {_mean([WV[1] for WV in WVs])}")
+    else:
+        w(2, f"y = {WVs[0][0]}")
+        w(2, f"yh = {WVs[0][1]}")
     w(2, "# sliding windows: running sums, recomputed exactly every W samples (no drift)")
-    w(2, f"wp = {lay.wring} + (n & {mask})*{NW}")
-    w(2, f"wo = {lay.wring} + ((n - W) & {mask})*{NW}")
-    # the rings are interleaved (one row of all NW signals per position) so each sample touches
-    # one contiguous stretch of memory
-    _loop(w, 2, NW, small, lambda j: [f"{S[j]} += {WV[j]} - st[wo + {j}]",
-                                      f"st[wp + {j}] = {WV[j]}"])
+    for S, WV, wring in zip(Ss, WVs, wrings):
+        w(2, f"wp = {wring} + (n & {mask})*{NW}")
+        w(2, f"wo = {wring} + ((n - W) & {mask})*{NW}")
+        # the rings are interleaved (one row of all NW signals per position) so each sample touches
+        # one contiguous stretch of memory
+        _loop(w, 2, NW, small, lambda j: [f"{S[j]} += {WV[j]} - st[wo + {j}]",
+                                          f"st[wp + {j}] = {WV[j]}"])
     w(2, "wcount -= 1")
     w(2, "if wcount <= 0:")
-    _loop(w, 3, NW, small, lambda j: [f"{S[j]} = 0.0"])
+    for S in Ss:
+        _loop(w, 3, NW, small, lambda j: [f"{S[j]} = 0.0"])
     w(3, "for q in range(W):")
-    w(4, f"wq = {lay.wring} + ((n - q) & {mask})*{NW}")
-    _loop(w, 4, NW, small, lambda j: [f"{S[j]} += st[wq + {j}]"])
+    for S, wring in zip(Ss, wrings):
+        w(4, f"wq = {wring} + ((n - q) & {mask})*{NW}")
+        _loop(w, 4, NW, small, lambda j: [f"{S[j]} += st[wq + {j}]"])
     w(3, "wcount = W")
-    w(2, f"Ly, slope = loss_and_slope(loss_code, {S[1]}*invW, {S[0]}*invW, delta)")
-    w(2, "gchk = Ly")
-    _loop(w, 2, P, small, lambda k: [f"{G[k]} = slope*({S[f'2 + {k}' if not small else 2 + int(k)]}*invW)",
-                                     f"gchk += {G[k]}"])
+
+    def tan_mean(S, k):      # the window mean of parameter k's tangent
+        return f"{S[f'2 + {k}' if not small else 2 + int(k)]}*invW"
+
+    if batch:
+        for s, S in enumerate(Ss):
+            w(2, f"Ly{s}, slope{s} = loss_and_slope(loss_code, {S[1]}*invW, {S[0]}*invW, delta)")
+        w(2, f"Ly = {_mean([f'Ly{s}' for s in range(B)])}")
+        w(2, "gchk = Ly")
+        # the mean over the streams of each parameter's gradient
+        _loop(w, 2, P, small, lambda k: [
+            f"gm = slope0*({tan_mean(Ss[0], k)})",
+            f"{G[k]} = {_mean(['gm'] + [f'slope{s}*({tan_mean(Ss[s], k)})' for s in range(1, B)])}",
+            f"gchk += {G[k]}"])
+    else:
+        w(2, f"Ly, slope = loss_and_slope(loss_code, {Ss[0][1]}*invW, {Ss[0][0]}*invW, delta)")
+        w(2, "gchk = Ly")
+        _loop(w, 2, P, small, lambda k: [f"{G[k]} = slope*({tan_mean(Ss[0], k)})",
+                                         f"gchk += {G[k]}"])
     _emit_trace_row(w, 2, P, small, PV, G, "Ly", zero=False, bank_index=lay.bank_index)
     w(2, "if not (gchk - gchk == 0.0):")
     w(3, "skipped += 1.0")
@@ -465,22 +509,67 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
             f"{TH[k]} -= sk",
             "if project:",
             f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+    elif batch and banks.mode == "separated":
+        _emit_batch_separated_steps(w, 3, banks, lay.bank_index, steps, TH, M, V, LO, HI,
+                                    [lambda k, s=s: f"slope{s}*({tan_mean(Ss[s], k)})" for s in range(B)])
     else:
         _emit_bank_steps(w, 3, banks, lay.bank_index, steps, TH, M, V, G, LO, HI)
     w(2, "loss = Ly")
-    w(2, "out[i, 0] = y")
-    w(2, "out[i, 1] = yh")
-    w(2, "out[i, 2] = Ly")
+    if batch:
+        for s, WV in enumerate(WVs):
+            w(2, f"st[{lay.stream_loss + s}] = Ly{s}")
+            w(2, f"out[i, {s}, 0] = {WV[0]}")
+            w(2, f"out[i, {s}, 1] = {WV[1]}")
+            w(2, f"out[i, {s}, 2] = Ly{s}")
+    else:
+        w(2, "out[i, 0] = y")
+        w(2, "out[i, 1] = yh")
+        w(2, "out[i, 2] = Ly")
     w(2, "n += 1")
-    for vec, size in ((TH, P), (M, P), (V, P), (G, P), (S, NW)):
+    for vec, size in [(TH, P), (M, P), (V, P), (G, P)] + [(S, NW) for S in Ss]:
         vec.store(w, 1, size)
     for line in [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
                  f"st[{LY.ST_WCUR}] = W", f"st[{LY.ST_WCOUNT}] = wcount", f"st[{LY.ST_SCHED}] = sched",
                  f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t",
                  f"st[{LY.ST_RESETS}] = resets", "return rows"]:
         w(1, line)
-    _emit_block_entry(w)
+    if not batch:            # hosts call one stream through the C entry; batches are offline only
+        _emit_block_entry(w)
     return out.text(), lay
+
+
+def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks, bank_at, label):
+    """One stream's forward pass: both circuits, its window inputs, its active bank, and the
+    restart of a circuit whose state went non-finite (which holds the sample: ok = False)."""
+    y_expr, yh_expr, yh_tan = run
+    w(depth, f"# target circuit{label}")
+    for line in tgt.lines:
+        w(depth, line)
+    w(depth, f"# learnable circuit with tangents{label}")
+    for line in lrn.lines:
+        w(depth, line)
+    for j, expr in enumerate([y_expr, yh_expr] + [yh_tan.get(k, "0.0") for k in range(P)]):
+        w(depth, f"{WV[j]} = {expr}")
+    if banks is not None:
+        w(depth, f"st[{bank_at}] = {lrn.val[learn.signals[banks.signal]]}")
+        w(depth, f"st[{bank_at + 1}] = {lrn.val[learn.signals[banks.condition]]}")
+    w(depth, f"if not ({WV[0]} - {WV[0]} == 0.0):     # target blew up: restart its state")
+    w(depth + 1, f"st[{tgt.state_range[0]}:{tgt.state_range[1]}] = 0.0")
+    w(depth + 1, "resets += 1.0")
+    w(depth + 1, "ok = False")
+    w(depth, f"chk = {WV[1]}")
+    _loop(w, depth, NW, small, lambda j: [f"chk += {WV[j]}"], start=2)
+    w(depth, "if not (chk - chk == 0.0):      # learnable circuit blew up: restart its state")
+    w(depth + 1, f"st[{lrn.state_range[0]}:{lrn.state_range[1]}] = 0.0")
+    w(depth + 1, "resets += 1.0")
+    w(depth + 1, "ok = False")
+
+
+def _mean(terms: list) -> str:
+    """The mean of B >= 2 expressions, written t0 + ((t1 - t0) + ...)*invB: exactly t0 when the
+    terms are equal, so B copies of one stream learn bit for bit like that stream alone."""
+    t0 = terms[0]
+    return f"{t0} + (" + " + ".join(f"({t} - {t0})" for t in terms[1:]) + ")*invB"
 
 
 def _emit_block_entry(w):
@@ -559,11 +648,7 @@ def _emit_bank_steps(w, depth, banks, bank_index, steps, TH, M, V, G, LO, HI):
     others keep their optimiser state still). separated: each base parameter's gradient is the sum
     of its banks' tangent gradients, and only the active bank steps."""
     def step(k, g):
-        return [f"st[{steps} + {k}] += 1.0",
-                f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {g}*sc, lr, {M[k]}, {V[k]}, st[{steps} + {k}], c1, c2, eps)",
-                f"{TH[k]} -= sk",
-                "if project:",
-                f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"]
+        return _bank_step(k, g, steps, TH, M, V, LO, HI)
     w(depth, f"ab = int64(st[{bank_index}])")
     for base, slots in banks.slots.items():
         have = [(b, k) for b, k in enumerate(slots) if k is not None]   # a bank's own topology may lack it
@@ -578,6 +663,39 @@ def _emit_bank_steps(w, depth, banks, bank_index, steps, TH, M, V, G, LO, HI):
                 w(depth, f"{'if' if j == 0 else 'elif'} ab == {b}:")
                 for line in step(k, "gs"):
                     w(depth + 1, line)
+
+
+def _bank_step(k, g, steps, TH, M, V, LO, HI) -> list:
+    """One bank parameter's optimiser step, counted on its own (banks learn at different times)."""
+    return [f"st[{steps} + {k}] += 1.0",
+            f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {g}*sc, lr, {M[k]}, {V[k]}, st[{steps} + {k}], c1, c2, eps)",
+            f"{TH[k]} -= sk",
+            "if project:",
+            f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"]
+
+
+def _emit_batch_separated_steps(w, depth, banks, bank_index, steps, TH, M, V, LO, HI, stream_grads):
+    """Separated banks over B streams, which may sit in different banks: each stream's gradient of
+    a base parameter (summed over the banks) goes to that stream's active bank; a bank steps with
+    the sum of what it received divided by B, and only if some stream had it active.
+    stream_grads[s](k) is stream s's gradient of slot k."""
+    B = len(stream_grads)
+    for s in range(B):
+        w(depth, f"ab{s} = int64(st[{bank_index + 2 * s}])")
+    for base, slots in banks.slots.items():
+        have = [(b, k) for b, k in enumerate(slots) if k is not None]   # a bank's own topology may lack it
+        for s in range(B):
+            w(depth, f"gs{s} = " + " + ".join(stream_grads[s](k) for _, k in have))
+        for b, k in have:
+            w(depth, "gb = 0.0")
+            w(depth, "hit = False")
+            for s in range(B):
+                w(depth, f"if ab{s} == {b}:")
+                w(depth + 1, f"gb += gs{s}")
+                w(depth + 1, "hit = True")
+            w(depth, "if hit:")
+            for line in _bank_step(k, "gb*invB", steps, TH, M, V, LO, HI):
+                w(depth + 1, line)
 
 
 def _emit_trace_row(w, depth, P, small, PV, G, loss, zero, bank_index=-1):
@@ -595,9 +713,10 @@ def _emit_trace_row(w, depth, P, small, PV, G, loss, zero, bank_index=-1):
 
 
 def compile_pair(learn: Graph, target: Graph, sample_rate: float,
-                 window_capacity: int = 4096, banks: BankPlan | None = None) -> CompiledLearner:
+                 window_capacity: int = 4096, banks: BankPlan | None = None,
+                 streams: int = 1) -> CompiledLearner:
     """Generate, write (once) and import the kernel; Numba compiles it or loads it from cache."""
-    source, lay = generate(learn, target, sample_rate, window_capacity, banks)
+    source, lay = generate(learn, target, sample_rate, window_capacity, banks, streams)
     digest = hashlib.sha256((_engine_hash() + source).encode()).hexdigest()[:20]
     modname = f"dualtone_kernel_{digest}"
     path = kernel_cache_dir() / f"{modname}.py"
@@ -615,5 +734,6 @@ def compile_pair(learn: Graph, target: Graph, sample_rate: float,
         except Exception:
             sys.modules.pop(modname, None)
             raise
+    block = getattr(mod, "block", None)          # batches have no C entry
     return CompiledLearner(process=mod.process, layout=lay, source=source, path=path,
-                           block_address=mod.block.address)
+                           block_address=block.address if block is not None else 0)

@@ -29,6 +29,7 @@ from .optimizers import CODES as OPT_CODES, DEFAULTS as OPT_DEFAULTS
 
 RANGE_MODES = {"project": LY.RANGE_PROJECT, "straight-through": LY.RANGE_STRAIGHT_THROUGH}
 MAX_WINDOW = 1 << 20
+MAX_STREAMS = 16                     # batches: input streams one learner runs in lockstep
 
 
 @dataclass
@@ -94,7 +95,10 @@ class Learner:
     def __init__(self, circuit: str, params: list[ParamSpec], target: str | None = None,
                  hidden: dict | None = None, settings: Settings | None = None,
                  sample_rate: float = 48000.0, window_capacity: int | None = None,
-                 banks: Banks | None = None):
+                 banks: Banks | None = None, streams: int = 1):
+        if not (isinstance(streams, (int, np.integer)) and 1 <= streams <= MAX_STREAMS):
+            raise ValueError(f"the number of streams must be a whole number from 1 to {MAX_STREAMS}, got {streams}")
+        self.streams = int(streams)
         if not (math.isfinite(sample_rate) and 1000.0 <= sample_rate <= 1_000_000.0):
             raise ValueError(f"the sample rate must be between 1000 and 1000000 Hz, got {sample_rate}")
         self.sample_rate = float(sample_rate)
@@ -169,7 +173,8 @@ class Learner:
                 raise ValueError(f"the hidden value of '{name}' must be a finite number")
             self.hidden[name] = v
         cap = window_capacity or max(4096, self.settings.window)
-        self.compiled = compile_pair(self.graph, self.target_graph, self.sample_rate, _pow2(cap), plan)
+        self.compiled = compile_pair(self.graph, self.target_graph, self.sample_rate, _pow2(cap), plan,
+                                     self.streams)
         self.layout = self.compiled.layout
         self._kernel = self.compiled.process
         self.st = np.zeros(self.layout.st_size)
@@ -269,6 +274,8 @@ class Learner:
     def process(self, x: np.ndarray, trace_every: int = 0, out: np.ndarray | None = None):
         """Run one block. Returns (out, trace): out[:, 0..2] = target, learned, loss per sample;
         trace rows [n, loss, p..., grad..., target, learned] every trace_every samples."""
+        if self.streams > 1:
+            raise ValueError(f"this learner runs {self.streams} streams: use process_batch")
         x = np.ascontiguousarray(x, dtype=np.float64)
         if out is None or out.shape[0] != x.shape[0]:
             out = np.empty((x.shape[0], 3))
@@ -279,6 +286,55 @@ class Learner:
                 self._trace = np.empty((need, self.layout.trace_width))
         rows = self._kernel(x, out, self._trace, self.st, self.cfg)
         return out, self._trace[:rows]
+
+    def process_batch(self, X: np.ndarray, trace_every: int = 0, out: np.ndarray | None = None):
+        """Batches: learn over B input streams in lockstep (B = `streams` given at construction).
+
+        X has shape (n, B): column s is stream s's input block. Each stream runs its own copy of
+        the target and the learnable circuit (its own delay lines, phasors and sliding windows)
+        and has its own loss; the parameters are shared. At each sample the gradient of every
+        parameter is the mean over the streams of their gradients, and one optimiser step is
+        taken. With banks each stream selects its own bank from its own input, so the streams may
+        sit in different banks at the same sample: in exact mode every bank parameter with a
+        non-zero mean gradient steps; in separated mode each stream's gradient (summed over the
+        banks) goes to its own active bank, a bank steps with the sum it received divided by B,
+        and only the banks some stream had active step.
+
+        A sample on which any stream's input is NaN or Inf runs no circuit and takes no step (the
+        streams stay in lockstep); a stream whose target or learnable circuit goes non-finite has
+        that circuit's state restarted, and the sample takes no step. Either way the sample counts
+        once in `skipped`.
+
+        Returns (out, trace). out has shape (n, B, 3): per sample and stream, the target, the
+        learned output and that stream's loss (a skipped sample: 0, 0 and the stream's last loss).
+        trace rows have the single-stream width: [n, mean loss, parameters..., mean gradients...,
+        mean target, mean output, active bank of stream 0 (-1 without banks)]. `loss` is the mean
+        loss over the streams; `stream_losses()` gives each one. With B copies of one input the
+        learner moves exactly (bit for bit) as one stream does.
+        """
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        B = self.streams
+        if X.ndim != 2 or X.shape[1] != B:
+            raise ValueError(f"process_batch needs an array of shape (n, {B}), got {X.shape}")
+        n = X.shape[0]
+        if out is None or out.shape != (n, B, 3) or not out.flags.c_contiguous:
+            out = np.empty((n, B, 3))
+        if B == 1:
+            _, trace = self.process(X[:, 0], trace_every, out.reshape(n, 3))
+            return out, trace
+        self.cfg[LY.CF_TRACE_EVERY] = trace_every
+        if trace_every > 0:
+            need = n // trace_every + 2
+            if self._trace.shape[0] < need:
+                self._trace = np.empty((need, self.layout.trace_width))
+        rows = self._kernel(X, out, self._trace, self.st, self.cfg)
+        return out, self._trace[:rows]
+
+    def stream_losses(self) -> np.ndarray:
+        """Each stream's loss at its last learning sample (batches); one value for one stream."""
+        if self.layout.stream_loss < 0:
+            return np.array([self.loss])
+        return self.st[self.layout.stream_loss:self.layout.stream_loss + self.streams].copy()
 
     # ---- readings
     @property
