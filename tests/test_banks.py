@@ -318,3 +318,17 @@ def test_learn_accepts_a_circuit_per_bank():
     assert r.returncode == 0, r.stderr
     banks = json.loads(r.stdout)["banks"]
     assert banks[0]["params"]["a"] == pytest.approx(0.4, abs=1e-6) and "d" not in banks[0]["params"]
+
+
+def test_propose_banks_finds_the_break_of_the_target_and_reports_the_gain():
+    r = subprocess.run([sys.executable, str(REPO / "main.py"), "propose-banks", "--target",
+                        "y = tanh(2*x) if x > 0.3 else 0.5*tanh(0.7*x)", "--banks", "2", "--condition",
+                        "input", "--samples", "48000"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["boundaries"][1] == pytest.approx(0.3, abs=1e-3)
+    assert res["improvement_vs_quantiles"] > 100 and res["improvement_vs_one_bank"] > 100
+    assert "quantile split" in r.stderr and res["banks_flag"].startswith("--banks=")
+    bad = subprocess.run([sys.executable, str(REPO / "main.py"), "propose-banks", "--target", "y = x",
+                          "--banks", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "K" in bad.stderr and bad.stderr.count("\n") == 1
