@@ -33,7 +33,8 @@ The method, in one dimension:
 
 `fit` may also be a callable fit(x_seg, y_seg) -> mean loss per sample (the best loss a per-bank
 model reaches on those samples), or a learnable circuit (circuit, params[, settings]) learned by an
-engine Learner on each candidate bank's samples; the circuit form needs the target as circuit text.
+engine Learner on each candidate bank's samples and then scored with learning off (circuit_fit); the
+circuit form needs the target as circuit text.
 Those are far more expensive per segment, so they use fewer candidates by default. A bank's samples
 are handed over in time order; they are not contiguous in time, so a recursive circuit sees its
 state jump between the pieces.
@@ -198,18 +199,26 @@ class _CallableCost:
 def circuit_fit(circuit: str, params: list, target: str, hidden: dict | None = None, settings=None,
                 sample_rate: float = 48000.0, max_samples: int = 24000, passes: int = 2):
     """A fit callable that learns `circuit` (engine Learner, Adam lr 1e-2 unless `settings`) against
-    the target circuit on a bank's samples: the mean loss of the last of `passes` passes over at most
-    `max_samples` of them (the first ones in time)."""
+    the target circuit on a bank's samples (at most `max_samples`, the first ones in time) for
+    `passes` passes, then runs them once more with learning off: the mean loss of that frozen pass.
+    Frozen, because an online learner tracks a slowly changing condition inside the segment, and its
+    loss while learning would hide what one parameter set cannot do there."""
+    from dataclasses import replace
+
     from .learner import Learner, Settings          # engine-internal; imported only when used
-    learner = Learner(circuit, list(params), target=target, hidden=hidden,
-                      settings=settings or Settings(loss="mse", optimizer="adam", lr=1e-2),
+    learning = settings or Settings(loss="mse", optimizer="adam", lr=1e-2)
+    frozen = replace(learning, learning=False)
+    learner = Learner(circuit, list(params), target=target, hidden=hidden, settings=replace(learning),
                       sample_rate=sample_rate)
 
     def fit(xs, ys):
         xs = xs[:max_samples]
         learner.reset()
-        out, _ = learner.process(np.tile(xs, passes))
-        return float(np.mean(out[-xs.size:, 2]))
+        learner.configure(learning)
+        learner.process(np.tile(xs, passes))
+        learner.configure(frozen)
+        out, _ = learner.process(xs)
+        return float(np.mean(out[:, 2]))
     fit.learner = learner
     return fit
 

@@ -60,6 +60,17 @@ def test_a_callable_fit_finds_the_break(x):
     assert prop.fit == "linear"
 
 
+def test_a_circuit_fit_cuts_at_the_kink_of_the_asymmetric_shaper(x):
+    """fit=(circuit, params): a Learner learns each candidate bank, then scores it frozen. Each side of
+    0 is exactly a*tanh(d*x), so one cut goes to 0."""
+    target = "y = tanh(2*x) if x > 0 else 0.5*tanh(0.7*x)"
+    params = [ParamSpec("a", 1.0, 0.0, 4.0), ParamSpec("d", 1.0, 0.01, 10.0)]
+    prop = propose(x[:24000], target, K=2, condition="input", fit=("y = a*tanh(d*x)", params))
+    assert abs(prop.boundaries[1]) < 0.01
+    assert prop.improvement.vs_single > 100
+    assert "learned circuit" in prop.fit
+
+
 def test_one_bank_spans_the_observed_range(x, x_swept):
     prop = propose(x, np.tanh(x), K=1, condition="input")
     assert prop.boundaries == [x.min(), x.max()]
