@@ -344,6 +344,7 @@ def test_the_bank_view_shows_the_banks_lights_the_active_one_and_moves_a_boundar
     assert view.boundaries[view.active] <= view.now.value() <= view.boundaries[view.active + 1]
     xs, ys = view.step_data()
     assert len(xs) == 8                               # a step per bank for the chosen parameter
+    window.session.set_learning(False)                # hold the values still to compare them
     before = window.session.params()
     view.lines[2].setValue(0.1)                       # drag the middle boundary
     view._dragged()
