@@ -332,3 +332,17 @@ def test_propose_banks_finds_the_break_of_the_target_and_reports_the_gain():
     bad = subprocess.run([sys.executable, str(REPO / "main.py"), "propose-banks", "--target", "y = x",
                           "--banks", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "K" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_run_headless_learns_banks_live_and_reports_them():
+    r = subprocess.run([sys.executable, str(REPO / "main.py"), "run", "--headless", "--seconds", "1.5",
+                        "--device", "virtual", "--quiet", "--circuit", "y = a*tanh(d*x)",
+                        "--param", "a=1:0:4", "--param", "d=1:0.01:10", "--target", ASYM,
+                        "--optimizer", "adam", "--lr", "0.01", "--banks=-1,-0.5,0,0.5,1",
+                        "--condition", "input", "--hysteresis", "0.01"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(res["banks"]) == 4 and 0 <= res["active_bank"] < 4
+    assert set(res["params"]) == {f"{p}@{k}" for p in "ad" for k in range(4)}
+    assert res["banks"][3]["params"]["d"] == pytest.approx(2.0, abs=0.05)
