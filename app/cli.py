@@ -1,4 +1,4 @@
-"""Command line: `python main.py learn|run|devices ...` (headless work)."""
+"""Command line: `python main.py learn|run|render|devices ...` (headless work)."""
 from __future__ import annotations
 
 import argparse
@@ -497,6 +497,153 @@ def cmd_devices(a) -> int:
     return 0
 
 
+RENDER_MAX_BLOCK = 65536
+
+
+class _RenderProgress(Progress):
+    """The progress bar without a loss column."""
+
+    def update(self, done: int, loss: float = math.nan):
+        now = self.clock()
+        if not self.enabled or now - self.t0 < 1.0 or now - self.last < 0.2:
+            return
+        self.last, self.shown = now, True
+        frac = min(done / self.total, 1.0)
+        rate = done / (now - self.t0)
+        eta = (self.total - done) / rate if rate > 0 else 0
+        self.stream.write(f"\r[{'#' * int(30 * frac):<30}] {100 * frac:5.1f}%  {done}/{self.total} "
+                          f"samples  eta {eta:4.0f}s ")
+        self.stream.flush()
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def _read_render_input(path: str):
+    """(x as float64, sample rate or None): a 1-D float .npy, or any file soundfile reads (mono mix)."""
+    if not os.path.exists(path):
+        raise UsageError(f"--input {path}: no such file")
+    if path.lower().endswith(".npy"):
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise UsageError(f"--input {path}: not a readable .npy array ({_one_line(e)})") from None
+        if not isinstance(x, np.ndarray):
+            raise UsageError(f"--input {path}: an .npz archive, expected one .npy array")
+        if x.ndim != 1:
+            raise UsageError(f"--input {path}: the array has shape {x.shape}; give a 1-D mono array "
+                             "(2-D arrays are refused, not mixed)")
+        if x.dtype.kind != "f":
+            raise UsageError(f"--input {path}: dtype {x.dtype}; expected a float array")
+        x, rate = np.ascontiguousarray(x, dtype=np.float64), None
+    else:
+        from app.audiofile import AudioFileError, read_mono
+        try:
+            x, rate = read_mono(path)
+        except AudioFileError as e:
+            raise UsageError(f"--input {_one_line(e)}") from None
+    if x.size == 0:
+        raise UsageError(f"--input {path}: holds no samples")
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        raise UsageError(f"--input {path}: sample {bad[0]} is not finite ({bad.size} NaN/Inf samples)")
+    return x, rate
+
+
+def _render_controls(text, model) -> np.ndarray:
+    controls = model.controls
+    if text is None:
+        return model.control_defaults
+    parts = [t for t in text.split(",")] if text.strip() else []
+    if len(parts) != len(controls):
+        names = ",".join(model.control_names) or "none"
+        raise UsageError(f"--controls: the model has {len(controls)} controls ({names}), "
+                         f"{len(parts)} values given")
+    values = []
+    for c, t in zip(controls, parts):
+        v = _float(t.strip(), f"--controls {c['name']}")
+        if not c["min"] <= v <= c["max"]:
+            raise UsageError(f"--controls {c['name']}: {v:g} is outside [{c['min']:g}, {c['max']:g}]")
+        values.append(v)
+    return np.array(values, dtype=np.float64)
+
+
+def cmd_render(a) -> int:
+    """Run an SPTMod model over a file, block by block through the streaming engine."""
+    for flag, v in (("--sptmod", a.sptmod), ("--input", a.input), ("--output", a.output)):
+        if not v:
+            raise UsageError(f"render needs {flag}")
+    try:
+        block = int(a.block)
+    except ValueError:
+        raise UsageError(f"--block {a.block}: not a whole number") from None
+    if not 1 <= block <= RENDER_MAX_BLOCK:
+        raise UsageError(f"--block {block}: must be between 1 and {RENDER_MAX_BLOCK}")
+    if a.dtype not in ("float32", "float64"):
+        raise UsageError(f"--dtype {a.dtype}: use float32 or float64")
+    out_kind = os.path.splitext(a.output)[1].lower()
+    if out_kind not in (".npy", ".wav"):
+        raise UsageError(f"--output {a.output}: the name must end in .npy or .wav")
+    folder = os.path.dirname(os.path.abspath(a.output))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--output {a.output}: the folder {folder} does not exist")
+    if not os.path.exists(a.sptmod):
+        raise UsageError(f"--sptmod {a.sptmod}: no such file")
+    from engine.sptmod_file import ModelError, load_model, model_hash
+    try:
+        model = load_model(a.sptmod)
+    except ModelError as e:
+        raise UsageError(f"--sptmod {_one_line(e)}") from None
+    controls = _render_controls(a.controls, model)
+    x, in_rate = _read_render_input(a.input)
+    rate = float(in_rate) if in_rate is not None else model.sample_rate
+    if in_rate is not None and in_rate != model.sample_rate and not a.quiet:
+        print(f"note: {a.input} is {in_rate} Hz and the model was made at {model.sample_rate:g} Hz; "
+              "rendered without resampling", file=sys.stderr)
+
+    from engine.sptmod import SptModStream
+    dtype = np.float32 if a.dtype == "float32" else np.float64
+    stream = SptModStream(model.config, model.weights, dtype=dtype,
+                          max_block=min(8192, -(-block // 64) * 64))
+    latency = int(stream.latency_for(block))
+    n = x.size
+    calls = -(-(n + latency) // block)
+    xp = np.zeros(calls * block)
+    xp[:n] = x
+    y = np.empty(calls * block)
+    stream.set_controls(controls)
+    stream.process(np.zeros(block))       # compile (or load) the kernels outside the timing
+    stream.reset()                        # zero state and FIFO; the controls stay
+    progress = _RenderProgress(n, not a.quiet)
+    seconds = 0.0
+    try:
+        for k in range(calls):
+            t0 = time.perf_counter()
+            y[k * block:(k + 1) * block] = stream.process(xp[k * block:(k + 1) * block])
+            seconds += time.perf_counter() - t0
+            progress.update(min((k + 1) * block, n))
+    finally:
+        progress.close()
+    out = y[latency:latency + n]
+    try:
+        if out_kind == ".npy":
+            np.save(a.output, out)
+        else:
+            import soundfile as sf
+            sf.write(a.output, out.astype(np.float32), int(round(rate)), subtype="FLOAT")
+    except (OSError, RuntimeError, ValueError) as e:
+        raise UsageError(f"--output {a.output}: cannot write ({_one_line(e)})") from None
+    duration = n / rate
+    print(json.dumps({"samples": n, "seconds": seconds,
+                      "realtime_factor": seconds / duration if duration > 0 else None,
+                      "block": block, "dtype": a.dtype, "latency_samples": latency,
+                      "model": a.sptmod, "model_sha256": model_hash(a.sptmod),
+                      "sample_rate": rate,
+                      "controls": dict(zip(model.control_names, map(float, controls)))}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="main.py", description="Dualtone: learn audio circuits live. Without a command it opens "
@@ -565,6 +712,27 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--memoryless", action="store_true", help="fit without the one-sample memory terms")
     pp.add_argument("--quiet", action="store_true", help="no table on stderr")
     pp.set_defaults(func=cmd_propose_banks)
+
+    np_ = sub.add_parser("render", help="run an SPTMod neural effect over an audio file",
+                         description="Process a file with an SPTMod model through the streaming "
+                                     "engine, --block samples per call, and write the output aligned "
+                                     "with the input (output sample n belongs to input sample n: the "
+                                     "FIFO latency of blocks that are not multiples of 64 is "
+                                     "compensated). Prints one JSON line.")
+    np_.add_argument("--sptmod", metavar="MODEL", help="a Dualtone model file or an upstream-layout "
+                     "npz (config + w/<state_dict name>), which is imported")
+    np_.add_argument("--input", metavar="FILE.wav|FILE.npy", help="the input: a 1-D float .npy "
+                     "(kept in float64) or an audio file soundfile reads (mixed to mono)")
+    np_.add_argument("--output", metavar="FILE.wav|FILE.npy", help="the output: .npy (float64) or "
+                     ".wav (32-bit float, at the input file's rate; the model's rate for .npy input)")
+    np_.add_argument("--block", default="256", metavar="B",
+                     help="samples per streaming call, 1 to 65536 (default 256)")
+    np_.add_argument("--controls", metavar="V1,V2,...", help="one value per model control "
+                     "(default: the model's defaults; an upstream file's stored p)")
+    np_.add_argument("--dtype", default="float64", metavar="float32|float64",
+                     help="arithmetic of the engine (default float64; float32 is the real-time build)")
+    np_.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
+    np_.set_defaults(func=cmd_render)
 
     dp = sub.add_parser("devices", help="list audio devices and MIDI ports")
     dp.add_argument("--json", action="store_true")
