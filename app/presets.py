@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.atomic_file import atomic_write
 from engine.learner import ParamSpec
 from .preset_fields import (_Check, _audio, _bank_spec, _banks, _circuit, _declarations, _midi,
                             _settings, _show, _sptmod, _values)
@@ -109,58 +110,11 @@ def dumps(preset: Preset, origin: str = "<text>") -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _fsync_dir(directory: Path):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return                      # e.g. Windows: directories cannot be opened; rename is enough
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass                        # some file systems refuse fsync on a directory
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes, overwrite: bool) -> Path:
-    """Write data to path so that a reader (or a crash) sees either the old file or the whole new
-    one: a temporary file in the same directory (same file system, so the rename is atomic)."""
-    path = Path(path)
-    if not overwrite and path.exists():
-        raise FileExistsError(f"{path} already exists")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        # os.open with 0o666 lets the umask decide the permissions, as for any new file
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if the name appeared meanwhile: never clobbers
-            except FileExistsError:
-                raise
-            except OSError:         # a file system without hard links
-                os.replace(tmp, path)
-            else:
-                os.unlink(tmp)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
 def save(preset: Preset, path, overwrite: bool = False) -> Path:
     """Write preset atomically. FileExistsError if path exists and not overwrite; PresetError if
     the preset is invalid; on any failure an existing file is left as it was."""
-    return _atomic_write(Path(path), dumps(preset, str(path)).encode("utf-8"), overwrite)
+    data = dumps(preset, str(path)).encode("utf-8")
+    return atomic_write(path, lambda f: f.write(data), overwrite)
 
 
 # ------------------------------------------------------------------ migration
@@ -426,7 +380,7 @@ def add_recent(path) -> None:
     try:
         items = [p] + [q for q in recent() if q != p]
         data = json.dumps(items[:MAX_RECENT], indent=2, ensure_ascii=False).encode("utf-8")
-        _atomic_write(_recent_file(), data, overwrite=True)
+        atomic_write(_recent_file(), lambda f: f.write(data), overwrite=True)
     except (OSError, UnicodeEncodeError):
         pass
 

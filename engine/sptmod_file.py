@@ -35,14 +35,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .atomic_file import atomic_write
 
 FORMAT = "dualtone-sptmod"
 VERSION = 1
@@ -513,38 +513,7 @@ def save_model(model: SptModel, path, overwrite: bool = False) -> Path:
               "provenance": model.provenance, "weights_sha256": weights_sha256(weights)}
     text = json.dumps(header, sort_keys=True, allow_nan=False)
     members = [(HEADER_KEY, np.array(text))] + [(WEIGHT_PREFIX + k, a) for k, a in weights.items()]
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            _write_zip(f, members)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)      # fails if the file appeared meanwhile: never clobbers
-            except FileExistsError:
-                raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)") from None
-            except OSError:             # no hard links on this file system
-                if path.exists():
-                    raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)") from None
-                os.replace(tmp, path)
-            else:
-                os.unlink(tmp)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:                                # make the rename itself durable (best effort)
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return path
+        return atomic_write(path, lambda f: _write_zip(f, members), overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)") from None
