@@ -10,9 +10,7 @@ callback reads at block boundaries). The GUI and the command line both go throug
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
-import gc
 import math
 import threading
 import time
@@ -68,31 +66,6 @@ class SessionError(Exception):
 
 def _progress_none(stage: str, fraction: float):
     pass
-
-
-_gc_lock = threading.Lock()
-_gc_holders = 0
-
-
-@contextlib.contextmanager
-def _no_cyclic_gc():
-    """Numba/LLVM compiling on a worker thread must not overlap a cyclic garbage collection on
-    another thread: the collector frees LLVM objects of earlier compiles through ctypes calls that
-    release the GIL, racing the compile inside LLVM (a segfault, seen in the GUI tests on a cold
-    cache). So the collector pauses while any compile runs; it resumes afterwards."""
-    global _gc_holders
-    with _gc_lock:
-        _gc_holders += 1
-        if _gc_holders == 1:
-            _no_cyclic_gc.was_enabled = gc.isenabled()
-            gc.disable()
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_holders -= 1
-            if _gc_holders == 0 and _no_cyclic_gc.was_enabled:
-                gc.enable()
 
 
 class Session:
@@ -176,7 +149,7 @@ class Session:
         if info is None:
             return "audio not started"
         if info.virtual:
-            return f"no audio device ({info.reason}): learning on a virtual clock, no sound"
+            return f"learning on a virtual clock, without sound: {info.reason}"
         return f"playing on {info.device}, {info.sample_rate:g} Hz, {info.blocksize} frames"
 
     # ---- circuits
@@ -184,9 +157,8 @@ class Session:
         """Compile spec into a slot (any thread; seconds on first use, cached afterwards)."""
         progress("compiling (the first use of a circuit takes a few seconds)", 0.1)
         settings = dataclasses.replace(spec.settings)
-        with _no_cyclic_gc():
-            learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=spec.hidden,
-                              settings=settings, sample_rate=self.sample_rate, banks=spec.banks)
+        learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=spec.hidden,
+                          settings=settings, sample_rate=self.sample_rate, banks=spec.banks)
         progress("compiled", 0.9)
         return Slot(learner, self.memory.x, self.memory.max_frames)
 

@@ -379,3 +379,27 @@ def test_banks_typed_in_the_circuit_panel_are_checked_and_applied(qtbot, window)
     b = window.session.spec.banks
     assert (b.boundaries, b.condition, b.mode) == ([-1.0, 0.0, 1.0], "input", "exact")
     assert window.session.param_names == ["gain@0", "gain@1", "dc@0", "dc@1"]
+
+
+def test_garbage_cycles_are_collected_on_the_gui_thread_only_while_a_window_is_open(qtbot, config_dir):
+    import gc
+    import threading
+    import weakref
+
+    class Node:
+        pass
+
+    assert gc.isenabled()
+    w = make_window(qtbot)
+    assert not gc.isenabled(), "a worker thread could collect the window's widgets"
+    collected_on = []
+    node = Node()
+    node.me = node                       # a cycle only the cyclic collector frees
+    weakref.finalize(node, lambda: collected_on.append(threading.current_thread().name))
+    del node
+    alive = [[] for _ in range(gc.get_threshold()[0] + 10)]    # enough to make a collection due
+    qtbot.waitUntil(lambda: bool(collected_on), timeout=5000)
+    assert collected_on == [threading.main_thread().name] and w.collector.collections >= 1
+    del alive
+    w.close()
+    assert gc.isenabled()

@@ -6,7 +6,7 @@ import math
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
-from .theme import DIM, ERROR, tint
+from .theme import DIM, tint
 
 TARGET = QtGui.QColor("#4fc3f7")
 LEARNED = QtGui.QColor("#ffb74d")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import queue
 import time
 from collections import deque
 from pathlib import Path
@@ -17,6 +18,7 @@ from app import presets
 from app.workspace import Workspace, format_declarations
 from .bank_view import BankView
 from .circuit_panel import CircuitPanel
+from .gui_thread_gc import GuiThreadCollector
 from .controls import AudioControls, LearningControls
 from .knob_panels import HiddenPanel, LearnedPanel
 from .theme import DIM, dark_palette, tint
@@ -28,9 +30,12 @@ SCOPE_SAMPLES = 4096
 
 
 class _Bridge(QtCore.QObject):
-    """Carries a worker thread's progress and result to the GUI thread (queued signals)."""
+    """Tells the GUI thread about a worker's progress and end (queued signals). Only Qt value types
+    cross threads: Python objects sent through a queued Signal(object) from another thread
+    corrupted reference counts in PySide (the GUI thread's garbage collector then crashed), so the
+    result itself travels through a queue."""
     progress = QtCore.Signal(str, float)
-    finished = QtCore.Signal(object, object)        # (on_done callback, error or None)
+    finished = QtCore.Signal()
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -43,10 +48,12 @@ class MainWindow(QtWidgets.QMainWindow):
         app = QtWidgets.QApplication.instance()
         app.setStyle("Fusion")
         app.setPalette(dark_palette())
+        self.collector = GuiThreadCollector(self)      # before any worker thread starts
         self._jobs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualtone-gui-job")
         self._bridge = _Bridge()
         self._bridge.progress.connect(self._job_progress)
         self._bridge.finished.connect(self._job_finished)
+        self._results: queue.SimpleQueue = queue.SimpleQueue()      # (on_done, error) per job
         self.busy = False
         self.error_dialog: QtWidgets.QMessageBox | None = None
         self.frame_ms: deque = deque(maxlen=2000)      # GUI frame times, for the benchmark
@@ -199,21 +206,23 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         self.busy = True
         self.circuit.set_busy(stage, 0.05)
-        bridge = self._bridge
+        bridge, results = self._bridge, self._results
 
         def job():
             try:
-                work(lambda s, f: bridge.progress.emit(s, f))
-                bridge.finished.emit(on_done, None)
+                work(lambda s, f: bridge.progress.emit(str(s), float(f)))
+                results.put((on_done, None))
             except Exception as e:          # shown to the user; the old circuit keeps playing
-                bridge.finished.emit(on_done, e)
+                results.put((on_done, e))
+            bridge.finished.emit()
         self._jobs.submit(job)
         return True
 
     def _job_progress(self, stage: str, fraction: float):
         self.circuit.set_busy(stage, fraction)
 
-    def _job_finished(self, on_done, error):
+    def _job_finished(self):
+        on_done, error = self._results.get_nowait()
         self.busy = False
         self.circuit.set_busy(None)
         on_done(error)
@@ -449,6 +458,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._timer.stop()
         self._autosave.stop()
         self._jobs.shutdown(wait=True)
+        self.collector.stop()
         try:
             self.workspace.close(autosave=self.autosave_enabled)
         except Exception as err:            # never lose the exit over a failed autosave
