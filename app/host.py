@@ -16,6 +16,15 @@ from .host_callback import SCRATCH_WORDS
 DEFAULT_MAX_FRAMES = 4096
 
 
+def resident(a: np.ndarray) -> np.ndarray:
+    """Write every page of a once now (keeping its values), so the callback never takes a
+    first-touch page fault: filling the 4 MB scope ring for the first time cost xruns in a
+    stream's first seconds."""
+    flat = a.reshape(-1)
+    flat[:] = flat.copy()
+    return a
+
+
 class Slot:
     """A learner wired for the callback: its arrays (kept alive here) and its slot table."""
 
@@ -41,6 +50,8 @@ class Slot:
         t[B.S_CFG_HIDDEN], t[B.S_LO], t[B.S_HI] = lay.cfg_hidden, lay.cfg_lo, lay.cfg_hi
         t[B.S_BANK_INDEX] = lay.bank_index
         t[B.S_BLOCK_FN] = learner.compiled.block_address   # last: the slot is complete
+        for a in (self.out, self.trace, learner.st, learner.cfg):
+            resident(a)
         self.table = t
 
     @property
@@ -64,6 +75,9 @@ class HostMemory:
         self.empty_out = np.zeros((self.max_frames, 3))
         for t in self.empty_slots:
             t[B.S_OUT], t[B.S_MAX_FRAMES], t[B.S_BANK_INDEX] = B.address(self.empty_out), self.max_frames, -1
+        for a in (self.ctl, self.ring_index, self.x, self.telemetry, self.scope, self.midi,
+                  self.scratch, self.empty_out):
+            resident(a)
         self.slots: list[Slot | None] = [None, None]
         self.files = [np.zeros(1), np.zeros(1)]     # the playing file and the one coming in
         h = np.zeros(H.HOST_WORDS, dtype=np.int64)

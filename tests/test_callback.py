@@ -1,11 +1,14 @@
 """The audio callback's block pipeline, called through its C entry exactly as PortAudio calls it."""
 import math
+import mmap
+import resource
 import time
 
 import numpy as np
 import pytest
 
 from app import host_layout as H
+from app.host import HostMemory
 from app.telemetry import TelemetryReader
 from engine import layout as LY
 from engine.sources import LcgNoise
@@ -245,3 +248,20 @@ def test_a_silent_loss_never_leaves_subnormal_numbers_in_the_callback_state():
     h.run_many(4000, 128)                     # ~10 s of audio with a loss of exactly 0
     level = h.ctl[H.C_SONIFY_LEVEL]
     assert level == 0.0 or abs(level) >= np.finfo(np.float64).tiny
+
+
+def test_the_rings_are_resident_before_the_callback_first_writes_them():
+    """A first-touch page fault inside the callback cost xruns in a stream's first seconds."""
+    def faults():
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+    mem = HostMemory(48000.0, 1, 2)
+    pages = (mem.scope.nbytes + mem.telemetry.nbytes) // 4096
+    before = faults()
+    mem.scope[:] = 1.0
+    mem.telemetry[:] = 1.0
+    assert faults() - before < pages // 10, f"{faults() - before} faults writing {pages} pages"
+    fresh = np.frombuffer(mmap.mmap(-1, mem.scope.nbytes), dtype=np.float64)   # never touched
+    before = faults()
+    fresh[:] = 1.0
+    assert faults() - before > (fresh.nbytes // 4096) // 2   # the witness sees first touches
