@@ -114,9 +114,13 @@ class _CircuitEmitter:
     <pfx>v<id>_t<slot>; state (delay rings, phasor phases) is allocated in st."""
 
     def __init__(self, graph: Graph, pfx: str, alloc, value_of_param, slot_of: dict | None,
-                 sample_rate: float, input_ring: tuple | None = None, x_name: str = "xi"):
+                 sample_rate: float, input_ring: tuple | None = None, x_name: str = "xi",
+                 external: str = "out[i, 0]"):
         self.g, self.pfx, self.alloc = graph, pfx, alloc
         self.x_name = x_name              # the local holding this stream's input sample
+        # where the host left this sample's external target (`sptmod`): the target column of
+        # `out`, which the kernel overwrites only after the forward pass
+        self.external = external
         self.value_of_param = value_of_param
         self.with_tangents = slot_of is not None
         self.sets = tangent_sets(graph, slot_of) if slot_of else {n.id: frozenset() for n in graph.nodes}
@@ -174,6 +178,9 @@ class _CircuitEmitter:
 
     def _input(self, n):
         self.val[n.id], self.tan[n.id] = self.x_name, {}
+
+    def _external(self, n):
+        self.val[n.id], self.tan[n.id] = self.external, {}
 
     def _control(self, n):
         self.val[n.id], self.tan[n.id] = f"cfg[{int(n.value)}]", {}
@@ -347,7 +354,8 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     tgts, lrns = [], []
     for s in range(B):
         tgts.append(_CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (f"h{h_index[nm]}", None), None,
-                                    sample_rate, input_rings[s], "xi" + sfx[s]))
+                                    sample_rate, input_rings[s], "xi" + sfx[s],
+                                    f"out[i, {s}, 0]" if batch else "out[i, 0]"))
         lrns.append(_CircuitEmitter(learn, "b" + sfx[s], alloc, lambda nm: (f"p{slot_of[nm]}", slot_of[nm]),
                                     slot_of, sample_rate, input_rings[s], "xi" + sfx[s]))
     lay.target_state = tgts[0].state_range

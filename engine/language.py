@@ -21,11 +21,13 @@ from . import layout as LY
 from .primitives import CALLABLE, TABLE
 
 INPUT = "x"
+# the output of the neural model (SPTMod) the host runs on x: only a target may read it
+EXTERNAL = "sptmod"
 # live control values read from cfg (layout.py); reserved for LACTOSE bank conditions
 CONTROLS = {"lactose_note": LY.CF_NOTE, "lactose_velocity": LY.CF_VELOCITY}
 CONSTANTS = {"pi": math.pi}          # SR is added per compile (it is the sample rate)
 STATEFUL = {"phasor": 1, "osc": 1, "saw": 1}   # handled by the compiler, not the table
-RESERVED = {INPUT, "pi", "SR"} | set(CALLABLE) | set(STATEFUL)
+RESERVED = {INPUT, EXTERNAL, "pi", "SR"} | set(CALLABLE) | set(STATEFUL)
 MAX_VARIABLE_DELAY = 1 << 16         # buffer for a delay whose amount is not a bounded parameter
 
 
@@ -63,6 +65,11 @@ class Graph:
 
     def node(self, i: int) -> Node:
         return self.nodes[self._index[i]]
+
+    @property
+    def uses_external(self) -> bool:
+        """True when the circuit reads `sptmod`, a target supplied per sample by the host."""
+        return any(n.kind == "external" for n in self.nodes)
 
     def __post_init__(self):
         self._index = {n.id: k for k, n in enumerate(self.nodes)}
@@ -443,6 +450,7 @@ def _parse(text, sample_rate, source, param_ranges):
     input_id = new("input", name=INPUT)
     param_ids: dict[str, int] = {}
     control_ids: dict[str, int] = {}
+    external_id: list[int] = []
 
     def lower(tree):
         kind, pos = tree[0], tree[-1]
@@ -455,6 +463,13 @@ def _parse(text, sample_rate, source, param_ranges):
             nm = tree[1]
             if nm == INPUT:
                 return input_id
+            if nm == EXTERNAL:
+                if source != "target":
+                    raise CircuitError(f"'{EXTERNAL}' (the neural model's output) can only be read by "
+                                       "the target, the circuit being chased", pos[0], pos[1], source)
+                if not external_id:
+                    external_id.append(new("external", name=nm, pos=pos))
+                return external_id[0]
             if nm in CONTROLS and nm not in assigned:
                 if nm not in control_ids:
                     control_ids[nm] = new("control", name=nm, value=float(CONTROLS[nm]), pos=pos)

@@ -161,6 +161,8 @@ class Learner:
             if name not in self.target_graph.params:
                 have = ", ".join(self.target_graph.params) or "none"
                 raise ValueError(f"the target has no parameter named '{name}' (its parameters: {have})")
+        # the target reads `sptmod`: the caller supplies it per sample (process(..., external=))
+        self.external = self.target_graph.uses_external
         self.hidden = {}
         for name in self.target_graph.params:
             if name in hidden:
@@ -271,14 +273,27 @@ class Learner:
         self.hidden[name] = float(value)
         self.cfg[self.layout.cfg_hidden + self.layout.hidden.index(name)] = value
 
-    def process(self, x: np.ndarray, trace_every: int = 0, out: np.ndarray | None = None):
+    def _external_check(self, external, shape):
+        if self.external and external is None:
+            raise ValueError("the target reads 'sptmod': pass the model's output as external=")
+        if not self.external and external is not None:
+            raise ValueError("external= is only for a target that reads 'sptmod'")
+        if external is not None and np.shape(external) != shape:
+            raise ValueError(f"external must have shape {shape}, got {np.shape(external)}")
+
+    def process(self, x: np.ndarray, trace_every: int = 0, out: np.ndarray | None = None,
+                external: np.ndarray | None = None):
         """Run one block. Returns (out, trace): out[:, 0..2] = target, learned, loss per sample;
-        trace rows [n, loss, p..., grad..., target, learned] every trace_every samples."""
+        trace rows [n, loss, p..., grad..., target, learned] every trace_every samples.
+        external: the per-sample value of `sptmod` (required exactly when the target reads it)."""
         if self.streams > 1:
             raise ValueError(f"this learner runs {self.streams} streams: use process_batch")
         x = np.ascontiguousarray(x, dtype=np.float64)
+        self._external_check(external, x.shape)
         if out is None or out.shape[0] != x.shape[0]:
             out = np.empty((x.shape[0], 3))
+        if external is not None:
+            out[:, 0] = external           # the kernel reads the target column before writing it
         self.cfg[LY.CF_TRACE_EVERY] = trace_every
         if trace_every > 0:
             need = x.shape[0] // trace_every + 2
@@ -287,7 +302,8 @@ class Learner:
         rows = self._kernel(x, out, self._trace, self.st, self.cfg)
         return out, self._trace[:rows]
 
-    def process_batch(self, X: np.ndarray, trace_every: int = 0, out: np.ndarray | None = None):
+    def process_batch(self, X: np.ndarray, trace_every: int = 0, out: np.ndarray | None = None,
+                      external: np.ndarray | None = None):
         """Batches: learn over B input streams in lockstep (B = `streams` given at construction).
 
         X has shape (n, B): column s is stream s's input block. Each stream runs its own copy of
@@ -317,11 +333,15 @@ class Learner:
         if X.ndim != 2 or X.shape[1] != B:
             raise ValueError(f"process_batch needs an array of shape (n, {B}), got {X.shape}")
         n = X.shape[0]
+        self._external_check(external, X.shape)
         if out is None or out.shape != (n, B, 3) or not out.flags.c_contiguous:
             out = np.empty((n, B, 3))
         if B == 1:
-            _, trace = self.process(X[:, 0], trace_every, out.reshape(n, 3))
+            _, trace = self.process(X[:, 0], trace_every, out.reshape(n, 3),
+                                    None if external is None else external[:, 0])
             return out, trace
+        if external is not None:
+            out[:, :, 0] = external
         self.cfg[LY.CF_TRACE_EVERY] = trace_every
         if trace_every > 0:
             need = n // trace_every + 2
