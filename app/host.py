@@ -12,6 +12,7 @@ from engine import layout as LY
 from engine.learner import Learner
 from . import host_layout as H
 from .host_callback import SCRATCH_WORDS
+from .host_model import M_RESTARTS, dry_address, model_table
 
 DEFAULT_MAX_FRAMES = 4096
 
@@ -28,8 +29,19 @@ def resident(a: np.ndarray) -> np.ndarray:
 class Slot:
     """A learner wired for the callback: its arrays (kept alive here) and its slot table."""
 
-    def __init__(self, learner: Learner, x: np.ndarray, max_frames: int):
+    def __init__(self, learner: Learner, x: np.ndarray, max_frames: int, model=None,
+                 model_controls: dict | None = None):
+        """model: a float64 SptModStream whose output is the target's `sptmod` (required exactly
+        when the learner's target reads it); model_controls: its control names -> values."""
+        if learner.external != (model is not None):
+            raise ValueError("the target reads 'sptmod' but no SPTMod model is loaded" if learner.external
+                             else "an SPTMod model needs a target that reads 'sptmod' (e.g. y = sptmod)")
         self.learner = learner
+        self.model = model
+        self.model_controls = dict(model_controls or {})
+        self.model_file = None            # the SptModel (controls, provenance) the session loaded
+        self._model_buffers: list = []
+        self.model_table = None if model is None else model_table(model, max_frames, self._model_buffers)
         lay = learner.layout
         self.out = np.zeros((max_frames, 3))
         self.trace = np.zeros((1, lay.trace_width))
@@ -38,7 +50,7 @@ class Slot:
         self.init = np.array([sp.init for sp in learner.specs] or [0.0])
         self.hidden_goal = np.array([learner.cfg[lay.cfg_hidden + k] for k in range(Hn)] or [0.0])
         t = np.zeros(B.SLOT_WORDS, dtype=np.int64)
-        t[B.S_X] = B.address(x)
+        t[B.S_X] = B.address(x) if model is None else dry_address(self.model_table)
         t[B.S_OUT] = B.address(self.out)
         t[B.S_TRACE], t[B.S_TRACE_ROWS], t[B.S_TRACE_COLS] = B.address(self.trace), 1, lay.trace_width
         t[B.S_ST], t[B.S_ST_LEN] = B.address(learner.st), learner.st.size
@@ -50,6 +62,10 @@ class Slot:
         t[B.S_CFG_HIDDEN], t[B.S_LO], t[B.S_HI] = lay.cfg_hidden, lay.cfg_lo, lay.cfg_hi
         t[B.S_BANK_INDEX] = lay.bank_index
         t[B.S_BLOCK_FN] = learner.compiled.block_address   # last: the slot is complete
+        if model is not None:
+            t[B.S_MODEL] = B.address(self.model_table)
+            for a in (*model.arrays(), *self._model_buffers):
+                resident(a)
         for a in (self.out, self.trace, learner.st, learner.cfg):
             resident(a)
         self.table = t
@@ -57,6 +73,16 @@ class Slot:
     @property
     def names(self) -> list[str]:
         return self.learner.param_names
+
+    def set_model_control(self, name: str, value: float):
+        """Turn one of the model's control knobs (its FiLM coefficients are recomputed here, off
+        the audio thread; the callback picks them up from its next frame)."""
+        self.model_controls[name] = float(value)
+        self.model.set_controls(list(self.model_controls.values()))
+
+    @property
+    def model_restarts(self) -> int:
+        return 0 if self.model_table is None else int(self.model_table[M_RESTARTS])
 
 
 class HostMemory:

@@ -18,6 +18,7 @@ from engine import blockabi as B
 from engine import layout as LY
 from engine.sources import _lcg_fill
 from . import host_layout as H
+from .host_model import MODEL_WORDS, run_model
 
 CALLBACK_SIGNATURE = types.int32(types.voidptr, types.voidptr, types.uint64, types.voidptr,
                                  types.uint64, types.voidptr)
@@ -207,10 +208,15 @@ def _reset_slot(slot):
 
 
 @njit(nogil=True, cache=True)
-def _run_slot(slot, n):
-    """Run the slot's kernel on the shared source block; False when the slot is empty."""
+def _run_slot(slot, n, x):
+    """Run the slot's kernel on the shared source block x; False when the slot is empty. A slot
+    whose target reads `sptmod` first runs its SPTMod model on x (app/host_model.py)."""
     if slot[B.S_BLOCK_FN] == 0:
         return False
+    if slot[B.S_MODEL] != 0:
+        table = carray(B.address_as_voidptr(slot[B.S_MODEL]), (MODEL_WORDS,), dtype=np.int64)
+        out = carray(B.address_as_voidptr(slot[B.S_OUT]), (slot[B.S_MAX_FRAMES], 3), dtype=np.float64)
+        run_model(table, x, out, n)
     B.call_block(slot[B.S_BLOCK_FN], B.address_as_voidptr(slot.ctypes.data), n)
     return True
 
@@ -304,13 +310,13 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
         fading = True
     _set_midi_controls(slot_a, ctl)
     _glide_knobs(slot_a, n, sr, tau)
-    have_a = _run_slot(slot_a, n)
+    have_a = _run_slot(slot_a, n, x)
     out_a = _f64_2d(slot_a[B.S_OUT], slot_a[B.S_MAX_FRAMES], 3)
     have_b = False
     if fading:
         _set_midi_controls(slot_b, ctl)
         _glide_knobs(slot_b, n, sr, tau)
-        have_b = _run_slot(slot_b, n)
+        have_b = _run_slot(slot_b, n, x)
     out_b = _f64_2d(slot_b[B.S_OUT], slot_b[B.S_MAX_FRAMES], 3)
     fade_len = max(ctl[H.C_FADE_LEN], 1.0)
     fade_pos = ctl[H.C_FADE_POS]

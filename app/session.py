@@ -41,6 +41,11 @@ class CircuitSpec:
     # declarations (range, scale) of target parameters the learnable circuit lacks: knob ranges only
     hidden_params: list[ParamSpec] = field(default_factory=list)
     banks: Banks | None = None       # LACTOSE banks (engine/banks.py)
+    # an SPTMod model file whose output is the target's `sptmod` signal; its controls are hidden
+    # knobs (values in `hidden` under the model's control names); model_sha256: the model's
+    # content hash a preset was saved with (a different file is refused)
+    model: str | None = None
+    model_sha256: str | None = None
 
     def declaration(self, name: str) -> ParamSpec | None:
         return next((p for p in list(self.params) + list(self.hidden_params) if p.name == name), None)
@@ -157,10 +162,45 @@ class Session:
         """Compile spec into a slot (any thread; seconds on first use, cached afterwards)."""
         progress("compiling (the first use of a circuit takes a few seconds)", 0.1)
         settings = dataclasses.replace(spec.settings)
-        learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=spec.hidden,
+        stream, model, controls = None, None, {}
+        if spec.model is not None:
+            progress("loading the SPTMod model", 0.05)
+            stream, model, controls = self._open_model(spec)
+        hidden = {k: v for k, v in spec.hidden.items() if k not in controls}
+        learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=hidden,
                           settings=settings, sample_rate=self.sample_rate, banks=spec.banks)
+        if learner.external and stream is None:
+            raise SessionError("the target reads 'sptmod' but no SPTMod model is loaded")
+        if stream is not None and not learner.external:
+            raise SessionError("an SPTMod model is loaded but the target does not read 'sptmod' "
+                               "(write the target as  y = sptmod)")
         progress("compiled", 0.9)
-        return Slot(learner, self.memory.x, self.memory.max_frames)
+        slot = Slot(learner, self.memory.x, self.memory.max_frames, model=stream, model_controls=controls)
+        slot.model_file = model
+        return slot
+
+    def _open_model(self, spec: CircuitSpec):
+        """The model of spec (checked against its hash), a float64 stream of it with the controls
+        set, and the control values (from spec.hidden, else the model's defaults)."""
+        from engine.sptmod import SptModStream
+        from engine.sptmod_file import ModelError, load_model
+        try:
+            model = load_model(spec.model)
+        except FileNotFoundError:
+            raise SessionError(f"{spec.model}: the SPTMod model file is missing") from None
+        except ModelError as e:
+            raise SessionError(str(e).replace("\n", " ")) from None
+        if spec.model_sha256 is not None and model.sha256 != spec.model_sha256:
+            raise SessionError(f"{spec.model}: not the model this was saved with (content hash "
+                               f"{model.sha256[:12]}…, expected {spec.model_sha256[:12]}…)")
+        controls = {}
+        for c in model.controls:
+            v = self.memory.finite(spec.hidden.get(c["name"], c["default"]), f"the control '{c['name']}'")
+            controls[c["name"]] = min(max(v, c["min"]), c["max"])
+        stream = SptModStream(model.config, model.weights, dtype=np.float64,
+                              max_block=min(8192, max(64, -(-self.memory.max_frames // 64) * 64)))
+        stream.set_controls(list(controls.values()))
+        return stream, model, controls
 
     def load(self, spec: CircuitSpec, progress=_progress_none):
         """Build spec and make it the running circuit (crossfaded when audio is running). The old
@@ -215,6 +255,12 @@ class Session:
         learner = self._need_learner()
         slot = self.memory.active
         value = self.memory.finite(value, f"the hidden value of '{name}'")
+        if name in slot.model_controls:
+            c = next(c for c in slot.model_file.controls if c["name"] == name)
+            value = min(max(value, c["min"]), c["max"])
+            slot.set_model_control(name, value)
+            self.spec.hidden[name] = value
+            return
         if name not in learner.layout.hidden:
             raise SessionError(f"the target has no parameter named '{name}' "
                                f"(its parameters: {', '.join(learner.layout.hidden) or 'none'})")
@@ -226,7 +272,9 @@ class Session:
             learner.cfg[learner.layout.cfg_hidden + k] = value
 
     def hidden(self) -> dict:
-        return dict(self._need_learner().hidden)
+        """The ground truth's knobs: the target's hidden parameters and the model's controls."""
+        learner = self._need_learner()
+        return {**learner.hidden, **self.memory.active.model_controls}
 
     def configure(self, **changes):
         """Change learning settings live (loss, window, optimizer, lr, ...); no recompilation."""
@@ -369,6 +417,9 @@ class Session:
                     span = max(1.0, 2.0 * abs(v))
                     lo, hi, log = -span, span, False
                 out[f"hidden:{name}"] = Knob(f"hidden:{name}", lo, hi, log)
+            slot = self.memory.active
+            for c in (slot.model_file.controls if slot.model_file is not None else ()):
+                out[f"hidden:{c['name']}"] = Knob(f"hidden:{c['name']}", c["min"], c["max"])
         return out
 
     def set_knob(self, name: str, fraction: float):
@@ -396,7 +447,8 @@ class Session:
                 "xruns": int(c[H.C_XRUNS]), "nonfinite_out": int(c[H.C_NONFINITE_OUT]),
                 "limited": int(c[H.C_LIMITED]), "bad_input": int(c[H.C_BAD_INPUT]),
                 "telemetry_dropped": int(c[H.C_TEL_DROPPED]), "midi_applied": int(c[H.C_MIDI_APPLIED]),
-                "skipped": 0 if self.learner is None else self.learner.skipped}
+                "skipped": 0 if self.learner is None else self.learner.skipped,
+                "model_restarts": 0 if self.memory.active is None else self.memory.active.model_restarts}
 
 
 __all__ = ["Session", "CircuitSpec", "SessionError", "AudioUnavailable", "Knob", "ParamSpec", "Settings"]

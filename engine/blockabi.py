@@ -32,6 +32,7 @@ S_CFG_HIDDEN = 16   # offset of the hidden values in cfg
 S_LO = 17           # offset of lo[] in cfg
 S_HI = 18           # offset of hi[] in cfg
 S_BANK_INDEX = 19   # st index of the active bank (LACTOSE), -1 when there are no banks
+S_MODEL = 20        # host only: address of the SPTMod table that feeds `sptmod` (0: none)
 SLOT_WORDS = 24
 
 BLOCK_SIGNATURE = types.int64(types.voidptr, types.int64)

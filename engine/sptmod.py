@@ -596,6 +596,11 @@ def _stream(x, out, n, add_zeros, wf, ro, bm, gm, wk, ist):
     return missing
 
 
+# A host that runs the model inside its own compiled code (an audio callback) calls this on the
+# arrays of SptModStream.arrays(); it is `process` without the Python wrapper.
+stream_block = _stream
+
+
 # ------------------------------------------------------------------------------------------------
 # the stream object
 
@@ -843,6 +848,11 @@ class SptModStream:
 
     def _args(self):
         return self._wf, self._ro, self._bm, self._gm, self._wk
+
+    def arrays(self) -> tuple:
+        """(wf, ro, bm, gm, wk, ist): the arrays `stream_block` works on, for a host that calls it
+        from compiled code. wk (with ist) is the whole state: zeroing both is a reset."""
+        return self._wf, self._ro, self._bm, self._gm, self._wk, self._ist
 
     def _check_io(self, x, out):
         x = np.asarray(x)
