@@ -374,8 +374,14 @@ def cmd_run(a) -> int:
         raise UsageError("--sr must be between 8000 and 384000 Hz")
     specs = [parse_param(t) for t in a.param]
     hidden = dict(parse_hidden(t) for t in a.hidden)
-    spec = CircuitSpec(a.circuit, specs, target=a.target, hidden=hidden, settings=settings_from_args(a),
-                       banks=banks_from_args(a, live=True))
+    target = a.target
+    if a.sptmod is not None:
+        if not os.path.exists(a.sptmod):
+            raise UsageError(f"--sptmod {a.sptmod}: no such file")
+        target = target or "y = sptmod"
+    spec = CircuitSpec(a.circuit, specs, target=target, hidden=hidden, settings=settings_from_args(a),
+                       banks=banks_from_args(a, live=True),
+                       model=None if a.sptmod is None else os.path.abspath(a.sptmod))
     try:
         session = Session(sample_rate, a.blocksize, device=a.device)
     except SessionError as e:
@@ -384,8 +390,8 @@ def cmd_run(a) -> int:
     with session:
         try:
             session.load(spec, progress=lambda stage, f: a.quiet or print(f"{stage}...", file=sys.stderr))
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        except (ValueError, SessionError) as e:
+            raise UsageError(_one_line(e)) from None
         try:
             info = session.open()
         except AudioUnavailable as e:
@@ -436,6 +442,10 @@ def cmd_run(a) -> int:
         if learner.banks is not None:
             result["banks"] = _bank_summary(learner)
             result["active_bank"] = learner.active_bank
+        if spec.model is not None:
+            result["sptmod"] = {"model": spec.model, "sha256": spec.model_sha256,
+                                "controls": dict(session.memory.active.model_controls),
+                                "restarts": counters["model_restarts"]}
     print(json.dumps(result))
     return 0
 
@@ -682,6 +692,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "lines on stderr and one JSON summary line on stdout.")
     add_learning_args(rp)
     rp.add_argument("--headless", action="store_true", help="no window (required until the GUI exists)")
+    rp.add_argument("--sptmod", metavar="MODEL",
+                    help="an SPTMod model file as the ground truth: its output is the target's "
+                         "'sptmod' signal (the target defaults to  y = sptmod); set its controls "
+                         "with --hidden NAME=VALUE")
     rp.add_argument("--seconds", type=_positive_seconds, required=True, metavar="S")
     rp.add_argument("--source", default="lcg-noise",
                     metavar="lcg-noise|noise|sine:HZ|saw:HZ|midi|input|FILE",

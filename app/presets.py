@@ -74,7 +74,7 @@ class Preset:
     output: str = "stereo"
     midi: dict[int, str] = field(default_factory=dict)
     banks: dict | None = None
-    sptmod: dict | None = None
+    sptmod: dict | None = field(default=None, compare=False)   # as read; spec.model is what counts
 
 
 # ------------------------------------------------------------------ writing
@@ -100,12 +100,59 @@ def to_json(preset: Preset) -> dict:
             "audio": {"source": preset.source, "source_hz": float(preset.source_hz),
                       "source_file": preset.source_file, "output": preset.output},
             "midi": {"mappings": {str(cc): knob for cc, knob in sorted(preset.midi.items())}},
-            "banks": preset.banks, "sptmod": preset.sptmod}
+            "banks": preset.banks, "sptmod": _sptmod_json(preset, None)}
+
+
+def _sptmod_json(preset: Preset, folder: Path | None) -> dict | None:
+    """{"model", "sha256"} of the spec's model: the path relative to the preset's folder when the
+    model sits inside it (so a folder of presets and models can move), else absolute."""
+    s = preset.spec
+    if s.model is None:
+        return None
+    model = Path(s.model)
+    if folder is not None:
+        try:
+            model = model.resolve().relative_to(Path(folder).resolve())
+        except ValueError:
+            model = model.resolve()
+    return {"model": model.as_posix(), "sha256": s.model_sha256}
+
+
+def _model_path(model: str, origin: str) -> Path:
+    """A preset's model path: relative paths are relative to the preset file's folder."""
+    p = Path(model).expanduser()
+    if p.is_absolute() or origin.startswith("<"):
+        return p
+    return Path(origin).parent / p
+
+
+def _model_controls(c: _Check, sptmod: dict | None, origin: str, spec_target) -> tuple:
+    """(absolute model path, its control names) for a preset's sptmod field; problems recorded."""
+    reads = spec_target is not None and spec_target.uses_external
+    if sptmod is None:
+        if reads:
+            c.add("target: it reads 'sptmod' but the preset names no SPTMod model (sptmod: null)")
+        return None, []
+    if spec_target is not None and not reads:
+        c.add("sptmod: a model is given but the target does not read 'sptmod' (e.g. y = sptmod)")
+    path = _model_path(sptmod["model"], origin)
+    from engine.sptmod_file import ModelError, load_model
+    try:
+        model = load_model(path)
+    except (ModelError, OSError) as e:
+        c.add(f"sptmod: {e}")
+        return path, []
+    if model.sha256 != sptmod["sha256"].lower():
+        c.add(f"sptmod: {path} is not the model this preset was saved with (content hash "
+              f"{model.sha256[:12]}…, expected {sptmod['sha256'][:12]}…)")
+    return path, model.control_names
 
 
 def dumps(preset: Preset, origin: str = "<text>") -> str:
     """The preset as JSON text, checked first: we never write a file we would refuse to read."""
     doc = to_json(preset)
+    if preset.spec.model is not None and not origin.startswith("<"):
+        doc["sptmod"] = _sptmod_json(preset, Path(origin).parent)
     parse_document(doc, origin)
     return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -254,6 +301,8 @@ def _parse_document(doc: Any, origin: str) -> Preset:
                 c.add(f"target_params '{p.name}': is a learnable parameter; declare it in params only")
             elif p.name not in tgraph.params:
                 c.add(f"target_params '{p.name}': the target has no parameter named '{p.name}'")
+    sptmod = _sptmod(c, doc.get("sptmod"))
+    model_path, model_controls = _model_controls(c, sptmod, origin, tgraph)
     if tgraph is not None and params is not None and target_params is not None:
         tdecl = {p.name: p for p in target_params}
         for name_ in tgraph.params:
@@ -264,8 +313,9 @@ def _parse_document(doc: Any, origin: str) -> Preset:
                     c.add(f"target: its parameter '{name_}' needs a hidden value or a declaration "
                           "in target_params")
         for name_ in hidden:
-            if name_ not in tgraph.params:
-                c.add(f"hidden '{name_}': the target has no parameter named '{name_}'")
+            if name_ not in tgraph.params and name_ not in model_controls:
+                c.add(f"hidden '{name_}': the target has no parameter "
+                      + ("(and its model no control) " if sptmod else "") + f"named '{name_}'")
     if params is not None:
         for name_, v in learned.items():
             p = learnable.get(name_)
@@ -274,17 +324,18 @@ def _parse_document(doc: Any, origin: str) -> Preset:
             elif not p.lo <= v <= p.hi:
                 c.add(f"learned '{name_}': {v:g} is outside the range [{p.lo:g}, {p.hi:g}]")
     audio = _audio(c, doc.get("audio", {}))
-    midi = _midi(c, doc.get("midi", {}), None if tgraph is None else set(tgraph.params))
+    midi = _midi(c, doc.get("midi", {}), None if tgraph is None else set(tgraph.params) | set(model_controls))
     banks = _banks(c, doc.get("banks"))
     bank_spec = None if banks is None else _bank_spec(c, banks, {p.name: p for p in params or []})
-    sptmod = _sptmod(c, doc.get("sptmod"))
 
     if c.problems:
         extra = len(c.problems) - MAX_PROBLEMS
         shown = c.problems[:MAX_PROBLEMS] + ([f"... and {extra} more problems"] if extra > 0 else [])
         raise PresetError(shown, origin)
     spec = CircuitSpec(circuit, params, target=target, hidden=hidden, settings=settings,
-                       hidden_params=target_params, banks=bank_spec)
+                       hidden_params=target_params, banks=bank_spec,
+                       model=None if sptmod is None else str(model_path),
+                       model_sha256=None if sptmod is None else sptmod["sha256"].lower())
     return Preset(name=name, description=description, spec=spec, learned=learned, midi=midi,
                   banks=banks, sptmod=sptmod, **audio)
 

@@ -193,6 +193,7 @@ class Session:
         if spec.model_sha256 is not None and model.sha256 != spec.model_sha256:
             raise SessionError(f"{spec.model}: not the model this was saved with (content hash "
                                f"{model.sha256[:12]}…, expected {spec.model_sha256[:12]}…)")
+        spec.model_sha256 = model.sha256          # a preset saved from here names this model
         controls = {}
         for c in model.controls:
             v = self.memory.finite(spec.hidden.get(c["name"], c["default"]), f"the control '{c['name']}'")

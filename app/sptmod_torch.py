@@ -34,7 +34,6 @@ j = 0, the series-modulated signal for j >= 1; always stored detached) and the L
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -2,6 +2,7 @@
 target is exactly the streaming model over the source, the learnable circuit sees the source
 delayed by the model's FIFO latency, bad input never reaches the model's state, and the session
 exposes the model's controls as hidden knobs."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,29 @@ def test_the_session_turns_model_controls_as_hidden_knobs_and_checks_the_models_
     with pytest.raises(SessionError, match="nonexistent.npz: no such file"):
         s.load(CircuitSpec("y = g*x", [ParamSpec("g", 0.0)], target="y = sptmod", model="/nonexistent.npz"))
     s.close()
+
+
+def test_run_headless_learns_against_the_model_and_reports_it(capsys):
+    from app.cli import main
+    rc = main(["run", "--headless", "--seconds", "1.5", "--device", "virtual", "--quiet",
+               "--sptmod", str(GOLDEN), "--circuit", "y = d", "--param", "d=0:-1:1", "--hidden", "p3=0.2",
+               "--optimizer", "sgd", "--lr", "0.001", "--window", "64"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    model = load_model(GOLDEN)
+    assert res["sptmod"]["sha256"] == model.sha256 and res["sptmod"]["controls"]["p3"] == 0.2
+    assert res["sptmod"]["restarts"] == 0 and res["nonfinite_out"] == 0
+    # y = d learns the mean of the model's output over the source (the LCG noise at gain 1)
+    from engine.sources import LcgNoise
+    stream = SptModStream(model.config, model.weights)
+    stream.set_controls([0.2 if n == "p3" else v for n, v in zip(model.control_names, model.control_defaults)])
+    y = stream.process(LcgNoise().read(48000))
+    assert abs(res["params"]["d"] - y[24000:].mean()) < 0.01 * np.abs(y).max()
+
+
+def test_run_headless_refuses_a_model_the_target_does_not_read(capsys):
+    from app.cli import main
+    rc = main(["run", "--headless", "--seconds", "1", "--device", "virtual", "--quiet",
+               "--sptmod", str(GOLDEN), "--target", "y = x", "--circuit", "y = g*x", "--param", "g=0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error: an SPTMod model is loaded but the target does not read")

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,7 @@ def rich_preset() -> Preset:
                   source_file="/tmp/some file.wav", output="error",
                   midi={74: "hidden:drive", 1: "lr", 7: "master", 20: "source_hz"},
                   banks=presets.banks_to_json(spec.banks, [{"cutoff": 100.0, "level": 0.25},
-                                                           {"cutoff": 2000.0, "level": -1.5}]),
-                  sptmod={"model": "models/amp.npz", "sha256": "ab" * 32})
+                                                           {"cutoff": 2000.0, "level": -1.5}]))
 
 
 def good_doc() -> dict:
@@ -610,3 +610,71 @@ def test_factory_preset_learns(name):
     learned = learner.params()
     close = all(abs(learned[k] - s.hidden[k]) <= 0.05 * abs(s.hidden[k]) for k in learned if k in s.hidden)
     assert start > 0 and (end * 100 <= start or close), (name, start, end, learned, s.hidden)
+
+
+# ------------------------------------------------------------------ SPTMod ground truth
+
+GOLDEN_MODEL = Path(__file__).parent / "reference" / "sptmod" / "golden_SPTMod25_p7.npz"
+
+
+def _model_preset(model_path) -> Preset:
+    from engine.sptmod_file import load_model
+    spec = CircuitSpec("y = g*x + d", [ParamSpec("g", 0.0, -2.0, 2.0), ParamSpec("d", 0.0, -1.0, 1.0)],
+                       target="y = sptmod", hidden={"p3": 0.25}, model=str(model_path),
+                       model_sha256=load_model(model_path).sha256)
+    return Preset(name="neural", description="", spec=spec, midi={21: "hidden:p3"})
+
+
+def test_a_model_preset_stores_the_model_relative_to_itself_and_survives_a_move(tmp_path):
+    folder = tmp_path / "kit"
+    (folder / "models").mkdir(parents=True)
+    model = folder / "models" / "m.npz"
+    shutil.copy(GOLDEN_MODEL, model)
+    p = _model_preset(model)
+    presets.save(p, folder / "neural.json")
+    doc = json.loads((folder / "neural.json").read_text())
+    assert doc["sptmod"] == {"model": "models/m.npz", "sha256": p.spec.model_sha256}
+    moved = tmp_path / "elsewhere"
+    folder.rename(moved)
+    back = presets.load(moved / "neural.json")
+    assert Path(back.spec.model) == moved / "models" / "m.npz"
+    assert back.spec.hidden == {"p3": 0.25} and back.midi == {21: "hidden:p3"}
+    assert back.spec.model_sha256 == p.spec.model_sha256 and back == dataclasses.replace(
+        p, spec=dataclasses.replace(p.spec, model=back.spec.model))
+
+
+def test_a_model_preset_refuses_a_changed_or_missing_model_and_unknown_controls(tmp_path):
+    from engine.sptmod_file import load_model, save_model
+    model = tmp_path / "m.npz"
+    shutil.copy(GOLDEN_MODEL, model)
+    presets.save(_model_preset(model), tmp_path / "p.json")
+    doc = json.loads((tmp_path / "p.json").read_text())
+    other = load_model(GOLDEN_MODEL)
+    other.weights["s_acts.0.weight"] = other.weights["s_acts.0.weight"] + 0.125
+    save_model(other, tmp_path / "m.npz", overwrite=True)         # same name, different weights
+    assert any("is not the model this preset was saved with" in q
+               for q in problems_of_file(tmp_path / "p.json"))
+    (tmp_path / "m.npz").unlink()
+    assert any(q.startswith("sptmod: ") and "no such file" in q for q in problems_of_file(tmp_path / "p.json"))
+    shutil.copy(GOLDEN_MODEL, model)
+    doc["hidden"]["volume"] = 1.0
+    (tmp_path / "q.json").write_text(json.dumps(doc))
+    assert any("hidden 'volume': the target has no parameter (and its model no control)" in q
+               for q in problems_of_file(tmp_path / "q.json"))
+    doc["hidden"].pop("volume")
+    doc["sptmod"] = None
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    assert any("reads 'sptmod' but the preset names no SPTMod model" in q
+               for q in problems_of_file(tmp_path / "r.json"))
+    doc["sptmod"] = {"model": "m.npz", "sha256": load_model(model).sha256}
+    doc["target"] = "y = 0.5*x"
+    doc["hidden"] = {}
+    doc["midi"] = {"mappings": {}}
+    (tmp_path / "s.json").write_text(json.dumps(doc))
+    assert any("does not read 'sptmod'" in q for q in problems_of_file(tmp_path / "s.json"))
+
+
+def problems_of_file(path) -> list[str]:
+    with pytest.raises(PresetError) as e:
+        presets.load(path)
+    return e.value.problems
