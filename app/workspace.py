@@ -225,7 +225,13 @@ class Workspace:
         return presets.Preset(name=self.name, description=self.description, spec=spec,
                               learned=learned, source=self.source, source_hz=self.source_hz,
                               source_file=self.source_file, output=s.output,
-                              midi=self.midi.mappings, banks=banks, sptmod=self.sptmod)
+                              midi=self._live_mappings(), banks=banks, sptmod=self.sptmod)
+
+    def _live_mappings(self) -> dict:
+        """MIDI mappings to knobs that still exist (a renamed parameter or a new ground truth
+        leaves stale ones, which a preset must not carry: it would be refused on opening)."""
+        knobs = self.session.knobs()
+        return {cc: k for cc, k in self.midi.mappings.items() if k in knobs}
 
     def save(self, path, overwrite: bool = False) -> Path:
         preset = self.snapshot()

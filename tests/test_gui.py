@@ -403,3 +403,42 @@ def test_garbage_cycles_are_collected_on_the_gui_thread_only_while_a_window_is_o
     del alive
     w.close()
     assert gc.isenabled()
+
+
+GOLDEN_MODEL = REPO / "tests" / "reference" / "sptmod" / "golden_SPTMod25_p7.npz"
+
+
+def test_an_sptmod_model_becomes_the_ground_truth_with_its_controls_as_knobs(qtbot, window, tmp_path):
+    from engine.sptmod_file import load_model
+    model = load_model(GOLDEN_MODEL)
+    assert window.use_model(GOLDEN_MODEL)
+    wait_loaded(qtbot, window, 2)
+    s = window.session
+    assert s.spec.target == "y = sptmod" and s.spec.model_sha256 == model.sha256
+    assert set(window.hidden.knobs) == set(model.control_names)
+    slider = window.hidden.rows["p3"][0]
+    slider.setValue(slider.maximum())                      # the knob turns the model's control
+    assert s.hidden()["p3"] == 1.0 and s.memory.active.model.controls[3] == 1.0
+    # an edited learnable circuit keeps the model and where its knobs are
+    window.circuit.circuit.setPlainText("y = gain*x + dc + bias")
+    window.circuit.request_apply()
+    wait_loaded(qtbot, window, 3)
+    assert s.spec.model_sha256 == model.sha256 and s.hidden()["p3"] == 1.0
+    # saved and reopened: the same model, the same knob
+    path = tmp_path / "neural.json"
+    window.workspace.save(path)
+    window.drop_model()
+    wait_loaded(qtbot, window, 4)
+    assert s.spec.model is None and "p3" not in s.hidden()
+    assert window.open_preset(path)
+    wait_loaded(qtbot, window, 5)
+    assert s.spec.model_sha256 == model.sha256 and s.hidden()["p3"] == 1.0
+
+
+def test_a_file_that_is_not_a_model_gives_one_dialog_and_changes_nothing(qtbot, window, tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    before = window.session.spec
+    assert not window.use_model(bad)
+    assert window.error_dialog is not None and "not a usable SPTMod model" in window.error_dialog.text()
+    assert window.session.spec is before

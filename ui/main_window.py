@@ -38,6 +38,17 @@ class _Bridge(QtCore.QObject):
     finished = QtCore.Signal()
 
 
+def _reads_model(spec) -> bool:
+    """Whether spec's target reads `sptmod` (the texts were checked already; a failure is no)."""
+    from engine.language import CircuitError, parse
+    if not spec.target:
+        return False
+    try:
+        return parse(spec.target, 48000.0, "target").uses_external
+    except CircuitError:
+        return False
+
+
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, workspace: Workspace, devices=(), midi_ports=(), autosave_seconds: float = 5.0,
                  autosave: bool = True):
@@ -155,6 +166,9 @@ class MainWindow(QtWidgets.QMainWindow):
         file.addAction("&Save", QtGui.QKeySequence.StandardKey.Save, self.save)
         file.addAction("Save &as…", QtGui.QKeySequence.StandardKey.SaveAs, lambda: self.save_as())
         file.addSeparator()
+        file.addAction("Ground truth from an SPTMod &model…", self.use_model_dialog)
+        file.addAction("Ground truth from the circuit (no model)", self.drop_model)
+        file.addSeparator()
         file.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
         learn = bar.addMenu("&Learning")
         self.run_action = learn.addAction("Run / pause", self.learning.run.toggle)
@@ -229,8 +243,15 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ---- circuits and presets
     def apply_spec(self, spec, message: str = "circuit applied"):
-        """Compile and swap spec in; parameters whose names survive keep what they learned."""
+        """Compile and swap spec in; parameters whose names survive keep what they learned. An
+        edited circuit keeps the SPTMod model (and its knob positions) the running one uses."""
         kept = self.session.params()
+        current = self.session.spec
+        if spec.model is None and current is not None and current.model is not None and _reads_model(spec):
+            controls = {k: v for k, v in self.session.hidden().items()
+                        if k in self.session.memory.active.model_controls}
+            spec = dataclasses.replace(spec, model=current.model, model_sha256=current.model_sha256,
+                                       hidden={**controls, **spec.hidden})
 
         def work(progress):
             self.session.load(spec, progress)
@@ -245,6 +266,44 @@ class MainWindow(QtWidgets.QMainWindow):
             self._circuit_changed()
             self.say(message)
         self._run_job(work, done, "compiling…")
+
+    def use_model_dialog(self):
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "SPTMod model as the ground truth",
+                                                        str(presets.FACTORY_DIR), "SPTMod models (*.npz)")
+        if path:
+            self.use_model(path)
+
+    def use_model(self, path) -> bool:
+        """Make an SPTMod model the ground truth: the target becomes  y = sptmod  and the model's
+        controls become the hidden knobs. A file that is not a usable model: one dialog."""
+        from engine.sptmod_file import ModelError, load_model
+        spec = self.session.spec
+        if spec is None:
+            return False
+        try:
+            model = load_model(path)
+        except (ModelError, OSError) as e:
+            problems = e.problems if isinstance(e, ModelError) else [str(e)]
+            self.show_problems("Cannot use the model", f"{Path(path).name} is not a usable SPTMod model:",
+                               problems)
+            return False
+        hidden = {c["name"]: c["default"] for c in model.controls}
+        learnable = {p.name for p in spec.params}
+        self.apply_spec(dataclasses.replace(spec, target="y = sptmod", hidden=hidden, hidden_params=[],
+                                            model=str(Path(path).resolve()), model_sha256=model.sha256,
+                                            params=[p for p in spec.params if p.name in learnable]),
+                        f"ground truth: the SPTMod model {Path(path).name}")
+        return True
+
+    def drop_model(self):
+        """Back to a circuit as the ground truth (the learnable circuit with its hidden values)."""
+        spec = self.session.spec
+        if spec is None or spec.model is None:
+            return
+        hidden = {p.name: p.init for p in spec.params}
+        self.apply_spec(dataclasses.replace(spec, target=None, hidden=hidden, hidden_params=[],
+                                            model=None, model_sha256=None),
+                        "ground truth: the circuit again (no SPTMod model)")
 
     def move_bank_boundaries(self, boundaries: list):
         spec = self.session.spec
