@@ -579,11 +579,73 @@ def _render_controls(text, model) -> np.ndarray:
     return np.array(values, dtype=np.float64)
 
 
+def _write_render_output(path: str, out: np.ndarray, rate: float):
+    try:
+        if path.lower().endswith(".npy"):
+            np.save(path, out)
+        else:
+            import soundfile as sf
+            sf.write(path, out.astype(np.float32), int(round(rate)), subtype="FLOAT")
+    except (OSError, RuntimeError, ValueError) as e:
+        raise UsageError(f"--output {path}: cannot write ({_one_line(e)})") from None
+
+
+def _render_circuit(a) -> int:
+    """A circuit text over a file (the engine's own rendering, e.g. of a device to capture with
+    SPTMod): every parameter needs a value (--hidden NAME=VALUE)."""
+    from engine.language import CircuitError, parse
+    from engine.learner import Learner, ParamSpec, Settings
+    x, in_rate = _read_render_input(a.input)
+    rate = float(in_rate) if in_rate is not None else (48000.0 if a.sr is None else a.sr)
+    values = dict(parse_hidden(t) for t in a.hidden)
+    try:
+        graph = parse(a.circuit, rate, "circuit")
+        missing = [n for n in graph.params if n not in values]
+        if missing:
+            raise UsageError(f"--circuit: give '{missing[0]}' a value with --hidden {missing[0]}=VALUE")
+        unused = [n for n in values if n not in graph.params]
+        if unused:
+            raise UsageError(f"--hidden {unused[0]}: the circuit has no parameter named '{unused[0]}'")
+        # the circuit is the target of a learner that does not learn: out[:, 0] is its output
+        learner = Learner("y = render_gain*x", [ParamSpec("render_gain", 0.0)], target=a.circuit,
+                          hidden=values, settings=Settings(learning=False), sample_rate=rate)
+    except (CircuitError, ValueError) as e:
+        raise UsageError(f"--circuit {_one_line(e)}") from None
+    t0 = time.perf_counter()
+    out = np.empty(x.size)
+    progress = _RenderProgress(x.size, not a.quiet)
+    try:
+        for k in range(0, x.size, 65536):
+            out[k:k + 65536] = learner.process(x[k:k + 65536])[0][:, 0]
+            progress.update(min(k + 65536, x.size))
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - t0
+    # the kernel silences (and counts as skipped) samples where the circuit went non-finite
+    bad = int(learner.skipped) + int(np.count_nonzero(~np.isfinite(out)))
+    if bad:
+        raise UsageError(f"--circuit: the output was NaN/Inf at {bad} samples; nothing was written")
+    _write_render_output(a.output, out, rate)
+    print(json.dumps({"samples": int(x.size), "seconds": seconds, "circuit": a.circuit,
+                      "hidden": values, "sample_rate": rate}))
+    return 0
+
+
 def cmd_render(a) -> int:
-    """Run an SPTMod model over a file, block by block through the streaming engine."""
-    for flag, v in (("--sptmod", a.sptmod), ("--input", a.input), ("--output", a.output)):
+    """Run an SPTMod model (or a circuit) over a file, block by block through the streaming engine."""
+    for flag, v in (("--input", a.input), ("--output", a.output)):
         if not v:
             raise UsageError(f"render needs {flag}")
+    if (a.sptmod is None) == (a.circuit is None):
+        raise UsageError("render needs one of --sptmod MODEL or --circuit TEXT")
+    out_kind = os.path.splitext(a.output)[1].lower()
+    if out_kind not in (".npy", ".wav"):
+        raise UsageError(f"--output {a.output}: the name must end in .npy or .wav")
+    folder = os.path.dirname(os.path.abspath(a.output))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--output {a.output}: the folder {folder} does not exist")
+    if a.circuit is not None:
+        return _render_circuit(a)
     try:
         block = int(a.block)
     except ValueError:
@@ -592,12 +654,6 @@ def cmd_render(a) -> int:
         raise UsageError(f"--block {block}: must be between 1 and {RENDER_MAX_BLOCK}")
     if a.dtype not in ("float32", "float64"):
         raise UsageError(f"--dtype {a.dtype}: use float32 or float64")
-    out_kind = os.path.splitext(a.output)[1].lower()
-    if out_kind not in (".npy", ".wav"):
-        raise UsageError(f"--output {a.output}: the name must end in .npy or .wav")
-    folder = os.path.dirname(os.path.abspath(a.output))
-    if not os.path.isdir(folder):
-        raise UsageError(f"--output {a.output}: the folder {folder} does not exist")
     if not os.path.exists(a.sptmod):
         raise UsageError(f"--sptmod {a.sptmod}: no such file")
     from engine.sptmod_file import ModelError, load_model, model_hash
@@ -745,6 +801,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: the model's defaults; an upstream file's stored p)")
     np_.add_argument("--dtype", default="float64", metavar="float32|float64",
                      help="arithmetic of the engine (default float64; float32 is the real-time build)")
+    np_.add_argument("--circuit", metavar="TEXT", help="render this circuit instead of a model "
+                     "(every parameter set with --hidden NAME=VALUE), e.g. a compressor to capture")
+    np_.add_argument("--hidden", action="append", default=[], metavar="NAME=VALUE",
+                     help="a parameter value of --circuit")
+    np_.add_argument("--sr", type=float, metavar="HZ", help="sample rate of a .npy input for --circuit "
+                     "(default 48000)")
     np_.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
     np_.set_defaults(func=cmd_render)
 

@@ -197,3 +197,39 @@ def test_bad_inputs(capsys, data, tmp_path):
     g0 = data["golden_SPTMod24_p0.npz"]
     assert_one_line_error(capsys, "--sptmod", g0["model"], "--input", x, "--output", y,
                           "--controls", "0.5", words=["0 controls"])
+
+
+# ------------------------------------------------------------------ circuits
+
+def test_a_circuit_renders_with_its_parameter_values_sample_for_sample(capsys, tmp_path):
+    x = np.sin(np.arange(5000) * 0.01) * np.linspace(0, 1.5, 5000)
+    np.save(tmp_path / "x.npy", x)
+    res = render_ok(capsys, "--circuit", "y = g*x + a*y@1", "--hidden", "g=0.5", "--hidden", "a=0.25",
+                    "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"))
+    y = np.load(tmp_path / "y.npy")
+    want = np.zeros_like(x)
+    for n in range(x.size):                     # the recursion, written out
+        want[n] = 0.5 * x[n] + 0.25 * (want[n - 1] if n else 0.0)
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-15)
+    assert res["samples"] == 5000 and res["hidden"] == {"g": 0.5, "a": 0.25}
+
+
+def test_a_circuit_render_keeps_a_wav_files_rate(capsys, tmp_path):
+    sf.write(tmp_path / "x.wav", np.full(4410, 0.5, dtype=np.float32), 44100, subtype="FLOAT")
+    res = render_ok(capsys, "--circuit", "y = SR/44100*g*x", "--hidden", "g=0.5", "--input",
+                    str(tmp_path / "x.wav"), "--output", str(tmp_path / "y.wav"))
+    y, rate = sf.read(tmp_path / "y.wav")
+    assert rate == 44100 and res["sample_rate"] == 44100.0 and np.allclose(y, 0.25)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--circuit", "y = g*x"], ["give 'g' a value"]),
+    (["--circuit", "y = g*x", "--hidden", "g=1", "--hidden", "k=2"], ["no parameter named 'k'"]),
+    (["--circuit", "y = g*", "--hidden", "g=1"], ["--circuit", "syntax error"]),
+    (["--circuit", "y = exp(g*x)", "--hidden", "g=1000"], ["NaN/Inf"]),
+])
+def test_circuit_render_errors_are_one_line(capsys, tmp_path, args, words):
+    np.save(tmp_path / "x.npy", np.ones(64))
+    assert_one_line_error(capsys, *args, "--input", str(tmp_path / "x.npy"), "--output",
+                          str(tmp_path / "y.npy"), words=words)
+    assert not (tmp_path / "y.npy").exists()
