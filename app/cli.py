@@ -1,4 +1,4 @@
-"""Command line: `python main.py learn|run|render|devices ...` (headless work)."""
+"""Command line: `python main.py learn|run|render|train-sptmod|devices ...` (headless work)."""
 from __future__ import annotations
 
 import argparse
@@ -809,6 +809,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default 48000)")
     np_.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
     np_.set_defaults(func=cmd_render)
+
+    from app.sptmod_train import add_train_parser      # imports PyTorch only when it runs
+    add_train_parser(sub)
 
     dp = sub.add_parser("devices", help="list audio devices and MIDI ports")
     dp.add_argument("--json", action="store_true")

@@ -22,7 +22,14 @@ to feed it, so every group starts from zero states, as the model does at run tim
   samples (cached padding); each iteration is one Adam step (lr 5e-4 by default, betas 0.9 and
   0.999, eps 1e-8);
 * per-pair controls (--controls-file) are fed to the network as given (every value within the
-  control's [min, max]).
+  control's [min, max]);
+* audio files are read with soundfile; a stereo or multi-channel file is averaged to mono; the
+  input and target of a pair must have the same length and rate, all pairs the same rate (the
+  model's sample rate), and every sample must be finite;
+* initialisation: PyTorch's defaults (seeded with --seed), then `align_output_sign` gives the
+  output the target's sign (negating the last audio 1x1 convolution if the initial output
+  correlates negatively with the target): the sign-blind MR-STFT and MR-EESR terms can otherwise
+  trap a model that starts with a negative gain near zero gain.
 
 Loss (spec 4.5): 100·MAE + ESR + MR-STFT + MR-EESR, computed per batch item and averaged over the
 batch. Choices where the paper is silent (spec 4.8):
@@ -30,9 +37,10 @@ batch. Choices where the paper is silent (spec 4.8):
 * ESR = sum (y - yhat)^2 / (sum y^2 + 1e-8);
 * MR-STFT over window sizes 512, 1024, 2048 (each capped at the largest power of two <= the
   length): periodic Hann window, hop = window/4, no centring or padding (only whole frames);
-  |Y| = sqrt(max(|Y|^2, 1e-16)), i.e. magnitudes floored at eps = 1e-8, which guards the logs
-  and keeps the square root's gradient finite; per resolution ||Y| - |Yhat||_F / ||Y||_F plus the
-  mean over all STFT values of |log|Y| - log|Yhat||; averaged over the resolutions;
+  |Y| = sqrt(max(|Y|^2, 1e-8)) (eps = 1e-8 on the power, as auraloss, which the paper cites:
+  magnitudes are floored at 1e-4, which guards the logs and keeps the square root's gradient
+  finite); per resolution ||Y| - |Yhat||_F / ||Y||_F plus the mean over all STFT values of
+  |log|Y| - log|Yhat||; averaged over the resolutions;
 * MR-EESR over W = 512, 1024, 2048 (capped likewise): K = floor(len / (W/4)) windows starting at
   k·W/4, truncated at the end of the signal; E_k = mean of y^2 over the window's samples;
   mean over k of |Ehat_k - E_k| / (E_k + 1e-8); averaged over the resolutions.
@@ -61,7 +69,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -106,7 +113,7 @@ def _stft_term(yhat, y, W):
         X = torch.stft(s, n_fft=W, hop_length=W // 4, win_length=W, window=win, center=False,
                        return_complex=True)
         power = torch.view_as_real(X).pow(2).sum(-1)
-        return torch.sqrt(torch.clamp(power, min=EPS * EPS))
+        return torch.sqrt(torch.clamp(power, min=EPS))
 
     Y, Yh = mag(y), mag(yhat)
     sc = torch.linalg.vector_norm(Y - Yh, dim=(1, 2)) / torch.linalg.vector_norm(Y, dim=(1, 2))
@@ -149,8 +156,9 @@ def sptmod_loss(yhat, y, parts: bool = False):
     eesr = sum(_eesr_term(yhat, y, W) for W in sizes) / len(sizes)
     loss = MAE_WEIGHT * mae + e + stft + eesr
     if parts:
-        return loss, {"mae": float(mae), "esr": float(e), "mrstft": float(stft),
-                      "mreesr": float(eesr)}
+        return loss, {"mae": float(mae.detach()), "esr": float(e.detach()),
+                      "mrstft": float(stft.detach()),
+                      "mreesr": float(eesr.detach())}
     return loss
 
 
@@ -523,6 +531,32 @@ def _validate(model, pairs, val_batches, plan, o, dtype):
     return res
 
 
+def align_output_sign(model, plan, batches, o, dtype) -> bool:
+    """Choose the sign of the freshly initialised model's output: if the model's output on the
+    first training sequences correlates negatively with the target, negate the last block's
+    audio 1x1 convolution (weight and bias), which negates the whole output. PyTorch's default
+    initialisation is symmetric, so this is as likely a draw from it; it avoids a trap of the
+    loss: MR-STFT and MR-EESR do not see the sign, and their log/ratio gradients grow as the
+    gain approaches zero, so a model whose initial gain has the wrong sign can settle near zero
+    gain instead of crossing it (seen in half the seeds of a plain gain-fitting test).
+    Returns True when the sign was flipped."""
+    import torch
+    idx = list(range(min(o.B, len(batches))))
+    X, Y, Pc = batches.tensors(idx, dtype)
+    with torch.no_grad():
+        model.reset_state()
+        yhat = model.forward_unpadded(X[:, :plan.L_in], Pc, plan=plan)
+        model.reset_state()
+        y = Y[:, plan.i0a:plan.i0a + plan.L]
+        c = float(((yhat - yhat.mean(1, keepdim=True)) * (y - y.mean(1, keepdim=True))).sum())
+        if c < 0:
+            last = model.s_conv11f[model.J - 1]
+            last.weight.neg_()
+            last.bias.neg_()
+            return True
+    return False
+
+
 def train(o: TrainOptions) -> dict:
     """Run (or resume) a training; export the model; return the summary dict. Raises
     TrainInputError for bad input."""
@@ -539,11 +573,11 @@ def train(o: TrainOptions) -> dict:
         if not os.path.exists(ckpt_path):
             raise TrainInputError(f"--resume: no checkpoint {ckpt_path}")
     else:
-        if os.path.exists(o.out) and not o.force:
-            raise TrainInputError(f"--out {o.out}: the file exists (add --force to replace it)")
         if os.path.exists(ckpt_path) and not o.force:
             raise TrainInputError(f"{ckpt_path} exists: add --resume to continue that training or "
                                   "--force to start over")
+        if os.path.exists(o.out) and not o.force:
+            raise TrainInputError(f"--out {o.out}: the file exists (add --force to replace it)")
 
     pairs, controls, rate = load_data(o)
     cfg, cfg_name = resolve_config(o.config, len(controls))
@@ -569,6 +603,7 @@ def train(o: TrainOptions) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(0.9, 0.999), eps=1e-8)
     rng = np.random.Generator(np.random.PCG64(o.seed))
     epoch0, iters, history, best, seconds0, exported = 0, 0, [], None, 0.0, None
+    flipped = False
 
     if o.resume:
         st = _load_ckpt(ckpt_path)
@@ -583,10 +618,14 @@ def train(o: TrainOptions) -> dict:
         torch.set_rng_state(st["rng_torch"])
         epoch0, iters, history = int(st["epoch"]), int(st["iterations"]), list(st["history"])
         best, seconds0, exported = st["best"], float(st["seconds"]), st.get("exported_sha256")
+        flipped = bool(st["sign_flipped"])
         if os.path.exists(o.out) and not o.force and (exported is None
                                                       or model_hash(o.out) != exported):
             raise TrainInputError(f"--out {o.out}: the file exists and is not the model this "
                                   "training exported (add --force to replace it)")
+
+    else:
+        flipped = align_output_sign(model, plan, train_b, o, dtype)
 
     n_batches = -(-len(train_b) // o.B)
     per_epoch = n_batches * o.N
@@ -601,48 +640,59 @@ def train(o: TrainOptions) -> dict:
         return {"format": CKPT_FORMAT, "version": CKPT_VERSION, "signature": sig, "epoch": ep,
                 "iterations": iters, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "best": best, "history": history, "rng_numpy": json.dumps(rng.bit_generator.state),
-                "rng_torch": torch.get_rng_state(), "seconds": secs, "exported_sha256": exported}
+                "rng_torch": torch.get_rng_state(), "seconds": secs, "exported_sha256": exported,
+                "sign_flipped": flipped}
 
-    for epoch in range(epoch0, o.epochs):
-        model.train()
-        perm = rng.permutation(len(train_b))
-        run_loss, run_n = 0.0, 0
-        t_ep = time.perf_counter()
+    # PyTorch's native CPU kernels: oneDNN's LSTM backward is ~20x slower at these sizes
+    mkldnn_was = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        for epoch in range(epoch0, o.epochs):
+            model.train()
+            perm = rng.permutation(len(train_b))
+            run_loss, run_n = 0.0, 0
+            t_ep = time.perf_counter()
 
-        def step(loss):
-            nonlocal iters, run_loss, run_n
-            if not torch.isfinite(loss):
-                raise TrainInputError(f"training diverged (non-finite loss) at epoch {epoch + 1}, "
-                                      f"iteration {iters + 1}: lower --lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            iters += 1
-            run_loss += float(loss.detach())
-            run_n += 1
-            prog.update(epoch + 1, o.epochs, iters - epoch * per_epoch, per_epoch, iters,
-                        run_loss / run_n)
+            def step(loss):
+                nonlocal iters, run_loss, run_n
+                if not torch.isfinite(loss):
+                    raise TrainInputError(f"training diverged (non-finite loss) at epoch {epoch + 1}, "
+                                          f"iteration {iters + 1}: lower --lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                iters += 1
+                run_loss += float(loss.detach())
+                run_n += 1
+                prog.update(epoch + 1, o.epochs, iters - epoch * per_epoch, per_epoch, iters,
+                            run_loss / run_n)
 
-        for bi in range(n_batches):
-            idx = perm[bi * o.B:(bi + 1) * o.B]
-            X, Y, Pc = train_b.tensors(idx, dtype)
-            _group(model, plan, X, Y, Pc, o.N, o.L, step)
-        model.eval()
-        v = _validate(model, pairs, val_b, plan, o, dtype)
-        rec = {"epoch": epoch + 1, "iterations": iters, "train_loss": run_loss / max(run_n, 1),
-               "seconds": time.perf_counter() - t_ep, **v}
-        history.append(rec)
-        key = v["loss_st"]
-        if best is None or key is None or key < best["loss_st"]:
-            best = {"epoch": epoch + 1, "weights": {n: p.detach().clone()
-                                                    for n, p in model.named_parameters()}, **v}
-        _save_ckpt(ckpt_path, state_dict_for(epoch + 1, seconds0 + time.perf_counter() - t_start))
-        fmt = lambda x: "-" if x is None else f"{x:.4e}"
-        prog.epoch_line(f"epoch {epoch + 1}/{o.epochs}: train loss {fmt(rec['train_loss'])}, "
-                        f"validation loss ST {fmt(v['loss_st'])} WT {fmt(v['loss_wt'])}, "
-                        f"ESR ST {fmt(v['esr_st'])} WT {fmt(v['esr_wt'])}"
-                        f"{'  (best)' if best['epoch'] == epoch + 1 else ''}  "
-                        f"[{rec['seconds']:.1f} s]")
+            for bi in range(n_batches):
+                idx = perm[bi * o.B:(bi + 1) * o.B]
+                X, Y, Pc = train_b.tensors(idx, dtype)
+                _group(model, plan, X, Y, Pc, o.N, o.L, step)
+            model.eval()
+            t_val = time.perf_counter()
+            v = _validate(model, pairs, val_b, plan, o, dtype)
+            now = time.perf_counter()
+            rec = {"epoch": epoch + 1, "iterations": iters, "train_loss": run_loss / max(run_n, 1),
+                   "seconds": now - t_ep, "train_seconds": t_val - t_ep,
+                   "validation_seconds": now - t_val, **v}
+            history.append(rec)
+            key = v["loss_st"]
+            if best is None or key is None or key < best["loss_st"]:
+                best = {"epoch": epoch + 1, "weights": {n: p.detach().clone()
+                                                        for n, p in model.named_parameters()}, **v}
+            _save_ckpt(ckpt_path, state_dict_for(epoch + 1, seconds0 + time.perf_counter() - t_start))
+            fmt = lambda x: "-" if x is None else f"{x:.4e}"
+            prog.epoch_line(f"epoch {epoch + 1}/{o.epochs}: train loss {fmt(rec['train_loss'])}, "
+                            f"validation loss ST {fmt(v['loss_st'])} WT {fmt(v['loss_wt'])}, "
+                            f"ESR ST {fmt(v['esr_st'])} WT {fmt(v['esr_wt'])}"
+                            f"{'  (best)' if best['epoch'] == epoch + 1 else ''}  "
+                            f"[{rec['train_seconds']:.1f} s + validation "
+                            f"{rec['validation_seconds']:.1f} s]")
+    finally:
+        torch._C._set_mkldnn_enabled(mkldnn_was)
 
     epochs_done = history[-1]["epoch"] if history else epoch0
     if best is None:
@@ -659,7 +709,7 @@ def train(o: TrainOptions) -> dict:
                        "esr_wt": _finite_or_none(best["esr_wt"]),
                        "loss_st": _finite_or_none(best["loss_st"]),
                        "loss_wt": _finite_or_none(best["loss_wt"])},
-        "seed": o.seed}
+        "seed": o.seed, "initial_output_sign_flipped": flipped}
     model_obj = SptModel(cfg, weights, float(rate), controls, provenance)
     overwrite = o.force or (o.resume and exported is not None and os.path.exists(o.out)
                             and model_hash(o.out) == exported)
@@ -700,10 +750,10 @@ def add_train_parser(sub):
                    help="network configuration (default sptmod25)")
     p.add_argument("--out", metavar="MODEL", help="the model file to write (checkpoint: MODEL.ckpt)")
     p.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
-    p.add_argument("--subsequences", "-N", type=int, default=3, dest="subsequences",
+    p.add_argument("--subsequences", "-N", type=int, default=3, dest="subsequences", metavar="N",
                    help="TBPTT sub-sequences per group, N (default 3)")
-    p.add_argument("--batch", "-B", type=int, default=8, help="batch size B (default 8)")
-    p.add_argument("--length", "-L", type=int, default=8192,
+    p.add_argument("--batch", "-B", type=int, default=8, metavar="B", help="batch size B (default 8)")
+    p.add_argument("--length", "-L", type=int, default=8192, metavar="L",
                    help="sub-sequence length L, a multiple of 64 (default 8192)")
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
     p.add_argument("--validation", type=float, default=0.2,
