@@ -114,9 +114,10 @@ def make_sources(specs: list, sample_rate: float, seed: int, sr_given: bool):
     return [src for src, _ in built], sample_rate
 
 
-def add_learning_args(p: argparse.ArgumentParser):
-    """The circuit and learning flags shared by `learn` and (later) `run`."""
-    p.add_argument("--circuit", required=True, help="the learnable circuit, e.g. 'y = gain*x + dc'")
+def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True):
+    """The circuit and learning flags shared by `learn` and `run`."""
+    p.add_argument("--circuit", required=circuit_required,
+                   help="the learnable circuit, e.g. 'y = gain*x + dc'")
     p.add_argument("--target", help="the ground-truth circuit (default: --circuit with the --hidden values)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=INIT[:MIN:MAX]",
                    help="declare a learnable parameter (repeat per parameter)")
@@ -366,12 +367,14 @@ def cmd_run(a) -> int:
     if not a.headless:
         raise UsageError("`run` is the headless runner: add --headless, or open the window with "
                          "python main.py [--preset NAME]")
-    from app.session import CircuitSpec, Session, SessionError
-    from app.audio_stream import AudioUnavailable
-    from app.telemetry import RunStats
+    from app.session import CircuitSpec
     sample_rate = 48000.0 if a.sr is None else a.sr
     if not (math.isfinite(sample_rate) and 8000 <= sample_rate <= 384000):
         raise UsageError("--sr must be between 8000 and 384000 Hz")
+    if a.run_preset is not None:
+        return _run_preset(a, sample_rate)
+    if a.circuit is None:
+        raise UsageError("run needs --circuit TEXT (or --preset NAME)")
     specs = [parse_param(t) for t in a.param]
     hidden = dict(parse_hidden(t) for t in a.hidden)
     target = a.target
@@ -382,6 +385,35 @@ def cmd_run(a) -> int:
     spec = CircuitSpec(a.circuit, specs, target=target, hidden=hidden, settings=settings_from_args(a),
                        banks=banks_from_args(a, live=True),
                        model=None if a.sptmod is None else os.path.abspath(a.sptmod))
+    return _run_spec(a, spec, sample_rate, a.source or "lcg-noise")
+
+
+def _run_preset(a, sample_rate) -> int:
+    """run --preset: the preset's circuits, settings, knobs and source (--source and --hidden
+    override); the circuit flags are refused rather than silently ignored."""
+    from app import presets
+    given = [f for f, v in (("--circuit", a.circuit), ("--target", a.target), ("--param", a.param),
+                            ("--sptmod", a.sptmod), ("--banks", a.banks)) if v]
+    if given:
+        raise UsageError(f"{given[0]} cannot be combined with --preset (edit the preset instead)")
+    try:
+        preset = presets.load(presets.resolve(a.run_preset))
+    except presets.PresetError as e:
+        raise UsageError(f"--preset {_one_line(e)}") from None
+    spec = preset.spec
+    for name, v in (parse_hidden(t) for t in a.hidden):
+        spec.hidden[name] = v
+    source = a.source
+    if source is None:
+        source = {"sine": f"sine:{preset.source_hz:g}", "saw": f"saw:{preset.source_hz:g}",
+                  "file": preset.source_file}.get(preset.source, preset.source)
+    return _run_spec(a, spec, sample_rate, source)
+
+
+def _run_spec(a, spec, sample_rate, source) -> int:
+    from app.session import Session, SessionError
+    from app.audio_stream import AudioUnavailable
+    from app.telemetry import RunStats
     try:
         session = Session(sample_rate, a.blocksize, device=a.device)
     except SessionError as e:
@@ -398,7 +430,7 @@ def cmd_run(a) -> int:
             raise UsageError(f"--device {a.device}: {e}") from None
         if info.virtual:
             print(f"note: {session.status_message}", file=sys.stderr)
-        _live_source(session, a.source)
+        _live_source(session, source)
         session.set_output(a.output)
         if a.source == "midi" or a.midi_connect:
             midi = _open_midi(session, a.midi_connect)
@@ -746,14 +778,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("run", help="learn live on the audio device (or a virtual clock)",
                         description="Run the learner in the audio callback in real time; print telemetry "
                                     "lines on stderr and one JSON summary line on stdout.")
-    add_learning_args(rp)
+    add_learning_args(rp, circuit_required=False)
     rp.add_argument("--headless", action="store_true", help="no window (required until the GUI exists)")
+    rp.add_argument("--preset", dest="run_preset", metavar="NAME|FILE",
+                    help="run a preset (a factory name or a file): its circuits, settings, hidden "
+                         "values and source; --hidden and --source override")
     rp.add_argument("--sptmod", metavar="MODEL",
                     help="an SPTMod model file as the ground truth: its output is the target's "
                          "'sptmod' signal (the target defaults to  y = sptmod); set its controls "
                          "with --hidden NAME=VALUE")
     rp.add_argument("--seconds", type=_positive_seconds, required=True, metavar="S")
-    rp.add_argument("--source", default="lcg-noise",
+    rp.add_argument("--source", default=None,
                     metavar="lcg-noise|noise|sine:HZ|saw:HZ|midi|input|FILE",
                     help="what feeds both circuits (default lcg-noise)")
     rp.add_argument("--output", default="stereo", choices=["target", "learned", "stereo", "error", "loss"],

@@ -291,3 +291,20 @@ def test_progress_bar_disabled_writes_nothing():
 def test_quiet_long_run_has_no_progress_bar():
     r = learn_ok(*SLOW, "--quiet")
     assert r.stderr == ""
+
+
+def test_run_a_factory_preset_headless_with_a_hidden_override(capsys):
+    from app.cli import main
+    rc = main(["run", "--headless", "--seconds", "2", "--device", "virtual", "--quiet", "--preset",
+               "compressor", "--hidden", "threshold=-30"])
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert rc == 0
+    res = json.loads(out)
+    assert abs(res["params"]["threshold"] + 30) < 1.0 and res["params"]["ratio"] > 4   # not -20: the override
+
+
+def test_run_refuses_circuit_flags_with_a_preset(capsys):
+    from app.cli import main
+    rc = main(["run", "--headless", "--seconds", "1", "--device", "virtual", "--preset", "gain+dc",
+               "--param", "g=0"])
+    assert rc == 2 and "--param cannot be combined with --preset" in capsys.readouterr().err
