@@ -442,3 +442,14 @@ def test_a_file_that_is_not_a_model_gives_one_dialog_and_changes_nothing(qtbot, 
     assert not window.use_model(bad)
     assert window.error_dialog is not None and "not a usable SPTMod model" in window.error_dialog.text()
     assert window.session.spec is before
+
+
+def test_the_sptmod_compressor_preset_plays_its_model_in_the_window(qtbot, window):
+    assert window.open_preset("sptmod-compressor")
+    wait_loaded(qtbot, window, 2)
+    s = window.session
+    assert s.spec.model is not None and s.param_names == ["threshold", "ratio"]
+    c0 = s.counters()["callbacks"]
+    qtbot.waitUntil(lambda: s.counters()["callbacks"] > c0 + 100, timeout=10000)
+    assert s.counters()["model_restarts"] == 0 and s.counters()["nonfinite_out"] == 0
+    assert window.circuit.target.toPlainText() == "y = sptmod"
