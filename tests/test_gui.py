@@ -453,3 +453,5 @@ def test_the_sptmod_compressor_preset_plays_its_model_in_the_window(qtbot, windo
     qtbot.waitUntil(lambda: s.counters()["callbacks"] > c0 + 100, timeout=10000)
     assert s.counters()["model_restarts"] == 0 and s.counters()["nonfinite_out"] == 0
     assert window.circuit.target.toPlainText() == "y = sptmod"
+    notes = [w.text() for w in window.hidden.findChildren(type(window.status_label))]
+    assert any("compressor-sptmod25.npz has no controls" in t for t in notes)

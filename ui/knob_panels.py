@@ -3,6 +3,7 @@ parameter with the hidden value it chases). Both only call the session's mailbox
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
@@ -100,6 +101,14 @@ class HiddenPanel(QtWidgets.QGroupBox):
                 self.grid.addWidget(w, r, c)
             self.rows[name] = (slider, field, cc)
             self._show(name, hidden.get(name, knob.lo))
+        if not self.knobs and self.session.spec is not None:
+            spec = self.session.spec
+            text = (f"nothing to turn: the SPTMod model {Path(spec.model).name} has no controls"
+                    if spec.model else "nothing to turn: the target has no hidden parameters")
+            note = QtWidgets.QLabel(text)
+            note.setWordWrap(True)
+            tint(note, DIM)
+            self.grid.addWidget(note, 0, 0, 1, 4)
         self.grid.setColumnStretch(1, 1)
 
     def fraction(self, name: str, value: float) -> float:
