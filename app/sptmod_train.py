@@ -61,7 +61,6 @@ replaced only with --force, or on --resume when it is the file this run exported
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -177,11 +176,9 @@ class Pair:
 
 
 def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 of a file's bytes (the provenance of training data)."""
+    from engine.sptmod_file import model_hash         # the same digest the model files use
+    return model_hash(path)
 
 
 def read_audio(path: str, flag: str) -> tuple[np.ndarray, int]:
