@@ -385,7 +385,17 @@ def cmd_run(a) -> int:
     spec = CircuitSpec(a.circuit, specs, target=target, hidden=hidden, settings=settings_from_args(a),
                        banks=banks_from_args(a, live=True),
                        model=None if a.sptmod is None else os.path.abspath(a.sptmod))
-    return _run_spec(a, spec, sample_rate, a.source or "lcg-noise")
+    return _run_spec(a, spec, sample_rate, a.source or "lcg-noise", _insert_args(a))
+
+
+def _insert_args(a):
+    if a.insert is None:
+        if a.insert_control:
+            raise UsageError("--insert-control needs --insert MODEL")
+        return None
+    if not os.path.exists(a.insert):
+        raise UsageError(f"--insert {a.insert}: no such file")
+    return a.insert, dict(parse_hidden(t) for t in a.insert_control), None
 
 
 def _run_preset(a, sample_rate) -> int:
@@ -407,10 +417,14 @@ def _run_preset(a, sample_rate) -> int:
     if source is None:
         source = {"sine": f"sine:{preset.source_hz:g}", "saw": f"saw:{preset.source_hz:g}",
                   "file": preset.source_file}.get(preset.source, preset.source)
-    return _run_spec(a, spec, sample_rate, source)
+    insert = _insert_args(a)
+    if insert is None and preset.insert is not None:
+        insert = preset.insert["model"], preset.insert["controls"], preset.insert["sha256"]
+    return _run_spec(a, spec, sample_rate, source, insert)
 
 
-def _run_spec(a, spec, sample_rate, source) -> int:
+def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
+    """insert: (model path, controls, sha256) of an output insert, or None."""
     from app.session import Session, SessionError
     from app.audio_stream import AudioUnavailable
     from app.telemetry import RunStats
@@ -424,6 +438,11 @@ def _run_spec(a, spec, sample_rate, source) -> int:
             session.load(spec, progress=lambda stage, f: a.quiet or print(f"{stage}...", file=sys.stderr))
         except (ValueError, SessionError) as e:
             raise UsageError(_one_line(e)) from None
+        if insert is not None:
+            try:
+                session.set_insert(*insert)
+            except SessionError as e:
+                raise UsageError(f"--insert {_one_line(e)}") from None
         try:
             info = session.open()
         except AudioUnavailable as e:
@@ -474,6 +493,8 @@ def _run_spec(a, spec, sample_rate, source) -> int:
         if learner.banks is not None:
             result["banks"] = _bank_summary(learner)
             result["active_bank"] = learner.active_bank
+        if session.insert() is not None:
+            result["insert"] = session.insert()
         if spec.model is not None:
             result["sptmod"] = {"model": spec.model, "sha256": spec.model_sha256,
                                 "controls": dict(session.memory.active.model_controls),
@@ -783,6 +804,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--preset", dest="run_preset", metavar="NAME|FILE",
                     help="run a preset (a factory name or a file): its circuits, settings, hidden "
                          "values and source; --hidden and --source override")
+    rp.add_argument("--insert", metavar="MODEL", help="an SPTMod model as an insert effect on the "
+                    "output (one model per channel, before the limiter)")
+    rp.add_argument("--insert-control", action="append", default=[], metavar="NAME=VALUE",
+                    help="a control value of the --insert model")
     rp.add_argument("--sptmod", metavar="MODEL",
                     help="an SPTMod model file as the ground truth: its output is the target's "
                          "'sptmod' signal (the target defaults to  y = sptmod); set its controls "

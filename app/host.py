@@ -12,7 +12,7 @@ from engine import layout as LY
 from engine.learner import Learner
 from . import host_layout as H
 from .host_callback import SCRATCH_WORDS
-from .host_model import M_RESTARTS, dry_address, model_table
+from .host_model import M_LAT, M_RESTARTS, dry_address, model_table
 
 DEFAULT_MAX_FRAMES = 4096
 
@@ -85,6 +85,42 @@ class Slot:
         return 0 if self.model_table is None else int(self.model_table[M_RESTARTS])
 
 
+class Insert:
+    """An SPTMod model as an insert effect on the output: one float64 stream per channel (left,
+    right), their tables, and the control values (shared by both channels)."""
+
+    def __init__(self, model, max_frames: int, controls: dict | None = None):
+        from engine.sptmod import SptModStream
+        self.model = model                 # the SptModel (controls, sha256)
+        self.controls = {c["name"]: c["default"] for c in model.controls}
+        self.controls.update(controls or {})
+        block = min(8192, max(64, -(-max_frames // 64) * 64))
+        self.streams = [SptModStream(model.config, model.weights, dtype=np.float64, max_block=block)
+                        for _ in range(2)]
+        self._buffers: list = []
+        self.tables = [model_table(st, max_frames, self._buffers) for st in self.streams]
+        self.addresses = np.array([B.address(t) for t in self.tables], dtype=np.int64)
+        for st in self.streams:
+            st.set_controls(list(self.controls.values()))
+            for a in st.arrays():
+                resident(a)
+        for a in self._buffers:
+            resident(a)
+
+    def set_control(self, name: str, value: float):
+        self.controls[name] = float(value)
+        for st in self.streams:
+            st.set_controls(list(self.controls.values()))
+
+    @property
+    def restarts(self) -> int:
+        return int(sum(t[M_RESTARTS] for t in self.tables))
+
+    @property
+    def latency(self) -> int:
+        return int(self.tables[0][M_LAT])
+
+
 class HostMemory:
     def __init__(self, sample_rate: float, n_in: int, n_out: int, max_frames: int = DEFAULT_MAX_FRAMES,
                  telemetry_rows: int = 4096, scope_rows: int = 1 << 17, midi_rows: int = 1024):
@@ -99,17 +135,21 @@ class HostMemory:
         self.noise = np.array([0x9E3779B97F4A7C15], dtype=np.uint64)
         self.empty_slots = [np.zeros(B.SLOT_WORDS, dtype=np.int64) for _ in range(2)]
         self.empty_out = np.zeros((self.max_frames, 3))
+        self.pre = np.zeros((2, self.max_frames))     # the output before the insert and limiter
         for t in self.empty_slots:
             t[B.S_OUT], t[B.S_MAX_FRAMES], t[B.S_BANK_INDEX] = B.address(self.empty_out), self.max_frames, -1
         for a in (self.ctl, self.ring_index, self.x, self.telemetry, self.scope, self.midi,
-                  self.scratch, self.empty_out):
+                  self.scratch, self.empty_out, self.pre):
             resident(a)
         self.slots: list[Slot | None] = [None, None]
+        self.insert: Insert | None = None
+        self._retired: list = []
         self.files = [np.zeros(1), np.zeros(1)]     # the playing file and the one coming in
         h = np.zeros(H.HOST_WORDS, dtype=np.int64)
         h[H.H_CTL] = B.address(self.ctl)
         h[H.H_SLOT0], h[H.H_SLOT1] = (B.address(t) for t in self.empty_slots)
         h[H.H_X], h[H.H_MAX_FRAMES] = B.address(self.x), self.max_frames
+        h[H.H_PRE] = B.address(self.pre)
         h[H.H_TEL], h[H.H_TEL_ROWS] = B.address(self.telemetry), telemetry_rows
         h[H.H_SCOPE], h[H.H_SCOPE_ROWS] = B.address(self.scope), scope_rows
         h[H.H_MIDI], h[H.H_MIDI_ROWS] = B.address(self.midi), midi_rows
@@ -140,6 +180,14 @@ class HostMemory:
 
     def set_channels(self, n_in: int, n_out: int):
         self.table[H.H_NIN], self.table[H.H_NOUT] = n_in, n_out
+
+    def set_insert(self, insert: Insert | None):
+        """The output insert (None: none). The one replaced is kept alive: the callback may be
+        in the middle of a block with it."""
+        if self.insert is not None:
+            self._retired.append(self.insert)
+        self.insert = insert
+        self.table[H.H_INSERT] = 0 if insert is None else B.address(insert.addresses)
 
     def install(self, index: int, slot: Slot | None):
         """Point slot `index` at `slot` (only when the callback is not using that slot)."""

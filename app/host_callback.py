@@ -18,7 +18,7 @@ from engine import blockabi as B
 from engine import layout as LY
 from engine.sources import _lcg_fill
 from . import host_layout as H
-from .host_model import MODEL_WORDS, run_model
+from .host_model import MODEL_WORDS, run_insert, run_model
 
 CALLBACK_SIGNATURE = types.int32(types.voidptr, types.voidptr, types.uint64, types.voidptr,
                                  types.uint64, types.voidptr)
@@ -335,6 +335,8 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
     out_peak = 0.0
     shead = ridx[H.R_SCOPE_HEAD]
     srows = scope.shape[0]
+    pre_l = _f64(h[H.H_PRE], maxf)          # the output before the insert and the safety stage
+    pre_r = _f64(h[H.H_PRE] + 8 * maxf, maxf)
     for i in range(n):
         tgt = out_a[i, 0] if have_a else 0.0
         lrn = out_a[i, 1] if have_a else 0.0
@@ -364,8 +366,24 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
             r = (i + 1.0) / n
             left = r * left + (1.0 - r) * _mode_value(mode_old, tgt, lrn, sono, False)
             right = r * right + (1.0 - r) * _mode_value(mode_old, tgt, lrn, sono, True)
-        left *= master
-        right *= master
+        pre_l[i] = left
+        pre_r[i] = right
+        srow = (shead + i) % srows
+        scope[srow, H.SC_SOURCE] = x[i]
+        scope[srow, H.SC_INPUT] = inp[(pos + i) * nin] if nin > 0 else 0.0
+        scope[srow, H.SC_TARGET] = tgt
+        scope[srow, H.SC_LEARNED] = lrn
+
+    # ---- an SPTMod insert on the output (one model per channel), before the safety stage
+    if h[H.H_INSERT] != 0:
+        tables = carray(B.address_as_voidptr(h[H.H_INSERT]), (2,), dtype=np.int64)
+        for c in range(2):
+            table = carray(B.address_as_voidptr(tables[c]), (MODEL_WORDS,), dtype=np.int64)
+            run_insert(table, pre_l if c == 0 else pre_r, n)
+
+    for i in range(n):
+        left = pre_l[i] * master
+        right = pre_r[i] * master
         if not math.isfinite(left):
             left = 0.0
             ctl[H.C_NONFINITE_OUT] += 1.0
@@ -394,13 +412,8 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
             outp[o + 1] = right
         for c in range(2, nout):
             outp[o + c] = left
-        srow = shead % srows
-        scope[srow, H.SC_SOURCE] = x[i]
-        scope[srow, H.SC_INPUT] = inp[(pos + i) * nin] if nin > 0 else 0.0
-        scope[srow, H.SC_TARGET] = tgt
-        scope[srow, H.SC_LEARNED] = lrn
-        scope[srow, H.SC_OUT_LEFT] = left
-        shead += 1
+        scope[(shead + i) % srows, H.SC_OUT_LEFT] = left
+    shead += n
     ridx[H.R_SCOPE_HEAD] = shead
     ctl[H.C_LIMIT_GAIN] = g
     ctl[H.C_SONIFY_PHASE], ctl[H.C_SONIFY_LEVEL] = sono_ph, sono_lv

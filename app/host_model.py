@@ -1,4 +1,5 @@
-"""SPTMod inside the audio callback, as the source of a target's `sptmod` signal.
+"""SPTMod inside the audio callback: as the source of a target's `sptmod` signal (run_model), or
+as an insert effect on the output (run_insert, one model per channel, before the safety stage).
 
 A slot whose target reads `sptmod` carries a model table (int64 words: the addresses of a
 float64 SptModStream's arrays and of the host's own buffers). Each chunk, the callback
@@ -75,8 +76,9 @@ def _gcd(a, b):
 
 
 @njit(nogil=True, cache=True)
-def run_model(t, x, out, n):
-    """One chunk: model(x) -> out[:n, 0]; the delayed x -> the dry buffer (see the module doc)."""
+def _model_step(t, x, n):
+    """model(x[:n]) into the table's y buffer (returned): the FIFO's delay grows once for a chunk
+    off the frame grid; non-finite input is fed as 0; a model that blows up restarts silent."""
     maxf = t[M_MAX_FRAMES]
     wf = _f64(t[M_WF], t[M_WF_LEN])
     ro = _i64(t[M_RO], t[M_RO_LEN])
@@ -86,12 +88,10 @@ def run_model(t, x, out, n):
     ist = _i64(t[M_IST], 2)
     xin = _f64(t[M_IN], maxf)
     y = _f64(t[M_Y], maxf)
-    dry = _f64(t[M_DRY], maxf)
-    ring = _f64(t[M_RING], t[M_RING_LEN])
     P = gm[G_P]
     add = 0
     g = t[M_GCD]
-    if n % g != 0:                 # a chunk off the frame grid: the FIFO's delay grows once
+    if n % g != 0:
         g2 = _gcd(g, n)
         add = (P - g2) - t[M_LAT]
         t[M_GCD] = g2
@@ -104,7 +104,7 @@ def run_model(t, x, out, n):
     for i in range(n):
         if not (y[i] - y[i] == 0.0):
             ok = False
-    if not ok:                     # the model blew up: silence it and start it afresh
+    if not ok:
         for i in range(wk.shape[0]):
             wk[i] = 0.0
         ist[0] = 0
@@ -114,8 +114,17 @@ def run_model(t, x, out, n):
         t[M_RESTARTS] += 1
         for i in range(n):
             y[i] = 0.0
+    return y
+
+
+@njit(nogil=True, cache=True)
+def run_model(t, x, out, n):
+    """One chunk as a ground truth: model(x) -> out[:n, 0]; the delayed x -> the dry buffer."""
+    y = _model_step(t, x, n)
     for i in range(n):
         out[i, 0] = y[i]
+    dry = _f64(t[M_DRY], t[M_MAX_FRAMES])
+    ring = _f64(t[M_RING], t[M_RING_LEN])
     lat = t[M_LAT]
     mask = t[M_RING_LEN] - 1
     pos = t[M_RING_POS]
@@ -124,6 +133,15 @@ def run_model(t, x, out, n):
         dry[i] = ring[(pos - lat) & mask]
         pos += 1
     t[M_RING_POS] = pos
+
+
+@njit(nogil=True, cache=True)
+def run_insert(t, buf, n):
+    """One chunk as an insert effect: buf[:n] is replaced by model(buf[:n]) (delayed by the
+    model's FIFO latency when chunks are off the 64-sample grid)."""
+    y = _model_step(t, buf, n)
+    for i in range(n):
+        buf[i] = y[i]
 
 
 def reset_model(table: np.ndarray, stream) -> None:

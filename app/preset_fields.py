@@ -230,7 +230,7 @@ def _audio(c: _Check, doc: Any) -> dict:
     return out
 
 
-def _midi(c: _Check, doc: Any, hidden_names) -> dict[int, str]:
+def _midi(c: _Check, doc: Any, hidden_names, insert_names=()) -> dict[int, str]:
     if not isinstance(doc, dict):
         c.add(f"midi must be an object like {{\"mappings\": {{\"74\": \"lr\"}}}}, got {_show(doc)}")
         return {}
@@ -247,10 +247,11 @@ def _midi(c: _Check, doc: Any, hidden_names) -> dict[int, str]:
             c.add(f"midi: the CC number must be 0 to {MAX_MAPPABLE_CC}, got {_show(key)}")
             continue
         kind, _, name = knob.partition(":") if isinstance(knob, str) else ("", "", "")
-        known = knob in KNOBS or (kind == "hidden" and (hidden_names is None or name in hidden_names))
+        known = (knob in KNOBS or (kind == "hidden" and (hidden_names is None or name in hidden_names))
+                 or (kind == "insert" and name in insert_names))
         if not known:
-            c.add(f"midi: CC {cc}: {_show(knob)} is not a knob (lr, master, source_hz or "
-                  "hidden:<a target parameter>)")
+            c.add(f"midi: CC {cc}: {_show(knob)} is not a knob (lr, master, source_hz, "
+                  "hidden:<a target parameter> or insert:<a control of the output insert>)")
         elif knob in out.values():
             c.add(f"midi: the knob '{knob}' is mapped to more than one CC")
         else:
@@ -345,17 +346,24 @@ def _bank_spec(c: _Check, d: dict, learnable: dict) -> Banks | None:
     return banks if len(c.problems) == n else None
 
 
-def _sptmod(c: _Check, doc: Any) -> dict | None:
+def _sptmod(c: _Check, doc: Any, key: str = "sptmod", extra: tuple = ()) -> dict | None:
+    """The shape of a model reference {model, sha256 (, controls)}; the file is checked later."""
     if doc is None:
         return None
     if not isinstance(doc, dict):
-        c.add(f"sptmod must be an object or null, got {_show(doc)}")
+        c.add(f"{key} must be an object or null, got {_show(doc)}")
         return None
     n = len(c.problems)
-    c.fields(doc, ("model", "sha256"), "sptmod: ")
+    c.fields(doc, ("model", "sha256") + extra, f"{key}: ")
     model, digest = doc.get("model"), doc.get("sha256")
     if not (isinstance(model, str) and 0 < len(model) <= MAX_PATH and _encodable(model)):
-        c.add(f"sptmod: model must be a file path, got {_show(model)}")
+        c.add(f"{key}: model must be a file path, got {_show(model)}")
     if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-fA-F]{64}", digest)):
-        c.add(f"sptmod: sha256 must be 64 hexadecimal digits, got {_show(digest)}")
+        c.add(f"{key}: sha256 must be 64 hexadecimal digits, got {_show(digest)}")
+    if "controls" in extra:
+        controls = doc.get("controls", {})
+        if not isinstance(controls, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                and math.isfinite(v) for k, v in controls.items()):
+            c.add(f"{key}: controls must be an object of control name to a finite number")
     return dict(doc) if len(c.problems) == n else None

@@ -13,7 +13,9 @@ Schema version 2 (written now):
      "hidden": {...}, "learned": {...},
      "settings": {"loss": "mse", "window": 32, "optimizer": "sgd", "lr": 0.01, ...},
      "audio": {"source": "lcg-noise", "source_hz": 220.0, "source_file": null, "output": "stereo"},
-     "midi": {"mappings": {"74": "hidden:gain"}}, "banks": null, "sptmod": null}
+     "midi": {"mappings": {"74": "hidden:gain"}}, "banks": null,
+     "sptmod": null,                # or {"model": "models/x.npz", "sha256": ...}: the ground truth
+     "insert": null}                # or {"model", "sha256", "controls": {...}}: an output insert
 
     min/max null = unbounded (JSON has no infinity). Missing optional fields get their defaults.
 
@@ -53,7 +55,8 @@ MAX_PROBLEMS = 50              # beyond this a hostile file would only produce a
 MAX_RECENT = 10
 
 TOP_FIELDS = ("format", "version", "name", "description", "circuit", "target", "params",
-              "target_params", "hidden", "learned", "settings", "audio", "midi", "banks", "sptmod")
+              "target_params", "hidden", "learned", "settings", "audio", "midi", "banks", "sptmod",
+              "insert")
 
 
 class PresetError(Exception):
@@ -75,6 +78,9 @@ class Preset:
     midi: dict[int, str] = field(default_factory=dict)
     banks: dict | None = None
     sptmod: dict | None = field(default=None, compare=False)   # as read; spec.model is what counts
+    # an SPTMod insert on the output: {"model": absolute path, "sha256": content hash,
+    # "controls": {name: value}} (written relative to the preset's folder)
+    insert: dict | None = None
 
 
 # ------------------------------------------------------------------ writing
@@ -100,7 +106,25 @@ def to_json(preset: Preset) -> dict:
             "audio": {"source": preset.source, "source_hz": float(preset.source_hz),
                       "source_file": preset.source_file, "output": preset.output},
             "midi": {"mappings": {str(cc): knob for cc, knob in sorted(preset.midi.items())}},
-            "banks": preset.banks, "sptmod": _sptmod_json(preset, None)}
+            "banks": preset.banks, "sptmod": _sptmod_json(preset, None),
+            "insert": _insert_json(preset, None)}
+
+
+def _relative(model: str, folder: Path | None) -> str:
+    p = Path(model)
+    if folder is not None:
+        try:
+            return p.resolve().relative_to(Path(folder).resolve()).as_posix()
+        except ValueError:
+            return p.resolve().as_posix()
+    return p.as_posix()
+
+
+def _insert_json(preset: Preset, folder: Path | None) -> dict | None:
+    if preset.insert is None:
+        return None
+    return {"model": _relative(preset.insert["model"], folder), "sha256": preset.insert["sha256"],
+            "controls": {k: float(v) for k, v in preset.insert.get("controls", {}).items()}}
 
 
 def _sptmod_json(preset: Preset, folder: Path | None) -> dict | None:
@@ -148,11 +172,42 @@ def _model_controls(c: _Check, sptmod: dict | None, origin: str, spec_target) ->
     return path, model.control_names
 
 
+def _insert(c: _Check, doc, origin: str) -> dict | None:
+    """The output insert of a preset: the model file checked (hash, control names and ranges);
+    returns {"model": absolute path, "sha256", "controls": every control's value}."""
+    ref = _sptmod(c, doc, "insert", ("controls",))
+    if ref is None:
+        return None
+    path = _model_path(ref["model"], origin)
+    from engine.sptmod_file import ModelError, load_model
+    try:
+        model = load_model(path)
+    except (ModelError, OSError) as e:
+        c.add(f"insert: {e}")
+        return None
+    if model.sha256 != ref["sha256"].lower():
+        c.add(f"insert: {path} is not the model this preset was saved with (content hash "
+              f"{model.sha256[:12]}…, expected {ref['sha256'][:12]}…)")
+        return None
+    controls = {ctl["name"]: ctl["default"] for ctl in model.controls}
+    for name, v in ref.get("controls", {}).items():
+        ctl = next((q for q in model.controls if q["name"] == name), None)
+        if ctl is None:
+            c.add(f"insert: the model has no control named '{name}'")
+        elif not ctl["min"] <= v <= ctl["max"]:
+            c.add(f"insert: control '{name}' {v:g} is outside [{ctl['min']:g}, {ctl['max']:g}]")
+        else:
+            controls[name] = float(v)
+    return {"model": str(path), "sha256": model.sha256, "controls": controls}
+
+
 def dumps(preset: Preset, origin: str = "<text>") -> str:
     """The preset as JSON text, checked first: we never write a file we would refuse to read."""
     doc = to_json(preset)
     if preset.spec.model is not None and not origin.startswith("<"):
         doc["sptmod"] = _sptmod_json(preset, Path(origin).parent)
+    if preset.insert is not None and not origin.startswith("<"):
+        doc["insert"] = _insert_json(preset, Path(origin).parent)
     parse_document(doc, origin)
     return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -324,7 +379,9 @@ def _parse_document(doc: Any, origin: str) -> Preset:
             elif not p.lo <= v <= p.hi:
                 c.add(f"learned '{name_}': {v:g} is outside the range [{p.lo:g}, {p.hi:g}]")
     audio = _audio(c, doc.get("audio", {}))
-    midi = _midi(c, doc.get("midi", {}), None if tgraph is None else set(tgraph.params) | set(model_controls))
+    insert = _insert(c, doc.get("insert"), origin)
+    midi = _midi(c, doc.get("midi", {}), None if tgraph is None else set(tgraph.params) | set(model_controls),
+                 set((insert or {}).get("controls", {})))
     banks = _banks(c, doc.get("banks"))
     bank_spec = None if banks is None else _bank_spec(c, banks, {p.name: p for p in params or []})
 
@@ -337,7 +394,7 @@ def _parse_document(doc: Any, origin: str) -> Preset:
                        model=None if sptmod is None else str(model_path),
                        model_sha256=None if sptmod is None else sptmod["sha256"].lower())
     return Preset(name=name, description=description, spec=spec, learned=learned, midi=midi,
-                  banks=banks, sptmod=sptmod, **audio)
+                  banks=banks, sptmod=sptmod, insert=insert, **audio)
 
 
 def loads(text: str | bytes, origin: str = "<text>") -> Preset:

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -272,6 +273,50 @@ class Session:
         if not self.running:
             learner.cfg[learner.layout.cfg_hidden + k] = value
 
+    # ---- the output insert
+    def set_insert(self, path, controls: dict | None = None, sha256: str | None = None):
+        """An SPTMod model as an insert effect on the output (None removes it). Its controls
+        (values from `controls`, else the model's defaults, clamped to their ranges) are knobs
+        'insert:NAME'. sha256: the content hash a preset was saved with (another file is refused)."""
+        if path is None:
+            self.memory.set_insert(None)
+            return
+        from engine.sptmod_file import ModelError, load_model
+        from .host import Insert
+        try:
+            model = load_model(path)
+        except ModelError as e:
+            raise SessionError(" ".join(str(e).split())) from None
+        if sha256 is not None and model.sha256 != sha256:
+            raise SessionError(f"{path}: not the model this was saved with (content hash "
+                               f"{model.sha256[:12]}…, expected {sha256[:12]}…)")
+        values = {}
+        for name, v in (controls or {}).items():
+            c = next((q for q in model.controls if q["name"] == name), None)
+            if c is None:
+                raise SessionError(f"the insert's model has no control named '{name}' (its controls: "
+                                   f"{', '.join(model.control_names) or 'none'})")
+            values[name] = min(max(self.memory.finite(v, f"the insert control '{name}'"), c["min"]), c["max"])
+        insert = Insert(model, self.memory.max_frames, values)
+        insert.path = str(Path(path).resolve())
+        self.memory.set_insert(insert)
+
+    def insert(self) -> dict | None:
+        """{"model", "sha256", "controls", "restarts", "latency"} of the output insert, or None."""
+        ins = self.memory.insert
+        if ins is None:
+            return None
+        return {"model": ins.path, "sha256": ins.model.sha256, "controls": dict(ins.controls),
+                "restarts": ins.restarts, "latency": ins.latency}
+
+    def set_insert_control(self, name: str, value: float):
+        ins = self.memory.insert
+        if ins is None or name not in ins.controls:
+            raise SessionError(f"the output insert has no control named '{name}'")
+        c = next(q for q in ins.model.controls if q["name"] == name)
+        ins.set_control(name, min(max(self.memory.finite(value, f"the insert control '{name}'"),
+                                      c["min"]), c["max"]))
+
     def hidden(self) -> dict:
         """The ground truth's knobs: the target's hidden parameters and the model's controls."""
         learner = self._need_learner()
@@ -421,6 +466,9 @@ class Session:
             slot = self.memory.active
             for c in (slot.model_file.controls if slot.model_file is not None else ()):
                 out[f"hidden:{c['name']}"] = Knob(f"hidden:{c['name']}", c["min"], c["max"])
+        if self.memory.insert is not None:
+            for c in self.memory.insert.model.controls:
+                out[f"insert:{c['name']}"] = Knob(f"insert:{c['name']}", c["min"], c["max"])
         return out
 
     def set_knob(self, name: str, fraction: float):
@@ -434,6 +482,8 @@ class Session:
             self.set_master_gain(v)
         elif name == "source_hz":
             self.memory.ctl[H.C_SOURCE_HZ] = v
+        elif name.startswith("insert:"):
+            self.set_insert_control(name.split(":", 1)[1], v)
         else:
             self.set_hidden(name.split(":", 1)[1], v)
 

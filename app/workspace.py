@@ -191,6 +191,9 @@ class Workspace:
         self.warnings = []
         self.set_source(preset.source, preset.source_hz, preset.source_file)
         s.set_output(preset.output)
+        ins = preset.insert
+        s.set_insert(None if ins is None else ins["model"], None if ins is None else ins["controls"],
+                     None if ins is None else ins["sha256"])
         self.midi.load_mappings(preset.midi)
         self.name, self.description, self.path = preset.name, preset.description, path
         self.banks, self.sptmod = preset.banks, preset.sptmod
@@ -225,7 +228,8 @@ class Workspace:
         return presets.Preset(name=self.name, description=self.description, spec=spec,
                               learned=learned, source=self.source, source_hz=self.source_hz,
                               source_file=self.source_file, output=s.output,
-                              midi=self._live_mappings(), banks=banks, sptmod=self.sptmod)
+                              midi=self._live_mappings(), banks=banks, sptmod=self.sptmod,
+                              insert=s.insert())
 
     def _live_mappings(self) -> dict:
         """MIDI mappings to knobs that still exist (a renamed parameter or a new ground truth

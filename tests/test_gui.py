@@ -455,3 +455,22 @@ def test_the_sptmod_compressor_preset_plays_its_model_in_the_window(qtbot, windo
     assert window.circuit.target.toPlainText() == "y = sptmod"
     notes = [w.text() for w in window.hidden.findChildren(type(window.status_label))]
     assert any("compressor-sptmod25.npz has no controls" in t for t in notes)
+
+
+def test_an_sptmod_insert_on_the_output_has_knobs_and_is_saved_with_the_preset(qtbot, window, tmp_path):
+    from engine.sptmod_file import load_model
+    model = load_model(GOLDEN_MODEL)
+    assert window.use_insert(GOLDEN_MODEL)
+    s = window.session
+    assert s.insert()["sha256"] == model.sha256
+    slider = window.hidden.rows["insert:p2"][0]              # beside the hidden knobs
+    assert {"gain", "dc", "insert:p2"} <= set(window.hidden.rows)
+    slider.setValue(0)
+    assert s.insert()["controls"]["p2"] == 0.0
+    window.workspace.midi.map_cc(30, "insert:p2")            # MIDI-learnable like any knob
+    window.workspace.save(tmp_path / "with-insert.json")
+    assert window.use_insert(None) and s.insert() is None and "insert:p2" not in window.hidden.rows
+    assert window.open_preset(tmp_path / "with-insert.json")
+    wait_loaded(qtbot, window, 2)
+    assert s.insert()["controls"]["p2"] == 0.0 and window.workspace.midi.mappings[30] == "insert:p2"
+    assert "insert:p2" in window.hidden.rows

@@ -136,3 +136,58 @@ def test_run_headless_refuses_a_model_the_target_does_not_read(capsys):
                "--sptmod", str(GOLDEN), "--target", "y = x", "--circuit", "y = g*x", "--param", "g=0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: an SPTMod model is loaded but the target does not read")
+
+
+# ------------------------------------------------------------------ SPTMod as an output insert
+
+def test_the_insert_is_the_streaming_model_over_each_output_channel_before_the_limiter():
+    from app.host import Insert
+    h = Harness(learner=Learner("y = g*x", [ParamSpec("g", 0.0)], target="y = 0.5*x",
+                                settings=Settings(learning=False)))
+    model = load_model(GOLDEN)
+    h.mem.set_insert(Insert(model, h.mem.max_frames, {"p3": 0.25}))
+    _source_noise(h)
+    h.ctl[H.C_OUTPUT_MODE] = H.OUTPUT_MODES["stereo"]       # left: target, right: learned (0)
+    h.ctl[H.C_MODE_NOW] = h.ctl[H.C_OUTPUT_MODE]
+    out = np.concatenate([h.run(128) for _ in range(30)])
+    x = h.scope(30 * 128)[:, H.SC_SOURCE]
+    controls = [0.25 if n == "p3" else v for n, v in zip(model.control_names, model.control_defaults)]
+    for channel, dry in ((0, 0.5 * x), (1, np.zeros_like(x))):
+        ref = SptModStream(model.config, model.weights)
+        ref.set_controls(controls)
+        want = np.concatenate([ref.process(dry[k:k + 128]) for k in range(0, dry.size, 128)])
+        np.testing.assert_array_equal(out[:, channel], want.astype(np.float32))
+    assert np.array_equal(h.scope(30 * 128)[:, H.SC_OUT_LEFT].astype(np.float32), out[:, 0])
+    h.mem.set_insert(None)                                   # removed: the dry output again
+    out = h.run(128)
+    np.testing.assert_array_equal(out[:, 0], (0.5 * h.scope(128)[:, H.SC_SOURCE]).astype(np.float32))
+
+
+def test_the_session_runs_an_insert_with_its_controls_as_knobs():
+    s = Session(48000, 128, device="virtual")
+    s.load(CircuitSpec("y = g*x", [ParamSpec("g", 0.0)], hidden={"g": 0.5}))
+    model = load_model(GOLDEN)
+    s.set_insert(str(GOLDEN), {"p1": 0.5}, model.sha256)
+    info = s.insert()
+    assert info["sha256"] == model.sha256 and info["controls"]["p1"] == 0.5 and info["restarts"] == 0
+    assert "insert:p1" in s.knobs() and "hidden:p1" not in s.knobs()
+    s.set_knob("insert:p1", 1.0)
+    assert s.insert()["controls"]["p1"] == 1.0
+    with pytest.raises(SessionError, match="no control named 'volume'"):
+        s.set_insert(str(GOLDEN), {"volume": 1.0})
+    with pytest.raises(SessionError, match="not the model this was saved with"):
+        s.set_insert(str(GOLDEN), None, "0" * 64)
+    assert s.insert()["controls"]["p1"] == 1.0              # a refused change keeps the old insert
+    s.set_insert(None)
+    assert s.insert() is None and "insert:p1" not in s.knobs()
+    s.close()
+
+
+def test_run_headless_with_an_insert_reports_it(capsys):
+    from app.cli import main
+    rc = main(["run", "--headless", "--seconds", "1", "--device", "virtual", "--quiet", "--circuit", "y = g*x",
+               "--param", "g=0", "--hidden", "g=0.5", "--insert", str(GOLDEN), "--insert-control", "p0=0.5"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["insert"]["controls"]["p0"] == 0.5 and res["insert"]["restarts"] == 0
+    assert res["nonfinite_out"] == 0

@@ -691,3 +691,29 @@ def problems_of_file(path) -> list[str]:
     with pytest.raises(PresetError) as e:
         presets.load(path)
     return e.value.problems
+
+
+def test_an_output_insert_round_trips_relative_to_the_preset_and_is_checked(tmp_path):
+    from engine.sptmod_file import load_model
+    folder = tmp_path / "kit"
+    folder.mkdir()
+    shutil.copy(GOLDEN_MODEL, folder / "fx.npz")
+    sha = load_model(GOLDEN_MODEL).sha256
+    p = presets.load(presets.resolve("gain+dc"))
+    p = dataclasses.replace(p, insert={"model": str(folder / "fx.npz"), "sha256": sha,
+                                       "controls": {"p1": 0.5}}, midi={30: "insert:p1"})
+    presets.save(p, folder / "fx.json")
+    doc = json.loads((folder / "fx.json").read_text())
+    assert doc["insert"]["model"] == "fx.npz" and doc["insert"]["controls"]["p1"] == 0.5
+    back = presets.load(folder / "fx.json")
+    assert back.insert["sha256"] == sha and back.insert["controls"]["p1"] == 0.5
+    assert back.insert["controls"]["p0"] == load_model(GOLDEN_MODEL).control_defaults[0]
+    assert back.midi == {30: "insert:p1"}
+    doc["insert"]["controls"] = {"volume": 1.0, "p1": 7.0}
+    (folder / "bad.json").write_text(json.dumps(doc))
+    probs = problems_of_file(folder / "bad.json")
+    assert any("no control named 'volume'" in q for q in probs)
+    assert any("control 'p1' 7 is outside [0, 1]" in q for q in probs)
+    doc["insert"] = {"model": "fx.npz", "sha256": "0" * 64, "controls": {}}
+    (folder / "other.json").write_text(json.dumps(doc))
+    assert any("not the model this preset was saved with" in q for q in problems_of_file(folder / "other.json"))

@@ -80,14 +80,17 @@ class HiddenPanel(QtWidgets.QGroupBox):
         while self.grid.count():
             self.grid.takeAt(0).widget().deleteLater()
         self.rows.clear()
-        self.knobs = {k.split(":", 1)[1]: v for k, v in self.session.knobs().items() if k.startswith("hidden:")}
-        hidden = self.session.hidden() if self.session.learner else {}
+        # rows are keyed by the hidden parameter's name, or by "insert:NAME" for a control of the
+        # output insert (an SPTMod model on the output)
+        self.knobs = {(k.split(":", 1)[1] if k.startswith("hidden:") else k): v
+                      for k, v in self.session.knobs().items() if k.startswith(("hidden:", "insert:"))}
+        hidden = self._values()
         for r, (name, knob) in enumerate(self.knobs.items()):
             label = QtWidgets.QLabel(name)
             label.setToolTip("right-click the slider for MIDI learn")
             slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
             slider.setRange(0, STEPS)
-            slider.setObjectName(f"hidden:{name}")
+            slider.setObjectName(self._knob(name))
             slider.setToolTip(f"{knob.lo:g} … {knob.hi:g}{' (log)' if knob.log else ''}; right-click: MIDI learn")
             slider.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
             slider.customContextMenuRequested.connect(lambda pos, n=name, s=slider: self._menu(n, s, pos))
@@ -126,22 +129,40 @@ class HiddenPanel(QtWidgets.QGroupBox):
         slider.blockSignals(False)
         field.show_value(value)
 
+    @staticmethod
+    def _knob(name: str) -> str:
+        return name if name.startswith("insert:") else f"hidden:{name}"
+
+    def _values(self) -> dict:
+        if self.session.learner is None:
+            return {}
+        values = dict(self.session.hidden())
+        ins = self.session.insert()
+        values.update({f"insert:{k}": v for k, v in (ins or {}).get("controls", {}).items()})
+        return values
+
+    def _set(self, name: str, value: float):
+        if name.startswith("insert:"):
+            self.session.set_insert_control(name.split(":", 1)[1], value)
+        else:
+            self.session.set_hidden(name, value)
+
     def _moved(self, name: str, position: int):
         v = self.knobs[name].value_at(position / STEPS)
-        self.session.set_hidden(name, v)
+        self._set(name, v)
         self.rows[name][1].show_value(v)
 
     def set_value(self, name: str, value: float):
         """A typed value: clamped to the knob's range."""
         k = self.knobs[name]
         value = min(max(value, k.lo), k.hi)
-        self.session.set_hidden(name, value)
+        self._set(name, value)
         self._show(name, value)
 
     def _menu(self, name: str, slider, pos):
         menu = QtWidgets.QMenu(self)
         learn = menu.addAction("MIDI learn")
-        cc = next((c for c, k in self.midi.mappings.items() if k == f"hidden:{name}"), None)
+        cc = next((c for c, k in self.midi.mappings.items() if k == self._knob(name)), None)
         forget = menu.addAction(f"Forget CC {cc}") if cc is not None else None
         chosen = menu.exec(slider.mapToGlobal(pos))
         if chosen is learn:
@@ -150,14 +171,14 @@ class HiddenPanel(QtWidgets.QGroupBox):
             self.midi.unmap_cc(cc)
 
     def start_midi_learn(self, name: str):
-        self.midi.learn(f"hidden:{name}")
+        self.midi.learn(self._knob(name))
         self.status.emit(f"MIDI learn: move a controller to map it to '{name}'")
 
     def sync(self):
         """Follow changes made elsewhere (MIDI CC, presets) without echoing them back."""
         if not self.rows or self.session.learner is None:
             return
-        hidden = self.session.hidden()
+        hidden = self._values()
         mappings = {k: c for c, k in self.midi.mappings.items()}
         for name, (slider, field, cc) in self.rows.items():
             if name in hidden and not slider.isSliderDown():
@@ -167,8 +188,8 @@ class HiddenPanel(QtWidgets.QGroupBox):
                     self._show(name, v)
                 elif field.isReadOnly() and field.text() != fmt(v):
                     field.show_value(v)
-            c = mappings.get(f"hidden:{name}")
-            text = "learn…" if self.midi.learning == f"hidden:{name}" else ("" if c is None else f"CC {c}")
+            c = mappings.get(self._knob(name))
+            text = "learn…" if self.midi.learning == self._knob(name) else ("" if c is None else f"CC {c}")
             if cc.text() != text:
                 cc.setText(text)
 

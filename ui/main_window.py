@@ -168,6 +168,8 @@ class MainWindow(QtWidgets.QMainWindow):
         file.addSeparator()
         file.addAction("Ground truth from an SPTMod &model…", self.use_model_dialog)
         file.addAction("Ground truth from the circuit (no model)", self.drop_model)
+        file.addAction("&Insert an SPTMod model on the output…", self.insert_dialog)
+        file.addAction("Remove the output insert", lambda: self.use_insert(None))
         file.addSeparator()
         file.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
         learn = bar.addMenu("&Learning")
@@ -293,6 +295,26 @@ class MainWindow(QtWidgets.QMainWindow):
                                             model=str(Path(path).resolve()), model_sha256=model.sha256,
                                             params=[p for p in spec.params if p.name in learnable]),
                         f"ground truth: the SPTMod model {Path(path).name}")
+        return True
+
+    def insert_dialog(self):
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "SPTMod model as an insert on the output",
+                                                        str(presets.FACTORY_DIR), "SPTMod models (*.npz)")
+        if path:
+            self.use_insert(path)
+
+    def use_insert(self, path) -> bool:
+        """An SPTMod model as an insert effect on the output (None removes it); its controls
+        become knobs in the ground-truth panel. A file that is not a usable model: one dialog."""
+        from app.session import SessionError
+        try:
+            self.session.set_insert(None if path is None else str(path))
+        except SessionError as e:
+            self.show_problems("Cannot use the model", f"{Path(str(path)).name} is not a usable SPTMod model:",
+                               [str(e)])
+            return False
+        self.hidden.rebuild()
+        self.say("output insert removed" if path is None else f"output insert: the SPTMod model {Path(path).name}")
         return True
 
     def drop_model(self):
