@@ -269,9 +269,13 @@ class MainWindow(QtWidgets.QMainWindow):
             self.say(message)
         self._run_job(work, done, "compiling…")
 
+    def _choose_model(self, title: str) -> str:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, title, str(presets.FACTORY_DIR),
+                                                        "SPTMod models (*.npz)")
+        return path
+
     def use_model_dialog(self):
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "SPTMod model as the ground truth",
-                                                        str(presets.FACTORY_DIR), "SPTMod models (*.npz)")
+        path = self._choose_model("SPTMod model as the ground truth")
         if path:
             self.use_model(path)
 
@@ -298,8 +302,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     def insert_dialog(self):
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "SPTMod model as an insert on the output",
-                                                        str(presets.FACTORY_DIR), "SPTMod models (*.npz)")
+        path = self._choose_model("SPTMod model as an insert on the output")
         if path:
             self.use_insert(path)
 
