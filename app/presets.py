@@ -133,13 +133,7 @@ def _sptmod_json(preset: Preset, folder: Path | None) -> dict | None:
     s = preset.spec
     if s.model is None:
         return None
-    model = Path(s.model)
-    if folder is not None:
-        try:
-            model = model.resolve().relative_to(Path(folder).resolve())
-        except ValueError:
-            model = model.resolve()
-    return {"model": model.as_posix(), "sha256": s.model_sha256}
+    return {"model": _relative(s.model, folder), "sha256": s.model_sha256}
 
 
 def _model_path(model: str, origin: str) -> Path:
@@ -160,16 +154,24 @@ def _model_controls(c: _Check, sptmod: dict | None, origin: str, spec_target) ->
     if spec_target is not None and not reads:
         c.add("sptmod: a model is given but the target does not read 'sptmod' (e.g. y = sptmod)")
     path = _model_path(sptmod["model"], origin)
+    model = _checked_model(c, "sptmod", path, sptmod["sha256"])
+    return path, [] if model is None else model.control_names
+
+
+def _checked_model(c: _Check, key: str, path: Path, sha256: str):
+    """The model file a preset names, or None with the problem recorded (unreadable, or not the
+    content hash the preset was saved with)."""
     from engine.sptmod_file import ModelError, load_model
     try:
         model = load_model(path)
     except (ModelError, OSError) as e:
-        c.add(f"sptmod: {e}")
-        return path, []
-    if model.sha256 != sptmod["sha256"].lower():
-        c.add(f"sptmod: {path} is not the model this preset was saved with (content hash "
-              f"{model.sha256[:12]}…, expected {sptmod['sha256'][:12]}…)")
-    return path, model.control_names
+        c.add(f"{key}: {e}")
+        return None
+    if model.sha256 != sha256.lower():
+        c.add(f"{key}: {path} is not the model this preset was saved with (content hash "
+              f"{model.sha256[:12]}…, expected {sha256[:12]}…)")
+        return None
+    return model
 
 
 def _insert(c: _Check, doc, origin: str) -> dict | None:
@@ -179,15 +181,8 @@ def _insert(c: _Check, doc, origin: str) -> dict | None:
     if ref is None:
         return None
     path = _model_path(ref["model"], origin)
-    from engine.sptmod_file import ModelError, load_model
-    try:
-        model = load_model(path)
-    except (ModelError, OSError) as e:
-        c.add(f"insert: {e}")
-        return None
-    if model.sha256 != ref["sha256"].lower():
-        c.add(f"insert: {path} is not the model this preset was saved with (content hash "
-              f"{model.sha256[:12]}…, expected {ref['sha256'][:12]}…)")
+    model = _checked_model(c, "insert", path, ref["sha256"])
+    if model is None:
         return None
     controls = {ctl["name"]: ctl["default"] for ctl in model.controls}
     for name, v in ref.get("controls", {}).items():

@@ -74,6 +74,20 @@ def _progress_none(stage: str, fraction: float):
     pass
 
 
+def _checked_model(path, sha256: str | None):
+    """An SPTMod model file, loaded; SessionError (one line) if it is unusable or, given the
+    content hash it was saved with, another model."""
+    from engine.sptmod_file import ModelError, load_model
+    try:
+        model = load_model(path)
+    except ModelError as e:
+        raise SessionError(" ".join(str(e).split())) from None
+    if sha256 is not None and model.sha256 != sha256:
+        raise SessionError(f"{path}: not the model this was saved with (content hash "
+                           f"{model.sha256[:12]}…, expected {sha256[:12]}…)")
+    return model
+
+
 class Session:
     def __init__(self, sample_rate: float = 48000.0, blocksize: int = 128, device=None,
                  want_input: bool = True, allow_virtual: bool = True, max_frames: int = 4096):
@@ -184,16 +198,7 @@ class Session:
         """The model of spec (checked against its hash), a float64 stream of it with the controls
         set, and the control values (from spec.hidden, else the model's defaults)."""
         from engine.sptmod import SptModStream
-        from engine.sptmod_file import ModelError, load_model
-        try:
-            model = load_model(spec.model)
-        except FileNotFoundError:
-            raise SessionError(f"{spec.model}: the SPTMod model file is missing") from None
-        except ModelError as e:
-            raise SessionError(str(e).replace("\n", " ")) from None
-        if spec.model_sha256 is not None and model.sha256 != spec.model_sha256:
-            raise SessionError(f"{spec.model}: not the model this was saved with (content hash "
-                               f"{model.sha256[:12]}…, expected {spec.model_sha256[:12]}…)")
+        model = _checked_model(spec.model, spec.model_sha256)
         spec.model_sha256 = model.sha256          # a preset saved from here names this model
         controls = {}
         for c in model.controls:
@@ -281,15 +286,8 @@ class Session:
         if path is None:
             self.memory.set_insert(None)
             return
-        from engine.sptmod_file import ModelError, load_model
         from .host import Insert
-        try:
-            model = load_model(path)
-        except ModelError as e:
-            raise SessionError(" ".join(str(e).split())) from None
-        if sha256 is not None and model.sha256 != sha256:
-            raise SessionError(f"{path}: not the model this was saved with (content hash "
-                               f"{model.sha256[:12]}…, expected {sha256[:12]}…)")
+        model = _checked_model(path, sha256)
         values = {}
         for name, v in (controls or {}).items():
             c = next((q for q in model.controls if q["name"] == name), None)

@@ -210,11 +210,7 @@ def read_controls_file(path: str | None, n_pairs: int) -> tuple[list, list]:
     flag = "--controls-file"
     if not os.path.exists(path):
         raise TrainInputError(f"{flag} {path}: no such file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise TrainInputError(f"{flag} {path}: not readable JSON ({_one_line(e)})") from None
+    d = _read_json(path, flag)
     if not isinstance(d, dict) or set(d) != {"controls", "items"}:
         raise TrainInputError(f"{flag} {path}: expected an object with exactly the keys "
                               "\"controls\" and \"items\"")
@@ -247,6 +243,14 @@ def read_controls_file(path: str | None, n_pairs: int) -> tuple[list, list]:
     return controls, values
 
 
+def _read_json(path: str, flag: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise TrainInputError(f"{flag} {path}: not readable JSON ({_one_line(e)})") from None
+
+
 def resolve_config(spec: str, n_params: int):
     """(SptConfig, name) for --config sptmod24|sptmod25|FILE.json."""
     from engine.sptmod import SptConfig
@@ -256,11 +260,7 @@ def resolve_config(spec: str, n_params: int):
         return SptConfig.from_dict(d), key
     if not os.path.isfile(spec):
         raise TrainInputError(f"--config {spec}: neither sptmod24, sptmod25 nor an existing JSON file")
-    try:
-        with open(spec, encoding="utf-8") as f:
-            d = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise TrainInputError(f"--config {spec}: not readable JSON ({_one_line(e)})") from None
+    d = _read_json(spec, "--config")
     if not isinstance(d, dict):
         raise TrainInputError(f"--config {spec}: expected a JSON object (an SptConfig dictionary)")
     d = dict(d)
