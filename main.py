@@ -7,7 +7,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR",
 
 
 def main() -> int:
-    from app.cli import main as cli_main
+    from app.cli.main import main as cli_main
 
     def gui(**options):
         from ui.app import run

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.banks import Banks
-from engine.learner import LOSS_CODES, OPT_CODES, Learner, ParamSpec, Settings
-from . import host_layout as H
-from .audio_stream import AudioUnavailable, open_stream
-from .host import HostMemory, Slot
-from .telemetry import TelemetryReader
+from engine.learn.banks import Banks
+from engine.learn.learner import LOSS_CODES, OPT_CODES, Learner, ParamSpec, Settings
+from app.host import layout as H
+from app.host.stream import AudioUnavailable, open_stream
+from app.host.memory import HostMemory, Slot
+from app.host.telemetry import TelemetryReader
 
 
 LOSSES = tuple(LOSS_CODES)          # the choices a window offers
@@ -41,7 +41,7 @@ class CircuitSpec:
     settings: Settings = field(default_factory=Settings)
     # declarations (range, scale) of target parameters the learnable circuit lacks: knob ranges only
     hidden_params: list[ParamSpec] = field(default_factory=list)
-    banks: Banks | None = None       # LACTOSE banks (engine/banks.py)
+    banks: Banks | None = None       # LACTOSE banks (engine/learn/banks.py)
     # an SPTMod model file whose output is the target's `sptmod` signal; its controls are hidden
     # knobs (values in `hidden` under the model's control names); model_sha256: the model's
     # content hash a preset was saved with (a different file is refused)
@@ -77,7 +77,7 @@ def _progress_none(stage: str, fraction: float):
 def _checked_model(path, sha256: str | None):
     """An SPTMod model file, loaded; SessionError (one line) if it is unusable or, given the
     content hash it was saved with, another model."""
-    from engine.sptmod_file import ModelError, load_model
+    from engine.sptmod.file import ModelError, load_model
     try:
         model = load_model(path)
     except ModelError as e:
@@ -197,7 +197,7 @@ class Session:
     def _open_model(self, spec: CircuitSpec):
         """The model of spec (checked against its hash), a float64 stream of it with the controls
         set, and the control values (from spec.hidden, else the model's defaults)."""
-        from engine.sptmod import SptModStream
+        from engine.sptmod.stream import SptModStream
         model = _checked_model(spec.model, spec.model_sha256)
         spec.model_sha256 = model.sha256          # a preset saved from here names this model
         controls = {}
@@ -286,7 +286,7 @@ class Session:
         if path is None:
             self.memory.set_insert(None)
             return
-        from .host import Insert
+        from app.host.memory import Insert
         model = _checked_model(path, sha256)
         values = {}
         for name, v in (controls or {}).items():
@@ -411,7 +411,7 @@ class Session:
 
     def load_file(self, path: str):
         """Read an audio file (any rate; resampled to the session's) and play it in a loop."""
-        from .audiofile import read_mono
+        from app.audiofile import read_mono
         from scipy.signal import resample_poly
         data, rate = read_mono(path)
         if rate != self.sample_rate:

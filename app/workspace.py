@@ -10,11 +10,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.language import CircuitError, parse
-from engine.learner import ParamSpec
-from . import presets
-from .midi_control import MidiControl
-from .session import CircuitSpec, Session, SessionError
+from engine.circuit.language import CircuitError, parse
+from engine.learn.learner import ParamSpec
+from app.preset import document as presets
+from app.preset import store
+from app.midi.control import MidiControl
+from app.session import CircuitSpec, Session, SessionError
 
 # a name newly typed into the circuit is declared like this until the user edits the line
 NEW_DECLARATION = "{name} = 0 : -1 : 1"
@@ -87,7 +88,7 @@ def parse_banks(text: str, condition: str, mode: str, previous=None):
     `previous`. Returns (Banks or None, Problem or None)."""
     if not text.strip():
         return None, None
-    from engine.banks import Banks
+    from engine.learn.banks import Banks
     try:
         bounds = [float(t) for t in text.replace(";", ",").split(",") if t.strip()]
         keep = {} if previous is None else {k: getattr(previous, k) for k in
@@ -242,17 +243,17 @@ class Workspace:
         preset.name = Path(path).stem
         out = presets.save(preset, path, overwrite=overwrite)
         self.name, self.path = preset.name, out
-        presets.add_recent(out)
+        store.add_recent(out)
         return out
 
     def autosave(self):
         if self.session.spec is not None:
-            presets.write_autosave(self.snapshot())
+            store.write_autosave(self.snapshot())
 
     # ---- MIDI
     def open_midi(self, connect: str | None = None):
         """The virtual port "Dualtone MIDI in", also connected to `connect` if given."""
-        from .midi_ports import MidiInput
+        from app.midi.ports import MidiInput
         self.close_midi()
         self.midi_port = MidiInput(self.midi.feed_bytes, connect=connect)
         return self.midi_port

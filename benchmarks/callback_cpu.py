@@ -30,10 +30,10 @@ from benchmarks.learn_throughput import cpu_name, fir_args  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from app import host_layout as H  # noqa: E402
-from app.audio_stream import direct_caller  # noqa: E402
-from app.host import HostMemory, Slot  # noqa: E402
-from app.telemetry import TelemetryReader  # noqa: E402
+from app.host import layout as H  # noqa: E402
+from app.host.stream import direct_caller  # noqa: E402
+from app.host.memory import HostMemory, Slot  # noqa: E402
+from app.host.telemetry import TelemetryReader  # noqa: E402
 
 FRAMES = (64, 128, 256)
 # learnable parameters -> (name, `learn` arguments); all have hidden values, so they learn

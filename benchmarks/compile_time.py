@@ -22,7 +22,7 @@ PROBE = """
 import json, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
-from engine.learner import Learner, ParamSpec
+from engine.learn.learner import Learner, ParamSpec
 t1 = time.perf_counter()
 Learner({text!r}, [ParamSpec(n, 0.0) for n in {names!r}])
 t2 = time.perf_counter()

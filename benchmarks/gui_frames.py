@@ -84,8 +84,9 @@ def xruns(session_factory, seconds, with_gui):
             app.processEvents()
             time.sleep(0.01)
     else:
-        from app import presets
-        ws.apply(presets.load(presets.resolve("tanh-drive")))
+        from app.preset import document as presets
+        from app.preset import store
+        ws.apply(presets.load(store.resolve("tanh-drive")))
         session.start()
     time.sleep(1.0)                        # stream start-up is not counted
     c0 = session.counters()

@@ -16,7 +16,6 @@ conclusions: docs/lactose.md.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -30,9 +29,9 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 
 import numpy as np  # noqa: E402
 
-from engine.bank_proposal import condition_signal, follower_coefficient, propose  # noqa: E402
-from engine.banks import Banks  # noqa: E402
-from engine.learner import Learner, ParamSpec, Settings  # noqa: E402
+from engine.learn.bank_proposal import condition_signal, follower_coefficient, propose  # noqa: E402
+from engine.learn.banks import Banks  # noqa: E402
+from engine.learn.learner import Learner, ParamSpec, Settings  # noqa: E402
 from engine.sources import LcgNoise  # noqa: E402
 
 SR = 48000

@@ -183,9 +183,9 @@ GAIN_DC = dict(circuit="y = gain*x + dc", hidden={"gain": 0.5, "dc": 0.5})
 
 
 def run_cfunc(device, blocksize, seconds, load, witness, qt=None):
-    from app import host_layout as H
+    from app.host import layout as H
     from app.session import CircuitSpec, ParamSpec, Session, Settings
-    from app.telemetry import RunStats
+    from app.host.telemetry import RunStats
     spec = CircuitSpec(GAIN_DC["circuit"], [ParamSpec("gain", 0.0), ParamSpec("dc", 0.0)],
                        hidden=dict(GAIN_DC["hidden"]), settings=Settings(window=32, lr=1e-2))
     stats = RunStats()
@@ -231,7 +231,7 @@ def run_cfunc(device, blocksize, seconds, load, witness, qt=None):
 def run_python(device, blocksize, seconds, load, witness, qt=None):
     import numpy as np
     import sounddevice as sd
-    from engine.learner import Learner, ParamSpec, Settings
+    from engine.learn.learner import Learner, ParamSpec, Settings
     from engine.sources import LcgNoise
     learner = Learner(GAIN_DC["circuit"], [ParamSpec("gain", 0.0), ParamSpec("dc", 0.0)],
                       hidden=dict(GAIN_DC["hidden"]), settings=Settings(window=32, lr=1e-2),
@@ -288,7 +288,7 @@ def run_python(device, blocksize, seconds, load, witness, qt=None):
 def run_latency(device, blocksize, server, window=48000, max_lag=8192):
     import jack
     import numpy as np
-    from app import host_layout as H
+    from app.host import layout as H
     from app.session import CircuitSpec, ParamSpec, Session, Settings
     spec = CircuitSpec("y = g*x", [ParamSpec("g", 1.0)], hidden={"g": 1.0},
                        settings=Settings(learning=False))

@@ -106,15 +106,15 @@ def _run(args):
 
 
 def render_circuit(x: np.ndarray) -> np.ndarray:
-    from engine.learner import Learner, ParamSpec, Settings
+    from engine.learn.learner import Learner, ParamSpec, Settings
     learner = Learner("y = g*x", [ParamSpec("g", 0.0)], target=COMPRESSOR, hidden=SETTING,
                       settings=Settings(learning=False), sample_rate=SR)
     return learner.process(x)[0][:, 0]
 
 
 def render_model(x: np.ndarray, model_path: Path) -> np.ndarray:
-    from engine.sptmod import SptModStream
-    from engine.sptmod_file import load_model
+    from engine.sptmod.stream import SptModStream
+    from engine.sptmod.file import load_model
     model = load_model(model_path)
     stream = SptModStream(model.config, model.weights)
     stream.set_controls(model.control_defaults)

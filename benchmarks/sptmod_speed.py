@@ -36,7 +36,7 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from engine.sptmod import SptConfig, SptModStream  # noqa: E402
+from engine.sptmod.stream import SptConfig, SptModStream  # noqa: E402
 
 SR = 48000.0
 REF = ROOT / "tests" / "reference" / "sptmod"      # an unedited copy of the shared reference

@@ -3,15 +3,15 @@
 `cfg` holds what the user sets (the GUI or the command line writes it, the kernel reads it once per
 block); `st` holds what the kernel owns (parameters, optimiser state, delay lines, windows). Both are
 preallocated once, so a block call never allocates. Fixed header slots are named here; the
-circuit-dependent regions get their offsets from the compiler (engine/compiler.py: Layout).
+circuit-dependent regions get their offsets from the compiler (engine/circuit/compiler.py: Layout).
 """
 
 # cfg header
 CF_LR = 0            # learning rate
-CF_LOSS = 1          # loss code (engine/losses.py)
+CF_LOSS = 1          # loss code (engine/learn/losses.py)
 CF_HUBER = 2         # Huber threshold delta
 CF_WINDOW = 3        # window length W (samples), 1..window capacity
-CF_OPT = 4           # optimiser code (engine/optimizers.py)
+CF_OPT = 4           # optimiser code (engine/learn/optimizers.py)
 CF_C1 = 5            # momentum mu / RMSProp rho / Adam beta1
 CF_C2 = 6            # Adam beta2
 CF_EPS = 7           # RMSProp / Adam epsilon

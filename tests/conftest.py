@@ -6,6 +6,16 @@ import subprocess
 
 import pytest
 
+LIVE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "live")
+
+
+def pytest_collection_modifyitems(items):
+    """Everything under tests/live/ runs against the real JACK server: marked `live`, so
+    `pytest -m "not live"` gives a quick offline pass (the default command runs all)."""
+    for item in items:
+        if str(item.fspath).startswith(LIVE_DIR + os.sep):
+            item.add_marker(pytest.mark.live)
+
 
 def _jack_answers(name: str) -> bool:
     env = dict(os.environ, JACK_DEFAULT_SERVER=name)

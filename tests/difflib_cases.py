@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 # An unedited copy of ../shared/reference/difflib, so a clone anywhere runs the parity tests;
-# tests/test_reference_data.py checks every file against the SHA-256 table in its README.
+# tests/engine/test_reference_data.py checks every file against the SHA-256 table in its README.
 REFERENCE = Path(__file__).resolve().parent / "reference" / "difflib"
 
 FIR_TAPS = " + ".join(["b0*x"] + [f"b{k}*x@{k}" for k in range(1, 8)])

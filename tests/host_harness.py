@@ -2,10 +2,10 @@
 a device: for exact, deterministic tests of the block pipeline."""
 import numpy as np
 
-from app import host_layout as H
-from app.audio_stream import direct_caller
-from app.host import HostMemory, Slot
-from engine.learner import Learner, ParamSpec, Settings
+from app.host import layout as H
+from app.host.stream import direct_caller
+from app.host.memory import HostMemory, Slot
+from engine.learn.learner import Learner, ParamSpec, Settings
 
 
 def make_learner(circuit="y = gain*x + dc", params=(("gain", 0.0), ("dc", 0.0)), hidden=None,

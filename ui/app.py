@@ -35,10 +35,11 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
             print(f"error: {NO_DISPLAY}", file=sys.stderr)
             return EXIT_USAGE
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    from app import presets
+    from app.preset import document as presets
+    from app.preset import store
     if preset is not None:
         try:
-            presets.load(presets.resolve(preset))         # fail early with the problems listed
+            presets.load(store.resolve(preset))         # fail early with the problems listed
         except presets.PresetError as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USAGE
@@ -49,10 +50,10 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
             return EXIT_USAGE
 
     from pyqtgraph.Qt import QtCore, QtWidgets
-    from app.audio_stream import list_devices
+    from app.host.stream import list_devices
     from app.session import Session, SessionError
     from app.workspace import Workspace
-    from .main_window import MainWindow
+    from ui.main_window import MainWindow
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("Dualtone")
@@ -62,7 +63,7 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        from app.midi_ports import list_ports
+        from app.midi.ports import list_ports
         midi_ports = list_ports()
     except Exception:
         midi_ports = []

@@ -13,16 +13,17 @@ from pathlib import Path
 import numpy as np
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
-from app import host_layout as H
-from app import presets
+from app.host import layout as H
+from app.preset import document as presets
+from app.preset import store
 from app.workspace import Workspace, format_declarations
-from .bank_view import BankView
-from .circuit_panel import CircuitPanel
-from .gui_thread_gc import GuiThreadCollector
-from .controls import AudioControls, LearningControls
-from .knob_panels import HiddenPanel, LearnedPanel
-from .theme import DIM, dark_palette, tint
-from .views import LossHistory, LossMeter, ScopeView, TrajectoryPlot
+from ui.plots.banks import BankView
+from ui.panels.circuit import CircuitPanel
+from ui.gui_thread_gc import GuiThreadCollector
+from ui.panels.controls import AudioControls, LearningControls
+from ui.panels.knobs import HiddenPanel, LearnedPanel
+from ui.theme import DIM, dark_palette, tint
+from ui.plots.views import LossHistory, LossMeter, ScopeView, TrajectoryPlot
 
 FPS = 30
 SPANS = (("10 s", 10), ("30 s", 30), ("1 min", 60), ("2 min", 120), ("5 min", 300), ("10 min", 600))
@@ -40,7 +41,7 @@ class _Bridge(QtCore.QObject):
 
 def _reads_model(spec) -> bool:
     """Whether spec's target reads `sptmod` (the texts were checked already; a failure is no)."""
-    from engine.language import CircuitError, parse
+    from engine.circuit.language import CircuitError, parse
     if not spec.target:
         return False
     try:
@@ -70,7 +71,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.frame_ms: deque = deque(maxlen=2000)      # GUI frame times, for the benchmark
         self.loaded = 0                                # circuits loaded so far (tests wait on it)
 
-        self.circuit = CircuitPanel(presets.factory_presets(), lambda: self.session.sample_rate,
+        self.circuit = CircuitPanel(store.factory_presets(), lambda: self.session.sample_rate,
                                     self._hidden_values, self._settings)
         self.circuit.apply_requested.connect(self.apply_spec)
         self.circuit.factory_chosen.connect(lambda name: self.open_preset(name))
@@ -157,7 +158,7 @@ class MainWindow(QtWidgets.QMainWindow):
         bar = self.menuBar()
         file = bar.addMenu("&File")
         self.factory_menu = file.addMenu("New from factory preset")
-        for name in presets.factory_presets():
+        for name in store.factory_presets():
             self.factory_menu.addAction(name, lambda n=name: self.open_preset(n))
         file.addAction("&Open…", QtGui.QKeySequence.StandardKey.Open, self.open_dialog)
         self.recent_menu = file.addMenu("Open &recent")
@@ -185,7 +186,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _fill_recent(self):
         self.recent_menu.clear()
-        for path in presets.recent():
+        for path in store.recent():
             self.recent_menu.addAction(path, lambda p=path: self.open_preset(p))
         if not self.recent_menu.actions():
             self.recent_menu.addAction("(none yet)").setEnabled(False)
@@ -270,7 +271,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._run_job(work, done, "compiling…")
 
     def _choose_model(self, title: str) -> str:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, title, str(presets.FACTORY_DIR),
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, title, str(store.FACTORY_DIR),
                                                         "SPTMod models (*.npz)")
         return path
 
@@ -282,7 +283,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def use_model(self, path) -> bool:
         """Make an SPTMod model the ground truth: the target becomes  y = sptmod  and the model's
         controls become the hidden knobs. A file that is not a usable model: one dialog."""
-        from engine.sptmod_file import ModelError, load_model
+        from engine.sptmod.file import ModelError, load_model
         spec = self.session.spec
         if spec is None:
             return False
@@ -341,19 +342,19 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_preset(self, name_or_path) -> bool:
         """Validate and apply a preset (factory name or file). Problems: one dialog, nothing changes."""
         try:
-            path = presets.resolve(str(name_or_path))
+            path = store.resolve(str(name_or_path))
             preset = presets.load(path)
         except presets.PresetError as e:
             self.show_problems("Cannot open preset", f"{e.origin} cannot be used:", e.problems)
             return False
-        factory = path.parent.resolve() == presets.FACTORY_DIR.resolve()
+        factory = path.parent.resolve() == store.FACTORY_DIR.resolve()
 
         def done(error):
             if error is not None:
                 self.show_problems("Cannot open preset", f"{path.name} does not compile:", [str(error)])
                 return
             if not factory:
-                presets.add_recent(path)
+                store.add_recent(path)
             self._circuit_changed()
             for w in self.workspace.warnings:
                 self.say(w)
@@ -362,7 +363,7 @@ class MainWindow(QtWidgets.QMainWindow):
                              done, f"opening {preset.name}…")
 
     def restore_autosave(self) -> bool:
-        preset = presets.read_autosave()
+        preset = store.read_autosave()
         if preset is None:
             return False
 
@@ -404,20 +405,20 @@ class MainWindow(QtWidgets.QMainWindow):
         return self.session.learner.settings if self.session.learner is not None else Settings()
 
     def open_dialog(self):
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open preset", str(presets.FACTORY_DIR),
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open preset", str(store.FACTORY_DIR),
                                                         "Dualtone presets (*.json)")
         if path:
             self.open_preset(path)
 
     def save(self):
         path = self.workspace.path
-        if path is None or Path(path).resolve().parent == presets.FACTORY_DIR.resolve():
+        if path is None or Path(path).resolve().parent == store.FACTORY_DIR.resolve():
             return self.save_as()
         return self._write(Path(path), overwrite=True)
 
     def save_as(self, path=None):
         if path is None:
-            start = str(presets.config_dir() / f"{self.workspace.name}.json")
+            start = str(store.config_dir() / f"{self.workspace.name}.json")
             chosen, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save preset", start,
                                                               "Dualtone presets (*.json)")
             if not chosen:

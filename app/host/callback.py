@@ -1,0 +1,513 @@
+"""The audio callback: a Numba cfunc that PortAudio calls directly, so no Python (and no GIL)
+runs on the audio thread. It only touches preallocated arrays reached through the host table
+(app/host/layout.py) and never allocates, locks or waits.
+
+Per block: source -> (MIDI voice events at their sample offsets) -> knob glide, reset and swap
+requests -> the active slot's kernel (and the incoming one during a crossfade) -> output mode
+-> safety stage (NaN/Inf to silence, peak limiter below 0 dBFS) -> telemetry and scope rings.
+"""
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import carray, cfunc, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from engine import blockabi as B
+from engine import layout as LY
+from engine.sources import _lcg_fill
+from app.host import layout as H
+from app.host.processors import MODEL_WORDS, run_insert, run_model
+
+CALLBACK_SIGNATURE = types.int32(types.voidptr, types.voidptr, types.uint64, types.voidptr,
+                                 types.uint64, types.voidptr)
+PA_CONTINUE = 0
+MAX_EVENTS_PER_BLOCK = 64
+SCRATCH_WORDS = 2 + 2 * MAX_EVENTS_PER_BLOCK   # int64: timespec, event offsets, event rows
+HUGE_INPUT = 1.0e4          # +80 dBFS: beyond this an input sample is garbage, not audio
+
+CLOCK_MONOTONIC = 1          # what Python's time.monotonic() reads on Linux
+
+
+@intrinsic
+def _clock_gettime(typingctx, clock, timespec):
+    """libc clock_gettime, declared directly so the cached callback holds no ctypes object."""
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(i32, [i32, ir.IntType(8).as_pointer()])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "clock_gettime")
+        return builder.call(fn, [builder.trunc(args[0], i32), args[1]])
+    return types.int32(clock, timespec), codegen
+
+
+@njit(nogil=True, cache=True)
+def _now(ts):
+    _clock_gettime(CLOCK_MONOTONIC, B.address_as_voidptr(ts.ctypes.data))
+    return ts[0] + ts[1] * 1e-9
+
+
+@njit(nogil=True, cache=True)
+def _f64(address, n):
+    return carray(B.address_as_voidptr(address), (n,), dtype=np.float64)
+
+
+@njit(nogil=True, cache=True)
+def _f64_2d(address, rows, cols):
+    return carray(B.address_as_voidptr(address), (rows, cols), dtype=np.float64)
+
+
+@njit(nogil=True, cache=True)
+def _slot(address):
+    return carray(B.address_as_voidptr(address), (B.SLOT_WORDS,), dtype=np.int64)
+
+
+@njit(nogil=True, cache=True)
+def _lcg(ctl, x, n, gain):
+    ctl[H.C_LCG] = _lcg_fill(x[:n], np.int64(ctl[H.C_LCG]))     # diff.lib's sequence
+    for i in range(n):
+        x[i] *= gain
+
+
+@njit(nogil=True, cache=True)
+def _white(noise, x, n, gain):
+    s = noise[0]
+    for i in range(n):
+        # xorshift64*: fast, allocation-free, good enough spectrum for a test signal
+        s ^= s >> np.uint64(12)
+        s ^= s << np.uint64(25)
+        s ^= s >> np.uint64(27)
+        r = s * np.uint64(2685821657736338717)
+        x[i] = gain * ((r >> np.uint64(11)) * (2.0 / 9007199254740992.0) - 1.0)
+    noise[0] = s
+
+
+@njit(nogil=True, cache=True)
+def _blep(t, dt):
+    """Polynomial band-limited step correction for a saw's discontinuity."""
+    if t < dt:
+        t /= dt
+        return t + t - t * t - 1.0
+    if t > 1.0 - dt:
+        t = (t - 1.0) / dt
+        return t * t + t + t + 1.0
+    return 0.0
+
+
+@njit(nogil=True, cache=True)
+def _oscillator(ctl, x, n, gain, hz, sr, saw):
+    ph = ctl[H.C_PHASE]
+    dt = min(max(hz / sr, 0.0), 0.5)
+    for i in range(n):
+        if saw:
+            x[i] = gain * (2.0 * ph - 1.0 - _blep(ph, dt))
+        else:
+            x[i] = gain * math.sin(2.0 * math.pi * ph)
+        ph += dt
+        if ph >= 1.0:
+            ph -= 1.0
+    ctl[H.C_PHASE] = ph
+
+
+@njit(nogil=True, cache=True)
+def _take_events(midi, ridx, t_now, block_seconds, sr, n, offsets, rows):
+    """Due MIDI events, each with its sample offset in this block. Events that arrived during
+    the previous block are replayed one block later with their relative timing kept."""
+    k = 0
+    nrows = midi.shape[0]
+    while ridx[H.R_MIDI_TAIL] < ridx[H.R_MIDI_HEAD] and k < offsets.shape[0]:
+        r = ridx[H.R_MIDI_TAIL] % nrows
+        off = (midi[r, H.M_TIME] - (t_now - block_seconds)) * sr
+        offsets[k] = min(max(int(off), 0), n - 1)
+        rows[k] = r
+        k += 1
+        ridx[H.R_MIDI_TAIL] += 1
+    return k
+
+
+@njit(nogil=True, cache=True)
+def _apply_event(ctl, midi, r):
+    if midi[r, H.M_KIND] == H.EV_VOICE:
+        f = midi[r, H.M_A]
+        if math.isfinite(f) and 0.0 < f < 0.5 * ctl[H.C_SAMPLE_RATE]:
+            ctl[H.C_VOICE_FREQ] = f
+        ctl[H.C_VOICE_GATE] = 1.0 if midi[r, H.M_B] > 0.0 else 0.0
+        a = midi[r, H.M_C]
+        if math.isfinite(a):
+            ctl[H.C_VOICE_AMP] = min(max(a, 0.0), 1.0)
+    ctl[H.C_MIDI_APPLIED] += 1.0
+
+
+@njit(nogil=True, cache=True)
+def _voice(ctl, midi, x, n, gain, sr, offsets, rows, nev):
+    """A MIDI-driven saw voice; gate and velocity drive a linear attack/release envelope."""
+    attack, release = 1.0 / (0.002 * sr), 1.0 / (0.030 * sr)
+    ph, env = ctl[H.C_VOICE_PHASE], ctl[H.C_VOICE_ENV]
+    e = 0
+    for i in range(n):
+        while e < nev and offsets[e] <= i:
+            _apply_event(ctl, midi, rows[e])
+            e += 1
+        goal = ctl[H.C_VOICE_AMP] if ctl[H.C_VOICE_GATE] > 0.0 else 0.0
+        if env < goal:
+            env = min(env + attack, goal)
+        elif env > goal:
+            env = max(env - release, goal)
+        dt = min(ctl[H.C_VOICE_FREQ] / sr, 0.5)
+        x[i] = gain * env * (2.0 * ph - 1.0 - _blep(ph, dt))
+        ph += dt
+        if ph >= 1.0:
+            ph -= 1.0
+    while e < nev:
+        _apply_event(ctl, midi, rows[e])
+        e += 1
+    ctl[H.C_VOICE_PHASE], ctl[H.C_VOICE_ENV] = ph, env
+
+
+@njit(nogil=True, cache=True)
+def _set_midi_controls(slot, ctl):
+    """The voice's note number and velocity, for circuits (bank conditions) that read them; they
+    change at block boundaries."""
+    if slot[B.S_BLOCK_FN] == 0:
+        return
+    cfg = _f64(slot[B.S_CFG], slot[B.S_CFG_LEN])
+    cfg[LY.CF_NOTE] = 69.0 + 12.0 * math.log2(max(ctl[H.C_VOICE_FREQ], 1e-3) / 440.0)
+    cfg[LY.CF_VELOCITY] = 127.0 * ctl[H.C_VOICE_AMP]
+
+
+@njit(nogil=True, cache=True)
+def _glide_knobs(slot, n, sr, tau):
+    nh = slot[B.S_N_HIDDEN]
+    if nh == 0:
+        return
+    cfg = _f64(slot[B.S_CFG], slot[B.S_CFG_LEN])
+    goal = _f64(slot[B.S_HIDDEN_GOAL], nh)
+    a = 1.0 if tau <= 0.0 else 1.0 - math.exp(-n / (tau * sr))
+    base = slot[B.S_CFG_HIDDEN]
+    for k in range(nh):
+        g, v = goal[k], cfg[base + k]
+        if not math.isfinite(g):
+            continue
+        v += (g - v) * a
+        if abs(g - v) <= 1e-6 * (1.0 + abs(g)):     # an inaudible last step lands exactly
+            v = g
+        cfg[base + k] = v
+
+
+@njit(nogil=True, cache=True)
+def _reset_slot(slot):
+    """Same as Learner.reset(): all state cleared, parameters back to the reset values."""
+    st = _f64(slot[B.S_ST], slot[B.S_ST_LEN])
+    P = slot[B.S_N_PARAMS]
+    init = _f64(slot[B.S_INIT], max(P, 1))
+    for i in range(st.shape[0]):
+        st[i] = 0.0
+    for k in range(P):
+        st[slot[B.S_THETA] + k] = init[k]
+    st[LY.ST_SCHED] = 1.0
+
+
+@njit(nogil=True, cache=True)
+def _run_slot(slot, n, x):
+    """Run the slot's kernel on the shared source block x; False when the slot is empty. A slot
+    whose target reads `sptmod` first runs its SPTMod model on x (app/host/processors.py)."""
+    if slot[B.S_BLOCK_FN] == 0:
+        return False
+    if slot[B.S_MODEL] != 0:
+        table = carray(B.address_as_voidptr(slot[B.S_MODEL]), (MODEL_WORDS,), dtype=np.int64)
+        out = carray(B.address_as_voidptr(slot[B.S_OUT]), (slot[B.S_MAX_FRAMES], 3), dtype=np.float64)
+        run_model(table, x, out, n)
+    B.call_block(slot[B.S_BLOCK_FN], B.address_as_voidptr(slot.ctypes.data), n)
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _mode_value(mode, tgt, lrn, sono, right):
+    if mode == 0:
+        return tgt
+    if mode == 1:
+        return lrn
+    if mode == 2:
+        return lrn if right else tgt
+    if mode == 3:
+        return tgt - lrn
+    return sono
+
+
+@njit(nogil=True, cache=True)
+def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
+    sr = ctl[H.C_SAMPLE_RATE]
+    maxf = h[H.H_MAX_FRAMES]
+    x = _f64(h[H.H_X], maxf)
+    scope = _f64_2d(h[H.H_SCOPE], h[H.H_SCOPE_ROWS], H.SCOPE_COLS)
+    midi = _f64_2d(h[H.H_MIDI], h[H.H_MIDI_ROWS], H.MIDI_COLS)
+    source = int(ctl[H.C_SOURCE])
+    gain = ctl[H.C_SOURCE_GAIN]
+
+    # ---- file swap at a block boundary
+    if ctl[H.C_FILE_REQ] != ctl[H.C_FILE_ACK]:
+        h[H.H_FILE], h[H.H_FILE_LEN] = h[H.H_FILE_NEXT], h[H.H_FILE_NEXT_LEN]
+        ctl[H.C_FILE_POS] = 0.0
+        ctl[H.C_FILE_ACK] = ctl[H.C_FILE_REQ]
+
+    # ---- source
+    nev = _take_events(midi, ridx, t_now, n / sr, sr, n, offsets, rows)
+    if source == 0:
+        ch = int(ctl[H.C_IN_CHANNEL])
+        if nin > 0 and 0 <= ch < nin:
+            for i in range(n):
+                x[i] = gain * inp[(pos + i) * nin + ch]
+        else:
+            for i in range(n):
+                x[i] = 0.0
+    elif source == 1:
+        _lcg(ctl, x, n, gain)
+    elif source == 2:
+        _white(carray(B.address_as_voidptr(h[H.H_NOISE]), (1,), dtype=np.uint64), x, n, gain)
+    elif source == 3 or source == 4:
+        _oscillator(ctl, x, n, gain, ctl[H.C_SOURCE_HZ], sr, source == 4)
+    elif source == 6 and h[H.H_FILE_LEN] > 0:
+        data = _f64(h[H.H_FILE], h[H.H_FILE_LEN])
+        p = int(ctl[H.C_FILE_POS])
+        for i in range(n):
+            if p >= data.shape[0]:
+                p = 0
+            x[i] = gain * data[p]
+            p += 1
+        ctl[H.C_FILE_POS] = p
+    else:
+        for i in range(n):
+            x[i] = 0.0
+    if source == 5:
+        _voice(ctl, midi, x, n, gain, sr, offsets, rows, nev)
+    else:
+        for e in range(nev):
+            _apply_event(ctl, midi, rows[e])
+
+    # ---- input safety: garbage never reaches the learner's parameters (NaN samples are skipped)
+    in_peak = 0.0
+    for i in range(n):
+        v = x[i]
+        if not (abs(v) <= HUGE_INPUT):
+            x[i] = math.nan
+            ctl[H.C_BAD_INPUT] += 1.0
+        else:
+            in_peak = max(in_peak, abs(v))
+    ctl[H.C_IN_PEAK] = max(ctl[H.C_IN_PEAK], in_peak)
+
+    # ---- controls: knob glide, reset, circuit swap
+    active = int(ctl[H.C_ACTIVE_SLOT])
+    slot_a = _slot(h[H.H_SLOT0 + active])
+    slot_b = _slot(h[H.H_SLOT0 + 1 - active])
+    tau = ctl[H.C_KNOB_TAU]
+    if ctl[H.C_RESET_REQ] != ctl[H.C_RESET_ACK]:
+        if slot_a[B.S_BLOCK_FN] != 0:
+            _reset_slot(slot_a)
+        ctl[H.C_RESET_ACK] = ctl[H.C_RESET_REQ]
+    fading = ctl[H.C_FADE_POS] >= 0.0
+    if not fading and ctl[H.C_SWAP_REQ] != ctl[H.C_SWAP_ACK]:
+        ctl[H.C_FADE_POS] = 0.0
+        fading = True
+    _set_midi_controls(slot_a, ctl)
+    _glide_knobs(slot_a, n, sr, tau)
+    have_a = _run_slot(slot_a, n, x)
+    out_a = _f64_2d(slot_a[B.S_OUT], slot_a[B.S_MAX_FRAMES], 3)
+    have_b = False
+    if fading:
+        _set_midi_controls(slot_b, ctl)
+        _glide_knobs(slot_b, n, sr, tau)
+        have_b = _run_slot(slot_b, n, x)
+    out_b = _f64_2d(slot_b[B.S_OUT], slot_b[B.S_MAX_FRAMES], 3)
+    fade_len = max(ctl[H.C_FADE_LEN], 1.0)
+    fade_pos = ctl[H.C_FADE_POS]
+
+    # ---- output mode (with a one-block crossfade when it changes), safety stage
+    mode_new = int(ctl[H.C_OUTPUT_MODE])
+    mode_old = int(ctl[H.C_MODE_NOW])
+    ceiling = min(max(ctl[H.C_LIMIT_CEILING], 0.0), 0.999)
+    release = 1.0 / max(ctl[H.C_RELEASE_S] * sr, 1.0)
+    master = 0.0 if ctl[H.C_MUTE] != 0.0 else ctl[H.C_MASTER_GAIN]
+    g = ctl[H.C_LIMIT_GAIN]
+    sono_ph, sono_lv = ctl[H.C_SONIFY_PHASE], ctl[H.C_SONIFY_LEVEL]
+    sono_a = 1.0 - math.exp(-1.0 / (0.01 * sr))
+    loss_mode = H.MODE_LOSS
+    sonify = mode_new == loss_mode or mode_old == loss_mode     # only computed when heard
+    out_peak = 0.0
+    shead = ridx[H.R_SCOPE_HEAD]
+    srows = scope.shape[0]
+    pre_l = _f64(h[H.H_PRE], maxf)          # the output before the insert and the safety stage
+    pre_r = _f64(h[H.H_PRE] + 8 * maxf, maxf)
+    for i in range(n):
+        tgt = out_a[i, 0] if have_a else 0.0
+        lrn = out_a[i, 1] if have_a else 0.0
+        loss = out_a[i, 2] if have_a else 0.0
+        if fading:
+            r = min(fade_pos / fade_len, 1.0)
+            tb = out_b[i, 0] if have_b else 0.0
+            lb = out_b[i, 1] if have_b else 0.0
+            tgt = (1.0 - r) * tgt + r * tb
+            lrn = (1.0 - r) * lrn + r * lb
+            fade_pos += 1.0
+        sono = 0.0
+        if sonify:
+            # the loss heard as pitch: 110 Hz at 1e-8 up to 1760 Hz at 1 and above
+            if math.isfinite(loss):
+                lv = min(max(math.log10(max(loss, 1e-12)) + 8.0, 0.0), 8.0)
+                sono_lv += (lv - sono_lv) * sono_a
+                if sono_lv < 1e-9:
+                    sono_lv = 0.0     # never decay into subnormals: they cost ~10 us per block
+            sono = 0.25 * math.sin(2.0 * math.pi * sono_ph)
+            sono_ph += 110.0 * 2.0 ** (0.5 * sono_lv) / sr
+            if sono_ph >= 1.0:
+                sono_ph -= 1.0
+        left = _mode_value(mode_new, tgt, lrn, sono, False)
+        right = _mode_value(mode_new, tgt, lrn, sono, True)
+        if mode_old != mode_new:
+            r = (i + 1.0) / n
+            left = r * left + (1.0 - r) * _mode_value(mode_old, tgt, lrn, sono, False)
+            right = r * right + (1.0 - r) * _mode_value(mode_old, tgt, lrn, sono, True)
+        pre_l[i] = left
+        pre_r[i] = right
+        srow = (shead + i) % srows
+        scope[srow, H.SC_SOURCE] = x[i]
+        scope[srow, H.SC_INPUT] = inp[(pos + i) * nin] if nin > 0 else 0.0
+        scope[srow, H.SC_TARGET] = tgt
+        scope[srow, H.SC_LEARNED] = lrn
+
+    # ---- an SPTMod insert on the output (one model per channel), before the safety stage
+    if h[H.H_INSERT] != 0:
+        tables = carray(B.address_as_voidptr(h[H.H_INSERT]), (2,), dtype=np.int64)
+        for c in range(2):
+            table = carray(B.address_as_voidptr(tables[c]), (MODEL_WORDS,), dtype=np.int64)
+            run_insert(table, pre_l if c == 0 else pre_r, n)
+
+    for i in range(n):
+        left = pre_l[i] * master
+        right = pre_r[i] * master
+        if not math.isfinite(left):
+            left = 0.0
+            ctl[H.C_NONFINITE_OUT] += 1.0
+        if not math.isfinite(right):
+            right = 0.0
+            ctl[H.C_NONFINITE_OUT] += 1.0
+        peak = max(abs(left), abs(right))
+        if peak * g > ceiling:
+            g = ceiling / peak           # instant attack: the ceiling is never crossed
+        elif g < 1.0:
+            g = min(g + release, 1.0)    # linear release back to exactly 1 (bit-exact when quiet)
+            if peak * g > ceiling:
+                g = ceiling / peak
+        if g < 1.0:
+            ctl[H.C_LIMITED] += 1.0
+        left *= g
+        right *= g
+        # float32 rounding can lift a value just above the ceiling; clamp to keep the promise
+        left = min(max(left, -ceiling), ceiling)
+        right = min(max(right, -ceiling), ceiling)
+        out_peak = max(out_peak, abs(left), abs(right))
+        o = (pos + i) * nout
+        if nout > 0:
+            outp[o] = left
+        if nout > 1:
+            outp[o + 1] = right
+        for c in range(2, nout):
+            outp[o + c] = left
+        scope[(shead + i) % srows, H.SC_OUT_LEFT] = left
+    shead += n
+    ridx[H.R_SCOPE_HEAD] = shead
+    ctl[H.C_LIMIT_GAIN] = g
+    ctl[H.C_SONIFY_PHASE], ctl[H.C_SONIFY_LEVEL] = sono_ph, sono_lv
+    ctl[H.C_MODE_NOW] = mode_new
+    ctl[H.C_OUT_PEAK] = max(ctl[H.C_OUT_PEAK], out_peak)
+    if fading:
+        if fade_pos >= fade_len:
+            # the incoming circuit is now the one playing; the session may free the old one
+            ctl[H.C_ACTIVE_SLOT] = 1 - active
+            ctl[H.C_FADE_POS] = -1.0
+            ctl[H.C_SWAP_ACK] = ctl[H.C_SWAP_REQ]
+        else:
+            ctl[H.C_FADE_POS] = fade_pos
+
+
+@njit(nogil=True, cache=True)
+def _publish(h, ctl, ridx, t_start, frames, status, cpu_us):
+    tel = _f64_2d(h[H.H_TEL], h[H.H_TEL_ROWS], H.TEL_COLS)
+    head = ridx[H.R_TEL_HEAD]
+    if head - ridx[H.R_TEL_TAIL] >= tel.shape[0]:
+        ctl[H.C_TEL_DROPPED] += 1.0
+        return
+    row = tel[head % tel.shape[0]]
+    active = int(ctl[H.C_ACTIVE_SLOT])
+    slot = _slot(h[H.H_SLOT0 + active])
+    row[H.T_BLOCK] = ctl[H.C_CALLBACKS]
+    row[H.T_TIME] = t_start
+    row[H.T_FRAMES] = frames
+    row[H.T_STATUS] = status
+    row[H.T_CPU_US] = cpu_us
+    row[H.T_IN_PEAK] = ctl[H.C_IN_PEAK]
+    row[H.T_OUT_PEAK] = ctl[H.C_OUT_PEAK]
+    row[H.T_NONFINITE] = ctl[H.C_NONFINITE_OUT]
+    row[H.T_LIMITED] = ctl[H.C_LIMITED]
+    row[H.T_SLOT] = active
+    row[H.T_XRUNS] = ctl[H.C_XRUNS]
+    row[H.T_BAD_INPUT] = ctl[H.C_BAD_INPUT]
+    P = slot[B.S_N_PARAMS]
+    row[H.T_N_PARAMS] = P
+    if slot[B.S_BLOCK_FN] != 0:
+        st = _f64(slot[B.S_ST], slot[B.S_ST_LEN])
+        cfg = _f64(slot[B.S_CFG], slot[B.S_CFG_LEN])
+        row[H.T_LOSS] = st[LY.ST_LOSS]
+        row[H.T_SKIPPED] = st[LY.ST_SKIPPED]
+        row[H.T_SAMPLES] = st[LY.ST_N]
+        row[H.T_RESETS] = st[LY.ST_RESETS]
+        row[H.T_LEARNING] = cfg[LY.CF_LEARN]
+        row[H.T_BANK] = st[slot[B.S_BANK_INDEX]] if slot[B.S_BANK_INDEX] >= 0 else 0.0
+        row[H.T_CONDITION] = st[slot[B.S_BANK_INDEX] + 1] if slot[B.S_BANK_INDEX] >= 0 else 0.0
+        th, lo, hi = slot[B.S_THETA], slot[B.S_LO], slot[B.S_HI]
+        for k in range(min(P, H.TEL_MAX_PARAMS)):
+            row[H.TEL_HEADER + k] = min(max(st[th + k], cfg[lo + k]), cfg[hi + k])
+    else:
+        row[H.T_LOSS] = math.nan
+        row[H.T_SKIPPED] = 0.0
+        row[H.T_SAMPLES] = 0.0
+        row[H.T_RESETS] = 0.0
+        row[H.T_LEARNING] = 0.0
+        row[H.T_BANK] = 0.0
+        row[H.T_CONDITION] = 0.0
+    ridx[H.R_TEL_HEAD] = head + 1
+
+
+@cfunc(CALLBACK_SIGNATURE, nogil=True, cache=True, error_model="numpy")
+def audio_callback(inp, outp, frames, time_info, status, user):
+    h = carray(user, (H.HOST_WORDS,), dtype=np.int64)
+    ts = carray(B.address_as_voidptr(h[H.H_SCRATCH]), (2,), dtype=np.int64)
+    t_start = _now(ts)
+    ctl = _f64(h[H.H_CTL], H.CTL_WORDS)
+    ridx = carray(B.address_as_voidptr(h[H.H_RING_INDEX]), (H.R_WORDS,), dtype=np.int64)
+    nin, nout = h[H.H_NIN], h[H.H_NOUT]
+    n_all = np.int64(frames)
+    if B.voidptr_address(inp) != 0:
+        ins = carray(inp, (max(n_all * nin, 1),), dtype=np.float32)
+    else:                       # output-only stream: nothing is read from `ins`
+        nin = 0
+        ins = carray(B.address_as_voidptr(h[H.H_X]), (1,), dtype=np.float32)
+    outs = carray(outp, (max(n_all * nout, 1),), dtype=np.float32)
+    if np.int64(status) & H.XRUN_FLAGS:
+        ctl[H.C_XRUNS] += 1.0
+    ctl[H.C_STATUS_BITS] = float(np.int64(ctl[H.C_STATUS_BITS]) | np.int64(status))
+    ctl[H.C_IN_PEAK] = 0.0
+    ctl[H.C_OUT_PEAK] = 0.0
+    offsets = carray(B.address_as_voidptr(h[H.H_SCRATCH] + 16), (MAX_EVENTS_PER_BLOCK,), dtype=np.int64)
+    rows = carray(B.address_as_voidptr(h[H.H_SCRATCH] + 16 + 8 * MAX_EVENTS_PER_BLOCK),
+                  (MAX_EVENTS_PER_BLOCK,), dtype=np.int64)
+    maxf = h[H.H_MAX_FRAMES]
+    pos = np.int64(0)
+    while pos < n_all:
+        n = min(n_all - pos, maxf)
+        _chunk(h, ctl, ridx, ins, nin, outs, nout, pos, n, t_start, offsets, rows)
+        pos += n
+    ctl[H.C_FRAMES] += n_all
+    cpu_us = (_now(ts) - t_start) * 1e6
+    _publish(h, ctl, ridx, t_start, n_all, np.int64(status), cpu_us)
+    ctl[H.C_CALLBACKS] += 1.0
+    return PA_CONTINUE

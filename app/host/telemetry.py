@@ -1,0 +1,113 @@
+"""Reading what the audio callback publishes: telemetry rows (one per callback) and the scope
+(recent samples). The callback is the only producer; one reader drains each ring. The reader side
+may take a Python lock (several Python threads may ask); the callback never does."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.host import layout as H
+
+
+@dataclass
+class Snapshot:
+    """The latest state, decoded from the newest telemetry row."""
+    callbacks: int
+    time: float
+    loss: float
+    params: dict
+    skipped: int
+    xruns: int
+    cpu_us: float
+    in_peak: float
+    out_peak: float
+    nonfinite_out: int
+    limited: int
+    bad_input: int
+    learning: bool
+    bank: int
+    samples: int
+    condition: float = 0.0
+
+
+class TelemetryReader:
+    def __init__(self, memory, param_names=lambda: []):
+        self.mem = memory
+        self._names = param_names
+        self._lock = threading.Lock()
+        self._scope_pos = 0
+
+    def drain(self) -> np.ndarray:
+        """All rows published since the last drain (oldest first), as a copy."""
+        with self._lock:
+            idx, tel = self.mem.ring_index, self.mem.telemetry
+            tail, head = int(idx[H.R_TEL_TAIL]), int(idx[H.R_TEL_HEAD])
+            rows = tel.shape[0]
+            if head <= tail:
+                return np.empty((0, H.TEL_COLS))
+            picks = np.arange(tail, head) % rows
+            out = tel[picks].copy()
+            idx[H.R_TEL_TAIL] = head        # frees the rows for the callback
+            return out
+
+    def decode(self, row: np.ndarray) -> Snapshot:
+        names = self._names()
+        P = min(int(row[H.T_N_PARAMS]), len(names), H.TEL_MAX_PARAMS)
+        return Snapshot(
+            callbacks=int(row[H.T_BLOCK]) + 1, time=float(row[H.T_TIME]), loss=float(row[H.T_LOSS]),
+            params={names[k]: float(row[H.TEL_HEADER + k]) for k in range(P)},
+            skipped=int(row[H.T_SKIPPED]), xruns=int(row[H.T_XRUNS]), cpu_us=float(row[H.T_CPU_US]),
+            in_peak=float(row[H.T_IN_PEAK]), out_peak=float(row[H.T_OUT_PEAK]),
+            nonfinite_out=int(row[H.T_NONFINITE]), limited=int(row[H.T_LIMITED]),
+            bad_input=int(row[H.T_BAD_INPUT]), learning=bool(row[H.T_LEARNING]),
+            bank=int(row[H.T_BANK]), samples=int(row[H.T_SAMPLES]), condition=float(row[H.T_CONDITION]))
+
+    def scope(self, n: int, columns=None) -> np.ndarray:
+        """The most recent n scope samples (oldest first); columns from host_layout SC_*."""
+        scope = self.mem.scope
+        n = min(int(n), scope.shape[0] // 2)
+        for _ in range(4):
+            head = int(self.mem.ring_index[H.R_SCOPE_HEAD])
+            start = max(head - n, 0)
+            data = scope[np.arange(start, head) % scope.shape[0]]
+            # if the callback lapped the copied region meanwhile, copy again
+            if int(self.mem.ring_index[H.R_SCOPE_HEAD]) - start <= scope.shape[0]:
+                break
+        return data if columns is None else data[:, columns]
+
+    def scope_since(self, position: int) -> tuple[np.ndarray, int]:
+        """Scope samples from absolute position on (for gap-free capture); returns (data, next)."""
+        scope = self.mem.scope
+        head = int(self.mem.ring_index[H.R_SCOPE_HEAD])
+        start = max(position, head - scope.shape[0] // 2)
+        data = scope[np.arange(start, head) % scope.shape[0]].copy()
+        if start != position:
+            raise OverflowError(f"scope overrun: {start - position} samples lost")
+        return data, head
+
+    @property
+    def scope_position(self) -> int:
+        return int(self.mem.ring_index[H.R_SCOPE_HEAD])
+
+
+class RunStats:
+    """Accumulates drained rows for a summary: callback CPU-time percentiles and counts."""
+
+    def __init__(self):
+        self.cpu_us: list[np.ndarray] = []
+        self.rows = 0
+        self.last = None
+
+    def add(self, rows: np.ndarray):
+        if rows.shape[0]:
+            self.cpu_us.append(rows[:, H.T_CPU_US].copy())
+            self.rows += rows.shape[0]
+            self.last = rows[-1].copy()
+
+    def cpu_percentiles(self) -> tuple[float, float]:
+        if not self.cpu_us:
+            return float("nan"), float("nan")
+        allv = np.concatenate(self.cpu_us)
+        return float(np.median(allv)), float(np.percentile(allv, 99))

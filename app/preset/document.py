@@ -1,0 +1,419 @@
+"""Presets on disk: a circuit, its declarations, the hidden values, what was learned, the learning
+settings and the audio/MIDI setup, as one JSON document.
+
+    preset = load(resolve("gain+dc"))            # a factory name or a file path
+    save(preset, "mine.json")                     # atomic; refuses to overwrite unless told to
+
+Schema version 2 (written now):
+
+    {"format": "dualtone-preset", "version": 2, "name": ..., "description": ...,
+     "circuit": "y = gain*x + dc", "target": null,
+     "params": [{"name": "gain", "init": 0.0, "min": -1.0, "max": 2.0, "scale": "linear"}, ...],
+     "target_params": [],           # declarations of target-only parameters (knob ranges)
+     "hidden": {...}, "learned": {...},
+     "settings": {"loss": "mse", "window": 32, "optimizer": "sgd", "lr": 0.01, ...},
+     "audio": {"source": "lcg-noise", "source_hz": 220.0, "source_file": null, "output": "stereo"},
+     "midi": {"mappings": {"74": "hidden:gain"}}, "banks": null,
+     "sptmod": null,                # or {"model": "models/x.npz", "sha256": ...}: the ground truth
+     "insert": null}                # or {"model", "sha256", "controls": {...}}: an output insert
+
+    min/max null = unbounded (JSON has no infinity). Missing optional fields get their defaults.
+
+Schema version 1 (what Dualtone wrote before presets held audio/MIDI settings):
+
+    {"schema": 1, "name": ..., "description": ..., "circuit": ..., "target": ...,
+     "params": ["gain=0:-1:2", "dc=0"],           # the command line's NAME=INIT[:MIN:MAX]
+     "hidden": {...}, "learned": {...},
+     "loss": "mse", "window": 32, "optimizer": "sgd", "learning_rate": 0.01}
+
+Older documents are brought up to date by migrate(), one small step per version. A file is
+untrusted input: every problem found is reported in plain words (PresetError.problems), and nothing
+but PresetError escapes the loader. Circuits are only parsed here (fast, pure Python), never compiled.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.atomic_file import atomic_write
+from engine.learn.learner import ParamSpec
+from app.preset.fields import (_Check, _audio, _bank_spec, _banks, _circuit, _declarations, _midi,
+                            _settings, _show, _sptmod, _values)
+from app.preset.fields import banks_to_json  # noqa: F401  (part of this module's API)
+from app.session import CircuitSpec
+
+SCHEMA_VERSION = 2
+FORMAT = "dualtone-preset"
+MAX_BYTES = 1_000_000
+MAX_PROBLEMS = 50              # beyond this a hostile file would only produce a wall of text
+
+TOP_FIELDS = ("format", "version", "name", "description", "circuit", "target", "params",
+              "target_params", "hidden", "learned", "settings", "audio", "midi", "banks", "sptmod",
+              "insert")
+
+
+class PresetError(Exception):
+    def __init__(self, problems: list[str], origin: str = "<text>"):
+        self.problems, self.origin = list(problems), str(origin)
+        super().__init__(f"{self.origin}: " + "; ".join(self.problems))
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str
+    spec: CircuitSpec
+    learned: dict[str, float] = field(default_factory=dict)
+    source: str = "lcg-noise"
+    source_hz: float = 220.0
+    source_file: str | None = None
+    output: str = "stereo"
+    midi: dict[int, str] = field(default_factory=dict)
+    banks: dict | None = None
+    sptmod: dict | None = field(default=None, compare=False)   # as read; spec.model is what counts
+    # an SPTMod insert on the output: {"model": absolute path, "sha256": content hash,
+    # "controls": {name: value}} (written relative to the preset's folder)
+    insert: dict | None = None
+
+
+# ------------------------------------------------------------------ writing
+
+def _bound(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _declaration(p: ParamSpec) -> dict:
+    return {"name": p.name, "init": float(p.init), "min": _bound(p.lo), "max": _bound(p.hi),
+            "scale": "log" if p.log else "linear"}
+
+
+def to_json(preset: Preset) -> dict:
+    s = preset.spec
+    return {"format": FORMAT, "version": SCHEMA_VERSION, "name": preset.name,
+            "description": preset.description, "circuit": s.circuit, "target": s.target,
+            "params": [_declaration(p) for p in s.params],
+            "target_params": [_declaration(p) for p in s.hidden_params],
+            "hidden": {k: float(v) for k, v in s.hidden.items()},
+            "learned": {k: float(v) for k, v in preset.learned.items()},
+            "settings": asdict(s.settings),
+            "audio": {"source": preset.source, "source_hz": float(preset.source_hz),
+                      "source_file": preset.source_file, "output": preset.output},
+            "midi": {"mappings": {str(cc): knob for cc, knob in sorted(preset.midi.items())}},
+            "banks": preset.banks, "sptmod": _sptmod_json(preset, None),
+            "insert": _insert_json(preset, None)}
+
+
+def _relative(model: str, folder: Path | None) -> str:
+    p = Path(model)
+    if folder is not None:
+        try:
+            return p.resolve().relative_to(Path(folder).resolve()).as_posix()
+        except ValueError:
+            return p.resolve().as_posix()
+    return p.as_posix()
+
+
+def _insert_json(preset: Preset, folder: Path | None) -> dict | None:
+    if preset.insert is None:
+        return None
+    return {"model": _relative(preset.insert["model"], folder), "sha256": preset.insert["sha256"],
+            "controls": {k: float(v) for k, v in preset.insert.get("controls", {}).items()}}
+
+
+def _sptmod_json(preset: Preset, folder: Path | None) -> dict | None:
+    """{"model", "sha256"} of the spec's model: the path relative to the preset's folder when the
+    model sits inside it (so a folder of presets and models can move), else absolute."""
+    s = preset.spec
+    if s.model is None:
+        return None
+    return {"model": _relative(s.model, folder), "sha256": s.model_sha256}
+
+
+def _model_path(model: str, origin: str) -> Path:
+    """A preset's model path: relative paths are relative to the preset file's folder."""
+    p = Path(model).expanduser()
+    if p.is_absolute() or origin.startswith("<"):
+        return p
+    return Path(origin).parent / p
+
+
+def _model_controls(c: _Check, sptmod: dict | None, origin: str, spec_target) -> tuple:
+    """(absolute model path, its control names) for a preset's sptmod field; problems recorded."""
+    reads = spec_target is not None and spec_target.uses_external
+    if sptmod is None:
+        if reads:
+            c.add("target: it reads 'sptmod' but the preset names no SPTMod model (sptmod: null)")
+        return None, []
+    if spec_target is not None and not reads:
+        c.add("sptmod: a model is given but the target does not read 'sptmod' (e.g. y = sptmod)")
+    path = _model_path(sptmod["model"], origin)
+    model = _checked_model(c, "sptmod", path, sptmod["sha256"])
+    return path, [] if model is None else model.control_names
+
+
+def _checked_model(c: _Check, key: str, path: Path, sha256: str):
+    """The model file a preset names, or None with the problem recorded (unreadable, or not the
+    content hash the preset was saved with)."""
+    from engine.sptmod.file import ModelError, load_model
+    try:
+        model = load_model(path)
+    except (ModelError, OSError) as e:
+        c.add(f"{key}: {e}")
+        return None
+    if model.sha256 != sha256.lower():
+        c.add(f"{key}: {path} is not the model this preset was saved with (content hash "
+              f"{model.sha256[:12]}…, expected {sha256[:12]}…)")
+        return None
+    return model
+
+
+def _insert(c: _Check, doc, origin: str) -> dict | None:
+    """The output insert of a preset: the model file checked (hash, control names and ranges);
+    returns {"model": absolute path, "sha256", "controls": every control's value}."""
+    ref = _sptmod(c, doc, "insert", ("controls",))
+    if ref is None:
+        return None
+    path = _model_path(ref["model"], origin)
+    model = _checked_model(c, "insert", path, ref["sha256"])
+    if model is None:
+        return None
+    controls = {ctl["name"]: ctl["default"] for ctl in model.controls}
+    for name, v in ref.get("controls", {}).items():
+        ctl = next((q for q in model.controls if q["name"] == name), None)
+        if ctl is None:
+            c.add(f"insert: the model has no control named '{name}'")
+        elif not ctl["min"] <= v <= ctl["max"]:
+            c.add(f"insert: control '{name}' {v:g} is outside [{ctl['min']:g}, {ctl['max']:g}]")
+        else:
+            controls[name] = float(v)
+    return {"model": str(path), "sha256": model.sha256, "controls": controls}
+
+
+def dumps(preset: Preset, origin: str = "<text>") -> str:
+    """The preset as JSON text, checked first: we never write a file we would refuse to read."""
+    doc = to_json(preset)
+    if preset.spec.model is not None and not origin.startswith("<"):
+        doc["sptmod"] = _sptmod_json(preset, Path(origin).parent)
+    if preset.insert is not None and not origin.startswith("<"):
+        doc["insert"] = _insert_json(preset, Path(origin).parent)
+    parse_document(doc, origin)
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def save(preset: Preset, path, overwrite: bool = False) -> Path:
+    """Write preset atomically. FileExistsError if path exists and not overwrite; PresetError if
+    the preset is invalid; on any failure an existing file is left as it was."""
+    data = dumps(preset, str(path)).encode("utf-8")
+    return atomic_write(path, lambda f: f.write(data), overwrite)
+
+
+# ------------------------------------------------------------------ migration
+
+def _v1_param(text: str) -> Any:
+    """'gain=0:-1:2' -> a v2 declaration. A part that is not a number is kept as text so that
+    validation names the field ("the minimum must be a number, got 'abc'")."""
+    name, eq, rest = text.partition("=")
+    parts = rest.split(":")
+    if not eq or len(parts) not in (1, 3):
+        return text                  # reported as "must be an object" with the text shown
+
+    def number(part):
+        if part.strip() == "":
+            return None
+        try:
+            return float(part)
+        except ValueError:
+            return part
+    decl = {"name": name.strip(), "init": number(parts[0])}
+    if len(parts) == 3:
+        decl["min"], decl["max"] = number(parts[1]), number(parts[2])
+    return decl
+
+
+def _v1_to_v2(doc: dict) -> dict:
+    # name, description, circuit, target, hidden, learned keep their place; anything unknown is
+    # carried along so that validation reports it
+    out = {k: v for k, v in doc.items() if k != "schema"}
+    settings = {new: out.pop(old) for old, new in (("loss", "loss"), ("window", "window"),
+                                                   ("optimizer", "optimizer"), ("learning_rate", "lr"))
+                if old in out}
+    params = out.pop("params", [])
+    if isinstance(params, list):
+        params = [_v1_param(p) if isinstance(p, str) else p for p in params]
+    return {"format": FORMAT, "version": 2, **out, "params": params, "settings": settings}
+
+
+MIGRATIONS = {1: _v1_to_v2}        # version N -> the function that turns it into version N + 1
+LEGACY_SCHEMAS = (1,)              # versions written before the "format" field existed
+
+
+def _version_of(doc: dict) -> Any:
+    # v1 had a "schema" number and no "format"; from v2 on "format" + "version"
+    return doc.get("version") if "format" in doc else doc.get("schema")
+
+
+def _check_version(v: Any) -> list[str]:
+    if isinstance(v, bool) or not isinstance(v, int):
+        return [f"version must be a whole number, got {_show(v)}"]
+    if v > SCHEMA_VERSION:
+        return [f"this preset was saved by a newer Dualtone (schema version {v}; this one reads "
+                f"up to {SCHEMA_VERSION})"]
+    if v < min(MIGRATIONS):
+        return [f"unknown schema version {v}"]
+    return []
+
+
+def migrate(doc: dict) -> dict:
+    """Bring a document of any older schema version up to SCHEMA_VERSION (a new dict)."""
+    v = _version_of(doc)
+    problems = _check_version(v)
+    if problems:
+        raise PresetError(problems)
+    doc = dict(doc)
+    while v < SCHEMA_VERSION:
+        doc, v = MIGRATIONS[v](doc), v + 1
+    return doc
+
+
+# ------------------------------------------------------------------ reading
+
+def parse_document(doc: Any, origin: str = "<text>") -> Preset:
+    """A decoded JSON document -> Preset, after migration; every problem is collected and raised
+    together as one PresetError."""
+    try:
+        return _parse_document(doc, origin)
+    except RecursionError:
+        raise PresetError(["the document is nested too deeply"], origin) from None
+
+
+def _parse_document(doc: Any, origin: str) -> Preset:
+    if not isinstance(doc, dict):
+        raise PresetError([f"a preset must be a JSON object, got {_show(doc)}"], origin)
+    legacy = "format" not in doc and type(doc.get("schema")) is int and doc["schema"] in LEGACY_SCHEMAS
+    if "format" not in doc and not legacy:
+        raise PresetError([f"this is not a Dualtone preset (no \"format\": \"{FORMAT}\")"], origin)
+    if "format" in doc and doc["format"] != FORMAT:
+        raise PresetError([f"format must be '{FORMAT}', got {_show(doc['format'])}"], origin)
+    problems = _check_version(_version_of(doc))
+    if problems:                     # the version decides how to read everything else
+        raise PresetError(problems, origin)
+    doc = migrate(doc)
+
+    c = _Check()
+    c.fields(doc, TOP_FIELDS, "")
+    name = c.text(doc, "name", required=True)
+    if name is not None and (not name.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)):
+        c.add("name must be a non-empty line of text")
+    description = c.text(doc, "description")
+    circuit = c.text(doc, "circuit", required=True)
+    target = c.text(doc, "target", nullable=True)
+    settings = _settings(c, doc.get("settings", {}))
+    # diff.lib's dcsq starts its accumulator at 0 below its 1e-10 floor: in straight-through mode
+    # the accumulator may legitimately sit outside the range, so may the initial value
+    outside_ok = settings is not None and settings.range_mode == "straight-through"
+    params = _declarations(c, doc.get("params", []), "params", outside_ok)
+    target_params = _declarations(c, doc.get("target_params", []), "target_params", False)
+    hidden = _values(c, doc.get("hidden", {}), "hidden")
+    learned = _values(c, doc.get("learned", {}), "learned")
+
+    decls = {}
+    for key, specs in (("params", params), ("target_params", target_params)):
+        for p in specs or []:
+            if p.name in decls:
+                c.add(f"{key} '{p.name}': declared twice")
+            decls.setdefault(p.name, p)
+    ranges = {p.name: (p.lo, p.hi) for p in decls.values()}
+    graph = None if circuit is None else _circuit(c, circuit, "circuit", ranges)
+    tgraph = graph if target is None else _circuit(c, target, "target", ranges)
+    learnable = {p.name: p for p in params or []}
+    if graph is not None and params is not None:
+        for node in graph.nodes:
+            if node.kind == "param" and node.name not in learnable:
+                learnable[node.name] = None          # report each once
+                c.add(f"circuit line {node.pos[0]}, col {node.pos[1]}: '{node.name}' is a parameter "
+                      "but has no declaration in params")
+        for p in params:
+            if p.name in graph.unused_params:
+                c.add(f"params '{p.name}': does not affect the output (its line does not feed the "
+                      "last line)")
+            elif p.name not in graph.params:
+                c.add(f"params '{p.name}': the circuit has no parameter named '{p.name}'")
+    if tgraph is not None and target_params is not None:
+        for p in target_params:
+            if p.name in learnable:
+                c.add(f"target_params '{p.name}': is a learnable parameter; declare it in params only")
+            elif p.name not in tgraph.params:
+                c.add(f"target_params '{p.name}': the target has no parameter named '{p.name}'")
+    sptmod = _sptmod(c, doc.get("sptmod"))
+    model_path, model_controls = _model_controls(c, sptmod, origin, tgraph)
+    if tgraph is not None and params is not None and target_params is not None:
+        tdecl = {p.name: p for p in target_params}
+        for name_ in tgraph.params:
+            if name_ not in hidden and name_ not in learnable:
+                if name_ in tdecl:
+                    hidden[name_] = tdecl[name_].init   # the knob starts at its declaration
+                else:
+                    c.add(f"target: its parameter '{name_}' needs a hidden value or a declaration "
+                          "in target_params")
+        for name_ in hidden:
+            if name_ not in tgraph.params and name_ not in model_controls:
+                c.add(f"hidden '{name_}': the target has no parameter "
+                      + ("(and its model no control) " if sptmod else "") + f"named '{name_}'")
+    if params is not None:
+        for name_, v in learned.items():
+            p = learnable.get(name_)
+            if p is None:
+                c.add(f"learned '{name_}': not a learnable parameter")
+            elif not p.lo <= v <= p.hi:
+                c.add(f"learned '{name_}': {v:g} is outside the range [{p.lo:g}, {p.hi:g}]")
+    audio = _audio(c, doc.get("audio", {}))
+    insert = _insert(c, doc.get("insert"), origin)
+    midi = _midi(c, doc.get("midi", {}), None if tgraph is None else set(tgraph.params) | set(model_controls),
+                 set((insert or {}).get("controls", {})))
+    banks = _banks(c, doc.get("banks"))
+    bank_spec = None if banks is None else _bank_spec(c, banks, {p.name: p for p in params or []})
+
+    if c.problems:
+        extra = len(c.problems) - MAX_PROBLEMS
+        shown = c.problems[:MAX_PROBLEMS] + ([f"... and {extra} more problems"] if extra > 0 else [])
+        raise PresetError(shown, origin)
+    spec = CircuitSpec(circuit, params, target=target, hidden=hidden, settings=settings,
+                       hidden_params=target_params, banks=bank_spec,
+                       model=None if sptmod is None else str(model_path),
+                       model_sha256=None if sptmod is None else sptmod["sha256"].lower())
+    return Preset(name=name, description=description, spec=spec, learned=learned, midi=midi,
+                  banks=banks, sptmod=sptmod, insert=insert, **audio)
+
+
+def loads(text: str | bytes, origin: str = "<text>") -> Preset:
+    if len(text) > MAX_BYTES:
+        raise PresetError([f"the file is larger than {MAX_BYTES} bytes"], origin)
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise PresetError([f"not UTF-8 text (byte {e.start})"], origin) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PresetError([f"not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}"], origin) from None
+    except RecursionError:
+        raise PresetError(["not readable: the JSON is nested too deeply"], origin) from None
+    except ValueError as e:         # e.g. an integer with more than 4300 digits
+        raise PresetError([f"not valid JSON: {e}"], origin) from None
+    return parse_document(doc, origin)
+
+
+def load(path) -> Preset:
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise PresetError(["no such file" if not path.exists() else "not a file"], str(path))
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)   # bounded even if the file grows while we read
+    except OSError as e:
+        raise PresetError([f"cannot read the file: {e.strerror or e}"], str(path)) from None
+    return loads(data, str(path))

@@ -1,0 +1,749 @@
+"""Compile a (target, learnable) pair of circuit graphs into one Numba block kernel.
+
+The kernel runs, per sample: the target circuit (values only), the learnable circuit with its
+tangents, the sliding windows, the loss, the optimiser; see engine/layout.py for the two arrays it
+works on. Tangents are sparse: each node carries only the slots of the parameters it can depend on
+(found by a fixed point over feedback), so a gain needs one tangent, not N - the way Faust drops
+structurally zero terms at compile time.
+
+The generated source is written once to a file named by its hash (plus the engine's own source
+hash) in the kernel cache folder and compiled with cache=True, so the same circuit starts in well
+under a second the second time.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import layout as LY
+from engine.circuit.language import Graph
+from engine.circuit.primitives import TABLE
+
+SIGNATURE = "int64(float64[::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])"
+# batches: x[n, B] holds B input streams, out[n, B, 3] each stream's target, output and loss
+BATCH_SIGNATURE = "int64(float64[:, ::1], float64[:, :, ::1], float64[:, ::1], float64[::1], float64[::1])"
+# the engine sources a generated kernel depends on: a change to any of them invalidates the cache
+_ENGINE_FILES = ("circuit/compiler.py", "circuit/primitives.py", "learn/losses.py", "learn/optimizers.py",
+                 "layout.py", "blockabi.py")
+
+
+def kernel_cache_dir() -> Path:
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "dualtone-cache")
+    d = Path(base) / "dualtone_kernels"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _engine_hash() -> str:
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parents[1]
+    for f in _ENGINE_FILES:
+        h.update((here / f).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _pow2(n: int) -> int:
+    k = 1
+    while k < n:
+        k <<= 1
+    return k
+
+
+@dataclass
+class Layout:
+    params: list            # learnable parameter names, slot order
+    hidden: list            # target parameter names, cfg order
+    window_capacity: int
+    st_size: int = 0
+    cfg_size: int = 0
+    theta: int = 0
+    m: int = 0
+    v: int = 0
+    grad: int = 0
+    wsum: int = 0
+    wring: int = 0
+    n_window_signals: int = 0
+    output_slots: list = field(default_factory=list)   # param slots with a non-zero output tangent
+    target_state: tuple = (0, 0)
+    learner_state: tuple = (0, 0)
+    cfg_hidden: int = LY.CF_HEADER
+    cfg_lo: int = 0
+    cfg_hi: int = 0
+    bank_index: int = -1     # st index of the active bank (LACTOSE banks; the condition value
+                             # follows it), -1 without banks; with batches stream s's pair is at
+                             # bank_index + 2*s
+    streams: int = 1         # input streams run in lockstep (batches); the regions above are stream 0's
+    stream_loss: int = -1    # batches: st index of each stream's latest loss, -1 for one stream
+
+    @property
+    def trace_width(self) -> int:
+        return 5 + 2 * len(self.params)
+
+
+def tangent_sets(graph: Graph, slot_of: dict) -> dict:
+    """Per node, the parameter slots whose tangent is not structurally zero (fixed point)."""
+    sets = {n.id: frozenset() for n in graph.nodes}
+    changed = True
+    while changed:
+        changed = False
+        for n in graph.nodes:
+            if n.kind == "param":
+                s = frozenset([slot_of[n.name]]) if n.name in slot_of else frozenset()
+            elif n.kind == "prim":
+                s = frozenset() if TABLE[n.prim].zero_derivative else \
+                    frozenset().union(*(sets[a] for a in n.args))
+            elif n.kind == "select":
+                s = sets[n.args[1]] | sets[n.args[2]]
+            elif n.kind == "delay":
+                s = sets[n.args[0]] | (sets[n.args[1]] if n.const_delay < 0 else frozenset())
+            elif n.kind == "phasor":
+                s = sets[n.args[0]]
+            else:
+                s = frozenset()
+            if s != sets[n.id]:
+                sets[n.id] = s
+                changed = True
+    return sets
+
+
+class _CircuitEmitter:
+    """Emits the per-sample code of one circuit. Values are named <pfx>v<id>, tangents
+    <pfx>v<id>_t<slot>; state (delay rings, phasor phases) is allocated in st."""
+
+    def __init__(self, graph: Graph, pfx: str, alloc, value_of_param, slot_of: dict | None,
+                 sample_rate: float, input_ring: tuple | None = None, x_name: str = "xi",
+                 external: str = "out[i, 0]"):
+        self.g, self.pfx, self.alloc = graph, pfx, alloc
+        self.x_name = x_name              # the local holding this stream's input sample
+        # where the host left this sample's external target (`sptmod`): the target column of
+        # `out`, which the kernel overwrites only after the forward pass
+        self.external = external
+        self.value_of_param = value_of_param
+        self.with_tangents = slot_of is not None
+        self.sets = tangent_sets(graph, slot_of) if slot_of else {n.id: frozenset() for n in graph.nodes}
+        self.inv_sr = 1.0 / sample_rate
+        self.lines: list[str] = []
+        self.val: dict[int, str] = {}
+        self.tan: dict[int, dict[int, str]] = {}
+        self.rings: dict[int, tuple] = {}      # source id -> (offset, length, {slot: offset})
+        self.phasors: dict[int, int] = {}
+        self.used_prims: set[str] = set()
+        self.input_ring = input_ring      # the delay line of x, shared by both circuits
+        self._plan_state()
+
+    def _plan_state(self):
+        need: dict[int, int] = {}
+        for n in self.g.nodes:
+            if n.kind == "delay":
+                frac = n.const_delay < 0 or n.const_delay != int(n.const_delay)
+                need[n.args[0]] = max(need.get(n.args[0], 0), n.max_delay + (2 if frac else 1))
+        begin = self.alloc(0)
+        for n in self.g.nodes:
+            if n.kind == "input" and n.id in need and self.input_ring is not None:
+                self.rings[n.id] = self.input_ring
+                del need[n.id]
+        for src, depth in need.items():
+            length = _pow2(depth + 1)
+            off = self.alloc(length)
+            slots = {s: self.alloc(length) for s in sorted(self.sets[src])}
+            self.rings[src] = (off, length, slots)
+        for n in self.g.nodes:
+            if n.kind == "phasor":
+                self.phasors[n.id] = self.alloc(1 + len(self.sets[n.id]))
+        self.state_range = (begin, self.alloc(0))
+
+    def emit(self, line):
+        self.lines.append(line)
+
+    def term(self, partial: str, tangent: str) -> str:
+        return partial if tangent == "1.0" else f"{partial}*{tangent}"
+
+    def run(self):
+        for n in self.g.nodes:
+            getattr(self, "_" + n.kind)(n)
+            if n.id in self.rings and n.kind != "input":     # x's line is written once, by the kernel
+                off, length, slots = self.rings[n.id]
+                idx = f"(n & {length - 1})"
+                self.emit(f"st[{off} + {idx}] = {self.val[n.id]}")
+                for s, so in slots.items():
+                    self.emit(f"st[{so} + {idx}] = {self.tan[n.id].get(s, '0.0')}")
+        return self.val[self.g.output], self.tan[self.g.output]
+
+    # node kinds
+    def _const(self, n):
+        self.val[n.id], self.tan[n.id] = repr(float(n.value)), {}
+
+    def _input(self, n):
+        self.val[n.id], self.tan[n.id] = self.x_name, {}
+
+    def _external(self, n):
+        self.val[n.id], self.tan[n.id] = self.external, {}
+
+    def _control(self, n):
+        self.val[n.id], self.tan[n.id] = f"cfg[{int(n.value)}]", {}
+
+    def _param(self, n):
+        self.val[n.id], slot = self.value_of_param(n.name)
+        self.tan[n.id] = {slot: "1.0"} if (self.with_tangents and slot is not None) else {}
+
+    def _prim(self, n):
+        p = TABLE[n.prim]
+        self.used_prims.add(n.prim)
+        v = f"{self.pfx}v{n.id}"
+        args = ", ".join(self.val[a] for a in n.args)
+        self.emit(f"{v} = P_{n.prim}_v({args})")
+        self.val[n.id], self.tan[n.id] = v, {}
+        slots = self.sets[n.id]
+        if not slots:
+            return
+        if p.constant_partials is not None:
+            for s in sorted(slots):
+                terms = [(c, self.tan[a][s]) for c, a in zip(p.constant_partials, n.args) if s in self.tan[a]]
+                if len(terms) == 1 and terms[0][0] == 1.0:
+                    self.tan[n.id][s] = terms[0][1]          # alias: no new variable
+                    continue
+                expr = " ".join(("+ " if c > 0 else "- ") + (t if abs(c) == 1.0 else f"{abs(c)!r}*{t}")
+                                for c, t in terms)
+                self.emit(f"{v}_t{s} = {expr.lstrip('+ ')}")
+                self.tan[n.id][s] = f"{v}_t{s}"
+            return
+        parts = [f"{v}_d{k}" for k in range(p.arity)]
+        self.emit(f"{', '.join(parts)} = P_{n.prim}_d({args})")
+        for s in sorted(slots):
+            terms = [self.term(parts[k], self.tan[a][s]) for k, a in enumerate(n.args) if s in self.tan[a]]
+            self.emit(f"{v}_t{s} = {' + '.join(terms)}")
+            self.tan[n.id][s] = f"{v}_t{s}"
+
+    def _select(self, n):
+        c, a, b = n.args
+        v = f"{self.pfx}v{n.id}"
+        self.emit(f"{v}_c = {self.val[c]} != 0.0")
+        self.emit(f"{v} = {self.val[a]} if {v}_c else {self.val[b]}")
+        self.val[n.id], self.tan[n.id] = v, {}
+        for s in sorted(self.sets[n.id]):
+            ta, tb = self.tan[a].get(s, "0.0"), self.tan[b].get(s, "0.0")
+            self.emit(f"{v}_t{s} = {ta} if {v}_c else {tb}")
+            self.tan[n.id][s] = f"{v}_t{s}"
+
+    def _delay(self, n):
+        src, amt = n.args
+        off, length, slots = self.rings[src]
+        mask = length - 1
+        v = f"{self.pfx}v{n.id}"
+        self.val[n.id], self.tan[n.id] = v, {}
+        if n.const_delay >= 0 and n.const_delay == int(n.const_delay):
+            k = int(n.const_delay)
+            self.emit(f"{v}_i = (n - {k}) & {mask}")
+            self.emit(f"{v} = st[{off} + {v}_i]")
+            for s, so in slots.items():
+                self.emit(f"{v}_t{s} = st[{so} + {v}_i]")
+                self.tan[n.id][s] = f"{v}_t{s}"
+            return
+        if n.const_delay >= 0:       # constant fractional delay: linear interpolation
+            k = int(n.const_delay)
+            self.emit(f"{v}_f = {n.const_delay - k!r}")
+            self.emit(f"{v}_i0 = (n - {k}) & {mask}")
+            self.emit(f"{v}_i1 = (n - {k + 1}) & {mask}")
+            amt_slots = {}
+        else:                        # variable delay: clamped, linearly interpolated
+            lo, hi = n.min_delay, n.max_delay
+            a = self.val[amt]
+            self.emit(f"{v}_a = min(max({a}, {float(lo)!r}), {float(hi)!r})")
+            self.emit(f"{v}_in = 1.0 if ({a} > {float(lo)!r} and {a} < {float(hi)!r}) else 0.0")
+            self.emit(f"{v}_k = int64({v}_a)")
+            self.emit(f"{v}_f = {v}_a - {v}_k")
+            self.emit(f"{v}_i0 = (n - {v}_k) & {mask}")
+            self.emit(f"{v}_i1 = (n - {v}_k - 1) & {mask}")
+            amt_slots = self.tan[amt]
+        self.emit(f"{v}_r0 = st[{off} + {v}_i0]")
+        self.emit(f"{v}_r1 = st[{off} + {v}_i1]")
+        self.emit(f"{v} = {v}_r0 + {v}_f*({v}_r1 - {v}_r0)")
+        for s in sorted(self.sets[n.id]):
+            terms = []
+            if s in slots:
+                so = slots[s]
+                self.emit(f"{v}_u{s} = st[{so} + {v}_i0]")
+                terms.append(f"{v}_u{s} + {v}_f*(st[{so} + {v}_i1] - {v}_u{s})")
+            if s in amt_slots:   # d/d(amount) of the interpolant: r1 - r0 inside the range, else 0
+                terms.append(f"{v}_in*({v}_r1 - {v}_r0)*{amt_slots[s]}")
+            self.emit(f"{v}_t{s} = {' + '.join(terms)}")
+            self.tan[n.id][s] = f"{v}_t{s}"
+
+    def _phasor(self, n):
+        (f,) = n.args
+        off = self.phasors[n.id]
+        v = f"{self.pfx}v{n.id}"
+        self.emit(f"{v} = st[{off}] + {self.val[f]}*{self.inv_sr!r}")
+        self.emit(f"{v} -= np.floor({v})")
+        self.emit(f"st[{off}] = {v}")
+        self.val[n.id], self.tan[n.id] = v, {}
+        # d(phase)/d(theta) accumulates df/SR (the unwrapped phase's derivative; the wrap is a
+        # jump of the value only)
+        for k, s in enumerate(sorted(self.sets[n.id])):
+            self.emit(f"{v}_t{s} = st[{off + 1 + k}] + {self.tan[f][s]}*{self.inv_sr!r}")
+            self.emit(f"st[{off + 1 + k}] = {v}_t{s}")
+            self.tan[n.id][s] = f"{v}_t{s}"
+
+
+@dataclass
+class CompiledLearner:
+    process: object          # the Numba kernel
+    layout: Layout
+    source: str
+    path: Path
+    block_address: int = 0   # C entry for hosts: int64 block(void *slot_table, int64 n); 0 for batches
+
+
+@dataclass
+class BankPlan:
+    """How the learnable parameters are grouped into LACTOSE banks (engine/learn/banks.py)."""
+    mode: str                 # "separated" | "exact"
+    signal: str               # the circuit signal holding the active bank index
+    condition: str            # the circuit signal holding the condition value
+    slots: dict               # base parameter -> [slot in bank 0 (None if absent), bank 1, ...]
+
+
+def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096,
+             banks: BankPlan | None = None, streams: int = 1):
+    """Return (python source, Layout) of the block kernel for this pair of circuits.
+
+    streams = B > 1 (batches): the kernel runs B copies of both circuits, each with its own state,
+    windows and loss, over the B columns of x, and steps the shared parameters once per sample with
+    the mean of the B gradients. B = 1 generates the single-stream kernel, text for text."""
+    B = int(streams)
+    if B < 1:
+        raise ValueError(f"streams must be >= 1, got {streams}")
+    batch = B > 1
+    params = list(learn.params)
+    hidden = list(target.params)
+    P, H = len(params), len(hidden)
+    cap = _pow2(max(int(window_capacity), 1))
+    lay = Layout(params=params, hidden=hidden, window_capacity=cap, streams=B)
+    lay.cfg_hidden = LY.CF_HEADER
+    lay.cfg_lo = lay.cfg_hidden + H
+    lay.cfg_hi = lay.cfg_lo + P
+    lay.cfg_size = lay.cfg_hi + P
+
+    top = [LY.ST_HEADER]
+
+    def alloc(size):
+        o = top[0]
+        top[0] += size
+        return o
+
+    lay.theta, lay.m, lay.v, lay.grad = alloc(P), alloc(P), alloc(P), alloc(P)
+    if banks is not None:
+        lay.bank_index = alloc(2 * B)  # per stream: the active bank, then the condition value (for displays)
+        steps = alloc(P)             # per-parameter optimiser step count: banks learn at different times
+    slot_of = {p: k for k, p in enumerate(params)}
+    h_index = {h: k for k, h in enumerate(hidden)}
+
+    input_depth = max([n.max_delay + (1 if n.const_delay == int(n.const_delay) else 2)
+                       for g in (learn, target) for n in g.nodes
+                       if n.kind == "delay" and g.node(n.args[0]).kind == "input"] or [0])
+    input_rings = [None] * B
+    if input_depth:
+        length = _pow2(input_depth + 1)
+        input_rings = [(alloc(length), length, {}) for _ in range(B)]
+    pv = alloc(P)                        # the parameter values used at this sample
+    # One pair of circuits per stream; a single stream keeps the unsuffixed names (xi, a.., b..).
+    sfx = [str(s) if batch else "" for s in range(B)]
+    tgts, lrns = [], []
+    for s in range(B):
+        tgts.append(_CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (f"h{h_index[nm]}", None), None,
+                                    sample_rate, input_rings[s], "xi" + sfx[s],
+                                    f"out[i, {s}, 0]" if batch else "out[i, 0]"))
+        lrns.append(_CircuitEmitter(learn, "b" + sfx[s], alloc, lambda nm: (f"p{slot_of[nm]}", slot_of[nm]),
+                                    slot_of, sample_rate, input_rings[s], "xi" + sfx[s]))
+    lay.target_state = tgts[0].state_range
+    lay.learner_state = lrns[0].state_range
+    runs = [(tgt.run()[0], *lrn.run()) for tgt, lrn in zip(tgts, lrns)]   # (y, yh, yh's tangents)
+    lay.output_slots = sorted(runs[0][2])
+    # Window signals: target, output, and one tangent per parameter (zero where structurally zero).
+    NW = 2 + P
+    lay.n_window_signals = NW
+    wv_offs, wsums, wrings = [], [], []
+    for _ in range(B):
+        wv_offs.append(alloc(NW))       # this sample's window inputs (loop form)
+        wsums.append(alloc(NW))
+        wrings.append(alloc(NW * cap))
+    lay.wsum, lay.wring = wsums[0], wrings[0]
+    if batch:
+        lay.stream_loss = alloc(B)      # each stream's latest loss (its out column on a skipped sample)
+    lay.st_size = top[0]
+    mask = cap - 1
+    # Per-parameter state lives in registers (unrolled locals) for small circuits, and is looped
+    # over in st for large ones, so compile time stays flat in the parameter count.
+    small = P <= SMALL_CIRCUIT
+    TH, M, V, G = (_Vec(nm, off, small) for nm, off in
+                   (("th", lay.theta), ("m", lay.m), ("v", lay.v), ("g", lay.grad)))
+    Ss = [_Vec(f"S{s}_" if batch else "S", wsums[s], small) for s in range(B)]
+    WVs = [_Vec(f"wv{s}_" if batch else "wv", wv_offs[s], small) for s in range(B)]
+    PV = _Vec("p", pv, small)
+    LO = _Vec("lo", lay.cfg_lo, small, "cfg")
+    HI = _Vec("hi", lay.cfg_hi, small, "cfg")
+    out = _Out()
+    w = out.line
+
+    w(0, "# generated by engine/circuit/compiler.py - do not edit")
+    w(0, "import math")
+    w(0, "import numpy as np")
+    w(0, "from numba import njit, int64")
+    w(0, "from engine.circuit.primitives import TABLE")
+    w(0, "from engine.learn.losses import loss_and_slope")
+    w(0, "from engine.learn.optimizers import optimizer_step")
+    for name in sorted(set().union(*(e.used_prims for e in tgts + lrns))):
+        w(0, f"P_{name}_v = TABLE[{name!r}].value")
+        w(0, f"P_{name}_d = TABLE[{name!r}].partials")
+    w(0, "")
+    w(0, f"@njit({(BATCH_SIGNATURE if batch else SIGNATURE)!r}, cache=True, nogil=True, error_model='numpy')")
+    w(0, "def process(x, out, trace, st, cfg):")
+    for line in [
+        "nblk = x.shape[0]", "ntrace = trace.shape[0]", "rows = 0", f"n = int64(st[{LY.ST_N}])",
+        f"lr0 = cfg[{LY.CF_LR}]", f"loss_code = int64(cfg[{LY.CF_LOSS}])", f"delta = cfg[{LY.CF_HUBER}]",
+        f"W = min(max(int64(cfg[{LY.CF_WINDOW}]), 1), {cap})", "invW = 1.0 / W",
+        f"opt = int64(cfg[{LY.CF_OPT}])", f"c1 = cfg[{LY.CF_C1}]", f"c2 = cfg[{LY.CF_C2}]",
+        f"eps = cfg[{LY.CF_EPS}]", f"clip = cfg[{LY.CF_CLIP}]", f"decay = cfg[{LY.CF_DECAY}]",
+        f"decay_every = int64(cfg[{LY.CF_DECAY_EVERY}])", f"lr_min = cfg[{LY.CF_LR_MIN}]",
+        f"project = cfg[{LY.CF_RANGE_MODE}] == {LY.RANGE_PROJECT}", f"learn = cfg[{LY.CF_LEARN}] != 0.0",
+        f"K = int64(cfg[{LY.CF_TRACE_EVERY}])", f"skipped = st[{LY.ST_SKIPPED}]",
+        f"loss = st[{LY.ST_LOSS}]", f"wcount = int64(st[{LY.ST_WCOUNT}])",
+        f"if int64(st[{LY.ST_WCUR}]) != W:", "    wcount = 0", f"sched = st[{LY.ST_SCHED}]",
+        f"schedc = int64(st[{LY.ST_SCHED_COUNT}])", f"t = st[{LY.ST_T}]", f"resets = st[{LY.ST_RESETS}]",
+    ] + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
+        w(1, line)
+    if batch:
+        w(1, f"invB = {1.0 / B!r}")
+    for vec, size in [(TH, P), (M, P), (V, P), (G, P)] + [(S, NW) for S in Ss] + [(LO, P), (HI, P)]:
+        vec.load(w, 1, size)
+    w(1, "for i in range(nblk):")
+    if batch:
+        for s in range(B):
+            w(2, f"xi{s} = x[i, {s}]")
+    else:
+        w(2, "xi = x[i]")
+    _loop(w, 2, P, small, lambda k: [f"{PV[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+    if batch:    # the streams stay in lockstep: a NaN or Inf in any of them holds them all
+        w(2, "ok = " + " and ".join(f"xi{s} - xi{s} == 0.0" for s in range(B)) + "   # no forward pass, no step")
+    else:
+        w(2, "ok = xi - xi == 0.0              # NaN or Inf input: no forward pass, no step")
+    w(2, "if ok:")
+    for s, ring in enumerate(input_rings):
+        if ring is not None:
+            w(3, f"st[{ring[0]} + (n & {ring[1] - 1})] = xi{sfx[s]}")
+    if not small:
+        for k in range(P):
+            w(3, f"p{k} = {PV[k]}")
+    for s in range(B):
+        _emit_stream_forward(w, 3, tgts[s], lrns[s], runs[s], WVs[s], P, NW, small, learn, banks,
+                             lay.bank_index + 2 * s, f", stream {s}" if batch else "")
+    w(2, "if not ok:")
+    w(3, "skipped += 1.0")
+    if batch:
+        for s in range(B):
+            w(3, f"out[i, {s}, 0] = 0.0")
+            w(3, f"out[i, {s}, 1] = 0.0")
+            w(3, f"out[i, {s}, 2] = st[{lay.stream_loss + s}]")
+    else:
+        w(3, "out[i, 0] = 0.0")
+        w(3, "out[i, 1] = 0.0")
+        w(3, "out[i, 2] = loss")
+    _emit_trace_row(w, 3, P, small, PV, G, "math.nan", zero=True, bank_index=lay.bank_index)
+    w(3, "n += 1")
+    w(3, "continue")
+    if batch:    # the trace shows the streams' mean target and output
+        w(2, f"y = {_mean([WV[0] for WV in WVs])}")
+        w(2, f"yh = {_mean([WV[1] for WV in WVs])}")
+    else:
+        w(2, f"y = {WVs[0][0]}")
+        w(2, f"yh = {WVs[0][1]}")
+    w(2, "# sliding windows: running sums, recomputed exactly every W samples (no drift)")
+    for S, WV, wring in zip(Ss, WVs, wrings):
+        w(2, f"wp = {wring} + (n & {mask})*{NW}")
+        w(2, f"wo = {wring} + ((n - W) & {mask})*{NW}")
+        # the rings are interleaved (one row of all NW signals per position) so each sample touches
+        # one contiguous stretch of memory
+        _loop(w, 2, NW, small, lambda j: [f"{S[j]} += {WV[j]} - st[wo + {j}]",
+                                          f"st[wp + {j}] = {WV[j]}"])
+    w(2, "wcount -= 1")
+    w(2, "if wcount <= 0:")
+    for S in Ss:
+        _loop(w, 3, NW, small, lambda j: [f"{S[j]} = 0.0"])
+    w(3, "for q in range(W):")
+    for S, wring in zip(Ss, wrings):
+        w(4, f"wq = {wring} + ((n - q) & {mask})*{NW}")
+        _loop(w, 4, NW, small, lambda j: [f"{S[j]} += st[wq + {j}]"])
+    w(3, "wcount = W")
+
+    def tan_mean(S, k):      # the window mean of parameter k's tangent
+        return f"{S[f'2 + {k}' if not small else 2 + int(k)]}*invW"
+
+    if batch:
+        for s, S in enumerate(Ss):
+            w(2, f"Ly{s}, slope{s} = loss_and_slope(loss_code, {S[1]}*invW, {S[0]}*invW, delta)")
+        w(2, f"Ly = {_mean([f'Ly{s}' for s in range(B)])}")
+        w(2, "gchk = Ly")
+        # the mean over the streams of each parameter's gradient
+        _loop(w, 2, P, small, lambda k: [
+            f"gm = slope0*({tan_mean(Ss[0], k)})",
+            f"{G[k]} = {_mean(['gm'] + [f'slope{s}*({tan_mean(Ss[s], k)})' for s in range(1, B)])}",
+            f"gchk += {G[k]}"])
+    else:
+        w(2, f"Ly, slope = loss_and_slope(loss_code, {Ss[0][1]}*invW, {Ss[0][0]}*invW, delta)")
+        w(2, "gchk = Ly")
+        _loop(w, 2, P, small, lambda k: [f"{G[k]} = slope*({tan_mean(Ss[0], k)})",
+                                         f"gchk += {G[k]}"])
+    _emit_trace_row(w, 2, P, small, PV, G, "Ly", zero=False, bank_index=lay.bank_index)
+    w(2, "if not (gchk - gchk == 0.0):")
+    w(3, "skipped += 1.0")
+    w(2, "elif learn:")
+    w(3, "sc = 1.0")
+    w(3, "if clip > 0.0:")
+    w(4, "gn = 0.0")
+    _loop(w, 4, P, small, lambda k: [f"gn += {G[k]}*{G[k]}"])
+    w(4, "gn = math.sqrt(gn)")
+    w(4, "if gn > clip:")
+    w(5, "sc = clip / gn")
+    for line in ["if decay_every > 0:", "    schedc += 1", "    if schedc >= decay_every:",
+                 "        schedc = 0", "        sched *= decay", "lr = lr0 * sched",
+                 "if lr < lr_min:", "    lr = lr_min", "t += 1.0"]:
+        w(3, line)
+    if banks is None:
+        _loop(w, 3, P, small, lambda k: [
+            f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {G[k]}*sc, lr, {M[k]}, {V[k]}, t, c1, c2, eps)",
+            f"{TH[k]} -= sk",
+            "if project:",
+            f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+    elif batch and banks.mode == "separated":
+        _emit_batch_separated_steps(w, 3, banks, lay.bank_index, steps, TH, M, V, LO, HI,
+                                    [lambda k, s=s: f"slope{s}*({tan_mean(Ss[s], k)})" for s in range(B)])
+    else:
+        _emit_bank_steps(w, 3, banks, lay.bank_index, steps, TH, M, V, G, LO, HI)
+    w(2, "loss = Ly")
+    if batch:
+        for s, WV in enumerate(WVs):
+            w(2, f"st[{lay.stream_loss + s}] = Ly{s}")
+            w(2, f"out[i, {s}, 0] = {WV[0]}")
+            w(2, f"out[i, {s}, 1] = {WV[1]}")
+            w(2, f"out[i, {s}, 2] = Ly{s}")
+    else:
+        w(2, "out[i, 0] = y")
+        w(2, "out[i, 1] = yh")
+        w(2, "out[i, 2] = Ly")
+    w(2, "n += 1")
+    for vec, size in [(TH, P), (M, P), (V, P), (G, P)] + [(S, NW) for S in Ss]:
+        vec.store(w, 1, size)
+    for line in [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
+                 f"st[{LY.ST_WCUR}] = W", f"st[{LY.ST_WCOUNT}] = wcount", f"st[{LY.ST_SCHED}] = sched",
+                 f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t",
+                 f"st[{LY.ST_RESETS}] = resets", "return rows"]:
+        w(1, line)
+    if not batch:            # hosts call one stream through the C entry; batches are offline only
+        _emit_block_entry(w)
+    return out.text(), lay
+
+
+def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks, bank_at, label):
+    """One stream's forward pass: both circuits, its window inputs, its active bank, and the
+    restart of a circuit whose state went non-finite (which holds the sample: ok = False)."""
+    y_expr, yh_expr, yh_tan = run
+    w(depth, f"# target circuit{label}")
+    for line in tgt.lines:
+        w(depth, line)
+    w(depth, f"# learnable circuit with tangents{label}")
+    for line in lrn.lines:
+        w(depth, line)
+    for j, expr in enumerate([y_expr, yh_expr] + [yh_tan.get(k, "0.0") for k in range(P)]):
+        w(depth, f"{WV[j]} = {expr}")
+    if banks is not None:
+        w(depth, f"st[{bank_at}] = {lrn.val[learn.signals[banks.signal]]}")
+        w(depth, f"st[{bank_at + 1}] = {lrn.val[learn.signals[banks.condition]]}")
+    w(depth, f"if not ({WV[0]} - {WV[0]} == 0.0):     # target blew up: restart its state")
+    w(depth + 1, f"st[{tgt.state_range[0]}:{tgt.state_range[1]}] = 0.0")
+    w(depth + 1, "resets += 1.0")
+    w(depth + 1, "ok = False")
+    w(depth, f"chk = {WV[1]}")
+    _loop(w, depth, NW, small, lambda j: [f"chk += {WV[j]}"], start=2)
+    w(depth, "if not (chk - chk == 0.0):      # learnable circuit blew up: restart its state")
+    w(depth + 1, f"st[{lrn.state_range[0]}:{lrn.state_range[1]}] = 0.0")
+    w(depth + 1, "resets += 1.0")
+    w(depth + 1, "ok = False")
+
+
+def _mean(terms: list) -> str:
+    """The mean of B >= 2 expressions, written t0 + ((t1 - t0) + ...)*invB: exactly t0 when the
+    terms are equal, so B copies of one stream learn bit for bit like that stream alone."""
+    t0 = terms[0]
+    return f"{t0} + (" + " + ".join(f"({t} - {t0})" for t in terms[1:]) + ")*invB"
+
+
+def _emit_block_entry(w):
+    """`block(slot, n)`: the C entry a host's audio callback calls through a slot table
+    (engine/blockabi.py), viewing the slot's arrays without allocating."""
+    w(0, "")
+    w(0, "")
+    w(0, "from numba import cfunc, carray")
+    w(0, "from engine import blockabi as B")
+    w(0, "")
+    w(0, "")
+    w(0, "@cfunc(B.BLOCK_SIGNATURE, cache=True, nogil=True, error_model='numpy')")
+    w(0, "def block(slot, n):")
+    for line in [
+        "t = carray(slot, (B.SLOT_WORDS,), dtype=np.int64)",
+        "x = carray(B.address_as_voidptr(t[B.S_X]), (n,), dtype=np.float64)",
+        "out = carray(B.address_as_voidptr(t[B.S_OUT]), (n, 3), dtype=np.float64)",
+        "trace = carray(B.address_as_voidptr(t[B.S_TRACE]), (t[B.S_TRACE_ROWS], t[B.S_TRACE_COLS]), dtype=np.float64)",
+        "st = carray(B.address_as_voidptr(t[B.S_ST]), (t[B.S_ST_LEN],), dtype=np.float64)",
+        "cfg = carray(B.address_as_voidptr(t[B.S_CFG]), (t[B.S_CFG_LEN],), dtype=np.float64)",
+        "return process(x, out, trace, st, cfg)"]:
+        w(1, line)
+
+
+SMALL_CIRCUIT = 16      # up to this many parameters, per-parameter state is kept in registers
+
+
+class _Out:
+    def __init__(self):
+        self.lines = []
+
+    def line(self, depth, text):
+        self.lines.append("    " * depth + text)
+
+    def text(self):
+        return "\n".join(self.lines) + "\n"
+
+
+class _Vec:
+    """A per-parameter (or per-window-signal) quantity in generated code: `vec[k]` is a local
+    `name<k>` in a small circuit (k an int), or `arr[base + k]` in a loop of a large one."""
+
+    def __init__(self, name, base, small, arr="st"):
+        self.name, self.base, self.small, self.arr = name, base, small, arr
+
+    def __getitem__(self, k):
+        if self.small:
+            return f"{self.name}{k}"
+        return f"{self.arr}[{self.base} + {k}]"
+
+    def load(self, w, depth, size):
+        if self.small:
+            for k in range(size):
+                w(depth, f"{self.name}{k} = {self.arr}[{self.base + k}]")
+
+    def store(self, w, depth, size):
+        if self.small:
+            for k in range(size):
+                w(depth, f"{self.arr}[{self.base + k}] = {self.name}{k}")
+
+
+def _loop(w, depth, size, small, body, start=0):
+    """Emit body(k) for k in [start, size): unrolled in a small circuit, as a loop otherwise."""
+    if small:
+        for k in range(start, size):
+            for line in body(k):
+                w(depth, line)
+    elif size > start:
+        w(depth, f"for k in range({start}, {size}):")
+        for line in body("k"):
+            w(depth + 1, line)
+
+
+def _emit_bank_steps(w, depth, banks, bank_index, steps, TH, M, V, G, LO, HI):
+    """The optimiser step with banks. exact: every parameter with a non-zero gradient steps (the
+    others keep their optimiser state still). separated: each base parameter's gradient is the sum
+    of its banks' tangent gradients, and only the active bank steps."""
+    def step(k, g):
+        return _bank_step(k, g, steps, TH, M, V, LO, HI)
+    w(depth, f"ab = int64(st[{bank_index}])")
+    for base, slots in banks.slots.items():
+        have = [(b, k) for b, k in enumerate(slots) if k is not None]   # a bank's own topology may lack it
+        if banks.mode == "exact":
+            for _, k in have:
+                w(depth, f"if {G[k]} != 0.0:")
+                for line in step(k, G[k]):
+                    w(depth + 1, line)
+        else:
+            w(depth, "gs = " + " + ".join(G[k] for _, k in have))
+            for j, (b, k) in enumerate(have):
+                w(depth, f"{'if' if j == 0 else 'elif'} ab == {b}:")
+                for line in step(k, "gs"):
+                    w(depth + 1, line)
+
+
+def _bank_step(k, g, steps, TH, M, V, LO, HI) -> list:
+    """One bank parameter's optimiser step, counted on its own (banks learn at different times)."""
+    return [f"st[{steps} + {k}] += 1.0",
+            f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {g}*sc, lr, {M[k]}, {V[k]}, st[{steps} + {k}], c1, c2, eps)",
+            f"{TH[k]} -= sk",
+            "if project:",
+            f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"]
+
+
+def _emit_batch_separated_steps(w, depth, banks, bank_index, steps, TH, M, V, LO, HI, stream_grads):
+    """Separated banks over B streams, which may sit in different banks: each stream's gradient of
+    a base parameter (summed over the banks) goes to that stream's active bank; a bank steps with
+    the sum of what it received divided by B, and only if some stream had it active.
+    stream_grads[s](k) is stream s's gradient of slot k."""
+    B = len(stream_grads)
+    for s in range(B):
+        w(depth, f"ab{s} = int64(st[{bank_index + 2 * s}])")
+    for base, slots in banks.slots.items():
+        have = [(b, k) for b, k in enumerate(slots) if k is not None]   # a bank's own topology may lack it
+        for s in range(B):
+            w(depth, f"gs{s} = " + " + ".join(stream_grads[s](k) for _, k in have))
+        for b, k in have:
+            w(depth, "gb = 0.0")
+            w(depth, "hit = False")
+            for s in range(B):
+                w(depth, f"if ab{s} == {b}:")
+                w(depth + 1, f"gb += gs{s}")
+                w(depth + 1, "hit = True")
+            w(depth, "if hit:")
+            for line in _bank_step(k, "gb*invB", steps, TH, M, V, LO, HI):
+                w(depth + 1, line)
+
+
+def _emit_trace_row(w, depth, P, small, PV, G, loss, zero, bank_index=-1):
+    """Row n: n, loss, the parameter values used at n, the raw gradients at n, target, output,
+    the active bank (-1 without banks)."""
+    w(depth, "if K > 0 and n % K == 0 and rows < ntrace:")
+    w(depth + 1, "trace[rows, 0] = n")
+    w(depth + 1, f"trace[rows, 1] = {loss}")
+    _loop(w, depth + 1, P, small, lambda k: [f"trace[rows, 2 + {k}] = {PV[k]}",
+                                             f"trace[rows, {2 + P} + {k}] = {'0.0' if zero else G[k]}"])
+    w(depth + 1, f"trace[rows, {2 + 2 * P}] = {'0.0' if zero else 'y'}")
+    w(depth + 1, f"trace[rows, {3 + 2 * P}] = {'0.0' if zero else 'yh'}")
+    w(depth + 1, f"trace[rows, {4 + 2 * P}] = {f'st[{bank_index}]' if bank_index >= 0 else '-1.0'}")
+    w(depth + 1, "rows += 1")
+
+
+def compile_pair(learn: Graph, target: Graph, sample_rate: float,
+                 window_capacity: int = 4096, banks: BankPlan | None = None,
+                 streams: int = 1) -> CompiledLearner:
+    """Generate, write (once) and import the kernel; Numba compiles it or loads it from cache."""
+    source, lay = generate(learn, target, sample_rate, window_capacity, banks, streams)
+    digest = hashlib.sha256((_engine_hash() + source).encode()).hexdigest()[:20]
+    modname = f"dualtone_kernel_{digest}"
+    path = kernel_cache_dir() / f"{modname}.py"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)       # atomic: a concurrent process never imports a half file
+    mod = sys.modules.get(modname)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(modname, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except Exception:
+            sys.modules.pop(modname, None)
+            raise
+    block = getattr(mod, "block", None)          # batches have no C entry
+    return CompiledLearner(process=mod.process, layout=lay, source=source, path=path,
+                           block_address=block.address if block is not None else 0)

@@ -1,0 +1,147 @@
+"""The session on the virtual clock (no audio device): mailbox controls, swaps, sources, knobs."""
+import math
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from app.host import layout as H
+from app.session import CircuitSpec, Knob, Session, SessionError
+from engine.learn.learner import ParamSpec, Settings
+
+GAIN_DC = CircuitSpec("y = gain*x + dc", [ParamSpec("gain", 0.0, -2, 2), ParamSpec("dc", 0.0)],
+                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(window=32, lr=0.01))
+
+
+@pytest.fixture
+def session():
+    s = Session(48000, 256, device="virtual")
+    s.load(CircuitSpec(**{**GAIN_DC.__dict__, "hidden": dict(GAIN_DC.hidden)}))
+    yield s
+    s.close()
+
+
+def _wait(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.005)
+
+
+def test_virtual_clock_runs_learning_and_says_so(session):
+    info = session.start()
+    assert info.virtual and "virtual clock" in session.status_message
+    _wait(lambda: session.counters()["callbacks"] >= 200)
+    p = session.params()
+    assert abs(p["gain"] - 0.5) < 1e-3 and abs(p["dc"] - 0.5) < 1e-3
+    rows = session.telemetry.drain()
+    assert rows.shape[0] >= 200
+    snap = session.telemetry.decode(rows[-1])
+    assert set(snap.params) == {"gain", "dc"}
+
+
+def test_live_controls_reach_the_callback(session):
+    session.start()
+    session.set_hidden("gain", -0.25)
+    session.configure(optimizer="adam", lr=0.003)
+    assert session.learner.cfg[4] == 3          # CF_OPT: adam
+    _wait(lambda: abs(session.params()["gain"] + 0.25) < 1e-2)
+    session.set_learning(False)
+    before = session.params()
+    _wait(lambda: session.counters()["callbacks"] > 50)
+    time.sleep(0.05)
+    assert session.params() == before
+    session.reset_learning({"gain": 1.5})
+    assert session.params() == {"gain": 1.5, "dc": 0.0}
+    session.reset_learning()
+    assert session.params() == {"gain": 0.0, "dc": 0.0}
+    assert session.spec.hidden["gain"] == -0.25 and session.spec.settings.optimizer == "adam"
+
+
+def test_bad_control_values_give_clear_errors(session):
+    with pytest.raises(SessionError, match="no parameter named 'nope'"):
+        session.set_hidden("nope", 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        session.set_hidden("gain", math.nan)
+    with pytest.raises(SessionError, match="unknown optimizer"):
+        session.configure(optimizer="lbfgs")
+    with pytest.raises(SessionError, match="unknown output 'mono'"):
+        session.set_output("mono")
+    with pytest.raises(SessionError, match="unknown source"):
+        session.set_source("radio")
+    with pytest.raises(SessionError, match="between 0 and 24000"):
+        session.set_source("sine", hz=30000)
+    with pytest.raises(SessionError, match="no learnable parameter named 'x1'"):
+        session.reset_learning({"x1": 0.0})
+    with pytest.raises(SessionError, match="NaN or infinite"):
+        session.set_source("file", data=np.array([0.0, np.nan]))
+    with pytest.raises(SessionError, match="output level"):
+        session.set_master_gain(10)
+
+
+def test_swap_while_running_crossfades_to_the_new_circuit(session):
+    session.start()
+    _wait(lambda: session.counters()["callbacks"] > 20)
+    stages = []
+    session.load(CircuitSpec("y = a*x", [ParamSpec("a", 0.0)], hidden={"a": 0.3}),
+                 progress=lambda stage, f: stages.append(f))
+    assert session.param_names == ["a"] and stages[-1] == 1.0
+    assert session.memory.slots[1 - session.memory.active_index] is None
+    _wait(lambda: abs(session.params()["a"] - 0.3) < 1e-3)
+
+
+def test_a_bad_circuit_is_reported_and_the_old_one_keeps_running(session):
+    session.start()
+    fut = session.load_async(CircuitSpec("y = gain*x +", [ParamSpec("gain", 0.0)]))
+    with pytest.raises(ValueError, match="line 1"):
+        fut.result(timeout=60)
+    assert session.param_names == ["gain", "dc"]
+    n = session.counters()["callbacks"]
+    _wait(lambda: session.counters()["callbacks"] > n + 5)
+
+
+def test_file_source_is_resampled_and_looped(session, tmp_path):
+    path = tmp_path / "tone.wav"
+    t = np.arange(22050) / 22050
+    sf.write(path, 0.5 * np.sin(2 * np.pi * 441 * t), 22050)
+    session.load_file(str(path))
+    assert session.memory.files[0].size == 48000
+    session.set_output("target")
+    session.start()
+    _wait(lambda: session.counters()["callbacks"] > 300)
+    src = session.telemetry.scope(1 << 15)[:, H.SC_SOURCE]
+    spectrum = np.abs(np.fft.rfft(src * np.hanning(src.size)))
+    assert abs(np.argmax(spectrum) * 48000 / src.size - 441) < 5
+
+
+def test_knobs_map_midi_fractions_to_values(session):
+    knobs = session.knobs()
+    assert knobs["hidden:gain"] == Knob("hidden:gain", -2.0, 2.0)
+    assert knobs["hidden:dc"].lo == -1.0                 # unbounded params get a [-1, 1] knob
+    session.set_knob("hidden:gain", 0.75)
+    assert session.hidden()["gain"] == 1.0
+    session.set_knob("lr", 0.5)
+    assert math.isclose(session.learner.settings.lr, 1e-3)
+    with pytest.raises(SessionError, match="no knob named"):
+        session.set_knob("volume11", 0.5)
+    got = []
+    session.on_program_change.append(got.append)
+    session.program_change(7)
+    assert got == [7]
+
+
+def test_midi_voice_events_reach_the_oscillator(session):
+    session.set_source("midi")
+    session.start()
+    session.voice(330.0, True, 0.5)
+    _wait(lambda: session.memory.ctl[H.C_VOICE_FREQ] == 330.0)
+    assert session.memory.ctl[H.C_VOICE_GATE] == 1.0 and session.memory.ctl[H.C_VOICE_AMP] == 0.5
+    assert session.counters()["midi_applied"] == 1
+
+
+def test_session_rejects_bad_stream_settings():
+    with pytest.raises(SessionError, match="sample rate"):
+        Session(100, 128)
+    with pytest.raises(SessionError, match="block size"):
+        Session(48000, 3)

@@ -1,0 +1,182 @@
+"""Learning controls (run/pause, reset, optimiser, loss, window, learning rate) and the audio/MIDI
+controls (device, source, output, block size, MIDI port, CPU and xrun meters). Every change is a
+session or workspace call; errors come back as one status line, never an exception in Qt."""
+from __future__ import annotations
+
+import math
+
+from pyqtgraph.Qt import QtCore, QtWidgets
+
+from app.host import layout as H
+from app.session import LOSSES, OPTIMIZERS
+
+LR_LO, LR_HI, LR_STEPS = 1e-6, 1.0, 600
+BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
+LIVE_SOURCES = ("lcg-noise", "noise", "sine", "saw", "midi", "input", "file")
+
+
+def _combo(items, name):
+    c = QtWidgets.QComboBox()
+    c.addItems(list(items))
+    c.setObjectName(name)
+    return c
+
+
+def _guard(status, fn):
+    """Run fn; report a failure on the status line instead of raising into Qt's event loop."""
+    try:
+        fn()
+    except Exception as e:
+        status(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+class LearningControls(QtWidgets.QGroupBox):
+    status = QtCore.Signal(str)
+    reset_requested = QtCore.Signal()
+
+    def __init__(self, session):
+        super().__init__("Learning")
+        self.session = session
+        self.run = QtWidgets.QPushButton("Pause")
+        self.run.setCheckable(True)
+        self.run.setChecked(True)
+        self.run.setToolTip("run / pause learning (Space); the audio keeps playing")
+        self.run.toggled.connect(self._run_toggled)
+        self.reset = QtWidgets.QPushButton("Reset")
+        self.reset.setToolTip("parameters back to their initial values, optimiser state cleared")
+        self.reset.clicked.connect(self.reset_requested.emit)
+        self.optimizer = _combo(OPTIMIZERS, "optimizer")
+        self.loss = _combo(LOSSES, "loss")
+        self.window = QtWidgets.QSpinBox()
+        self.window.setRange(1, 4096)
+        self.window.setSuffix(" samples")
+        self.lr = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.lr.setRange(0, LR_STEPS)
+        self.lr.setObjectName("lr")
+        self.lr_label = QtWidgets.QLabel()
+        self.lr_label.setFixedWidth(70)
+        self.optimizer.currentTextChanged.connect(lambda t: self._set(optimizer=t))
+        self.loss.currentTextChanged.connect(lambda t: self._set(loss=t))
+        self.window.valueChanged.connect(lambda v: self._set(window=int(v)))
+        self.lr.valueChanged.connect(lambda v: self._set(lr=self.lr_at(v)))
+        g = QtWidgets.QGridLayout(self)
+        g.addWidget(self.run, 0, 0)
+        g.addWidget(self.reset, 0, 1)
+        g.addWidget(QtWidgets.QLabel("optimiser"), 1, 0)
+        g.addWidget(self.optimizer, 1, 1)
+        g.addWidget(QtWidgets.QLabel("loss"), 2, 0)
+        g.addWidget(self.loss, 2, 1)
+        g.addWidget(QtWidgets.QLabel("window"), 3, 0)
+        g.addWidget(self.window, 3, 1)
+        g.addWidget(QtWidgets.QLabel("learning rate"), 4, 0)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.lr, 1)
+        row.addWidget(self.lr_label)
+        g.addLayout(row, 4, 1)
+
+    @staticmethod
+    def lr_at(position: int) -> float:
+        return LR_LO * (LR_HI / LR_LO) ** (position / LR_STEPS)
+
+    @staticmethod
+    def lr_position(lr: float) -> int:
+        f = math.log(min(max(lr, LR_LO), LR_HI) / LR_LO) / math.log(LR_HI / LR_LO)
+        return int(round(f * LR_STEPS))
+
+    def _set(self, **change):
+        if self.session.learner is not None:
+            _guard(self.status.emit, lambda: self.session.configure(**change))
+        if "lr" in change:
+            self.lr_label.setText(f"{change['lr']:.2e}")
+
+    def _run_toggled(self, on: bool):
+        self.run.setText("Pause" if on else "Run")
+        if self.session.learner is not None:
+            _guard(self.status.emit, lambda: self.session.set_learning(on))
+
+    def show_settings(self, s):
+        widgets = (self.optimizer, self.loss, self.window, self.lr, self.run)
+        for w in widgets:
+            w.blockSignals(True)
+        self.optimizer.setCurrentText(s.optimizer)
+        self.loss.setCurrentText(s.loss)
+        self.window.setValue(int(s.window))
+        self.lr.setValue(self.lr_position(s.lr))
+        self.lr_label.setText(f"{s.lr:.2e}")
+        self.run.setChecked(bool(s.learning))
+        self.run.setText("Pause" if s.learning else "Run")
+        for w in widgets:
+            w.blockSignals(False)
+
+
+class AudioControls(QtWidgets.QGroupBox):
+    status = QtCore.Signal(str)
+    device_requested = QtCore.Signal(object, int)     # device (name, or "virtual"), block size
+    source_requested = QtCore.Signal(str, float)      # kind, Hz
+    midi_requested = QtCore.Signal(object)            # None = off, "" = virtual port only, name = connect
+
+    def __init__(self, session, devices: list[dict], midi_ports: list[str]):
+        super().__init__("Audio / MIDI")
+        self.session = session
+        self.device = QtWidgets.QComboBox()
+        self.device.setObjectName("device")
+        self.device.addItem("system default", None)
+        for d in devices:
+            if d["outputs"] > 0:
+                self.device.addItem(f"{d['name']} ({d['host_api']})", d["name"])
+        self.device.addItem("virtual clock (no sound)", "virtual")
+        self.blocksize = _combo([str(b) for b in BLOCK_SIZES], "blocksize")
+        self.blocksize.setCurrentText(str(session.blocksize))
+        self.source = _combo(LIVE_SOURCES, "source")
+        self.hz = QtWidgets.QDoubleSpinBox()
+        self.hz.setRange(1.0, 20000.0)
+        self.hz.setDecimals(1)
+        self.hz.setSuffix(" Hz")
+        self.hz.setValue(220.0)
+        self.output = _combo(H.OUTPUT_MODES, "output")
+        self.output.setToolTip("stereo: target left, learned right; error: their difference; "
+                               "loss: the loss as a pitch")
+        self.midi = QtWidgets.QComboBox()
+        self.midi.setObjectName("midi")
+        self.midi.addItem("MIDI off", None)
+        self.midi.addItem("Dualtone MIDI in (virtual port)", "")
+        for p in midi_ports:
+            self.midi.addItem(f"connect: {p}", p)
+        self.cpu = QtWidgets.QProgressBar()
+        self.cpu.setRange(0, 100)
+        self.cpu.setFormat("CPU %p%")
+        self.cpu.setObjectName("cpu")
+        self.xruns = QtWidgets.QLabel("xruns 0")
+        self.xruns.setObjectName("xruns")
+        self.device.activated.connect(lambda _: self._device_changed())
+        self.blocksize.activated.connect(lambda _: self._device_changed())
+        self.source.activated.connect(lambda _: self.source_requested.emit(self.source.currentText(), self.hz.value()))
+        self.hz.editingFinished.connect(lambda: self.source_requested.emit(self.source.currentText(), self.hz.value()))
+        self.output.currentTextChanged.connect(lambda t: _guard(self.status.emit, lambda: session.set_output(t)))
+        self.midi.activated.connect(lambda _: self.midi_requested.emit(self.midi.currentData()))
+        g = QtWidgets.QGridLayout(self)
+        rows = (("device", self.device), ("block size", self.blocksize), ("source", self.source),
+                ("frequency", self.hz), ("you hear", self.output), ("MIDI", self.midi))
+        for r, (label, w) in enumerate(rows):
+            g.addWidget(QtWidgets.QLabel(label), r, 0)
+            g.addWidget(w, r, 1)
+        meters = QtWidgets.QHBoxLayout()
+        meters.addWidget(self.cpu, 1)
+        meters.addWidget(self.xruns)
+        g.addLayout(meters, len(rows), 0, 1, 2)
+
+    def _device_changed(self):
+        self.device_requested.emit(self.device.currentData(), int(self.blocksize.currentText()))
+
+    def show_state(self, source: str, hz: float, output: str):
+        for w in (self.source, self.hz, self.output):
+            w.blockSignals(True)
+        self.source.setCurrentText(source)
+        self.hz.setValue(hz)
+        self.output.setCurrentText(output)
+        for w in (self.source, self.hz, self.output):
+            w.blockSignals(False)
+
+    def show_meters(self, cpu_fraction: float, xruns: int):
+        self.cpu.setValue(int(min(max(cpu_fraction, 0.0), 1.0) * 100))
+        self.xruns.setText(f"xruns {xruns}")
