@@ -9,7 +9,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 
-from app.cli.main import build_learner, build_parser  # noqa: E402
+from app.cli.args import build_learner  # noqa: E402
+from app.cli.main import build_parser  # noqa: E402
 from tests.difflib_cases import CASES, REFERENCE  # noqa: E402,F401
 
 SR = 48000.0

@@ -71,6 +71,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.progress import Progress
+
 NEEDS_TORCH = "train-sptmod needs PyTorch: pip install -e '.[train]'"
 TRAINER = "dualtone train-sptmod"
 CKPT_FORMAT = "dualtone-sptmod-checkpoint"
@@ -308,40 +310,6 @@ class TrainOptions:
     dtype: str = "float32"
     threads: int = 0
     log: object = None                  # a text stream for progress (default stderr)
-
-
-class _Progress:
-    """Progress on stderr: a \\r-updated line while stderr is a terminal, else one line per epoch."""
-
-    def __init__(self, enabled: bool, stream, total_iters: int, done_iters: int):
-        self.enabled, self.stream = enabled, stream
-        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
-        self.total, self.start_done = total_iters, done_iters
-        self.t0 = time.perf_counter()
-        self.last = 0.0
-        self.shown = False
-
-    def update(self, epoch, epochs, it, per_epoch, done_iters, loss):
-        if not self.tty:
-            return
-        now = time.perf_counter()
-        if now - self.last < 0.2:
-            return
-        self.last, self.shown = now, True
-        rate = (done_iters - self.start_done) / max(now - self.t0, 1e-9)
-        eta = (self.total - done_iters) / rate if rate > 0 else float("nan")
-        self.stream.write(f"\repoch {epoch}/{epochs}  it {it}/{per_epoch}  loss {loss:.4e}  "
-                          f"eta {_duration(eta)}   ")
-        self.stream.flush()
-
-    def epoch_line(self, text):
-        if not self.enabled:
-            return
-        if self.shown:
-            self.stream.write("\r")
-        self.stream.write(text + " " * 8 + "\n" if self.tty else text + "\n")
-        self.stream.flush()
-        self.shown = False
 
 
 def _duration(s: float) -> str:
@@ -626,9 +594,10 @@ def train(o: TrainOptions) -> dict:
 
     n_batches = -(-len(train_b) // o.B)
     per_epoch = n_batches * o.N
-    prog = _Progress(not o.quiet, log, o.epochs * per_epoch, iters)
+    prog = Progress(o.epochs * per_epoch, not o.quiet, stream=log, unit="iterations", delay=0.0,
+                    tty_only=True, start=iters)
     if not o.quiet:
-        prog.epoch_line(f"train-sptmod: {cfg_name}, {len(pairs)} pair(s) at {rate} Hz, "
+        prog.line(f"train-sptmod: {cfg_name}, {len(pairs)} pair(s) at {rate} Hz, "
                         f"{len(train_b)} training / {len(val_b)} validation sequences of "
                         f"{seq_len} samples, {per_epoch} iterations per epoch"
                         + (f", resuming after epoch {epoch0}" if o.resume else ""))
@@ -661,8 +630,8 @@ def train(o: TrainOptions) -> dict:
                 iters += 1
                 run_loss += float(loss.detach())
                 run_n += 1
-                prog.update(epoch + 1, o.epochs, iters - epoch * per_epoch, per_epoch, iters,
-                            run_loss / run_n)
+                prog.update(iters, run_loss / run_n,
+                            prefix=f"epoch {epoch + 1}/{o.epochs}  it {iters - epoch * per_epoch}/{per_epoch}  ")
 
             for bi in range(n_batches):
                 idx = perm[bi * o.B:(bi + 1) * o.B]
@@ -682,7 +651,7 @@ def train(o: TrainOptions) -> dict:
                                                         for n, p in model.named_parameters()}, **v}
             _save_ckpt(ckpt_path, state_dict_for(epoch + 1, seconds0 + time.perf_counter() - t_start))
             fmt = lambda x: "-" if x is None else f"{x:.4e}"
-            prog.epoch_line(f"epoch {epoch + 1}/{o.epochs}: train loss {fmt(rec['train_loss'])}, "
+            prog.line(f"epoch {epoch + 1}/{o.epochs}: train loss {fmt(rec['train_loss'])}, "
                             f"validation loss ST {fmt(v['loss_st'])} WT {fmt(v['loss_wt'])}, "
                             f"ESR ST {fmt(v['esr_st'])} WT {fmt(v['esr_wt'])}"
                             f"{'  (best)' if best['epoch'] == epoch + 1 else ''}  "
@@ -724,65 +693,3 @@ def train(o: TrainOptions) -> dict:
             "best_epoch": best["epoch"],
             "validation": provenance["validation"], "seconds": seconds,
             "loss_st_history": [_finite_or_none(h["loss_st"]) for h in history]}
-
-
-# ------------------------------------------------------------------------------------------------
-# command line
-
-
-def add_train_parser(sub):
-    """Register `train-sptmod` on an argparse subparsers object."""
-    p = sub.add_parser(
-        "train-sptmod", help="train an SPTMod model from recordings (needs PyTorch)",
-        description="Train an SPTMod model (truncated backpropagation through time) from "
-                    "input/target recordings of a device and write a Dualtone model file. "
-                    "Progress goes to stderr, a JSON summary line to stdout.")
-    p.add_argument("--input", nargs="+", metavar="IN.wav", help="device input recording(s)")
-    p.add_argument("--target", nargs="+", metavar="OUT.wav",
-                   help="device output recording(s), one per --input, same length and rate")
-    p.add_argument("--controls-file", metavar="FILE.json",
-                   help='control values per pair: {"controls": [{"name", "min", "max", '
-                        '"default"}, ...], "items": [[values of pair 0], ...]}')
-    p.add_argument("--config", default="sptmod25", metavar="sptmod24|sptmod25|FILE.json",
-                   help="network configuration (default sptmod25)")
-    p.add_argument("--out", metavar="MODEL", help="the model file to write (checkpoint: MODEL.ckpt)")
-    p.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
-    p.add_argument("--subsequences", "-N", type=int, default=3, dest="subsequences", metavar="N",
-                   help="TBPTT sub-sequences per group, N (default 3)")
-    p.add_argument("--batch", "-B", type=int, default=8, metavar="B", help="batch size B (default 8)")
-    p.add_argument("--length", "-L", type=int, default=8192, metavar="L",
-                   help="sub-sequence length L, a multiple of 64 (default 8192)")
-    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
-    p.add_argument("--validation", type=float, default=0.2,
-                   help="fraction at the end of every pair kept for validation (default 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--dtype", default="float32", help="training precision: float32 (default) or float64")
-    p.add_argument("--threads", type=int, default=0,
-                   help="PyTorch CPU threads (default 0: PyTorch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt")
-    p.add_argument("--force", action="store_true", help="replace an existing model / checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=cmd_train_sptmod)
-    return p
-
-
-def options_from_args(a) -> TrainOptions:
-    return TrainOptions(inputs=list(a.input or []), targets=list(a.target or []), out=a.out,
-                        controls_file=a.controls_file, config=a.config, epochs=a.epochs,
-                        N=a.subsequences, B=a.batch, L=a.length, lr=a.lr,
-                        validation=a.validation, seed=a.seed, resume=a.resume, force=a.force,
-                        quiet=a.quiet, dtype=a.dtype, threads=a.threads)
-
-
-def cmd_train_sptmod(a) -> int:
-    from app.cli.main import UsageError
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise UsageError(NEEDS_TORCH) from None
-    try:
-        summary = train(options_from_args(a))
-    except TrainInputError as e:
-        raise UsageError(_one_line(e)) from None
-    print(json.dumps(summary))
-    return 0

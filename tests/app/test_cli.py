@@ -264,7 +264,7 @@ class FakeClock:
 
 def test_progress_bar_appears_only_after_the_first_second():
     import io
-    from app.cli.main import Progress
+    from app.progress import Progress
     clock, out = FakeClock(), io.StringIO()
     bar = Progress(1000, enabled=True, clock=clock, stream=out)
     clock.now = 0.9
@@ -279,7 +279,7 @@ def test_progress_bar_appears_only_after_the_first_second():
 
 def test_progress_bar_disabled_writes_nothing():
     import io
-    from app.cli.main import Progress
+    from app.progress import Progress
     clock, out = FakeClock(), io.StringIO()
     bar = Progress(1000, enabled=False, clock=clock, stream=out)
     clock.now = 5.0

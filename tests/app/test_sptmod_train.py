@@ -13,9 +13,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from app.cli.train_sptmod import add_parser as add_train_parser  # noqa: E402
 from app.train.sptmod_torch import SptModTorch, index_plan  # noqa: E402
 from app.train.sptmod_train import (NEEDS_TORCH, Pair, TrainOptions, _Batches,  # noqa: E402
-                               add_train_parser, align_output_sign, esr, sptmod_loss, train)
+                               align_output_sign, esr, sptmod_loss, train)
 from engine.sptmod.stream import SptConfig, SptModStream  # noqa: E402
 from engine.sptmod.file import load_model, model_hash, save_model, SptModel  # noqa: E402
 from tests.paths import REFERENCE  # noqa: E402
@@ -200,7 +201,7 @@ class Cli:
         add_train_parser(self.parser.add_subparsers(dest="command"))
 
     def __call__(self, argv, capsys):
-        from app.cli.main import UsageError
+        from app.cli.errors import UsageError
         a = self.parser.parse_args(["train-sptmod"] + [str(v) for v in argv])
         capsys.readouterr()
         try:

@@ -1,0 +1,150 @@
+"""The circuit and learning flags shared by `learn` and `run`, and their parsing."""
+from __future__ import annotations
+
+import argparse
+import math
+
+from app.cli.errors import UsageError, parse_float as _float
+
+
+def parse_param(text: str):
+    """NAME=INIT[:MIN:MAX]; an empty MIN or MAX means unbounded (also -inf / inf)."""
+    from engine.learn.learner import ParamSpec
+    if "=" not in text:
+        raise UsageError(f"--param {text}: expected NAME=INIT[:MIN:MAX]")
+    name, rest = text.split("=", 1)
+    name = name.strip()
+    if not name.isidentifier():
+        raise UsageError(f"--param {text}: '{name}' is not a valid parameter name")
+    parts = rest.split(":")
+    if len(parts) not in (1, 3):
+        raise UsageError(f"--param {text}: expected NAME=INIT or NAME=INIT:MIN:MAX")
+    init = _float(parts[0], f"--param {name} initial value")
+    lo = -math.inf if len(parts) == 1 or parts[1].strip() == "" else _float(parts[1], f"--param {name} minimum")
+    hi = math.inf if len(parts) == 1 or parts[2].strip() == "" else _float(parts[2], f"--param {name} maximum")
+    if not math.isfinite(init):
+        raise UsageError(f"--param {name}: the initial value must be finite")
+    if lo > hi:
+        raise UsageError(f"--param {name}: minimum {lo:g} is above maximum {hi:g}")
+    return ParamSpec(name, init, lo, hi)
+
+
+def parse_hidden(text: str):
+    if "=" not in text:
+        raise UsageError(f"--hidden {text}: expected NAME=VALUE")
+    name, v = text.split("=", 1)
+    value = _float(v, f"--hidden {name}")
+    if not math.isfinite(value):
+        raise UsageError(f"--hidden {name}: the value must be finite")
+    return name.strip(), value
+
+
+def _positive_seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"'{text}': must be a positive number of seconds")
+    return v
+
+
+def _json_float(v):
+    return v if math.isfinite(v) else None
+
+
+def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True):
+    """The circuit and learning flags shared by `learn` and `run`."""
+    p.add_argument("--circuit", required=circuit_required,
+                   help="the learnable circuit, e.g. 'y = gain*x + dc'")
+    p.add_argument("--target", help="the ground-truth circuit (default: --circuit with the --hidden values)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=INIT[:MIN:MAX]",
+                   help="declare a learnable parameter (repeat per parameter)")
+    p.add_argument("--hidden", action="append", default=[], metavar="NAME=VALUE",
+                   help="a hidden (ground-truth) parameter value")
+    p.add_argument("--loss", choices=["mse", "mae", "msle", "huber"], default="mse")
+    p.add_argument("--huber-delta", type=float, default=1.0, metavar="D")
+    p.add_argument("--window", type=int, default=1, metavar="W", help="sliding-window length in samples")
+    p.add_argument("--optimizer", choices=["sgd", "momentum", "rmsprop", "adam"], default="sgd")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--momentum", type=float, help="momentum mu (default 0.9)")
+    p.add_argument("--rho", type=float, help="RMSProp decay rho (default 0.9)")
+    p.add_argument("--beta1", type=float, help="Adam beta1 (default 0.9)")
+    p.add_argument("--beta2", type=float, help="Adam beta2 (default 0.999)")
+    p.add_argument("--eps", type=float, help="RMSProp/Adam epsilon (default 1e-8)")
+    p.add_argument("--clip", type=float, default=0.0, help="clip the gradient's L2 norm to this (0 = off)")
+    p.add_argument("--lr-decay", type=float, default=1.0, metavar="F",
+                   help="multiply the learning rate by F every --lr-decay-every steps")
+    p.add_argument("--lr-decay-every", type=int, default=0, metavar="E")
+    p.add_argument("--lr-min", type=float, default=0.0)
+    p.add_argument("--range-mode", choices=["project", "straight-through"], default="project",
+                   help="project: keep each parameter's accumulator inside its range (no wind-up); "
+                        "straight-through: diff.lib's behaviour (the accumulator may leave the range)")
+    p.add_argument("--banks", metavar="B0,B1,...,BK",
+                   help="LACTOSE banks: K+1 increasing boundaries on the condition make K parameter sets")
+    p.add_argument("--condition", default="level", metavar="level|input|note|velocity|SIGNAL",
+                   help="what selects the bank: the input level in dBFS (default), the raw input "
+                        "sample, the MIDI note or velocity (run only), or a signal of the circuit "
+                        "(its value one sample earlier)")
+    p.add_argument("--bank-mode", choices=["separated", "exact"], default="separated",
+                   help="separated: gradient for the active bank only (LACTOSE); exact: tangents for "
+                        "every bank through the circuit's state")
+    p.add_argument("--hysteresis", type=float, default=0.0, metavar="H",
+                   help="a bank changes only when the condition passes a boundary by H")
+    p.add_argument("--crossfade-ms", type=float, default=0.0, metavar="T",
+                   help="glide the parameters from the outgoing to the incoming bank over T ms")
+    p.add_argument("--bank-circuit", action="append", default=None, metavar="TEXT",
+                   help="a topology per bank: give it once per bank, in bank order (each bank's "
+                        "circuit runs with its own state; the active bank's output is heard)")
+    p.add_argument("--sr", type=float, default=None, help="sample rate in Hz (default 48000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --input noise")
+
+
+def settings_from_args(a):
+    from engine.learn.learner import Settings
+    c1 = {"momentum": a.momentum, "rmsprop": a.rho, "adam": a.beta1}.get(a.optimizer)
+    return Settings(loss=a.loss, huber_delta=a.huber_delta, window=a.window, optimizer=a.optimizer,
+                    lr=a.lr, c1=c1, c2=a.beta2 if a.optimizer == "adam" else None, eps=a.eps,
+                    clip=a.clip, lr_decay=a.lr_decay, lr_decay_every=a.lr_decay_every,
+                    lr_min=a.lr_min, range_mode=a.range_mode)
+
+
+def banks_from_args(a, live: bool = False):
+    """--banks/--condition/... as engine.banks.Banks (None without --banks)."""
+    if a.banks is None:
+        for flag, given in (("--hysteresis", a.hysteresis), ("--crossfade-ms", a.crossfade_ms),
+                            ("--bank-circuit", a.bank_circuit)):
+            if given:
+                raise UsageError(f"{flag} needs --banks")
+        return None
+    from engine.learn.banks import Banks
+    if a.condition in ("note", "velocity") and not live:
+        raise UsageError(f"--condition {a.condition} follows live MIDI: use it with run --headless "
+                         "(and --source midi or --midi-connect)")
+    bounds = [_float(t, "--banks boundary") for t in a.banks.split(",")]
+    banks = Banks(bounds, condition=a.condition, mode=a.bank_mode, hysteresis=a.hysteresis,
+                  crossfade_ms=a.crossfade_ms, circuits=a.bank_circuit)
+    try:
+        banks.validate()
+    except ValueError as e:
+        raise UsageError(f"--banks: {e}") from None
+    return banks
+
+
+def build_learner(a, sample_rate, streams: int = 1):
+    from engine.learn.learner import Learner
+    specs = [parse_param(t) for t in a.param]
+    names = [s.name for s in specs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise UsageError(f"--param {sorted(dup)[0]} is given twice")
+    hidden = dict(parse_hidden(t) for t in a.hidden)
+    try:
+        return Learner(a.circuit, specs, target=a.target, hidden=hidden,
+                       settings=settings_from_args(a), sample_rate=sample_rate, banks=banks_from_args(a),
+                       streams=streams)
+    except ValueError as e:          # CircuitError is a ValueError
+        msg = str(e)
+        if "has no declaration" in msg:
+            msg += " (add --param NAME=INIT[:MIN:MAX])"
+        raise UsageError(msg) from None

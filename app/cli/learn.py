@@ -1,0 +1,107 @@
+"""`learn`: learn a circuit's parameters offline and print one JSON line."""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+
+from app.cli.args import add_learning_args, build_learner, _json_float
+from app.cli.errors import UsageError
+from app.cli.inputs import make_sources
+from app.progress import Progress
+
+
+def cmd_learn(a) -> int:
+    if a.samples is None or a.samples < 1:
+        raise UsageError("--samples must be a whole number >= 1")
+    if a.trace_every < 1:
+        raise UsageError("--trace-every must be >= 1")
+    sr_given = a.sr is not None
+    sample_rate = a.sr if sr_given else 48000.0
+    if not (math.isfinite(sample_rate) and sample_rate > 0):
+        raise UsageError("--sr must be a positive number")
+    sources, sample_rate = make_sources(a.input or ["lcg-noise"], sample_rate, a.seed, sr_given)
+    streams = len(sources)
+    learner = build_learner(a, sample_rate, streams)
+    names = learner.param_names
+    if not names:
+        raise UsageError("the circuit has no parameters to learn (every free name is a parameter)")
+    P = len(names)
+    trace_file = None
+    if a.trace:
+        try:
+            trace_file = open(a.trace, "w", newline="")
+        except OSError as e:
+            raise UsageError(f"--trace {a.trace}: cannot write: {e.strerror}") from None
+        cols = ["n", "loss"] + names + ([f"grad_{n}" for n in names] if a.trace_grads else [])
+        keep = [0, 1] + list(range(2, 2 + P)) + (list(range(2 + P, 2 + 2 * P)) if a.trace_grads else [])
+        fmt = ["%d"] + ["%.17g"] * (len(keep) - 1)
+        if learner.banks is not None:
+            cols.append("active_bank")
+            keep.append(4 + 2 * P)
+            fmt.append("%d")
+        trace_file.write(",".join(cols) + "\n")
+    block = 1 << 16
+    progress = Progress(a.samples, not a.quiet)
+    kernel_seconds = 0.0
+    done = 0
+    try:
+        while done < a.samples:
+            nb = min(block, a.samples - done)
+            every = a.trace_every if trace_file else 0
+            if streams == 1:
+                x = sources[0].read(nb)
+                t0 = time.perf_counter()
+                _, rows = learner.process(x, trace_every=every)
+            else:
+                x = np.stack([src.read(nb) for src in sources], axis=1)
+                t0 = time.perf_counter()
+                _, rows = learner.process_batch(x, trace_every=every)
+            kernel_seconds += time.perf_counter() - t0
+            if trace_file is not None and rows.shape[0]:
+                np.savetxt(trace_file, rows[:, keep], fmt=fmt, delimiter=",")
+            done += nb
+            progress.update(done, learner.loss)
+    finally:
+        progress.close()
+        if trace_file is not None:
+            trace_file.close()
+    result = {"samples": a.samples, "seconds": kernel_seconds,
+              "samples_per_second": a.samples / kernel_seconds if kernel_seconds > 0 else None,
+              "loss": _json_float(learner.loss), "params": learner.params(),
+              "skipped": learner.skipped}
+    if streams > 1:              # batches; a single --input prints what it always did
+        result["streams"] = streams
+    if learner.banks is not None:
+        result["banks"] = _bank_summary(learner)
+    print(json.dumps(result))
+    return 0
+
+
+def _bank_summary(learner) -> list[dict]:
+    b = learner.banks.boundaries
+    return [{"bank": k, "range": [b[k], b[k + 1]], "params": values}
+            for k, values in enumerate(learner.bank_params())]
+
+
+def add_parser(sub):
+    lp = sub.add_parser("learn", help="learn a circuit's parameters offline (headless)",
+                        description="Learn the parameters of --circuit so that it matches the target, "
+                                    "sample by sample, and print one JSON line with the result.")
+    add_learning_args(lp)
+    lp.add_argument("--input", action="append", metavar="lcg-noise|noise|sine:HZ|FILE",
+                    help="the input signal fed to both circuits (default lcg-noise, diff.lib's). "
+                         "Give it up to 16 times to learn in batches: one stream per --input, all in "
+                         "lockstep, each with its own circuit state, window, loss and bank; the "
+                         "parameters step once per sample with the mean of the streams' gradients, "
+                         "and the loss is their mean. Stream s (from 0) of lcg-noise starts the LCG "
+                         "at state s, of noise uses --seed + s; files must share one sample rate"),
+    lp.add_argument("--samples", type=int, required=True, metavar="N")
+    lp.add_argument("--trace", metavar="FILE.csv", help="write n, loss, parameters per sample")
+    lp.add_argument("--trace-every", type=int, default=1, metavar="K", help="one trace row every K samples")
+    lp.add_argument("--trace-grads", action="store_true", help="add grad_<param> columns to the trace")
+    lp.add_argument("--quiet", action="store_true", help="no progress bar")
+    lp.set_defaults(func=cmd_learn)
+

@@ -1,0 +1,223 @@
+"""`run --headless`: learn live in the audio callback and print telemetry and a JSON summary."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+from app.cli.args import (_json_float, _positive_seconds, add_learning_args, banks_from_args,
+                          parse_hidden, parse_param, settings_from_args)
+from app.cli.errors import UsageError, one_line as _one_line, parse_float as _float
+from app.cli.learn import _bank_summary
+
+
+def _live_source(session, spec: str):
+    """--source for `run`: lcg-noise | noise | sine:HZ | saw:HZ | midi | input | FILE."""
+    from app.audiofile import AudioFileError
+    from app.session import SessionError
+    try:
+        if spec in ("lcg-noise", "noise", "midi", "input"):
+            session.set_source(spec)
+        elif spec.startswith(("sine:", "saw:")):
+            kind, hz = spec.split(":", 1)
+            session.set_source(kind, hz=_float(hz, f"--source {kind} frequency"))
+        elif os.path.exists(spec):
+            session.load_file(spec)
+        else:
+            raise UsageError(f"--source {spec}: no such file (or use lcg-noise, noise, sine:HZ, "
+                             "saw:HZ, midi, input)")
+    except (SessionError, AudioFileError) as e:
+        raise UsageError(f"--source {spec}: {e}") from None
+
+
+def _open_midi(session, connect):
+    from app.midi.control import MidiControl
+    from app.midi.ports import MidiInput, MidiUnavailable
+    control = MidiControl(session)
+    try:
+        port = MidiInput(control.feed_bytes, connect=connect)
+    except (MidiUnavailable, ValueError) as e:
+        raise UsageError(f"MIDI: {e}") from None
+    return port
+
+
+def _telemetry_line(snap, elapsed, counters) -> str:
+    params = " ".join(f"{k}={v:.6g}" for k, v in list(snap.params.items())[:8])
+    return (f"t={elapsed:6.2f}s loss={snap.loss:.3e} {params} cpu={snap.cpu_us:.1f}us "
+            f"in={snap.in_peak:.2f} out={snap.out_peak:.2f} xruns={counters['xruns']} "
+            f"skipped={snap.skipped} callbacks={counters['callbacks']}")
+
+
+def cmd_run(a) -> int:
+    if not a.headless:
+        raise UsageError("`run` is the headless runner: add --headless, or open the window with "
+                         "python main.py [--preset NAME]")
+    from app.session import CircuitSpec
+    sample_rate = 48000.0 if a.sr is None else a.sr
+    if not (math.isfinite(sample_rate) and 8000 <= sample_rate <= 384000):
+        raise UsageError("--sr must be between 8000 and 384000 Hz")
+    if a.run_preset is not None:
+        return _run_preset(a, sample_rate)
+    if a.circuit is None:
+        raise UsageError("run needs --circuit TEXT (or --preset NAME)")
+    specs = [parse_param(t) for t in a.param]
+    hidden = dict(parse_hidden(t) for t in a.hidden)
+    target = a.target
+    if a.sptmod is not None:
+        if not os.path.exists(a.sptmod):
+            raise UsageError(f"--sptmod {a.sptmod}: no such file")
+        target = target or "y = sptmod"
+    spec = CircuitSpec(a.circuit, specs, target=target, hidden=hidden, settings=settings_from_args(a),
+                       banks=banks_from_args(a, live=True),
+                       model=None if a.sptmod is None else os.path.abspath(a.sptmod))
+    return _run_spec(a, spec, sample_rate, a.source or "lcg-noise", _insert_args(a))
+
+
+def _insert_args(a):
+    if a.insert is None:
+        if a.insert_control:
+            raise UsageError("--insert-control needs --insert MODEL")
+        return None
+    if not os.path.exists(a.insert):
+        raise UsageError(f"--insert {a.insert}: no such file")
+    return a.insert, dict(parse_hidden(t) for t in a.insert_control), None
+
+
+def _run_preset(a, sample_rate) -> int:
+    """run --preset: the preset's circuits, settings, knobs and source (--source and --hidden
+    override); the circuit flags are refused rather than silently ignored."""
+    from app.preset import document as presets
+    from app.preset import store
+    given = [f for f, v in (("--circuit", a.circuit), ("--target", a.target), ("--param", a.param),
+                            ("--sptmod", a.sptmod), ("--banks", a.banks)) if v]
+    if given:
+        raise UsageError(f"{given[0]} cannot be combined with --preset (edit the preset instead)")
+    try:
+        preset = presets.load(store.resolve(a.run_preset))
+    except presets.PresetError as e:
+        raise UsageError(f"--preset {_one_line(e)}") from None
+    spec = preset.spec
+    for name, v in (parse_hidden(t) for t in a.hidden):
+        spec.hidden[name] = v
+    source = a.source
+    if source is None:
+        source = {"sine": f"sine:{preset.source_hz:g}", "saw": f"saw:{preset.source_hz:g}",
+                  "file": preset.source_file}.get(preset.source, preset.source)
+    insert = _insert_args(a)
+    if insert is None and preset.insert is not None:
+        insert = preset.insert["model"], preset.insert["controls"], preset.insert["sha256"]
+    return _run_spec(a, spec, sample_rate, source, insert)
+
+
+def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
+    """insert: (model path, controls, sha256) of an output insert, or None."""
+    from app.session import Session, SessionError
+    from app.host.stream import AudioUnavailable
+    from app.host.telemetry import RunStats
+    try:
+        session = Session(sample_rate, a.blocksize, device=a.device)
+    except SessionError as e:
+        raise UsageError(str(e)) from None
+    midi = None
+    with session:
+        try:
+            session.load(spec, progress=lambda stage, f: a.quiet or print(f"{stage}...", file=sys.stderr))
+        except (ValueError, SessionError) as e:
+            raise UsageError(_one_line(e)) from None
+        if insert is not None:
+            try:
+                session.set_insert(*insert)
+            except SessionError as e:
+                raise UsageError(f"--insert {_one_line(e)}") from None
+        try:
+            info = session.open()
+        except AudioUnavailable as e:
+            raise UsageError(f"--device {a.device}: {e}") from None
+        if info.virtual:
+            print(f"note: {session.status_message}", file=sys.stderr)
+        _live_source(session, source)
+        session.set_output(a.output)
+        if a.source == "midi" or a.midi_connect:
+            midi = _open_midi(session, a.midi_connect)
+        stats = RunStats()
+        try:
+            session.start()
+            t0 = time.monotonic()
+            if not a.quiet:
+                print(session.status_message, file=sys.stderr)
+            next_line = t0 + a.every
+            while True:
+                now = time.monotonic()
+                if now - t0 >= a.seconds:
+                    break
+                time.sleep(min(0.05, a.seconds - (now - t0)))
+                rows = session.telemetry.drain()
+                stats.add(rows)
+                if not a.quiet and stats.last is not None and time.monotonic() >= next_line:
+                    next_line += a.every
+                    snap = session.telemetry.decode(stats.last)
+                    print(_telemetry_line(snap, time.monotonic() - t0, session.counters()), file=sys.stderr)
+            session.stop()
+            elapsed = time.monotonic() - t0
+        finally:
+            if midi is not None:
+                midi.close()
+        stats.add(session.telemetry.drain())
+        counters = session.counters()
+        med, p99 = stats.cpu_percentiles()
+        learner = session.learner
+        result = {"callbacks": counters["callbacks"],
+                  "expected_callbacks": int(round(elapsed * info.sample_rate / info.blocksize)),
+                  "xruns": counters["xruns"],
+                  "callback_us_median": _json_float(med), "callback_us_p99": _json_float(p99),
+                  "loss": _json_float(learner.loss), "params": learner.params(),
+                  "skipped": learner.skipped, "device": info.device,
+                  "blocksize": info.blocksize, "sample_rate": info.sample_rate,
+                  "output_latency_s": info.output_latency, "input_latency_s": info.input_latency,
+                  "nonfinite_out": counters["nonfinite_out"], "limited": counters["limited"],
+                  "bad_input": counters["bad_input"]}
+        if learner.banks is not None:
+            result["banks"] = _bank_summary(learner)
+            result["active_bank"] = learner.active_bank
+        if session.insert() is not None:
+            result["insert"] = session.insert()
+        if spec.model is not None:
+            result["sptmod"] = {"model": spec.model, "sha256": spec.model_sha256,
+                                "controls": dict(session.memory.active.model_controls),
+                                "restarts": counters["model_restarts"]}
+    print(json.dumps(result))
+    return 0
+
+
+def add_parser(sub):
+    rp = sub.add_parser("run", help="learn live on the audio device (or a virtual clock)",
+                        description="Run the learner in the audio callback in real time; print telemetry "
+                                    "lines on stderr and one JSON summary line on stdout.")
+    add_learning_args(rp, circuit_required=False)
+    rp.add_argument("--headless", action="store_true", help="no window (required until the GUI exists)")
+    rp.add_argument("--preset", dest="run_preset", metavar="NAME|FILE",
+                    help="run a preset (a factory name or a file): its circuits, settings, hidden "
+                         "values and source; --hidden and --source override")
+    rp.add_argument("--insert", metavar="MODEL", help="an SPTMod model as an insert effect on the "
+                    "output (one model per channel, before the limiter)")
+    rp.add_argument("--insert-control", action="append", default=[], metavar="NAME=VALUE",
+                    help="a control value of the --insert model")
+    rp.add_argument("--sptmod", metavar="MODEL",
+                    help="an SPTMod model file as the ground truth: its output is the target's "
+                         "'sptmod' signal (the target defaults to  y = sptmod); set its controls "
+                         "with --hidden NAME=VALUE")
+    rp.add_argument("--seconds", type=_positive_seconds, required=True, metavar="S")
+    rp.add_argument("--source", default=None,
+                    metavar="lcg-noise|noise|sine:HZ|saw:HZ|midi|input|FILE",
+                    help="what feeds both circuits (default lcg-noise)")
+    rp.add_argument("--output", default="stereo", choices=["target", "learned", "stereo", "error", "loss"],
+                    help="what you hear (default stereo: target left, learned right)")
+    rp.add_argument("--device", help="audio device name (substring) or index; default: the system's")
+    rp.add_argument("--blocksize", type=int, default=128, metavar="B", help="frames per callback")
+    rp.add_argument("--midi-connect", metavar="NAME", help="also connect the MIDI input to this port")
+    rp.add_argument("--every", type=float, default=0.5, metavar="S", help="seconds between telemetry lines")
+    rp.add_argument("--quiet", action="store_true", help="no telemetry lines")
+    rp.set_defaults(func=cmd_run)
+
