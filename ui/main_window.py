@@ -23,7 +23,9 @@ from ui.gui_thread_gc import GuiThreadCollector
 from ui.panels.controls import AudioControls, LearningControls
 from ui.panels.knobs import HiddenPanel, LearnedPanel
 from ui.theme import DIM, dark_palette, tint
-from ui.plots.views import LossHistory, LossMeter, ScopeView, TrajectoryPlot
+from ui.plots.loss import LossHistory, LossMeter
+from ui.plots.scope import ScopeView
+from ui.plots.trajectory import TrajectoryPlot
 
 FPS = 30
 SPANS = (("10 s", 10), ("30 s", 30), ("1 min", 60), ("2 min", 120), ("5 min", 300), ("10 min", 600))

@@ -1,4 +1,4 @@
-"""The main window's plot widgets (ui/plots/views.py), offscreen: the ring buffer keeps the newest rows,
+"""The main window's plot widgets (ui/plots/), offscreen: the ring buffer keeps the newest rows,
 the meter's dB, peak hold and bad values, the loss history's span, log axis and dropped values,
 the trajectories' curves and hidden steps, the scope's trigger (a periodic wave stands still),
 free-run, spectrum level and edge inputs, and a printed (not asserted) frame time."""
@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
-from ui.plots.views import History, LossHistory, LossMeter, ScopeView, TrajectoryPlot
+from ui.plots.history import History
+from ui.plots.loss import LossHistory, LossMeter
+from ui.plots.scope import ScopeView
+from ui.plots.trajectory import TrajectoryPlot
 
 SR = 48000.0
 

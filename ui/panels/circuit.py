@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
-from ui.theme import DIM, ERROR, tint
+from ui.theme import DIM, ERROR, UNDERLINE, tint
 
 from app.workspace import NEW_DECLARATION, Problem, check_edit, parse_banks
 
@@ -44,7 +44,7 @@ class CodeEdit(QtWidgets.QPlainTextEdit):
         sel.cursor = cursor
         fmt = QtGui.QTextCharFormat()
         fmt.setUnderlineStyle(QtGui.QTextCharFormat.UnderlineStyle.WaveUnderline)
-        fmt.setUnderlineColor(QtGui.QColor("#ff5252"))
+        fmt.setUnderlineColor(QtGui.QColor(UNDERLINE))
         fmt.setBackground(QtGui.QColor(255, 82, 82, 60))
         sel.format = fmt
         self.setExtraSelections([sel])
@@ -145,7 +145,7 @@ class CircuitPanel(QtWidgets.QGroupBox):
         self.checked = c
         editors = {"circuit": self.circuit, "target": self.target, "params": self.params}
         bad_banks = any(p.where == "banks" for p in c.problems)
-        self.banks.setStyleSheet("border: 1px solid #ff5252;" if bad_banks else "")
+        self.banks.setStyleSheet(f"border: 1px solid {UNDERLINE};" if bad_banks else "")
         first: dict[str, Problem] = {}
         for p in c.problems:
             first.setdefault(p.where, p)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from ui import theme
 from ui.theme import DIM, tint
 
-TARGET = QtGui.QColor("#4fc3f7")
-LEARNED = QtGui.QColor("#ffb74d")
+TARGET = QtGui.QColor(theme.TARGET)
+LEARNED = QtGui.QColor(theme.LEARNED)
 STEPS = 1000
 
 
@@ -221,7 +222,7 @@ class ParamBar(QtWidgets.QWidget):
     def paintEvent(self, e):
         p = QtGui.QPainter(self)
         r = self.rect().adjusted(0, 3, -1, -4)
-        p.fillRect(r, QtGui.QColor("#23262e"))
+        p.fillRect(r, QtGui.QColor(theme.TRACK))
         if self.learned is not None and math.isfinite(self.learned):
             base = self._x(self.lo if self.log else min(max(0.0, self.lo), self.hi))
             x = self._x(self.learned)

@@ -9,7 +9,9 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
-LEARNED, TARGET, LIT = "#ffb74d", "#4fc3f7", (79, 195, 247, 45)
+from ui.theme import BG, DIM, HIGHLIGHT, LEARNED, LOSS, TARGET
+
+LIT = (79, 195, 247, 45)      # the active bank: TARGET, faint
 UNITS = {"level": "level (dBFS)", "input": "input sample", "note": "MIDI note", "velocity": "velocity"}
 
 
@@ -18,7 +20,7 @@ class BankView(QtWidgets.QWidget):
 
     def __init__(self):
         super().__init__()
-        self.plot = pg.PlotWidget(background="#15171c")
+        self.plot = pg.PlotWidget(background=BG)
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
@@ -35,7 +37,7 @@ class BankView(QtWidgets.QWidget):
         pi = self.plot.getPlotItem()
         self.lit = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(*LIT), pen=pg.mkPen(None))
         pi.addItem(self.lit)
-        self.now = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#e57373", width=2))
+        self.now = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(LOSS, width=2))
         pi.addItem(self.now)
         self.steps = pg.PlotDataItem(pen=pg.mkPen(LEARNED, width=3), connect="pairs")
         self.hidden_line = pg.InfiniteLine(angle=0, movable=False,
@@ -61,8 +63,8 @@ class BankView(QtWidgets.QWidget):
         lo, hi = self.boundaries[0], self.boundaries[-1]
         for j, b in enumerate(self.boundaries):
             inner = 0 < j < len(self.boundaries) - 1
-            line = pg.InfiniteLine(b, angle=90, movable=inner, pen=pg.mkPen("#8a909c", width=2 if inner else 1),
-                                   hoverPen=pg.mkPen("#ffffff", width=3))
+            line = pg.InfiniteLine(b, angle=90, movable=inner, pen=pg.mkPen(DIM, width=2 if inner else 1),
+                                   hoverPen=pg.mkPen(HIGHLIGHT, width=3))
             if inner:
                 line.setBounds((lo, hi))
                 line.sigPositionChangeFinished.connect(self._dragged)
