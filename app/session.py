@@ -25,6 +25,7 @@ from app.host import layout as H
 from app.host.stream import AudioUnavailable, open_stream
 from app.host.memory import HostMemory, Slot
 from app.host.telemetry import TelemetryReader
+from app.knobs import KnobSpec, around
 
 
 LOSSES = tuple(LOSS_CODES)          # the choices a window offers
@@ -50,20 +51,6 @@ class CircuitSpec:
 
     def declaration(self, name: str) -> ParamSpec | None:
         return next((p for p in list(self.params) + list(self.hidden_params) if p.name == name), None)
-
-
-@dataclass
-class Knob:
-    name: str
-    lo: float
-    hi: float
-    log: bool = False
-
-    def value_at(self, fraction: float) -> float:
-        f = min(max(float(fraction), 0.0), 1.0)
-        if self.log:
-            return self.lo * (self.hi / self.lo) ** f
-        return self.lo + (self.hi - self.lo) * f
 
 
 class SessionError(Exception):
@@ -448,25 +435,20 @@ class Session:
 
     def knobs(self) -> dict:
         """Everything a MIDI CC (or a GUI slider) can turn, with its range."""
-        out = {"lr": Knob("lr", 1e-6, 1.0, log=True), "master": Knob("master", 0.0, 1.0),
-               "source_hz": Knob("source_hz", 20.0, 20000.0, log=True)}
+        out = {"lr": KnobSpec("lr", 1e-6, 1.0, "log"), "master": KnobSpec("master", 0.0, 1.0),
+               "source_hz": KnobSpec("source_hz", 20.0, 20000.0, "log")}
         learner, spec = self.learner, self.spec
         if learner is not None and spec is not None:
             for name in learner.layout.hidden:
                 decl = spec.declaration(name)
                 lo, hi, log = (-math.inf, math.inf, False) if decl is None else (decl.lo, decl.hi, decl.log)
-                if not (math.isfinite(lo) and math.isfinite(hi)):
-                    # unbounded: a knob around the current value
-                    v = learner.hidden[name]
-                    span = max(1.0, 2.0 * abs(v))
-                    lo, hi, log = -span, span, False
-                out[f"hidden:{name}"] = Knob(f"hidden:{name}", lo, hi, log)
+                out[f"hidden:{name}"] = around(f"hidden:{name}", learner.hidden[name], lo, hi, log)
             slot = self.memory.active
             for c in (slot.model_file.controls if slot.model_file is not None else ()):
-                out[f"hidden:{c['name']}"] = Knob(f"hidden:{c['name']}", c["min"], c["max"])
+                out[f"hidden:{c['name']}"] = KnobSpec(f"hidden:{c['name']}", c["min"], c["max"])
         if self.memory.insert is not None:
             for c in self.memory.insert.model.controls:
-                out[f"insert:{c['name']}"] = Knob(f"insert:{c['name']}", c["min"], c["max"])
+                out[f"insert:{c['name']}"] = KnobSpec(f"insert:{c['name']}", c["min"], c["max"])
         return out
 
     def set_knob(self, name: str, fraction: float):
@@ -500,4 +482,4 @@ class Session:
                 "model_restarts": 0 if self.memory.active is None else self.memory.active.model_restarts}
 
 
-__all__ = ["Session", "CircuitSpec", "SessionError", "AudioUnavailable", "Knob", "ParamSpec", "Settings"]
+__all__ = ["Session", "CircuitSpec", "SessionError", "AudioUnavailable", "KnobSpec", "ParamSpec", "Settings"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.circuit.language import CircuitError, parse
+from engine.learn.banks import display_name
 from engine.learn.learner import ParamSpec
 from app.preset import document as presets
 from app.preset import store
@@ -186,7 +187,7 @@ class Workspace:
         s.load(preset.spec, progress)
         learned = dict(preset.learned)
         if preset.spec.banks is not None:       # per-bank values are stored with the banks
-            learned = {f"{name}@{k}": v for k, values in enumerate((preset.banks or {}).get("learned", []))
+            learned = {display_name(name, k): v for k, values in enumerate((preset.banks or {}).get("learned", []))
                        for name, v in values.items()}
         s.reset_learning({k: v for k, v in learned.items() if k in s.param_names})
         self.warnings = []

@@ -17,6 +17,7 @@ from app.host import layout as H
 from app.preset import document as presets
 from app.preset import store
 from app.workspace import Workspace, format_declarations
+from engine.learn.banks import split_display_name
 from ui.plots.banks import BankView
 from ui.panels.circuit import CircuitPanel
 from ui.gui_thread_gc import GuiThreadCollector
@@ -510,8 +511,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 if self.bank_view.isVisible() and s.learner.banks is not None:
                     per_bank = [{} for _ in range(s.learner.banks.K)]
                     for name, v in latest.items():
-                        base, _, k = name.rpartition("@")
-                        per_bank[int(k)][base] = v
+                        base, k = split_display_name(name)
+                        if k is not None:
+                            per_bank[k][base] = v
                     self.bank_view.show_state(int(last[H.T_BANK]), float(last[H.T_CONDITION]), per_bank, hidden)
                 deadline_us = 1e6 * s.blocksize / s.sample_rate
                 self.audio.show_meters(float(np.max(keep[:, H.T_CPU_US])) / deadline_us,

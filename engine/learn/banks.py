@@ -86,7 +86,16 @@ def bank_name(param: str, k: int) -> str:
 
 
 def display_name(param: str, k: int) -> str:
+    """What users see for bank k's copy of param: 'gain@2' (split_display_name reads it back)."""
     return f"{param}@{k}"
+
+
+def split_display_name(name: str) -> tuple[str, int | None]:
+    """'gain@2' -> ('gain', 2); a name without a bank -> (name, None)."""
+    base, at, k = name.rpartition("@")
+    if at and base and k.isdigit():
+        return base, int(k)
+    return name, None
 
 
 @dataclass

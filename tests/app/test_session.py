@@ -7,7 +7,8 @@ import pytest
 import soundfile as sf
 
 from app.host import layout as H
-from app.session import CircuitSpec, Knob, Session, SessionError
+from app.knobs import KnobSpec
+from app.session import CircuitSpec, Session, SessionError
 from engine.learn.learner import ParamSpec, Settings
 
 GAIN_DC = CircuitSpec("y = gain*x + dc", [ParamSpec("gain", 0.0, -2, 2), ParamSpec("dc", 0.0)],
@@ -117,7 +118,7 @@ def test_file_source_is_resampled_and_looped(session, tmp_path):
 
 def test_knobs_map_midi_fractions_to_values(session):
     knobs = session.knobs()
-    assert knobs["hidden:gain"] == Knob("hidden:gain", -2.0, 2.0)
+    assert knobs["hidden:gain"] == KnobSpec("hidden:gain", -2.0, 2.0)
     assert knobs["hidden:dc"].lo == -1.0                 # unbounded params get a [-1, 1] knob
     session.set_knob("hidden:gain", 0.75)
     assert session.hidden()["gain"] == 1.0

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from app.knobs import KnobSpec, around
+from engine.learn.banks import split_display_name
 from ui import theme
 from ui.theme import DIM, tint
 
@@ -116,12 +118,7 @@ class HiddenPanel(QtWidgets.QGroupBox):
         self.grid.setColumnStretch(1, 1)
 
     def fraction(self, name: str, value: float) -> float:
-        k = self.knobs[name]
-        if k.hi == k.lo:
-            return 0.0
-        if k.log:
-            return math.log(max(value, k.lo) / k.lo) / math.log(k.hi / k.lo)
-        return (value - k.lo) / (k.hi - k.lo)
+        return self.knobs[name].fraction_of(value)
 
     def _show(self, name: str, value: float):
         slider, field, _ = self.rows[name]
@@ -199,9 +196,10 @@ class ParamBar(QtWidgets.QWidget):
     """A horizontal bar: the learned value (orange fill from the range's zero or low end) and a
     blue tick at the hidden value it chases."""
 
-    def __init__(self, lo: float, hi: float, log: bool = False):
+    def __init__(self, knob: KnobSpec):
         super().__init__()
-        self.lo, self.hi, self.log = lo, hi, log
+        self.knob = knob
+        self.lo, self.hi, self.log = knob.lo, knob.hi, knob.log
         self.learned: float | None = None
         self.hidden: float | None = None
         self.setMinimumHeight(18)
@@ -213,11 +211,7 @@ class ParamBar(QtWidgets.QWidget):
             self.update()
 
     def _x(self, v: float) -> float:
-        if self.log:
-            f = math.log(max(v, self.lo) / self.lo) / math.log(self.hi / self.lo)
-        else:
-            f = (v - self.lo) / (self.hi - self.lo) if self.hi > self.lo else 0.5
-        return 2 + min(max(f, 0.0), 1.0) * (self.width() - 4)
+        return 2 + self.knob.fraction_of(v) * (self.width() - 4)
 
     def paintEvent(self, e):
         p = QtGui.QPainter(self)
@@ -251,12 +245,11 @@ class LearnedPanel(QtWidgets.QGroupBox):
             return
         knobs = session.knobs()
         for r, (name, sp) in enumerate(zip(learner.param_names, learner.specs)):
-            base = name.rpartition("@")[0] or name          # banks: "gain@2" chases gain
-            lo, hi, log = sp.lo, sp.hi, sp.log
-            if not (math.isfinite(lo) and math.isfinite(hi)):
-                k = knobs.get(f"hidden:{base}")
-                lo, hi, log = (k.lo, k.hi, k.log) if k else (-1.0, 1.0, False)
-            bar = ParamBar(lo, hi, log)
+            base = split_display_name(name)[0]          # banks: "gain@2" chases gain
+            knob = around(name, sp.init, sp.lo, sp.hi, sp.log)
+            if not (math.isfinite(sp.lo) and math.isfinite(sp.hi)):    # the hidden knob's range
+                knob = knobs.get(f"hidden:{base}", KnobSpec(name, -1.0, 1.0))
+            bar = ParamBar(knob)
             bar.setObjectName(f"learned:{name}")
             value, dist = QtWidgets.QLabel("—"), QtWidgets.QLabel("")
             value.setFixedWidth(90)
@@ -270,7 +263,7 @@ class LearnedPanel(QtWidgets.QGroupBox):
 
     def show_values(self, learned: dict, hidden: dict):
         for name, (bar, value, dist) in self.rows.items():
-            v, h = learned.get(name), hidden.get(name, hidden.get(name.rpartition("@")[0]))
+            v, h = learned.get(name), hidden.get(split_display_name(name)[0])
             bar.set_values(v, h)
             value.setText(fmt(v))
             dist.setText("" if v is None or h is None else f"Δ {fmt(abs(v - h))}")
