@@ -37,9 +37,11 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from app.preset import document as presets
     from app.preset import store
+    opening = None
     if preset is not None:
-        try:
-            presets.load(store.resolve(preset))         # fail early with the problems listed
+        try:                        # read and checked once, here: fail early with the problems listed
+            path = store.resolve(preset)
+            opening = presets.load(path), path
         except presets.PresetError as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USAGE
@@ -111,8 +113,8 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
     first.timeout.connect(wait_for_first_load)
     first.start()
 
-    if preset is not None:
-        window.open_preset(preset)
+    if opening is not None:
+        window.apply_preset(*opening)
     elif not window.restore_autosave():
         window.open_preset("gain+dc")
     app.exec()

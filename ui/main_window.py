@@ -350,6 +350,10 @@ class MainWindow(QtWidgets.QMainWindow):
         except presets.PresetError as e:
             self.show_problems("Cannot open preset", f"{e.origin} cannot be used:", e.problems)
             return False
+        return self.apply_preset(preset, path)
+
+    def apply_preset(self, preset: presets.Preset, path: Path) -> bool:
+        """Apply a preset already read and checked (from path) on the worker thread."""
         factory = path.parent.resolve() == store.FACTORY_DIR.resolve()
 
         def done(error):

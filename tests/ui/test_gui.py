@@ -472,3 +472,17 @@ def test_an_sptmod_insert_on_the_output_has_knobs_and_is_saved_with_the_preset(q
     wait_loaded(qtbot, window, 2)
     assert s.insert()["controls"]["p2"] == 0.0 and window.workspace.midi.mappings[30] == "insert:p2"
     assert "insert:p2" in window.hidden.rows
+
+
+def test_a_preset_named_at_start_is_read_and_checked_once(qtbot, config_dir, monkeypatch, tmp_path):
+    """ui/app.run reads the preset (to fail early) and hands the window what it read: no second
+    resolve/load on the way down (a file changed in between would otherwise be a different preset)."""
+    import ui.app
+    from app.preset import document
+    reads = []
+    real_load = document.load
+    monkeypatch.setattr(document, "load", lambda path: reads.append(str(path)) or real_load(path))
+    shot = tmp_path / "shot.png"
+    assert ui.app.run(preset="gain", seconds=0.3, screenshot=str(shot), device="virtual") == 0
+    assert shot.stat().st_size > 0
+    assert len(reads) == 1 and reads[0].endswith("gain.json")
