@@ -472,6 +472,18 @@ class Session:
             fn(number)
 
     # ---- readings
+    def frame(self):
+        """Drain the telemetry: what the running circuit published since the last call, as a
+        telemetry.Frame (None when nothing new belongs to it). The window's one reading per frame."""
+        rows = self.telemetry.drain()
+        return self.telemetry.frame(rows, self.memory.active_index, self.param_names,
+                                    1e6 * self.blocksize / self.sample_rate)
+
+    def model_controls(self) -> dict:
+        """The running SPTMod ground truth's controls and their values ({} without one)."""
+        slot = self.memory.active
+        return {} if slot is None else dict(slot.model_controls)
+
     def counters(self) -> dict:
         c = self.memory.ctl
         return {"callbacks": int(c[H.C_CALLBACKS]), "frames": int(c[H.C_FRAMES]),

@@ -10,10 +10,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-import numpy as np
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
-from app.host import layout as H
 from app.preset import document as presets
 from app.preset import store
 from app.workspace import Workspace, format_declarations
@@ -255,7 +253,7 @@ class MainWindow(QtWidgets.QMainWindow):
         current = self.session.spec
         if spec.model is None and current is not None and current.model is not None and _reads_model(spec):
             controls = {k: v for k, v in self.session.hidden().items()
-                        if k in self.session.memory.active.model_controls}
+                        if k in self.session.model_controls()}
             spec = dataclasses.replace(spec, model=current.model, model_sha256=current.model_sha256,
                                        hidden={**controls, **spec.hidden})
 
@@ -497,34 +495,25 @@ class MainWindow(QtWidgets.QMainWindow):
     def tick(self):
         t0 = time.perf_counter()
         s = self.session
-        rows = s.telemetry.drain()
-        names = s.param_names
-        if rows.shape[0] and names:
-            keep = rows[(rows[:, H.T_SLOT] == s.memory.active_index) & (rows[:, H.T_N_PARAMS] == len(names))]
-            if keep.shape[0]:
-                t = keep[:, H.T_TIME]
-                values = keep[:, H.TEL_HEADER:H.TEL_HEADER + len(names)]
-                hidden = s.hidden()
-                self.loss_history.append(t, keep[:, H.T_LOSS])
-                if self.trajectories.names[0] == names:   # else a swap is landing: rebuilt next
-                    self.trajectories.append(t, values, hidden)
-                last = keep[-1]
-                self.loss_meter.set_loss(float(last[H.T_LOSS]))
-                latest = dict(zip(names, values[-1].tolist()))
-                self.learned.show_values(latest, hidden)
-                if self.bank_view.isVisible() and s.learner.banks is not None:
-                    per_bank = [{} for _ in range(s.learner.banks.K)]
-                    for name, v in latest.items():
-                        base, k = split_display_name(name)
-                        if k is not None:
-                            per_bank[k][base] = v
-                    self.bank_view.show_state(int(last[H.T_BANK]), float(last[H.T_CONDITION]), per_bank, hidden)
-                deadline_us = 1e6 * s.blocksize / s.sample_rate
-                self.audio.show_meters(float(np.max(keep[:, H.T_CPU_US])) / deadline_us,
-                                       int(s.memory.ctl[H.C_XRUNS]))
+        f = s.frame()
+        if f is not None:
+            hidden = s.hidden()
+            self.loss_history.append(f.time, f.loss)
+            if self.trajectories.names[0] == f.names:   # else a swap is landing: rebuilt next
+                self.trajectories.append(f.time, f.params, hidden)
+            self.loss_meter.set_loss(float(f.loss[-1]))
+            latest = f.latest
+            self.learned.show_values(latest, hidden)
+            if self.bank_view.isVisible() and s.learner.banks is not None:
+                per_bank = [{} for _ in range(s.learner.banks.K)]
+                for name, v in latest.items():
+                    base, k = split_display_name(name)
+                    if k is not None:
+                        per_bank[k][base] = v
+                self.bank_view.show_state(f.bank, f.condition, per_bank, hidden)
+            self.audio.show_meters(f.cpu_load, s.counters()["xruns"])
         if self.scope.isVisible() and s.running:
-            data = s.telemetry.scope(SCOPE_SAMPLES, [H.SC_TARGET, H.SC_LEARNED])
-            self.scope.show_signals(data[:, 0], data[:, 1])
+            self.scope.show_signals(*s.telemetry.signals(SCOPE_SAMPLES))
         self.loss_history.refresh()
         self.trajectories.refresh()
         self.hidden.sync()

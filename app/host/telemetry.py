@@ -32,6 +32,23 @@ class Snapshot:
     condition: float = 0.0
 
 
+@dataclass
+class Frame:
+    """What the window draws after one drain: the rows the running circuit published since the
+    last drain (rows of a slot being swapped out, or of another parameter count, are left out)."""
+    names: list[str]            # the learnable parameters, the columns of `params`
+    time: np.ndarray            # seconds of audio, one per callback
+    loss: np.ndarray
+    params: np.ndarray          # (rows, len(names))
+    bank: int                   # at the newest row
+    condition: float
+    cpu_load: float             # the slowest callback's time / the block's duration
+
+    @property
+    def latest(self) -> dict:
+        return dict(zip(self.names, self.params[-1].tolist()))
+
+
 class TelemetryReader:
     def __init__(self, memory, param_names=lambda: []):
         self.mem = memory
@@ -63,6 +80,24 @@ class TelemetryReader:
             nonfinite_out=int(row[H.T_NONFINITE]), limited=int(row[H.T_LIMITED]),
             bad_input=int(row[H.T_BAD_INPUT]), learning=bool(row[H.T_LEARNING]),
             bank=int(row[H.T_BANK]), samples=int(row[H.T_SAMPLES]), condition=float(row[H.T_CONDITION]))
+
+    def frame(self, rows: np.ndarray, active_slot: int, names: list[str], deadline_us: float) -> Frame | None:
+        """The rows of the active slot as a Frame (None when none of them belongs to it)."""
+        if not rows.shape[0] or not names:
+            return None
+        keep = rows[(rows[:, H.T_SLOT] == active_slot) & (rows[:, H.T_N_PARAMS] == len(names))]
+        if not keep.shape[0]:
+            return None
+        last = keep[-1]
+        return Frame(names=list(names), time=keep[:, H.T_TIME], loss=keep[:, H.T_LOSS],
+                     params=keep[:, H.TEL_HEADER:H.TEL_HEADER + len(names)], bank=int(last[H.T_BANK]),
+                     condition=float(last[H.T_CONDITION]),
+                     cpu_load=float(np.max(keep[:, H.T_CPU_US])) / deadline_us)
+
+    def signals(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The most recent n samples of the target and the learned output (for the scope)."""
+        data = self.scope(n, [H.SC_TARGET, H.SC_LEARNED])
+        return data[:, 0], data[:, 1]
 
     def scope(self, n: int, columns=None) -> np.ndarray:
         """The most recent n scope samples (oldest first); columns from host_layout SC_*."""
