@@ -8,7 +8,7 @@ from app.cli.errors import UsageError, parse_float as _float
 
 def make_source(spec: str, sample_rate: float, seed: int, sr_given: bool):
     """An input source from lcg-noise | noise | sine:HZ | FILE; returns (source, sample_rate)."""
-    from engine.sources import LcgNoise, Looped, Sine, WhiteNoise
+    from engine.sources import LcgNoise, Looped, Sine, WhiteNoise, spellings
     if spec == "lcg-noise":
         return LcgNoise(), sample_rate
     if spec == "noise":
@@ -20,7 +20,7 @@ def make_source(spec: str, sample_rate: float, seed: int, sr_given: bool):
         return Sine(hz, sample_rate), sample_rate
     from app.audiofile import AudioFileError, read_mono
     if not os.path.exists(spec):
-        raise UsageError(f"--input {spec}: no such file (or use lcg-noise, noise, sine:HZ)")
+        raise UsageError(f"--input {spec}: no such file (or use {', '.join(spellings(offline=True))})")
     try:
         data, rate = read_mono(spec)
     except AudioFileError as e:
@@ -32,7 +32,8 @@ def make_source(spec: str, sample_rate: float, seed: int, sr_given: bool):
 
 
 def _is_file_input(spec: str) -> bool:
-    return spec not in ("lcg-noise", "noise") and not spec.startswith("sine:")
+    from engine.sources import BY_NAME
+    return spec.partition(":")[0] not in BY_NAME
 
 
 def make_sources(specs: list, sample_rate: float, seed: int, sr_given: bool):

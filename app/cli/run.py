@@ -17,17 +17,16 @@ def _live_source(session, spec: str):
     """--source for `run`: lcg-noise | noise | sine:HZ | saw:HZ | midi | input | FILE."""
     from app.audiofile import AudioFileError
     from app.session import SessionError
+    from engine.sources import BY_NAME, spellings
+    kind, colon, hz = spec.partition(":")
+    source = BY_NAME.get(kind) if kind != "file" else None
     try:
-        if spec in ("lcg-noise", "noise", "midi", "input"):
-            session.set_source(spec)
-        elif spec.startswith(("sine:", "saw:")):
-            kind, hz = spec.split(":", 1)
-            session.set_source(kind, hz=_float(hz, f"--source {kind} frequency"))
+        if source is not None and source.needs_hz == bool(colon):
+            session.set_source(kind, hz=_float(hz, f"--source {kind} frequency") if colon else None)
         elif os.path.exists(spec):
             session.load_file(spec)
         else:
-            raise UsageError(f"--source {spec}: no such file (or use lcg-noise, noise, sine:HZ, "
-                             "saw:HZ, midi, input)")
+            raise UsageError(f"--source {spec}: no such file (or use {', '.join(spellings(offline=False))})")
     except (SessionError, AudioFileError) as e:
         raise UsageError(f"--source {spec}: {e}") from None
 

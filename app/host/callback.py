@@ -16,7 +16,7 @@ from numba.extending import intrinsic
 
 from engine import blockabi as B
 from engine import layout as LY
-from engine.sources import _lcg_fill
+from engine.sources import SOURCE_CODES, blep, lcg_block, loop_block, oscillator_block, white_block
 from app.host import layout as H
 from app.host.processors import MODEL_WORDS, run_insert, run_model
 
@@ -26,6 +26,11 @@ PA_CONTINUE = 0
 MAX_EVENTS_PER_BLOCK = 64
 SCRATCH_WORDS = 2 + 2 * MAX_EVENTS_PER_BLOCK   # int64: timespec, event offsets, event rows
 HUGE_INPUT = 1.0e4          # +80 dBFS: beyond this an input sample is garbage, not audio
+
+# the source word's values (engine/sources.py's table), as compile-time constants
+SRC_INPUT, SRC_LCG, SRC_NOISE = SOURCE_CODES["input"], SOURCE_CODES["lcg-noise"], SOURCE_CODES["noise"]
+SRC_SINE, SRC_SAW = SOURCE_CODES["sine"], SOURCE_CODES["saw"]
+SRC_MIDI, SRC_FILE = SOURCE_CODES["midi"], SOURCE_CODES["file"]
 
 CLOCK_MONOTONIC = 1          # what Python's time.monotonic() reads on Linux
 
@@ -60,53 +65,6 @@ def _f64_2d(address, rows, cols):
 @njit(nogil=True, cache=True)
 def _slot(address):
     return carray(B.address_as_voidptr(address), (B.SLOT_WORDS,), dtype=np.int64)
-
-
-@njit(nogil=True, cache=True)
-def _lcg(ctl, x, n, gain):
-    ctl[H.C_LCG] = _lcg_fill(x[:n], np.int64(ctl[H.C_LCG]))     # diff.lib's sequence
-    for i in range(n):
-        x[i] *= gain
-
-
-@njit(nogil=True, cache=True)
-def _white(noise, x, n, gain):
-    s = noise[0]
-    for i in range(n):
-        # xorshift64*: fast, allocation-free, good enough spectrum for a test signal
-        s ^= s >> np.uint64(12)
-        s ^= s << np.uint64(25)
-        s ^= s >> np.uint64(27)
-        r = s * np.uint64(2685821657736338717)
-        x[i] = gain * ((r >> np.uint64(11)) * (2.0 / 9007199254740992.0) - 1.0)
-    noise[0] = s
-
-
-@njit(nogil=True, cache=True)
-def _blep(t, dt):
-    """Polynomial band-limited step correction for a saw's discontinuity."""
-    if t < dt:
-        t /= dt
-        return t + t - t * t - 1.0
-    if t > 1.0 - dt:
-        t = (t - 1.0) / dt
-        return t * t + t + t + 1.0
-    return 0.0
-
-
-@njit(nogil=True, cache=True)
-def _oscillator(ctl, x, n, gain, hz, sr, saw):
-    ph = ctl[H.C_PHASE]
-    dt = min(max(hz / sr, 0.0), 0.5)
-    for i in range(n):
-        if saw:
-            x[i] = gain * (2.0 * ph - 1.0 - _blep(ph, dt))
-        else:
-            x[i] = gain * math.sin(2.0 * math.pi * ph)
-        ph += dt
-        if ph >= 1.0:
-            ph -= 1.0
-    ctl[H.C_PHASE] = ph
 
 
 @njit(nogil=True, cache=True)
@@ -154,7 +112,7 @@ def _voice(ctl, midi, x, n, gain, sr, offsets, rows, nev):
         elif env > goal:
             env = max(env - release, goal)
         dt = min(ctl[H.C_VOICE_FREQ] / sr, 0.5)
-        x[i] = gain * env * (2.0 * ph - 1.0 - _blep(ph, dt))
+        x[i] = gain * env * (2.0 * ph - 1.0 - blep(ph, dt))
         ph += dt
         if ph >= 1.0:
             ph -= 1.0
@@ -252,7 +210,7 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
 
     # ---- source
     nev = _take_events(midi, ridx, t_now, n / sr, sr, n, offsets, rows)
-    if source == 0:
+    if source == SRC_INPUT:
         ch = int(ctl[H.C_IN_CHANNEL])
         if nin > 0 and 0 <= ch < nin:
             for i in range(n):
@@ -260,25 +218,20 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
         else:
             for i in range(n):
                 x[i] = 0.0
-    elif source == 1:
-        _lcg(ctl, x, n, gain)
-    elif source == 2:
-        _white(carray(B.address_as_voidptr(h[H.H_NOISE]), (1,), dtype=np.uint64), x, n, gain)
-    elif source == 3 or source == 4:
-        _oscillator(ctl, x, n, gain, ctl[H.C_SOURCE_HZ], sr, source == 4)
-    elif source == 6 and h[H.H_FILE_LEN] > 0:
+    elif source == SRC_LCG:
+        ctl[H.C_LCG] = lcg_block(x, n, np.int64(ctl[H.C_LCG]), gain)     # diff.lib's sequence
+    elif source == SRC_NOISE:
+        white_block(x, n, carray(B.address_as_voidptr(h[H.H_NOISE]), (1,), dtype=np.uint64), gain)
+    elif source == SRC_SINE or source == SRC_SAW:
+        ctl[H.C_PHASE] = oscillator_block(x, n, ctl[H.C_PHASE], ctl[H.C_SOURCE_HZ], sr, gain,
+                                          source == SRC_SAW)
+    elif source == SRC_FILE and h[H.H_FILE_LEN] > 0:
         data = _f64(h[H.H_FILE], h[H.H_FILE_LEN])
-        p = int(ctl[H.C_FILE_POS])
-        for i in range(n):
-            if p >= data.shape[0]:
-                p = 0
-            x[i] = gain * data[p]
-            p += 1
-        ctl[H.C_FILE_POS] = p
+        ctl[H.C_FILE_POS] = loop_block(x, n, data, int(ctl[H.C_FILE_POS]), gain)
     else:
         for i in range(n):
             x[i] = 0.0
-    if source == 5:
+    if source == SRC_MIDI:
         _voice(ctl, midi, x, n, gain, sr, offsets, rows, nev)
     else:
         for e in range(nev):

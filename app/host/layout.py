@@ -5,6 +5,7 @@ The callback receives one pointer: the *host table*, an int64 array of addresses
 the callback writes counters, each word has one writer. Telemetry rows (T_*) and scope samples
 go out through single-producer/single-consumer rings whose positions live in `ring_index` (R_*).
 """
+from engine.sources import SOURCE_CODES
 
 # ---- host table (int64)
 H_CTL = 0
@@ -91,7 +92,7 @@ CTL_WORDS = 64
 # ---- outputs and sources (values of C_OUTPUT_MODE / C_SOURCE)
 OUTPUT_MODES = {"target": 0, "learned": 1, "stereo": 2, "error": 3, "loss": 4}
 MODE_LOSS = OUTPUT_MODES["loss"]
-SOURCES = {"input": 0, "lcg-noise": 1, "noise": 2, "sine": 3, "saw": 4, "midi": 5, "file": 6}
+SOURCES = SOURCE_CODES          # engine/sources.py: name -> the value of C_SOURCE
 
 # ---- telemetry row (float64)
 T_BLOCK = 0

@@ -8,11 +8,12 @@ import math
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from app.host import layout as H
+from engine.sources import SOURCES
 from app.session import LOSSES, OPTIMIZERS
 
 LR_LO, LR_HI, LR_STEPS = 1e-6, 1.0, 600
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
-LIVE_SOURCES = ("lcg-noise", "noise", "sine", "saw", "midi", "input", "file")
+LIVE_SOURCES = tuple(s.name for s in SOURCES)
 
 
 def _combo(items, name):
