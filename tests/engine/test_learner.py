@@ -234,7 +234,7 @@ def test_second_compile_of_a_circuit_loads_from_the_disk_cache(tmp_path):
     """Run the same new circuit in two fresh processes: the second finds the kernel on disk."""
     text = "y = q7*tanh(x*1.2345) + 0.001*x@2"
     code = ("import json, sys; sys.path.insert(0, %r)\n"
-            "from engine.learner import Learner, ParamSpec\n"
+            "from engine.learn.learner import Learner, ParamSpec\n"
             "l = Learner(%r, [ParamSpec('q7', 0.1)], hidden={'q7': 0.3})\n"
             "print(json.dumps({'hits': sum(l.compiled.process.stats.cache_hits.values()),"
             " 'misses': sum(l.compiled.process.stats.cache_misses.values())}))") % (str(ROOT), text)
