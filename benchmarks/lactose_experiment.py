@@ -7,7 +7,7 @@ one-pole low-pass whose coefficient follows the input level), each learned by a 
 family as (a) one parameter set, (b) the same circuit whose parameters are cubic polynomials of the
 condition signal computed in the circuit text (4 coefficients per parameter = the parameter count of
 K = 4 banks), (c) K = 2, 4, 8 banks, uniform boundaries over the condition's observed range, in
-separated and exact modes, (d) K = 4 separated banks on boundaries from engine.bank_proposal (its
+separated and exact modes, (d) K = 4 separated banks on boundaries from engine.learn.bank_proposal (its
 least-squares fit, and its circuit fit), and for T1 (e) K = 4 banks on the input value instead of the
 level. Every run of every target sees the same input samples and the same settings within a target.
 Prints markdown tables; writes a PNG of the loss curves (pyqtgraph, offscreen). Method and

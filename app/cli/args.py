@@ -110,7 +110,7 @@ def settings_from_args(a):
 
 
 def banks_from_args(a, live: bool = False):
-    """--banks/--condition/... as engine.banks.Banks (None without --banks)."""
+    """--banks/--condition/... as engine.learn.banks.Banks (None without --banks)."""
     if a.banks is None:
         for flag, given in (("--hysteresis", a.hysteresis), ("--crossfade-ms", a.crossfade_ms),
                             ("--bank-circuit", a.bank_circuit)):

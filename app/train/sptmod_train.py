@@ -56,7 +56,7 @@ Validation after every epoch, on the validation parts:
 The exported model is the one with the lowest ST validation loss. After every epoch a checkpoint
 (model, optimiser, epoch, best weights and validation, history, RNG states) is written atomically
 to OUT + ".ckpt"; `--resume` continues from it and gives the same result as an uninterrupted run
-(same thread count). The model is written with engine.sptmod_file.save_model; an existing file is
+(same thread count). The model is written with engine.sptmod.file.save_model; an existing file is
 replaced only with --force, or on --resume when it is the file this run exported.
 """
 from __future__ import annotations

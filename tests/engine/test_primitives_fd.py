@@ -1,6 +1,6 @@
 """Every primitive's derivative rule against central finite differences (hypothesis).
 
-Two levels, both driven by engine.primitives.TABLE so a new entry is covered automatically:
+Two levels, both driven by engine.circuit.primitives.TABLE so a new entry is covered automatically:
   1. the rule itself: partials(args) vs (value(args + h) - value(args - h)) / 2h over the domain;
   2. through a circuit: the primitive inside a feedback loop, fed by delayed signals, with
      learnable parameters in its arguments; the engine's tangent of the output at every sample
