@@ -399,7 +399,8 @@ def parse(text: str, sample_rate: float = 48000.0, source: str = "circuit",
     sys.setrecursionlimit(max(limit, 6000))
     try:
         return _parse(text, sample_rate, source, param_ranges)
-    except RecursionError:
+    except (RecursionError, MemoryError):
+        # CPython's own parser reports deep nesting as MemoryError ("parser stack overflow")
         raise CircuitError("the circuit is nested too deeply; split long expressions over "
                            "several lines", 1, 1, source) from None
     finally:

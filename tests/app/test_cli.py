@@ -308,3 +308,10 @@ def test_run_refuses_circuit_flags_with_a_preset(capsys):
     rc = main(["run", "--headless", "--seconds", "1", "--device", "virtual", "--preset", "gain+dc",
                "--param", "g=0"])
     assert rc == 2 and "--param cannot be combined with --preset" in capsys.readouterr().err
+
+
+def test_a_30000_deep_unary_minus_is_one_error_line_and_exit_2():
+    r = learn("--circuit", "y = g*" + "-" * 30_000 + "x", "--param", "g=0", "--samples", "10")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: circuit line 1, col 1: the circuit is nested too deeply")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

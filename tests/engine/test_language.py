@@ -399,3 +399,11 @@ CIRCUIT = st.lists(st.tuples(st.sampled_from(["y", "z", "u", "x", "pi"]), LINE),
 @given(st.one_of(LINE, CIRCUIT))
 def test_token_soup_parses_or_raises_circuit_error(text):
     parses_or_circuit_error(text)
+
+
+@pytest.mark.parametrize("depth", [5_000, 30_000])
+def test_a_very_deep_expression_is_a_circuit_error_not_a_crash(depth):
+    """CPython's parser gives up on deep nesting with MemoryError (30,000 unary minuses) or
+    RecursionError: both are a positioned one-line CircuitError."""
+    with pytest.raises(CircuitError, match=r"^circuit line 1, col 1: the circuit is nested too deeply"):
+        parse("y = " + "-" * depth + "x")
