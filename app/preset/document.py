@@ -140,11 +140,12 @@ def _model_path(model: str, origin: str) -> Path:
     return Path(origin).parent / p
 
 
-def _model_controls(c: _Check, sptmod: dict | None, origin: str, spec_target) -> tuple:
-    """(absolute model path, its control names) for a preset's sptmod field; problems recorded."""
+def _model_controls(c: _Check, sptmod: dict | None, origin: str, spec_target, given: bool) -> tuple:
+    """(absolute model path, its control names) for a preset's sptmod field; problems recorded.
+    given: the field was there (a malformed one is already a problem of its own)."""
     reads = spec_target is not None and spec_target.uses_external
     if sptmod is None:
-        if reads:
+        if reads and not given:
             c.add("target: it reads 'sptmod' but the preset names no SPTMod model (sptmod: null)")
         return None, []
     if spec_target is not None and not reads:
@@ -348,7 +349,7 @@ def _parse_document(doc: Any, origin: str) -> Preset:
             elif p.name not in tgraph.params:
                 c.add(f"target_params '{p.name}': the target has no parameter named '{p.name}'")
     sptmod = _sptmod(c, doc.get("sptmod"))
-    model_path, model_controls = _model_controls(c, sptmod, origin, tgraph)
+    model_path, model_controls = _model_controls(c, sptmod, origin, tgraph, doc.get("sptmod") is not None)
     if tgraph is not None and params is not None and target_params is not None:
         tdecl = {p.name: p for p in target_params}
         for name_ in tgraph.params:

@@ -720,3 +720,12 @@ def test_an_output_insert_round_trips_relative_to_the_preset_and_is_checked(tmp_
     doc["insert"] = {"model": "fx.npz", "sha256": "0" * 64, "controls": {}}
     (folder / "other.json").write_text(json.dumps(doc))
     assert any("not the model this preset was saved with" in q for q in problems_of_file(folder / "other.json"))
+
+
+def test_a_malformed_sha256_is_the_only_problem_of_a_model_reference():
+    """A model reference with a bad digest is one problem, not also 'names no SPTMod model'."""
+    doc = good_doc()
+    doc["target"] = "y = sptmod"
+    doc["hidden"], doc["midi"] = {}, {"mappings": {}}
+    doc["sptmod"] = {"model": "models/x.npz", "sha256": "zz"}
+    assert problems_of(doc) == ["sptmod: sha256 must be 64 hexadecimal digits, got 'zz'"]
