@@ -57,6 +57,9 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
     from app.workspace import Workspace
     from ui.main_window import MainWindow
 
+    config_problem = store.config_problem()
+    if config_problem is not None:          # still useful without them: say so, never crash
+        print(f"warning: {config_problem}: running without autosave or the recent list", file=sys.stderr)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("Dualtone")
     try:
@@ -69,7 +72,10 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
         midi_ports = list_ports()
     except Exception:
         midi_ports = []
-    window = MainWindow(Workspace(session), list_devices(), midi_ports, autosave=screenshot is None)
+    window = MainWindow(Workspace(session), list_devices(), midi_ports,
+                        autosave=screenshot is None and config_problem is None)
+    if config_problem is not None:
+        window.say(f"{config_problem}: no autosave, no recent list")
     window.show()
     result = {"code": EXIT_OK}
     timing = {}

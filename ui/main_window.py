@@ -423,7 +423,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def save_as(self, path=None):
         if path is None:
-            start = str(store.config_dir() / f"{self.workspace.name}.json")
+            try:
+                start = str(store.config_dir() / f"{self.workspace.name}.json")
+            except store.ConfigUnavailable:
+                start = str(Path.home() / f"{self.workspace.name}.json")
             chosen, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save preset", start,
                                                               "Dualtone presets (*.json)")
             if not chosen:

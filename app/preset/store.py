@@ -44,8 +44,26 @@ def config_dir() -> Path:
         d = Path(xdg) / "dualtone"
     else:
         d = Path.home() / ".config" / "dualtone"
-    d.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        raise ConfigUnavailable(f"the config folder {d} cannot be used ({e.strerror or e})") from None
     return d
+
+
+class ConfigUnavailable(OSError):
+    """The config folder cannot be created or written: no autosave and no recent list."""
+
+
+def config_problem() -> str | None:
+    """Why the config folder cannot be used, in one line; None when it can."""
+    try:
+        config_dir()
+    except ConfigUnavailable as e:
+        return str(e)
+    return None
 
 
 def _recent_file() -> Path:
@@ -90,7 +108,10 @@ def write_autosave(preset: Preset) -> None:
 def read_autosave() -> Preset | None:
     """The autosaved preset, or None. An invalid autosave is renamed aside (never deleted: it is
     the user's work) so that it does not fail every start."""
-    path = autosave_path()
+    try:
+        path = autosave_path()
+    except ConfigUnavailable:
+        return None
     if not path.exists():
         return None
     try:

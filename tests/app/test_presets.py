@@ -729,3 +729,14 @@ def test_a_malformed_sha256_is_the_only_problem_of_a_model_reference():
     doc["hidden"], doc["midi"] = {}, {"mappings": {}}
     doc["sptmod"] = {"model": "models/x.npz", "sha256": "zz"}
     assert problems_of(doc) == ["sptmod: sha256 must be 64 hexadecimal digits, got 'zz'"]
+
+
+def test_an_unusable_config_folder_means_no_autosave_and_no_recent_list_not_a_crash(monkeypatch):
+    monkeypatch.setenv("DUALTONE_CONFIG_DIR", "/proc/nope")
+    problem = store.config_problem()
+    assert problem.startswith("the config folder /proc/nope cannot be used (")
+    assert "\n" not in problem
+    assert store.read_autosave() is None and store.recent() == []
+    store.add_recent(store.resolve("gain"))                  # a convenience: silently skipped
+    with pytest.raises(store.ConfigUnavailable):
+        store.write_autosave(presets.load(store.resolve("gain")))

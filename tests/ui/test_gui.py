@@ -486,3 +486,16 @@ def test_a_preset_named_at_start_is_read_and_checked_once(qtbot, config_dir, mon
     assert ui.app.run(preset="gain", seconds=0.3, screenshot=str(shot), device="virtual") == 0
     assert shot.stat().st_size > 0
     assert len(reads) == 1 and reads[0].endswith("gain.json")
+
+
+def test_the_app_starts_with_an_unusable_config_folder_and_says_so(tmp_path):
+    env = dict(os.environ, DUALTONE_CONFIG_DIR="/proc/nope", QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, str(REPO / "main.py"), "--seconds", "0.3", "--screenshot",
+                        str(tmp_path / "x.png"), "--device", "virtual"], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: the config folder /proc/nope cannot be used (No such file or "
+                        "directory): running without autosave or the recent list"]
+    assert json.loads(r.stdout.splitlines()[-1])["preset"] == "gain+dc"
