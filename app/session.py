@@ -90,6 +90,11 @@ class Session:
         self.stream = None
         self._swap_lock = threading.Lock()
         self._midi_lock = threading.Lock()
+        # knob turns are numbered so that a circuit compiled meanwhile takes the ones made after
+        # its build began (a turn during a 1 s compile used to snap back at the swap)
+        self._knob_lock = threading.Lock()
+        self._knob_seq = 0
+        self._turned: dict[str, tuple[float, int]] = {}
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualtone-compile")
         self.on_program_change: list = []
         self.midi_dropped = 0
@@ -199,26 +204,29 @@ class Session:
     def load(self, spec: CircuitSpec, progress=_progress_none):
         """Build spec and make it the running circuit (crossfaded when audio is running). The old
         circuit keeps playing until the new one is compiled."""
+        knob_seq = self._knob_seq            # turns after this point carry over to the new circuit
         slot = self.build(spec, progress)
         progress("switching", 0.95)
-        self._install(slot, spec)
+        self._install(slot, spec, knob_seq)
         progress("ready", 1.0)
 
     def load_async(self, spec: CircuitSpec, progress=_progress_none) -> concurrent.futures.Future:
         """load() on the compile thread; the future's exception is the compile error, if any."""
         return self._executor.submit(self.load, spec, progress)
 
-    def _install(self, slot: Slot, spec: CircuitSpec):
+    def _install(self, slot: Slot, spec: CircuitSpec, knob_seq: int):
         mem, ctl = self.memory, self.memory.ctl
         with self._swap_lock:
-            if not self.running or mem.active is None:
-                mem.install(mem.active_index, slot)
+            with self._knob_lock:               # no turn slips between catching up and installing
+                self._catch_up(slot, spec, knob_seq)
+                if not self.running or mem.active is None:
+                    mem.install(mem.active_index, slot)
+                    self.spec = spec
+                    return
+                incoming = 1 - mem.active_index
+                mem.install(incoming, slot)
+                ctl[H.C_SWAP_REQ] += 1.0
                 self.spec = spec
-                return
-            incoming = 1 - mem.active_index
-            mem.install(incoming, slot)
-            ctl[H.C_SWAP_REQ] += 1.0
-            self.spec = spec
             deadline = time.monotonic() + 2.0 + ctl[H.C_FADE_LEN] / self.sample_rate
             while ctl[H.C_SWAP_ACK] != ctl[H.C_SWAP_REQ]:
                 if time.monotonic() > deadline or not self.running:
@@ -244,26 +252,50 @@ class Session:
             raise SessionError("no circuit is loaded")
         return self.learner
 
-    # ---- live controls (mailbox writes; never block the callback)
-    def set_hidden(self, name: str, value: float):
-        learner = self._need_learner()
-        slot = self.memory.active
-        value = self.memory.finite(value, f"the hidden value of '{name}'")
+    def _catch_up(self, slot: Slot, spec: CircuitSpec, knob_seq: int):
+        """Give a slot about to be installed the knob turns made after its load began."""
+        for name, (value, seq) in self._turned.items():
+            if seq > knob_seq and self._has_knob(slot, name):
+                self._apply_hidden(slot, name, value, playing=False)
+                spec.hidden[name] = value
+
+    @staticmethod
+    def _has_knob(slot: Slot, name: str) -> bool:
+        return name in slot.model_controls or name in slot.learner.layout.hidden
+
+    def _apply_hidden(self, slot: Slot, name: str, value: float, playing: bool) -> float:
+        """Write a hidden value into a slot (clamped for a model control); returns what was set.
+        playing: the callback runs this slot, so the value glides there from the goal."""
         if name in slot.model_controls:
             c = next(c for c in slot.model_file.controls if c["name"] == name)
             value = min(max(value, c["min"]), c["max"])
             slot.set_model_control(name, value)
-            self.spec.hidden[name] = value
-            return
-        if name not in learner.layout.hidden:
-            raise SessionError(f"the target has no parameter named '{name}' "
-                               f"(its parameters: {', '.join(learner.layout.hidden) or 'none'})")
+            return value
+        learner = slot.learner
         k = learner.layout.hidden.index(name)
         slot.hidden_goal[k] = value
         learner.hidden[name] = value
-        self.spec.hidden[name] = value
-        if not self.running:
+        if not playing:
             learner.cfg[learner.layout.cfg_hidden + k] = value
+        return value
+
+    # ---- live controls (mailbox writes; never block the callback)
+    def set_hidden(self, name: str, value: float):
+        self._need_learner()
+        value = self.memory.finite(value, f"the hidden value of '{name}'")
+        with self._knob_lock:
+            slot = self.memory.active
+            if not self._has_knob(slot, name):
+                raise SessionError(f"the target has no parameter named '{name}' (its parameters: "
+                                   f"{', '.join(slot.learner.layout.hidden) or 'none'})")
+            value = self._apply_hidden(slot, name, value, playing=self.running)
+            # a circuit fading in (installed, not yet active) takes the turn as well
+            other = self.memory.slots[1 - self.memory.active_index]
+            if other is not None and other is not slot and self._has_knob(other, name):
+                self._apply_hidden(other, name, value, playing=self.running)
+            self.spec.hidden[name] = value
+            self._knob_seq += 1
+            self._turned[name] = (value, self._knob_seq)
 
     # ---- the output insert
     def set_insert(self, path, controls: dict | None = None, sha256: str | None = None):

@@ -146,3 +146,41 @@ def test_session_rejects_bad_stream_settings():
         Session(100, 128)
     with pytest.raises(SessionError, match="block size"):
         Session(48000, 3)
+
+
+def test_a_knob_turned_while_a_new_circuit_compiles_is_kept(session):
+    """Apply with dc = 0.5, turn dc to -0.8 during the compile: after the swap the hidden value,
+    the spec, the new slot's goal and the kernel's cfg all read -0.8 (they snapped back to 0.5)."""
+    import threading
+    session.start()
+    real_build, compiling, turned = session.build, threading.Event(), threading.Event()
+
+    def slow_build(spec, progress=lambda s, f: None):
+        compiling.set()
+        assert turned.wait(10)                  # the knob moves while this compiles
+        return real_build(spec, progress)
+
+    session.build = slow_build
+    edited = CircuitSpec("y = gain*x + dc + 0*x@3", list(GAIN_DC.params), hidden={"gain": 0.5, "dc": 0.5},
+                         settings=GAIN_DC.settings)
+    future = session.load_async(edited)
+    assert compiling.wait(10)
+    session.set_hidden("dc", -0.8)
+    turned.set()
+    future.result(timeout=60)
+    slot = session.memory.active
+    assert session.spec is edited and "x@3" in slot.learner.graph.text
+    k = slot.learner.layout.hidden.index("dc")
+    assert session.hidden()["dc"] == -0.8 and session.spec.hidden["dc"] == -0.8
+    assert slot.hidden_goal[k] == -0.8
+    _wait(lambda: abs(slot.learner.cfg[slot.learner.layout.cfg_hidden + k] + 0.8) < 1e-3)
+    _wait(lambda: abs(session.params()["dc"] + 0.8) < 1e-2)     # the learner chases the new value
+
+
+def test_a_spec_loaded_with_its_own_hidden_values_keeps_them(session):
+    """Only knobs turned during the compile carry over: a preset's own values win otherwise."""
+    session.start()
+    session.set_hidden("dc", -0.8)
+    session.load(CircuitSpec("y = gain*x + dc + 0*x@2", list(GAIN_DC.params), hidden={"gain": 0.5, "dc": 0.25},
+                             settings=GAIN_DC.settings))
+    assert session.hidden()["dc"] == 0.25 and session.spec.hidden["dc"] == 0.25
