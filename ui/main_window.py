@@ -533,7 +533,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if s.learner is not None:
             text += f" — learning {'on' if s.learner.settings.learning else 'paused'}"
         problems = [f"{c[k]} {label}" for k, label in (("nonfinite_out", "NaN/Inf samples silenced"),
-                                                       ("limited", "samples limited"),
+                                                       ("limited", "limiter onsets"),
                                                        ("bad_input", "bad input samples"),
                                                        ("skipped", "learning steps skipped"))
                     if c.get(k)]

@@ -26,6 +26,8 @@ PA_CONTINUE = 0
 MAX_EVENTS_PER_BLOCK = 64
 SCRATCH_WORDS = 2 + 2 * MAX_EVENTS_PER_BLOCK   # int64: timespec, event offsets, event rows
 HUGE_INPUT = 1.0e4          # +80 dBFS: beyond this an input sample is garbage, not audio
+DC_BLOCK_HZ = 10.0          # the speaker path's high-pass: removes offsets, keeps the audio band
+GARBAGE_OUT = 16.0          # +24 dBFS before the limiter: an explosion, not audio (silenced)
 
 # the source word's values (engine/sources.py's table), as compile-time constants
 SRC_INPUT, SRC_LCG, SRC_NOISE = SOURCE_CODES["input"], SOURCE_CODES["lcg-noise"], SOURCE_CODES["noise"]
@@ -334,6 +336,10 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
             table = carray(B.address_as_voidptr(tables[c]), (MODEL_WORDS,), dtype=np.int64)
             run_insert(table, pre_l if c == 0 else pre_r, n)
 
+    dc_on = ctl[H.C_DC_BLOCK] != 0.0
+    dc_r = math.exp(-2.0 * math.pi * DC_BLOCK_HZ / sr)
+    dxl, dyl = ctl[H.C_DC_STATE], ctl[H.C_DC_STATE + 1]
+    dxr, dyr = ctl[H.C_DC_STATE + 2], ctl[H.C_DC_STATE + 3]
     for i in range(n):
         left = pre_l[i] * master
         right = pre_r[i] * master
@@ -343,15 +349,29 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
         if not math.isfinite(right):
             right = 0.0
             ctl[H.C_NONFINITE_OUT] += 1.0
+        if dc_on:                        # y[n] = x[n] - x[n-1] + r y[n-1]: a one-pole DC blocker
+            if abs(left) > GARBAGE_OUT:  # would ring through the blocker for a second
+                left = 0.0
+            if abs(right) > GARBAGE_OUT:
+                right = 0.0
+            dyl = left - dxl + dc_r * dyl
+            dyr = right - dxr + dc_r * dyr
+            dxl, dxr = left, right
+            if abs(dyl) < 1e-30:
+                dyl = 0.0                # never decay into subnormals
+            if abs(dyr) < 1e-30:
+                dyr = 0.0
+            left, right = dyl, dyr
         peak = max(abs(left), abs(right))
+        was_limiting = g < 1.0
         if peak * g > ceiling:
             g = ceiling / peak           # instant attack: the ceiling is never crossed
         elif g < 1.0:
             g = min(g + release, 1.0)    # linear release back to exactly 1 (bit-exact when quiet)
             if peak * g > ceiling:
                 g = ceiling / peak
-        if g < 1.0:
-            ctl[H.C_LIMITED] += 1.0
+        if g < 1.0 and not was_limiting:
+            ctl[H.C_LIMITED] += 1.0      # an onset: a count that means something at any level
         left *= g
         right *= g
         # float32 rounding can lift a value just above the ceiling; clamp to keep the promise
@@ -369,6 +389,8 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
     shead += n
     ridx[H.R_SCOPE_HEAD] = shead
     ctl[H.C_LIMIT_GAIN] = g
+    ctl[H.C_DC_STATE], ctl[H.C_DC_STATE + 1] = dxl, dyl
+    ctl[H.C_DC_STATE + 2], ctl[H.C_DC_STATE + 3] = dxr, dyr
     ctl[H.C_SONIFY_PHASE], ctl[H.C_SONIFY_LEVEL] = sono_ph, sono_lv
     ctl[H.C_MODE_NOW] = mode_new
     ctl[H.C_OUT_PEAK] = max(ctl[H.C_OUT_PEAK], out_peak)

@@ -47,7 +47,7 @@ C_FRAMES = 1
 C_XRUNS = 2           # callbacks whose status flags report an under/overflow
 C_STATUS_BITS = 3     # OR of all status flags seen
 C_NONFINITE_OUT = 4   # output samples that were NaN/Inf and became silence
-C_LIMITED = 5         # output samples the limiter turned down
+C_LIMITED = 5         # times the limiter started turning the output down (onsets)
 C_BAD_INPUT = 6       # input samples that were NaN/Inf/huge (skipped by the learner)
 C_TEL_DROPPED = 7     # telemetry rows lost because nobody read them
 C_SWAP_ACK = 8
@@ -87,6 +87,9 @@ C_KNOB_TAU = 43       # seconds for hidden knobs to glide to a new value (no zip
 C_IN_CHANNEL = 44
 C_MUTE = 45
 C_RELEASE_S = 46      # limiter release time
+C_DC_BLOCK = 47       # 1: a DC blocker on the speaker path (never on what the learner sees)
+# written by the callback
+C_DC_STATE = 48       # 4 words: the DC blocker's last input and output, left then right
 CTL_WORDS = 64
 
 # ---- outputs and sources (values of C_OUTPUT_MODE / C_SOURCE)

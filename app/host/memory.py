@@ -17,12 +17,20 @@ from app.host.processors import M_LAT, M_RESTARTS, dry_address, model_table
 DEFAULT_MAX_FRAMES = 4096
 
 
+PAGE_BYTES = 4096
+
+
 def resident(a: np.ndarray) -> np.ndarray:
     """Write every page of a once now (keeping its values), so the callback never takes a
     first-touch page fault: filling the 4 MB scope ring for the first time cost xruns in a
-    stream's first seconds."""
-    flat = a.reshape(-1)
-    flat[:] = flat.copy()
+    stream's first seconds. One element per page is rewritten in place: no copy, so a large
+    state does not need twice its size on the way."""
+    flat = a.reshape(-1)                       # a view: the host's arrays are contiguous
+    step = max(PAGE_BYTES // max(a.itemsize, 1), 1)
+    # through a copy of those few elements: numpy skips an assignment of memory onto itself
+    flat[::step] = flat[::step].copy()
+    if flat.size:
+        flat[-1:] = flat[-1:].copy()
     return a
 
 
@@ -168,6 +176,7 @@ class HostMemory:
         c[H.C_LIMIT_CEILING] = 10 ** (-1.0 / 20)          # -1 dBFS
         c[H.C_RELEASE_S] = 0.05
         c[H.C_LIMIT_GAIN] = 1.0
+        c[H.C_DC_BLOCK] = 1.0
         c[H.C_FADE_LEN] = round(0.02 * sample_rate)      # 20 ms circuit crossfade
         c[H.C_FADE_POS] = -1.0
         c[H.C_KNOB_TAU] = 0.02

@@ -51,6 +51,7 @@ def _sine_harness(mode, gain=0.5, learn_init=0.25):
     h.ctl[H.C_SOURCE_GAIN] = gain
     h.ctl[H.C_OUTPUT_MODE] = H.OUTPUT_MODES[mode]
     h.ctl[H.C_MODE_NOW] = H.OUTPUT_MODES[mode]
+    h.ctl[H.C_DC_BLOCK] = 0.0        # these tests check the modes' arithmetic sample for sample
     return h
 
 
@@ -81,6 +82,7 @@ def test_loss_output_is_a_tone_that_rises_with_the_loss():
         learner = make_learner("y = g*x", [("g", 0.0)], hidden={"g": loss_hidden}, learning=False)
         h = Harness(learner)
         h.ctl[H.C_OUTPUT_MODE] = h.ctl[H.C_MODE_NOW] = H.OUTPUT_MODES["loss"]
+        h.ctl[H.C_DC_BLOCK] = 0.0        # the tone's own level (the blocker overshoots it by 0.5 %)
         out = h.run_many(40, 128)[2000:, 0]
         assert np.max(np.abs(out)) <= 0.25 + 1e-6
         return np.count_nonzero(np.diff(np.signbit(out)))
@@ -89,6 +91,7 @@ def test_loss_output_is_a_tone_that_rises_with_the_loss():
 
 def test_limiter_keeps_every_sample_below_the_ceiling_and_is_transparent_when_quiet():
     h = _sine_harness("target", gain=40.0)
+    h.ctl[H.C_DC_BLOCK] = 0.0                # the limiter alone: bit-exact when quiet
     loud = h.run_many(20, 128)
     assert np.max(np.abs(loud)) <= np.float32(CEILING)
     assert h.ctl[H.C_LIMITED] > 0
@@ -283,3 +286,35 @@ def test_live_sources_are_the_offline_generators_sample_for_sample(kind):
     for frames in (128, 37, 500, 1):
         h.run(frames)
     np.testing.assert_array_equal(h.scope(666)[:, H.SC_SOURCE], offline.read(666))
+
+
+def test_making_memory_resident_keeps_the_values_and_copies_nothing():
+    """resident() used to copy the whole array (a large circuit state needed twice its size)."""
+    import tracemalloc
+    from app.host.memory import resident
+    a = np.zeros(8 * 2 ** 20)                        # 64 MB of calloc'd, untouched pages
+    a[12345], a[-1] = 1.5, -2.0
+    tracemalloc.start()
+    resident(a)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2 ** 20, f"{peak} bytes allocated"
+    assert a[12345] == 1.5 and a[-1] == -2.0 and np.count_nonzero(a) == 2
+
+
+def test_the_speakers_get_no_dc_but_the_learner_does():
+    """gain+dc (hidden 0.5, 0.5) on lcg-noise sent a 0.5 offset to both speakers and held the
+    limiter down on 479,989 of 480,000 samples: the speaker path blocks DC, the learner keeps it."""
+    h = Harness(make_learner(learning=False))
+    out = h.run_many(375, 128)                                   # 1 s
+    tail = out[24000:]
+    assert np.all(np.abs(tail.mean(axis=0)) < 1e-2)             # no offset on either channel
+    assert abs(h.scope(24000)[:, H.SC_TARGET].mean() - 0.5) < 2e-2   # the learner's target keeps it
+    assert h.ctl[H.C_LIMITED] <= 5                               # not limited all the time
+
+
+def test_the_limited_counter_counts_onsets_not_samples():
+    h = _sine_harness("target", gain=40.0)
+    h.ctl[H.C_DC_BLOCK] = 0.0
+    h.run_many(20, 128)                                          # 2560 samples, limited throughout
+    assert 1 <= h.ctl[H.C_LIMITED] <= 10
