@@ -21,15 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import layout as LY
+from engine.circuit.analysis import delay_depths, ring_length, tangent_sets
 from engine.circuit.language import Graph
 from engine.circuit.primitives import TABLE
+from engine.learn.losses import LOSSES
+from engine.learn.optimizers import OPTIMIZERS
 
 SIGNATURE = "int64(float64[::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])"
 # batches: x[n, B] holds B input streams, out[n, B, 3] each stream's target, output and loss
 BATCH_SIGNATURE = "int64(float64[:, ::1], float64[:, :, ::1], float64[:, ::1], float64[::1], float64[::1])"
 # the engine sources a generated kernel depends on: a change to any of them invalidates the cache
-_ENGINE_FILES = ("circuit/compiler.py", "circuit/primitives.py", "learn/losses.py", "learn/optimizers.py",
-                 "layout.py", "blockabi.py")
+_ENGINE_FILES = ("circuit/compiler.py", "circuit/analysis.py", "circuit/primitives.py", "learn/losses.py",
+                 "learn/optimizers.py", "layout.py", "blockabi.py")
 
 
 def kernel_cache_dir() -> Path:
@@ -85,32 +88,6 @@ class Layout:
         return 5 + 2 * len(self.params)
 
 
-def tangent_sets(graph: Graph, slot_of: dict) -> dict:
-    """Per node, the parameter slots whose tangent is not structurally zero (fixed point)."""
-    sets = {n.id: frozenset() for n in graph.nodes}
-    changed = True
-    while changed:
-        changed = False
-        for n in graph.nodes:
-            if n.kind == "param":
-                s = frozenset([slot_of[n.name]]) if n.name in slot_of else frozenset()
-            elif n.kind == "prim":
-                s = frozenset() if TABLE[n.prim].zero_derivative else \
-                    frozenset().union(*(sets[a] for a in n.args))
-            elif n.kind == "select":
-                s = sets[n.args[1]] | sets[n.args[2]]
-            elif n.kind == "delay":
-                s = sets[n.args[0]] | (sets[n.args[1]] if n.const_delay < 0 else frozenset())
-            elif n.kind == "phasor":
-                s = sets[n.args[0]]
-            else:
-                s = frozenset()
-            if s != sets[n.id]:
-                sets[n.id] = s
-                changed = True
-    return sets
-
-
 class _CircuitEmitter:
     """Emits the per-sample code of one circuit. Values are named <pfx>v<id>, tangents
     <pfx>v<id>_t<slot>; state (delay rings, phasor phases) is allocated in st."""
@@ -137,18 +114,14 @@ class _CircuitEmitter:
         self._plan_state()
 
     def _plan_state(self):
-        need: dict[int, int] = {}
-        for n in self.g.nodes:
-            if n.kind == "delay":
-                frac = n.const_delay < 0 or n.const_delay != int(n.const_delay)
-                need[n.args[0]] = max(need.get(n.args[0], 0), n.max_delay + (2 if frac else 1))
+        need = delay_depths(self.g)
         begin = self.alloc(0)
         for n in self.g.nodes:
             if n.kind == "input" and n.id in need and self.input_ring is not None:
                 self.rings[n.id] = self.input_ring
                 del need[n.id]
         for src, depth in need.items():
-            length = _pow2(depth + 1)
+            length = ring_length(depth)
             off = self.alloc(length)
             slots = {s: self.alloc(length) for s in sorted(self.sets[src])}
             self.rings[src] = (off, length, slots)
@@ -395,8 +368,10 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     w(0, "import numpy as np")
     w(0, "from numba import njit, int64")
     w(0, "from engine.circuit.primitives import TABLE")
-    w(0, "from engine.learn.losses import loss_and_slope")
-    w(0, "from engine.learn.optimizers import optimizer_step")
+    _emit_dispatch(w, "loss_and_slope", "code, m_learned, m_target, delta",
+                   [(loss.code, loss.fn) for loss in LOSSES])
+    _emit_dispatch(w, "optimizer_step", "code, g, lr, m, v, t, c1, c2, eps",
+                   [(o.code, o.step) for o in OPTIMIZERS])
     for name in sorted(set().union(*(e.used_prims for e in tgts + lrns))):
         w(0, f"P_{name}_v = TABLE[{name!r}].value")
         w(0, f"P_{name}_d = TABLE[{name!r}].partials")
@@ -573,6 +548,22 @@ def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks
     w(depth + 1, f"st[{lrn.state_range[0]}:{lrn.state_range[1]}] = 0.0")
     w(depth + 1, "resets += 1.0")
     w(depth + 1, "ok = False")
+
+
+def _emit_dispatch(w, name: str, args: str, entries: list):
+    """name(code, ...) calling the entry whose code matches: written from the LOSSES or
+    OPTIMIZERS table, so a new entry needs no change here."""
+    rest = args.split(", ", 1)[1]
+    for code, fn in entries:
+        w(0, f"from {fn.py_func.__module__} import {fn.__name__} as {name}_{code}")
+    w(0, "")
+    w(0, "@njit(cache=True, nogil=True, error_model='numpy')")
+    w(0, f"def {name}({args}):")
+    for code, fn in entries[:-1]:
+        w(1, f"if code == {code}:")
+        w(2, f"return {name}_{code}({rest})")
+    w(1, f"return {name}_{entries[-1][0]}({rest})")
+    w(0, "")
 
 
 def _mean(terms: list) -> str:

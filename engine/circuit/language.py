@@ -18,6 +18,7 @@ import tokenize
 from dataclasses import dataclass, field
 
 from engine import layout as LY
+from engine.circuit.analysis import MAX_STATE_BYTES, state_bytes
 from engine.circuit.primitives import CALLABLE, TABLE
 
 INPUT = "x"
@@ -547,9 +548,21 @@ def _parse(text, sample_rate, source, param_ranges):
         if nm in first_seen:
             first_seen[nm] = min(first_seen[nm], pos)
     used = sorted(first_seen, key=lambda nm: first_seen[nm])
-    return Graph(nodes=nodes, output=out, params=used, text=text,
-                 signals={k: v for k, v in ids.items() if not k.startswith("_")},
-                 unused_params=[p for p in params if p not in first_seen])
+    graph = Graph(nodes=nodes, output=out, params=used, text=text,
+                  signals={k: v for k, v in ids.items() if not k.startswith("_")},
+                  unused_params=[p for p in params if p not in first_seen])
+    _check_state_size(graph, source)
+    return graph
+
+
+def _check_state_size(graph: Graph, source: str):
+    """Refuse, before anything is allocated, a circuit whose delay lines would not fit: sixteen
+    2^24-sample delays would take gigabytes and end the app in the OOM killer, with no message."""
+    need = state_bytes(graph)
+    if need > MAX_STATE_BYTES:
+        longest = max((n for n in graph.nodes if n.kind == "delay"), key=lambda n: n.max_delay)
+        raise CircuitError(f"the delay lines need {need / 2 ** 20:,.0f} MB of state (at most "
+                           f"{MAX_STATE_BYTES // 2 ** 20} MB); use shorter delays", *longest.pos, source)
 
 
 def _toposort(stmts, deps, source):

@@ -740,3 +740,13 @@ def test_an_unusable_config_folder_means_no_autosave_and_no_recent_list_not_a_cr
     store.add_recent(store.resolve("gain"))                  # a convenience: silently skipped
     with pytest.raises(store.ConfigUnavailable):
         store.write_autosave(presets.load(store.resolve("gain")))
+
+
+def test_a_403_character_preset_that_would_need_gigabytes_is_one_problem():
+    from tests.engine.test_language import _sixteen_long_delays
+    doc = good_doc()
+    doc["circuit"] = _sixteen_long_delays()
+    doc["params"] = [{"name": "g", "init": 0.0, "min": -1.0, "max": 1.0, "scale": "linear"}]
+    doc["hidden"], doc["learned"], doc["midi"] = {"g": 0.5}, {}, {"mappings": {}}
+    probs = problems_of(doc)
+    assert len(probs) == 1 and re.match(r"^circuit line \d+, col \d+: the delay lines need [\d,]+ MB", probs[0])

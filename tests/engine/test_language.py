@@ -3,6 +3,7 @@ running it through a Learner with learning off and comparing the learned output 
 how a bad text is reported (CircuitError with a 1-based line and column and a readable message)."""
 import math
 import random
+import re
 
 import numpy as np
 import pytest
@@ -407,3 +408,30 @@ def test_a_very_deep_expression_is_a_circuit_error_not_a_crash(depth):
     RecursionError: both are a positioned one-line CircuitError."""
     with pytest.raises(CircuitError, match=r"^circuit line 1, col 1: the circuit is nested too deeply"):
         parse("y = " + "-" * depth + "x")
+
+
+def _sixteen_long_delays():
+    lines = ["s0 = x*g"] + [f"s{k} = s{k - 1}@16777216 + x" for k in range(1, 17)]
+    return "\n".join(lines)
+
+
+def test_a_circuit_whose_delay_lines_need_gigabytes_is_refused_before_allocating():
+    """Sixteen signals each delayed by 2^24 samples would take many GB of state (the OOM killer
+    ended the app with no message): the parser sizes the delay lines and refuses past the cap."""
+    text = _sixteen_long_delays()
+    with pytest.raises(CircuitError) as e:
+        parse(text)
+    msg = str(e.value)
+    assert re.fullmatch(r"circuit line \d+, col \d+: the delay lines need [\d,]+ MB of state "
+                        r"\(at most 256 MB\); use shorter delays", msg), msg
+
+
+def test_state_size_counts_a_ring_per_delayed_signal_and_per_tangent():
+    from engine.circuit.language import MAX_STATE_BYTES, state_bytes
+    assert MAX_STATE_BYTES == 256 * 2 ** 20
+    assert state_bytes(parse("y = g*x")) == 0
+    # y@1000 feeds back through g: a 1024-sample ring for y and one for dy/dg (2^10 >= 1000 + 2)
+    assert state_bytes(parse("y = x + g*y@1000")) == 2 * 1024 * 8
+    # x's delay line has no tangents
+    assert state_bytes(parse("y = g*x@1000")) == 1024 * 8
+    parse("y = x + g*y@4000000")              # 2 x 32 MB: fine
