@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.learn.banks import Banks
-from engine.learn.learner import LOSS_CODES, OPT_CODES, Learner, ParamSpec, Settings
+from engine.learn.learner import Learner, ParamSpec, Settings
+from engine.learn.losses import NAMES as LOSS_NAMES
+from engine.learn.optimizers import NAMES as OPTIMIZER_NAMES
 from app.host import layout as H
 from app.host.stream import AudioUnavailable, open_stream
 from app.host.memory import HostMemory, Slot
@@ -28,8 +30,8 @@ from app.host.telemetry import TelemetryReader
 from app.knobs import KnobSpec, around
 
 
-LOSSES = tuple(LOSS_CODES)          # the choices a window offers
-OPTIMIZERS = tuple(OPT_CODES)
+LOSSES = LOSS_NAMES                 # the choices a window offers (engine/learn's tables)
+OPTIMIZERS = OPTIMIZER_NAMES
 
 
 @dataclass

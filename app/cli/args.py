@@ -5,6 +5,8 @@ import argparse
 import math
 
 from app.cli.errors import UsageError, parse_float as _float
+from engine.learn.losses import DEFAULT as DEFAULT_LOSS, LOSSES, NAMES as LOSS_NAMES
+from engine.learn.optimizers import BY_NAME, DEFAULT as DEFAULT_OPTIMIZER, NAMES as OPTIMIZER_NAMES, OPTIMIZERS
 
 
 def parse_param(text: str):
@@ -62,16 +64,18 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
                    help="declare a learnable parameter (repeat per parameter)")
     p.add_argument("--hidden", action="append", default=[], metavar="NAME=VALUE",
                    help="a hidden (ground-truth) parameter value")
-    p.add_argument("--loss", choices=["mse", "mae", "msle", "huber"], default="mse")
+    p.add_argument("--loss", choices=LOSS_NAMES, default=DEFAULT_LOSS,
+                   help="; ".join(f"{loss.name}: {loss.description}" for loss in LOSSES))
     p.add_argument("--huber-delta", type=float, default=1.0, metavar="D")
     p.add_argument("--window", type=int, default=1, metavar="W", help="sliding-window length in samples")
-    p.add_argument("--optimizer", choices=["sgd", "momentum", "rmsprop", "adam"], default="sgd")
+    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=DEFAULT_OPTIMIZER,
+                   help="; ".join(f"{o.name}: {o.description}" for o in OPTIMIZERS))
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    p.add_argument("--momentum", type=float, help="momentum mu (default 0.9)")
-    p.add_argument("--rho", type=float, help="RMSProp decay rho (default 0.9)")
-    p.add_argument("--beta1", type=float, help="Adam beta1 (default 0.9)")
-    p.add_argument("--beta2", type=float, help="Adam beta2 (default 0.999)")
-    p.add_argument("--eps", type=float, help="RMSProp/Adam epsilon (default 1e-8)")
+    for o in OPTIMIZERS:                       # one flag per named constant: --momentum, --beta1, ...
+        for flag, default in o.constants:
+            p.add_argument(f"--{flag}", type=float, help=f"{o.name}'s {flag} (default {default:g})")
+    with_eps = [o.name for o in OPTIMIZERS if o.eps]
+    p.add_argument("--eps", type=float, help=f"epsilon of {'/'.join(with_eps)} (default 1e-8)")
     p.add_argument("--clip", type=float, default=0.0, help="clip the gradient's L2 norm to this (0 = off)")
     p.add_argument("--lr-decay", type=float, default=1.0, metavar="F",
                    help="multiply the learning rate by F every --lr-decay-every steps")
@@ -102,9 +106,9 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
 
 def settings_from_args(a):
     from engine.learn.learner import Settings
-    c1 = {"momentum": a.momentum, "rmsprop": a.rho, "adam": a.beta1}.get(a.optimizer)
+    constants = [getattr(a, flag) for flag, _ in BY_NAME[a.optimizer].constants] + [None, None]
     return Settings(loss=a.loss, huber_delta=a.huber_delta, window=a.window, optimizer=a.optimizer,
-                    lr=a.lr, c1=c1, c2=a.beta2 if a.optimizer == "adam" else None, eps=a.eps,
+                    lr=a.lr, c1=constants[0], c2=constants[1], eps=a.eps,
                     clip=a.clip, lr_decay=a.lr_decay, lr_decay_every=a.lr_decay_every,
                     lr_min=a.lr_min, range_mode=a.range_mode)
 

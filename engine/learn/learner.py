@@ -25,7 +25,7 @@ from engine.learn.banks import BANK_SIGNAL, CONDITION_SIGNAL, Banks, bank_name, 
 from engine.circuit.compiler import BankPlan, compile_pair, _pow2
 from engine.circuit.language import CircuitError, parse
 from engine.learn.losses import CODES as LOSS_CODES
-from engine.learn.optimizers import CODES as OPT_CODES, DEFAULTS as OPT_DEFAULTS
+from engine.learn.optimizers import CODES as OPT_CODES, defaults as optimizer_defaults
 
 RANGE_MODES = {"project": LY.RANGE_PROJECT, "straight-through": LY.RANGE_STRAIGHT_THROUGH}
 MAX_WINDOW = 1 << 20
@@ -57,8 +57,8 @@ class Settings:
     window: int = 1
     optimizer: str = "sgd"
     lr: float = 1e-3
-    c1: float | None = None          # momentum mu / rho / beta1 (None: the optimiser's default)
-    c2: float | None = None          # beta2
+    c1: float | None = None          # the optimiser's first constant: momentum mu / rho / beta1
+    c2: float | None = None          # its second: Adam's beta2 (None: the optimiser's default)
     eps: float | None = None
     clip: float = 0.0                # max gradient L2 norm, 0 = off
     lr_decay: float = 1.0            # multiply the learning rate by this ...
@@ -232,7 +232,7 @@ class Learner:
                              f"{self.layout.window_capacity}")
         self.settings = s
         opt = OPT_CODES[s.optimizer]
-        d1, d2, deps = OPT_DEFAULTS[opt]
+        d1, d2, deps = optimizer_defaults(s.optimizer)
         c = self.cfg
         c[LY.CF_LR] = s.lr
         c[LY.CF_LOSS] = LOSS_CODES[s.loss]

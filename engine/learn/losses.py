@@ -1,15 +1,17 @@
-"""Losses on windowed means, one small function each (diff.lib's definitions, README 2.3-2.4).
+"""Losses on windowed means: one small function each (diff.lib's definitions, README 2.3-2.4)
+and one table, LOSSES, from which the compiler, the command line, the window and presets take
+their choices. Adding a loss is one function and one table entry.
 
 Each takes m_learned = M(yhat)[n], m_target = M(y)[n] and the loss's own parameter, and returns
 (loss, slope) where slope = dL/dM(yhat). The raw gradient of parameter i is slope * M(t_i): the
 window is applied to target, output and each tangent separately, and the loss to the means.
 """
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 from numba import njit
 
-MSE, MAE, MSLE, HUBER = 0, 1, 2, 3
-CODES = {"mse": MSE, "mae": MAE, "msle": MSLE, "huber": HUBER}
 MAE_GUARD = 1e-10       # diff.lib: sign(e) becomes the ramp e/1e-10 for |e| < 1e-10
 MSLE_GUARD = 1e-12      # ours: M+1 is bounded below by this (diff.lib has no guard: NaN below -1)
 
@@ -46,12 +48,21 @@ def huber(m_learned, m_target, delta):
     return delta * (a - 0.5 * delta), delta if e > 0.0 else -delta
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def loss_and_slope(code, m_learned, m_target, delta):
-    if code == MSE:
-        return mse(m_learned, m_target, delta)
-    if code == MAE:
-        return mae(m_learned, m_target, delta)
-    if code == MSLE:
-        return msle(m_learned, m_target, delta)
-    return huber(m_learned, m_target, delta)
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    code: int                     # the value of the kernel's loss word
+    fn: Callable                  # @njit (m_learned, m_target, parameter) -> (loss, slope)
+    description: str
+    parameter: str | None = None  # the Settings field of its parameter, if it has one
+
+
+LOSSES = (
+    Loss("mse", 0, mse, "mean squared error"),
+    Loss("mae", 1, mae, "mean absolute error (diff.lib's ramp below 1e-10)"),
+    Loss("msle", 2, msle, "mean squared log error (guarded below -1)"),
+    Loss("huber", 3, huber, "Huber: quadratic within delta, linear beyond", "huber_delta"),
+)
+CODES = {loss.name: loss.code for loss in LOSSES}
+NAMES = tuple(CODES)
+DEFAULT = "mse"

@@ -1,22 +1,17 @@
-"""Optimisers, one small function each over one parameter's state (m, v).
+"""Optimisers: one small function each over one parameter's state (m, v), and one table,
+OPTIMIZERS, from which the compiler, the command line (its flags for the constants too), the
+window and presets take their choices. Adding an optimiser is one function and one table entry.
 
 Every function has the same signature (g, lr, m, v, t, c1, c2, eps) -> (step, m, v); the learner
 subtracts the step from the parameter's accumulator one sample later (diff.lib's timing:
-theta[n] = theta[n-1] - step[n-1]). t counts updates from 1. c1, c2 are the optimiser's constants:
-momentum mu; RMSProp rho; Adam beta1, beta2.
+theta[n] = theta[n-1] - step[n-1]). t counts updates from 1. c1, c2 are the optimiser's constants,
+in the order its table entry names them: momentum mu; RMSProp rho; Adam beta1, beta2.
 """
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 from numba import njit
-
-SGD, MOMENTUM, RMSPROP, ADAM = 0, 1, 2, 3
-CODES = {"sgd": SGD, "momentum": MOMENTUM, "rmsprop": RMSPROP, "adam": ADAM}
-DEFAULTS = {  # (c1, c2, eps)
-    SGD: (0.0, 0.0, 0.0),
-    MOMENTUM: (0.9, 0.0, 0.0),
-    RMSPROP: (0.9, 0.0, 1e-8),
-    ADAM: (0.9, 0.999, 1e-8),
-}
 
 
 TINY = 1e-290    # optimiser moments below this are flushed to 0: subnormal doubles cost ~100x
@@ -40,7 +35,7 @@ def momentum(g, lr, m, v, t, mu, c2, eps):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def rmsprop(g, lr, m, v, t, c1, rho, eps):
+def rmsprop(g, lr, m, v, t, rho, c2, eps):
     v = _flush((1.0 - rho) * g * g + rho * v)
     return g / (math.sqrt(v) + eps) * lr, m, v
 
@@ -55,12 +50,30 @@ def adam(g, lr, m, v, t, beta1, beta2, eps):
     return lr * mhat / (math.sqrt(vhat) + eps), m, v
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def optimizer_step(code, g, lr, m, v, t, c1, c2, eps):
-    if code == SGD:
-        return sgd(g, lr, m, v, t, c1, c2, eps)
-    if code == MOMENTUM:
-        return momentum(g, lr, m, v, t, c1, c2, eps)
-    if code == RMSPROP:
-        return rmsprop(g, lr, m, v, t, c1, c2, eps)
-    return adam(g, lr, m, v, t, c1, c2, eps)
+@dataclass(frozen=True)
+class Optimizer:
+    name: str
+    code: int                              # the value of the kernel's optimiser word
+    step: Callable                         # @njit (g, lr, m, v, t, c1, c2, eps) -> (step, m, v)
+    description: str
+    constants: tuple = ()                  # ((flag name, default), ...) in the slots c1, c2
+    eps: float = 0.0                       # default epsilon (0: it has none)
+
+
+OPTIMIZERS = (
+    Optimizer("sgd", 0, sgd, "plain gradient descent"),
+    Optimizer("momentum", 1, momentum, "heavy-ball momentum", (("momentum", 0.9),)),
+    Optimizer("rmsprop", 2, rmsprop, "RMSProp, no bias correction", (("rho", 0.9),), 1e-8),
+    Optimizer("adam", 3, adam, "Adam with bias correction", (("beta1", 0.9), ("beta2", 0.999)), 1e-8),
+)
+CODES = {o.name: o.code for o in OPTIMIZERS}
+NAMES = tuple(CODES)
+DEFAULT = "sgd"
+BY_NAME = {o.name: o for o in OPTIMIZERS}
+
+
+def defaults(name: str) -> tuple[float, float, float]:
+    """(c1, c2, eps) when the settings leave them unset."""
+    o = BY_NAME[name]
+    c = [value for _, value in o.constants] + [0.0, 0.0]
+    return c[0], c[1], o.eps

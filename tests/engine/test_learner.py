@@ -151,7 +151,7 @@ def test_momentum_rmsprop_sgd_steps():
     s1, m, _ = momentum(1.0, 0.1, 0.0, 0.0, 1.0, 0.9, 0.0, 0.0)
     s2, m, _ = momentum(1.0, 0.1, m, 0.0, 2.0, 0.9, 0.0, 0.0)
     assert (s1, s2) == (pytest.approx(0.1), pytest.approx(0.1 + 0.9 * 0.1))
-    s, _, v = rmsprop(2.0, 0.1, 0.0, 0.0, 1.0, 0.0, 0.9, 0.0)
+    s, _, v = rmsprop(2.0, 0.1, 0.0, 0.0, 1.0, 0.9, 0.0, 0.0)      # rho is its first constant (c1)
     assert v == pytest.approx(0.1 * 4.0) and s == pytest.approx(0.1 * 2.0 / math.sqrt(0.4))
 
 
@@ -272,3 +272,20 @@ def test_a_64_parameter_fir_learns_every_tap():
     learner.process(WhiteNoise(9).read(200_000))
     got = learner.params()
     assert max(abs(got[k] - v) for k, v in hidden.items()) < 1e-3
+
+
+@pytest.mark.parametrize("rho", [None, 0.5])
+def test_rmsprop_uses_its_rho(rho):
+    """The optimiser's constant c1 is RMSProp's rho (Settings, --rho); the kernel passed it in
+    the wrong slot, so every RMSProp run had rho = 0 whatever was set."""
+    r = 0.9 if rho is None else rho
+    L = Learner("y = g*x", [ParamSpec("g", 0.0)], hidden={"g": 0.5},
+                settings=Settings(optimizer="rmsprop", lr=0.1, c1=rho))
+    x = np.array([1.0, 0.5, -1.0, 0.25, 1.0])
+    L.process(x)
+    theta, v = 0.0, 0.0
+    for xn in x:
+        g = 2.0 * (theta * xn - 0.5 * xn) * xn
+        v = (1.0 - r) * g * g + r * v
+        theta -= 0.1 * g / (math.sqrt(v) + 1e-8)
+    assert L.params()["g"] == pytest.approx(theta, rel=1e-12)
