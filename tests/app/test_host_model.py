@@ -149,6 +149,7 @@ def test_the_insert_is_the_streaming_model_over_each_output_channel_before_the_l
     _source_noise(h)
     h.ctl[H.C_OUTPUT_MODE] = H.OUTPUT_MODES["stereo"]       # left: target, right: learned (0)
     h.ctl[H.C_MODE_NOW] = h.ctl[H.C_OUTPUT_MODE]
+    h.ctl[H.C_DC_BLOCK] = 0.0            # the insert's output sample for sample (the blocker comes after it)
     out = np.concatenate([h.run(128) for _ in range(30)])
     x = h.scope(30 * 128)[:, H.SC_SOURCE]
     controls = [0.25 if n == "p3" else v for n, v in zip(model.control_names, model.control_defaults)]
