@@ -26,9 +26,7 @@ S_MAX_FRAMES = 10   # capacity of x and out
 S_N_PARAMS = 11
 S_THETA = 12        # offset of theta in st
 S_INIT = 13         # float64[P]: values a reset restores
-S_HIDDEN_GOAL = 14  # float64[H]: where the hidden knobs are heading (smoothed into cfg)
-S_N_HIDDEN = 15
-S_CFG_HIDDEN = 16   # offset of the hidden values in cfg
+# words 14-16 are free (the hidden knobs' goals now live in cfg: the kernel glides per sample)
 S_LO = 17           # offset of lo[] in cfg
 S_HI = 18           # offset of hi[] in cfg
 S_BANK_INDEX = 19   # st index of the active bank (LACTOSE), -1 when there are no banks

@@ -24,7 +24,9 @@ CF_LEARN = 13        # 1 = learning runs, 0 = paused (forward pass and loss only
 CF_TRACE_EVERY = 14  # write a trace row every K samples (0 = none)
 CF_NOTE = 15         # live controls a circuit can read (the host writes them at MIDI events):
 CF_VELOCITY = 16     #   MIDI note number of the voice, and its velocity 0..127
-CF_HEADER = 18       # then: hidden values [H], range lows [P], range highs [P]
+CF_GLIDE = 17        # per-sample share of the way from each hidden value to its goal (0: no glide,
+                     #   the hidden values are set directly; the live host sets it from a time constant)
+CF_HEADER = 18       # then: hidden values [H], range lows [P], range highs [P], hidden goals [H]
 
 # st header
 ST_N = 0             # samples processed so far

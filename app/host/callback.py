@@ -2,7 +2,7 @@
 runs on the audio thread. It only touches preallocated arrays reached through the host table
 (app/host/layout.py) and never allocates, locks or waits.
 
-Per block: source -> (MIDI voice events at their sample offsets) -> knob glide, reset and swap
+Per block: source -> (MIDI voice events at their sample offsets) -> knob glide rate, reset and swap
 requests -> the active slot's kernel (and the incoming one during a crossfade) -> output mode
 -> safety stage (NaN/Inf to silence, peak limiter below 0 dBFS) -> telemetry and scope rings.
 """
@@ -136,22 +136,12 @@ def _set_midi_controls(slot, ctl):
 
 
 @njit(nogil=True, cache=True)
-def _glide_knobs(slot, n, sr, tau):
-    nh = slot[B.S_N_HIDDEN]
-    if nh == 0:
+def _set_glide(slot, sr, tau):
+    """The kernel glides hidden knobs to their goals per sample; tell it how fast (tau seconds)."""
+    if slot[B.S_BLOCK_FN] == 0:
         return
     cfg = _f64(slot[B.S_CFG], slot[B.S_CFG_LEN])
-    goal = _f64(slot[B.S_HIDDEN_GOAL], nh)
-    a = 1.0 if tau <= 0.0 else 1.0 - math.exp(-n / (tau * sr))
-    base = slot[B.S_CFG_HIDDEN]
-    for k in range(nh):
-        g, v = goal[k], cfg[base + k]
-        if not math.isfinite(g):
-            continue
-        v += (g - v) * a
-        if abs(g - v) <= 1e-6 * (1.0 + abs(g)):     # an inaudible last step lands exactly
-            v = g
-        cfg[base + k] = v
+    cfg[LY.CF_GLIDE] = 1.0 if tau <= 0.0 else 1.0 - math.exp(-1.0 / (tau * sr))
 
 
 @njit(nogil=True, cache=True)
@@ -264,13 +254,13 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
         ctl[H.C_FADE_POS] = 0.0
         fading = True
     _set_midi_controls(slot_a, ctl)
-    _glide_knobs(slot_a, n, sr, tau)
+    _set_glide(slot_a, sr, tau)
     have_a = _run_slot(slot_a, n, x)
     out_a = _f64_2d(slot_a[B.S_OUT], slot_a[B.S_MAX_FRAMES], 3)
     have_b = False
     if fading:
         _set_midi_controls(slot_b, ctl)
-        _glide_knobs(slot_b, n, sr, tau)
+        _set_glide(slot_b, sr, tau)
         have_b = _run_slot(slot_b, n, x)
     out_b = _f64_2d(slot_b[B.S_OUT], slot_b[B.S_MAX_FRAMES], 3)
     fade_len = max(ctl[H.C_FADE_LEN], 1.0)

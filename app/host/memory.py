@@ -56,7 +56,8 @@ class Slot:
         learner.cfg[LY.CF_TRACE_EVERY] = 0.0
         P, Hn = len(lay.params), len(lay.hidden)
         self.init = np.array([sp.init for sp in learner.specs] or [0.0])
-        self.hidden_goal = np.array([learner.cfg[lay.cfg_hidden + k] for k in range(Hn)] or [0.0])
+        # where each hidden knob is heading: a view of the kernel's cfg (it glides there per sample)
+        self.hidden_goal = learner.cfg[lay.cfg_goal:lay.cfg_goal + Hn]
         t = np.zeros(B.SLOT_WORDS, dtype=np.int64)
         t[B.S_X] = B.address(x) if model is None else dry_address(self.model_table)
         t[B.S_OUT] = B.address(self.out)
@@ -66,8 +67,7 @@ class Slot:
         t[B.S_MAX_FRAMES] = max_frames
         t[B.S_N_PARAMS], t[B.S_THETA] = P, lay.theta
         t[B.S_INIT] = B.address(self.init)
-        t[B.S_HIDDEN_GOAL], t[B.S_N_HIDDEN] = B.address(self.hidden_goal), Hn
-        t[B.S_CFG_HIDDEN], t[B.S_LO], t[B.S_HI] = lay.cfg_hidden, lay.cfg_lo, lay.cfg_hi
+        t[B.S_LO], t[B.S_HI] = lay.cfg_lo, lay.cfg_hi
         t[B.S_BANK_INDEX] = lay.bank_index
         t[B.S_BLOCK_FN] = learner.compiled.block_address   # last: the slot is complete
         if model is not None:

@@ -76,6 +76,7 @@ class Layout:
     learner_state: tuple = (0, 0)
     cfg_hidden: int = LY.CF_HEADER
     cfg_lo: int = 0
+    cfg_goal: int = 0         # where each hidden value glides to (per sample, when CF_GLIDE > 0)
     cfg_hi: int = 0
     bank_index: int = -1     # st index of the active bank (LACTOSE banks; the condition value
                              # follows it), -1 without banks; with batches stream s's pair is at
@@ -281,6 +282,29 @@ class BankPlan:
     slots: dict               # base parameter -> [slot in bank 0 (None if absent), bank 1, ...]
 
 
+def _emit_glide_setup(w, ind, lay, H):
+    """Hidden knobs glide to their goals per sample inside the kernel (a one-pole with the host's
+    time constant), so a turn sounds the same at any block size: no zipper steps."""
+    if not H:
+        return
+    w(ind, f"ga = cfg[{LY.CF_GLIDE}]")
+    w(ind, "glide = ga > 0.0")
+    for k in range(H):
+        w(ind, f"hg{k} = cfg[{lay.cfg_goal + k}]")
+        w(ind, f"if not (hg{k} - hg{k} == 0.0):   # a non-finite goal is ignored")
+        w(ind + 1, f"hg{k} = h{k}")
+
+
+def _emit_glide_store(w, ind, lay, H):
+    if not H:
+        return
+    w(ind, "if glide:")
+    for k in range(H):
+        w(ind + 1, f"if abs(hg{k} - h{k}) <= 1e-6*(1.0 + abs(hg{k})):   # an inaudible last step lands exactly")
+        w(ind + 2, f"h{k} = hg{k}")
+        w(ind + 1, f"cfg[{lay.cfg_hidden + k}] = h{k}")
+
+
 def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096,
              banks: BankPlan | None = None, streams: int = 1):
     """Return (python source, Layout) of the block kernel for this pair of circuits.
@@ -300,7 +324,8 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     lay.cfg_hidden = LY.CF_HEADER
     lay.cfg_lo = lay.cfg_hidden + H
     lay.cfg_hi = lay.cfg_lo + P
-    lay.cfg_size = lay.cfg_hi + P
+    lay.cfg_goal = lay.cfg_hi + P
+    lay.cfg_size = lay.cfg_goal + H
 
     top = [LY.ST_HEADER]
 
@@ -392,11 +417,16 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
         f"schedc = int64(st[{LY.ST_SCHED_COUNT}])", f"t = st[{LY.ST_T}]", f"resets = st[{LY.ST_RESETS}]",
     ] + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
         w(1, line)
+    _emit_glide_setup(w, 1, lay, H)
     if batch:
         w(1, f"invB = {1.0 / B!r}")
     for vec, size in [(TH, P), (M, P), (V, P), (G, P)] + [(S, NW) for S in Ss] + [(LO, P), (HI, P)]:
         vec.load(w, 1, size)
     w(1, "for i in range(nblk):")
+    if H:
+        w(2, "if glide:")
+        for k in range(H):
+            w(3, f"h{k} += ga*(hg{k} - h{k})")
     if batch:
         for s in range(B):
             w(2, f"xi{s} = x[i, {s}]")
@@ -516,8 +546,10 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     for line in [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
                  f"st[{LY.ST_WCUR}] = W", f"st[{LY.ST_WCOUNT}] = wcount", f"st[{LY.ST_SCHED}] = sched",
                  f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t",
-                 f"st[{LY.ST_RESETS}] = resets", "return rows"]:
+                 f"st[{LY.ST_RESETS}] = resets"]:
         w(1, line)
+    _emit_glide_store(w, 1, lay, H)
+    w(1, "return rows")
     if not batch:            # hosts call one stream through the C entry; batches are offline only
         _emit_block_entry(w)
     return out.text(), lay

@@ -185,6 +185,7 @@ class Learner:
         self.configure(self.settings)
         for k, name in enumerate(self.layout.hidden):
             self.cfg[self.layout.cfg_hidden + k] = self.hidden[name]
+            self.cfg[self.layout.cfg_goal + k] = self.hidden[name]
         for k, sp in enumerate(self.specs):
             self.cfg[self.layout.cfg_lo + k] = sp.lo
             self.cfg[self.layout.cfg_hi + k] = sp.hi
@@ -271,7 +272,9 @@ class Learner:
         if not math.isfinite(value):
             raise ValueError(f"the hidden value of '{name}' must be a finite number")
         self.hidden[name] = float(value)
-        self.cfg[self.layout.cfg_hidden + self.layout.hidden.index(name)] = value
+        k = self.layout.hidden.index(name)
+        self.cfg[self.layout.cfg_hidden + k] = value
+        self.cfg[self.layout.cfg_goal + k] = value
 
     def _external_check(self, external, shape):
         if self.external and external is None:

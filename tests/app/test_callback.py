@@ -168,6 +168,30 @@ def test_hidden_knobs_glide_to_their_new_value_without_steps():
     assert seen[-1] == 0.9
 
 
+def _knob_turn_heard(frames):
+    """The target's output, sample by sample, after a hidden knob jumps from 0 to 1 (the target is
+    the knob's value itself), played in blocks of `frames`."""
+    learner = make_learner("y = c + 0*x", [("c", 0.0)], hidden={"c": 0.0}, learning=False)
+    h = Harness(learner)
+    h.run(frames)
+    h.mem.active.hidden_goal[learner.layout.hidden.index("c")] = 1.0
+    total = 4096
+    for _ in range(total // frames):
+        h.run(frames)
+    return h.scope(total)[:, H.SC_TARGET]
+
+
+def test_a_knob_glides_sample_by_sample_whatever_the_block_size():
+    tau, sr = 0.02, 48000.0
+    heard = {frames: _knob_turn_heard(frames) for frames in (128, 2048)}
+    natural = 1.0 - math.exp(-1.0 / (tau * sr))        # the first step of a per-sample ramp
+    for frames, y in heard.items():
+        steps = np.diff(np.concatenate([[0.0], y]))
+        assert np.max(np.abs(steps)) <= natural * 1.0001, frames      # no staircase
+        assert y[-1] == pytest.approx(1.0 - math.exp(-4096 / (tau * sr)), rel=1e-9)
+    np.testing.assert_allclose(heard[128], heard[2048], rtol=0, atol=1e-12)
+
+
 def test_circuit_swap_crossfades_and_then_hands_over():
     h = Harness(make_learner())
     h.ctl[H.C_SOURCE_GAIN] = 0.5
