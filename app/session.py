@@ -271,7 +271,10 @@ class Session:
         if name in slot.model_controls:
             c = next(c for c in slot.model_file.controls if c["name"] == name)
             value = min(max(value, c["min"]), c["max"])
+            self._controls_taken()
             slot.set_model_control(name, value)
+            if not playing:                       # the callback does not run this slot's model
+                slot.processor.latch_now()
             return value
         learner = slot.learner
         k = learner.layout.hidden.index(name)
@@ -295,6 +298,7 @@ class Session:
             other = self.memory.slots[1 - self.memory.active_index]
             if other is not None and other is not slot and self._has_knob(other, name):
                 self._apply_hidden(other, name, value, playing=self.running)
+            self._latch_controls()
             self.spec.hidden[name] = value
             self._knob_seq += 1
             self._turned[name] = (value, self._knob_seq)
@@ -333,8 +337,25 @@ class Session:
         if ins is None or name not in ins.controls:
             raise SessionError(f"the output insert has no control named '{name}'")
         c = next(q for q in ins.model.controls if q["name"] == name)
-        ins.set_control(name, min(max(self.memory.finite(value, f"the insert control '{name}'"),
-                                      c["min"]), c["max"]))
+        value = min(max(self.memory.finite(value, f"the insert control '{name}'"), c["min"]), c["max"])
+        with self._knob_lock:
+            self._controls_taken()
+            ins.set_control(name, value)
+            self._latch_controls()
+
+    def _controls_taken(self):
+        """Wait until the callback took the last prepared controls (their buffers are free again)."""
+        ctl = self.memory.ctl
+        self._wait(lambda: ctl[H.C_CONTROL_ACK] == ctl[H.C_CONTROL_REQ])
+
+    def _latch_controls(self):
+        """Prepared processor controls take effect at the next block start, all together (never
+        mid-block, never one insert channel before the other); with no audio running, at once."""
+        ctl = self.memory.ctl
+        ctl[H.C_CONTROL_REQ] += 1.0
+        self._wait(lambda: ctl[H.C_CONTROL_ACK] == ctl[H.C_CONTROL_REQ])
+        if not self.running:
+            self.memory.latch_controls_here()
 
     def hidden(self) -> dict:
         """The ground truth's knobs: the target's hidden parameters and the model's controls."""

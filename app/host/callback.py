@@ -18,7 +18,7 @@ from engine import blockabi as B
 from engine import layout as LY
 from engine.sources import SOURCE_CODES, blep, lcg_block, loop_block, oscillator_block, white_block
 from app.host import layout as H
-from app.host.processors import MODEL_WORDS, run_insert, run_model
+from app.host.processors import MODEL_WORDS, latch_controls, run_insert, run_model
 
 CALLBACK_SIGNATURE = types.int32(types.voidptr, types.voidptr, types.uint64, types.voidptr,
                                  types.uint64, types.voidptr)
@@ -136,6 +136,23 @@ def _set_midi_controls(slot, ctl):
 
 
 @njit(nogil=True, cache=True)
+def _model_table(address):
+    return carray(B.address_as_voidptr(address), (MODEL_WORDS,), dtype=np.int64)
+
+
+@njit(nogil=True, cache=True)
+def _latch_processors(h, slot_a, slot_b):
+    """Every processor's prepared controls take effect here, together, at one block start."""
+    for slot in (slot_a, slot_b):
+        if slot[B.S_BLOCK_FN] != 0 and slot[B.S_MODEL] != 0:
+            latch_controls(_model_table(slot[B.S_MODEL]))
+    if h[H.H_INSERT] != 0:
+        tables = carray(B.address_as_voidptr(h[H.H_INSERT]), (2,), dtype=np.int64)
+        for c in range(2):
+            latch_controls(_model_table(tables[c]))
+
+
+@njit(nogil=True, cache=True)
 def _set_glide(slot, sr, tau):
     """The kernel glides hidden knobs to their goals per sample; tell it how fast (tau seconds)."""
     if slot[B.S_BLOCK_FN] == 0:
@@ -164,7 +181,7 @@ def _run_slot(slot, n, x):
     if slot[B.S_BLOCK_FN] == 0:
         return False
     if slot[B.S_MODEL] != 0:
-        table = carray(B.address_as_voidptr(slot[B.S_MODEL]), (MODEL_WORDS,), dtype=np.int64)
+        table = _model_table(slot[B.S_MODEL])
         out = carray(B.address_as_voidptr(slot[B.S_OUT]), (slot[B.S_MAX_FRAMES], 3), dtype=np.float64)
         run_model(table, x, out, n)
     B.call_block(slot[B.S_BLOCK_FN], B.address_as_voidptr(slot.ctypes.data), n)
@@ -240,10 +257,13 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
             in_peak = max(in_peak, abs(v))
     ctl[H.C_IN_PEAK] = max(ctl[H.C_IN_PEAK], in_peak)
 
-    # ---- controls: knob glide, reset, circuit swap
+    # ---- controls: processors' prepared controls, knob glide, reset, circuit swap
     active = int(ctl[H.C_ACTIVE_SLOT])
     slot_a = _slot(h[H.H_SLOT0 + active])
     slot_b = _slot(h[H.H_SLOT0 + 1 - active])
+    if ctl[H.C_CONTROL_REQ] != ctl[H.C_CONTROL_ACK]:
+        _latch_processors(h, slot_a, slot_b)
+        ctl[H.C_CONTROL_ACK] = ctl[H.C_CONTROL_REQ]
     tau = ctl[H.C_KNOB_TAU]
     if ctl[H.C_RESET_REQ] != ctl[H.C_RESET_ACK]:
         if slot_a[B.S_BLOCK_FN] != 0:
@@ -323,8 +343,7 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
     if h[H.H_INSERT] != 0:
         tables = carray(B.address_as_voidptr(h[H.H_INSERT]), (2,), dtype=np.int64)
         for c in range(2):
-            table = carray(B.address_as_voidptr(tables[c]), (MODEL_WORDS,), dtype=np.int64)
-            run_insert(table, pre_l if c == 0 else pre_r, n)
+            run_insert(_model_table(tables[c]), pre_l if c == 0 else pre_r, n)
 
     dc_on = ctl[H.C_DC_BLOCK] != 0.0
     dc_r = math.exp(-2.0 * math.pi * DC_BLOCK_HZ / sr)

@@ -71,6 +71,7 @@ C_SONIFY_LEVEL = 25
 C_MIDI_APPLIED = 26
 C_IN_PEAK = 27
 C_OUT_PEAK = 28
+C_CONTROL_ACK = 29    # the last control request taken (processors' prepared controls latched)
 # written by the session
 C_SAMPLE_RATE = 32
 C_OUTPUT_MODE = 33
@@ -90,6 +91,8 @@ C_RELEASE_S = 46      # limiter release time
 C_DC_BLOCK = 47       # 1: a DC blocker on the speaker path (never on what the learner sees)
 # written by the callback
 C_DC_STATE = 48       # 4 words: the DC blocker's last input and output, left then right
+# written by the session
+C_CONTROL_REQ = 52    # +1: take every processor's prepared controls at the next block start
 CTL_WORDS = 64
 
 # ---- outputs and sources (values of C_OUTPUT_MODE / C_SOURCE)

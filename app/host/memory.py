@@ -12,7 +12,7 @@ from engine import layout as LY
 from engine.learn.learner import Learner
 from app.host import layout as H
 from app.host.callback import SCRATCH_WORDS
-from app.host.processors import M_LAT, M_RESTARTS, dry_address, model_table
+from app.host.processors import ModelProcessor, dry_address
 
 DEFAULT_MAX_FRAMES = 4096
 
@@ -48,8 +48,8 @@ class Slot:
         self.model = model
         self.model_controls = dict(model_controls or {})
         self.model_file = None            # the SptModel (controls, provenance) the session loaded
-        self._model_buffers: list = []
-        self.model_table = None if model is None else model_table(model, max_frames, self._model_buffers)
+        self.processor = None if model is None else ModelProcessor(model, max_frames)
+        self.model_table = None if model is None else self.processor.table
         lay = learner.layout
         self.out = np.zeros((max_frames, 3))
         self.trace = np.zeros((1, lay.trace_width))
@@ -72,7 +72,7 @@ class Slot:
         t[B.S_BLOCK_FN] = learner.compiled.block_address   # last: the slot is complete
         if model is not None:
             t[B.S_MODEL] = B.address(self.model_table)
-            for a in (*model.arrays(), *self._model_buffers):
+            for a in self.processor.arrays():
                 resident(a)
         for a in (self.out, self.trace, learner.st, learner.cfg):
             resident(a)
@@ -83,14 +83,18 @@ class Slot:
         return self.learner.param_names
 
     def set_model_control(self, name: str, value: float):
-        """Turn one of the model's control knobs (its FiLM coefficients are recomputed here, off
-        the audio thread; the callback picks them up from its next frame)."""
+        """Turn one of the model's control knobs: its FiLM coefficients are computed here, off the
+        audio thread, and take effect at a block start once requested (HostMemory.latch_controls)."""
         self.model_controls[name] = float(value)
-        self.model.set_controls(list(self.model_controls.values()))
+        self.processor.prepare_controls(list(self.model_controls.values()))
+
+    @property
+    def processors(self) -> list:
+        return [] if self.processor is None else [self.processor]
 
     @property
     def model_restarts(self) -> int:
-        return 0 if self.model_table is None else int(self.model_table[M_RESTARTS])
+        return 0 if self.processor is None else self.processor.restarts
 
 
 class Insert:
@@ -105,28 +109,28 @@ class Insert:
         block = min(8192, max(64, -(-max_frames // 64) * 64))
         self.streams = [SptModStream(model.config, model.weights, dtype=np.float64, max_block=block)
                         for _ in range(2)]
-        self._buffers: list = []
-        self.tables = [model_table(st, max_frames, self._buffers) for st in self.streams]
-        self.addresses = np.array([B.address(t) for t in self.tables], dtype=np.int64)
         for st in self.streams:
-            st.set_controls(list(self.controls.values()))
-            for a in st.arrays():
+            st.set_controls(list(self.controls.values()))      # not yet seen by the callback
+        self.processors = [ModelProcessor(st, max_frames) for st in self.streams]
+        self.addresses = np.array([B.address(p.table) for p in self.processors], dtype=np.int64)
+        for p in self.processors:
+            for a in p.arrays():
                 resident(a)
-        for a in self._buffers:
-            resident(a)
 
     def set_control(self, name: str, value: float):
+        """Both channels' coefficients are prepared; they change together at one block start
+        once requested (HostMemory.latch_controls)."""
         self.controls[name] = float(value)
-        for st in self.streams:
-            st.set_controls(list(self.controls.values()))
+        for p in self.processors:
+            p.prepare_controls(list(self.controls.values()))
 
     @property
     def restarts(self) -> int:
-        return int(sum(t[M_RESTARTS] for t in self.tables))
+        return sum(p.restarts for p in self.processors)
 
     @property
     def latency(self) -> int:
-        return int(self.tables[0][M_LAT])
+        return self.processors[0].latency
 
 
 class HostMemory:
@@ -197,6 +201,15 @@ class HostMemory:
             self._retired.append(self.insert)
         self.insert = insert
         self.table[H.H_INSERT] = 0 if insert is None else B.address(insert.addresses)
+
+    def latch_controls_here(self):
+        """With no callback running: take every prepared control now, as a block start would."""
+        for slot in self.slots:
+            for p in ([] if slot is None else slot.processors):
+                p.latch_now()
+        for p in ([] if self.insert is None else self.insert.processors):
+            p.latch_now()
+        self.ctl[H.C_CONTROL_ACK] = self.ctl[H.C_CONTROL_REQ]
 
     def install(self, index: int, slot: Slot | None):
         """Point slot `index` at `slot` (only when the callback is not using that slot)."""

@@ -10,7 +10,12 @@ float64 SptModStream's arrays and of the host's own buffers). Each chunk, the ca
    chunk lengths; 0 for blocks that are multiples of 64), so target and learned output compare
    the same input samples;
 4. restarts the model (zero state, counted) if its output is ever non-finite.
-Nothing here allocates; the arrays belong to the Slot that built the table.
+Nothing here allocates; the arrays belong to the ModelProcessor that built the table.
+
+Controls change at a block boundary, never mid-block: the host computes the new FiLM
+coefficients off the audio thread into the table's pending buffer and raises C_CONTROL_REQ; at its
+next block start the callback copies every ready pending buffer into the weights it reads
+(latch_controls) and acknowledges, so the two channels of an insert always change together.
 """
 from __future__ import annotations
 
@@ -24,8 +29,13 @@ from engine.sptmod.stream import G_P, stream_block
 
 (M_WF, M_WF_LEN, M_RO, M_RO_LEN, M_BM, M_BM_ROWS, M_BM_COLS, M_GM, M_GM_LEN, M_WK, M_WK_LEN,
  M_IST, M_IN, M_Y, M_DRY, M_RING, M_RING_LEN, M_RING_POS, M_GCD, M_LAT, M_RESTARTS,
- M_MAX_FRAMES) = range(22)
-MODEL_WORDS = 24
+ M_MAX_FRAMES,
+ M_FILM_PENDING,    # float64[M_FILM_LEN]: the next FiLM coefficients (written off the audio thread)
+ M_FILM_INDEX,      # int64[M_FILM_LEN]: where each goes in the weights
+ M_FILM_LEN,
+ M_FILM_READY,      # 1: the pending coefficients wait for the next block start
+ ) = range(26)
+MODEL_WORDS = 32
 
 
 def model_table(stream, max_frames: int, keep: list) -> np.ndarray:
@@ -51,6 +61,57 @@ def model_table(stream, max_frames: int, keep: list) -> np.ndarray:
     t[M_GCD] = P
     t[M_MAX_FRAMES] = max_frames
     return t
+
+
+class ModelProcessor:
+    """A float64 SptModStream as the callback runs it: its table, the buffers the table points
+    to, and double-buffered controls (prepare_controls now, latched at a block start)."""
+
+    def __init__(self, stream, max_frames: int):
+        self.stream = stream
+        self.buffers: list = []
+        self.table = model_table(stream, max_frames, self.buffers)
+        self.film_index = stream.film_index()
+        self.film_pending = np.zeros(self.film_index.size)
+        self.buffers += [self.film_index, self.film_pending]
+        t = self.table
+        t[M_FILM_PENDING], t[M_FILM_INDEX] = B.address(self.film_pending), B.address(self.film_index)
+        t[M_FILM_LEN] = self.film_index.size
+
+    def arrays(self) -> tuple:
+        """Every array the callback reaches through the table (to keep resident)."""
+        return (*self.stream.arrays(), *self.buffers)
+
+    def prepare_controls(self, values):
+        """Compute the FiLM coefficients for these control values into the pending buffer; the
+        caller waits for any earlier request to be acknowledged first, then requests a latch."""
+        self.film_pending[:] = self.stream.stage_controls(values)
+        self.table[M_FILM_READY] = 1
+
+    def latch_now(self):
+        """Take the pending coefficients here (only while the callback does not run this table)."""
+        latch_controls(self.table)
+
+    @property
+    def restarts(self) -> int:
+        return int(self.table[M_RESTARTS])
+
+    @property
+    def latency(self) -> int:
+        return int(self.table[M_LAT])
+
+
+@njit(nogil=True, cache=True)
+def latch_controls(t):
+    """At a block start: pending FiLM coefficients (if any) into the weights the model reads."""
+    if t[M_FILM_READY] == 0:
+        return
+    wf = _f64(t[M_WF], t[M_WF_LEN])
+    pending = _f64(t[M_FILM_PENDING], t[M_FILM_LEN])
+    index = _i64(t[M_FILM_INDEX], t[M_FILM_LEN])
+    for k in range(t[M_FILM_LEN]):
+        wf[index[k]] = pending[k]
+    t[M_FILM_READY] = 0
 
 
 def dry_address(table: np.ndarray) -> int:

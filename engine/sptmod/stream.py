@@ -784,28 +784,45 @@ class SptModStream:
     def set_controls(self, values) -> None:
         """Set the n_params control values (normalised to [0, 1] in the paper) and recompute every
         ModBlock's FiLM coefficients (gamma_j, beta_j) once (spec 2.4), in the model dtype. Takes
-        effect from the next frame computed; call it outside the audio callback."""
+        effect from the next frame computed; call it outside the audio callback (a host whose
+        callback runs the stream uses stage_controls and film_index to swap them at a block start)."""
+        self._wf[self.film_index()] = self.stage_controls(values)
+
+    def stage_controls(self, values) -> np.ndarray:
+        """Record these control values as the stream's and return their FiLM coefficients
+        (film_index order) without writing them: the caller puts them into the weights when the
+        stream is between blocks."""
+        coefficients = self._film_values(values)
+        self._controls = np.asarray(values, dtype=np.float64).ravel().copy()
+        return coefficients
+
+    def film_index(self) -> np.ndarray:
+        """Where the FiLM coefficients sit in the weights array (arrays()[0]): block by block,
+        gamma then beta; in the order stage_controls returns them."""
+        cfg = self.config
+        if cfg.n_params == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([np.arange(self._bm[j, col], self._bm[j, col] + cfg.channels[j])
+                               for j in range(cfg.blocks) for col in (B_GAMMA, B_BETA)]).astype(np.int64)
+
+    def _film_values(self, values) -> np.ndarray:
         cfg = self.config
         p = np.asarray(values, dtype=np.float64).ravel()
         if p.size != cfg.n_params:
             raise ValueError(f"set_controls: expected {cfg.n_params} control value(s), got {p.size}")
         if not np.all(np.isfinite(p)):
             raise ValueError("set_controls: the control values must be finite")
-        self._controls = p.copy()
-        if cfg.n_params == 0:
-            return
         dt, w = self.dtype, self._w
-        for j in range(cfg.blocks):
-            C = cfg.channels[j]
+        parts = []
+        for j in range(cfg.blocks if cfg.n_params else 0):
             pre = f"s_tfilms.{j}.film_nn."
             z = p.astype(dt)
             for li in range(len(cfg.film_hidden)):
                 z = _prelu(w[f"{pre}{li}.0.weight"].astype(dt) @ z + w[f"{pre}{li}.0.bias"].astype(dt),
                            w[f"{pre}{li}.1.weight"].astype(dt))
             last = len(cfg.film_hidden)
-            gb = w[f"{pre}{last}.weight"].astype(dt) @ z + w[f"{pre}{last}.bias"].astype(dt)
-            self._wf[self._bm[j, B_GAMMA]: self._bm[j, B_GAMMA] + C] = gb[:C]
-            self._wf[self._bm[j, B_BETA]: self._bm[j, B_BETA] + C] = gb[C:]
+            parts.append(w[f"{pre}{last}.weight"].astype(dt) @ z + w[f"{pre}{last}.bias"].astype(dt))
+        return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dtype=dt)
 
     @property
     def controls(self) -> np.ndarray:

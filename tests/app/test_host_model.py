@@ -184,6 +184,66 @@ def test_the_session_runs_an_insert_with_its_controls_as_knobs():
     s.close()
 
 
+def _coefficients(model, **controls):
+    """The weights (FiLM coefficients included) a fresh stream holds with these control values."""
+    ref = SptModStream(model.config, model.weights)
+    ref.set_controls([controls.get(n, v) for n, v in zip(model.control_names, model.control_defaults)])
+    return ref.arrays()[0]
+
+
+def _weights(streams):
+    return [st.arrays()[0].copy() for st in streams]
+
+
+def test_insert_controls_change_both_channels_at_one_block_boundary():
+    from app.host.memory import Insert
+    h = Harness(learner=Learner("y = g*x", [ParamSpec("g", 0.0)], target="y = 0.5*x",
+                                settings=Settings(learning=False)))
+    model = load_model(GOLDEN)
+    insert = Insert(model, h.mem.max_frames)
+    h.mem.set_insert(insert)
+    _source_noise(h)
+    h.run(128)
+    before = _weights(insert.streams)
+    insert.set_control("p3", 0.9)              # prepared off the audio thread...
+    for now, was in zip(_weights(insert.streams), before):
+        np.testing.assert_array_equal(now, was)        # ...while the callback keeps reading the old
+    h.run(128)
+    for now, was in zip(_weights(insert.streams), before):
+        np.testing.assert_array_equal(now, was)        # nothing changes without a request
+    h.ctl[H.C_CONTROL_REQ] += 1.0
+    h.run(128)                                          # one block start takes both channels
+    assert h.ctl[H.C_CONTROL_ACK] == h.ctl[H.C_CONTROL_REQ]
+    want = _coefficients(model, p3=0.9)
+    for now in _weights(insert.streams):
+        np.testing.assert_array_equal(now, want)
+
+
+def test_a_ground_truth_model_control_changes_at_a_block_boundary():
+    h = Harness()
+    model, slot = _model_slot(h)
+    _source_noise(h)
+    h.run(128)
+    before = _weights([slot.model])
+    slot.set_model_control("p3", 0.1)
+    np.testing.assert_array_equal(_weights([slot.model])[0], before[0])
+    h.ctl[H.C_CONTROL_REQ] += 1.0
+    h.run(128)
+    np.testing.assert_array_equal(_weights([slot.model])[0], _coefficients(model, p3=0.1))
+
+
+def test_the_session_applies_insert_and_model_controls_when_no_audio_runs():
+    s = Session(48000, 128, device="virtual")
+    s.load(CircuitSpec("y = g*x", [ParamSpec("g", 0.0)], hidden={"g": 0.5}))
+    model = load_model(GOLDEN)
+    s.set_insert(str(GOLDEN), {"p1": 0.5}, model.sha256)
+    s.set_insert_control("p1", 0.75)
+    for now in _weights(s.memory.insert.streams):
+        np.testing.assert_array_equal(now, _coefficients(model, p1=0.75))
+    assert s.memory.ctl[H.C_CONTROL_ACK] == s.memory.ctl[H.C_CONTROL_REQ]
+    s.close()
+
+
 def test_run_headless_with_an_insert_reports_it(capsys):
     from app.cli.main import main
     rc = main(["run", "--headless", "--seconds", "1", "--device", "virtual", "--quiet", "--circuit", "y = g*x",

@@ -270,3 +270,26 @@ def test_circuit_swap_mid_stream_plays_no_garbage(session):
     assert np.all(np.isfinite(out)) and np.max(np.abs(out)) <= CEILING
     assert session.counters()["nonfinite_out"] == 0
     assert session.memory.slots[1 - session.memory.active_index] is None   # old circuit released
+
+
+def test_insert_controls_turned_while_audio_runs_arrive_whole(session):
+    """Twenty turns while the callback runs: each waits for the block start that takes it, and
+    both channels end with exactly the last value's coefficients."""
+    from engine.sptmod.file import load_model
+    from engine.sptmod.stream import SptModStream
+    from tests.paths import REFERENCE
+    golden = REFERENCE / "sptmod" / "golden_SPTMod25_p7.npz"
+    model = load_model(golden)
+    session.load(GAIN_DC)
+    session.set_insert(str(golden), {"p1": 0.5}, model.sha256)
+    session.start()
+    _wait_callbacks(session, 5)
+    for v in np.linspace(0.0, 1.0, 20):
+        session.set_insert_control("p1", float(v))
+        ctl = session.memory.ctl
+        assert ctl[H.C_CONTROL_ACK] == ctl[H.C_CONTROL_REQ]      # taken before the call returned
+    ref = SptModStream(model.config, model.weights)
+    ref.set_controls([1.0 if n == "p1" else d for n, d in zip(model.control_names, model.control_defaults)])
+    for st in session.memory.insert.streams:
+        np.testing.assert_array_equal(st.arrays()[0], ref.arrays()[0])
+    assert session.counters()["nonfinite_out"] == 0
