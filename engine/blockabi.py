@@ -30,7 +30,7 @@ S_INIT = 13         # float64[P]: values a reset restores
 S_LO = 17           # offset of lo[] in cfg
 S_HI = 18           # offset of hi[] in cfg
 S_BANK_INDEX = 19   # st index of the active bank (LACTOSE), -1 when there are no banks
-S_MODEL = 20        # host only: address of the SPTMod table that feeds `sptmod` (0: none)
+S_PROCESSOR = 20    # host only: address of the processor table (the ground truth) that feeds `sptmod` (0: none)
 SLOT_WORDS = 24
 
 BLOCK_SIGNATURE = types.int64(types.voidptr, types.int64)

@@ -18,7 +18,7 @@ from engine import blockabi as B
 from engine import layout as LY
 from engine.sources import SOURCE_CODES, blep, lcg_block, loop_block, oscillator_block, white_block
 from app.host import layout as H
-from app.host.processors import MODEL_WORDS, latch_controls, run_insert, run_model
+from app.host.processors import PROCESSOR_WORDS, latch_controls, run_as_insert, run_as_target
 
 CALLBACK_SIGNATURE = types.int32(types.voidptr, types.voidptr, types.uint64, types.voidptr,
                                  types.uint64, types.voidptr)
@@ -136,20 +136,20 @@ def _set_midi_controls(slot, ctl):
 
 
 @njit(nogil=True, cache=True)
-def _model_table(address):
-    return carray(B.address_as_voidptr(address), (MODEL_WORDS,), dtype=np.int64)
+def _processor(address):
+    return carray(B.address_as_voidptr(address), (PROCESSOR_WORDS,), dtype=np.int64)
 
 
 @njit(nogil=True, cache=True)
 def _latch_processors(h, slot_a, slot_b):
     """Every processor's prepared controls take effect here, together, at one block start."""
     for slot in (slot_a, slot_b):
-        if slot[B.S_BLOCK_FN] != 0 and slot[B.S_MODEL] != 0:
-            latch_controls(_model_table(slot[B.S_MODEL]))
+        if slot[B.S_BLOCK_FN] != 0 and slot[B.S_PROCESSOR] != 0:
+            latch_controls(_processor(slot[B.S_PROCESSOR]))
     if h[H.H_INSERT] != 0:
         tables = carray(B.address_as_voidptr(h[H.H_INSERT]), (2,), dtype=np.int64)
         for c in range(2):
-            latch_controls(_model_table(tables[c]))
+            latch_controls(_processor(tables[c]))
 
 
 @njit(nogil=True, cache=True)
@@ -177,13 +177,12 @@ def _reset_slot(slot):
 @njit(nogil=True, cache=True)
 def _run_slot(slot, n, x):
     """Run the slot's kernel on the shared source block x; False when the slot is empty. A slot
-    whose target reads `sptmod` first runs its SPTMod model on x (app/host/processors.py)."""
+    whose target reads `sptmod` first runs its ground-truth processor on x (app/host/processors)."""
     if slot[B.S_BLOCK_FN] == 0:
         return False
-    if slot[B.S_MODEL] != 0:
-        table = _model_table(slot[B.S_MODEL])
+    if slot[B.S_PROCESSOR] != 0:
         out = carray(B.address_as_voidptr(slot[B.S_OUT]), (slot[B.S_MAX_FRAMES], 3), dtype=np.float64)
-        run_model(table, x, out, n)
+        run_as_target(_processor(slot[B.S_PROCESSOR]), x, out, n)
     B.call_block(slot[B.S_BLOCK_FN], B.address_as_voidptr(slot.ctypes.data), n)
     return True
 
@@ -339,11 +338,11 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
         scope[srow, H.SC_TARGET] = tgt
         scope[srow, H.SC_LEARNED] = lrn
 
-    # ---- an SPTMod insert on the output (one model per channel), before the safety stage
+    # ---- an insert on the output (one processor per channel), before the safety stage
     if h[H.H_INSERT] != 0:
         tables = carray(B.address_as_voidptr(h[H.H_INSERT]), (2,), dtype=np.int64)
         for c in range(2):
-            run_insert(_model_table(tables[c]), pre_l if c == 0 else pre_r, n)
+            run_as_insert(_processor(tables[c]), pre_l if c == 0 else pre_r, n)
 
     dc_on = ctl[H.C_DC_BLOCK] != 0.0
     dc_r = math.exp(-2.0 * math.pi * DC_BLOCK_HZ / sr)

@@ -28,7 +28,7 @@ H_NIN = 16
 H_NOUT = 17
 H_SCRATCH = 18         # int64[]: clock_gettime's timespec and the block's MIDI event list
 H_NOISE = 19           # uint64[1]: white-noise generator state
-H_INSERT = 20          # int64[2]: SPTMod model tables of the output insert (left, right); 0: none
+H_INSERT = 20          # int64[2]: processor tables of the output insert (left, right); 0: none
 H_PRE = 21             # float64[2, max_frames]: the output before the insert and safety stage
 HOST_WORDS = 24
 

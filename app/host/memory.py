@@ -12,7 +12,7 @@ from engine import layout as LY
 from engine.learn.learner import Learner
 from app.host import layout as H
 from app.host.callback import SCRATCH_WORDS
-from app.host.processors import ModelProcessor, dry_address
+from app.host.processors import SptModProcessor
 
 DEFAULT_MAX_FRAMES = 4096
 
@@ -48,8 +48,7 @@ class Slot:
         self.model = model
         self.model_controls = dict(model_controls or {})
         self.model_file = None            # the SptModel (controls, provenance) the session loaded
-        self.processor = None if model is None else ModelProcessor(model, max_frames)
-        self.model_table = None if model is None else self.processor.table
+        self.processor = None if model is None else SptModProcessor(model, max_frames)
         lay = learner.layout
         self.out = np.zeros((max_frames, 3))
         self.trace = np.zeros((1, lay.trace_width))
@@ -59,7 +58,7 @@ class Slot:
         # where each hidden knob is heading: a view of the kernel's cfg (it glides there per sample)
         self.hidden_goal = learner.cfg[lay.cfg_goal:lay.cfg_goal + Hn]
         t = np.zeros(B.SLOT_WORDS, dtype=np.int64)
-        t[B.S_X] = B.address(x) if model is None else dry_address(self.model_table)
+        t[B.S_X] = B.address(x) if model is None else self.processor.dry_address()
         t[B.S_OUT] = B.address(self.out)
         t[B.S_TRACE], t[B.S_TRACE_ROWS], t[B.S_TRACE_COLS] = B.address(self.trace), 1, lay.trace_width
         t[B.S_ST], t[B.S_ST_LEN] = B.address(learner.st), learner.st.size
@@ -71,7 +70,7 @@ class Slot:
         t[B.S_BANK_INDEX] = lay.bank_index
         t[B.S_BLOCK_FN] = learner.compiled.block_address   # last: the slot is complete
         if model is not None:
-            t[B.S_MODEL] = B.address(self.model_table)
+            t[B.S_PROCESSOR] = B.address(self.processor.table)
             for a in self.processor.arrays():
                 resident(a)
         for a in (self.out, self.trace, learner.st, learner.cfg):
@@ -111,7 +110,7 @@ class Insert:
                         for _ in range(2)]
         for st in self.streams:
             st.set_controls(list(self.controls.values()))      # not yet seen by the callback
-        self.processors = [ModelProcessor(st, max_frames) for st in self.streams]
+        self.processors = [SptModProcessor(st, max_frames) for st in self.streams]
         self.addresses = np.array([B.address(p.table) for p in self.processors], dtype=np.int64)
         for p in self.processors:
             for a in p.arrays():
