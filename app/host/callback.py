@@ -202,21 +202,40 @@ def _mode_value(mode, tgt, lrn, sono, right):
 
 @njit(nogil=True, cache=True)
 def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
+    """One stretch of a callback between MIDI events: source -> requests -> circuits -> mix ->
+    insert -> safety -> speakers."""
+    x = _f64(h[H.H_X], h[H.H_MAX_FRAMES])
+    _fill_source(h, ctl, ridx, x, inp, nin, pos, n, t_now, offsets, rows)
+    active = int(ctl[H.C_ACTIVE_SLOT])
+    slot_a = _slot(h[H.H_SLOT0 + active])
+    slot_b = _slot(h[H.H_SLOT0 + 1 - active])
+    fading = _take_requests(h, ctl, slot_a, slot_b)
+    have_a, have_b = _run_circuits(ctl, slot_a, slot_b, fading, x, n)
+    fade_pos = _mix(h, ctl, ridx, x, inp, nin, pos, n, slot_a, slot_b, have_a, have_b, fading)
+    _run_insert(h, n)
+    _safety(h, ctl, ridx, outp, nout, pos, n)
+    if fading:
+        if fade_pos >= max(ctl[H.C_FADE_LEN], 1.0):
+            # the incoming circuit is now the one playing; the session may free the old one
+            ctl[H.C_ACTIVE_SLOT] = 1 - active
+            ctl[H.C_FADE_POS] = -1.0
+            ctl[H.C_SWAP_ACK] = ctl[H.C_SWAP_REQ]
+        else:
+            ctl[H.C_FADE_POS] = fade_pos
+
+
+@njit(nogil=True, cache=True)
+def _fill_source(h, ctl, ridx, x, inp, nin, pos, n, t_now, offsets, rows):
+    """x[:n]: the selected source (a file swapped in at this boundary, MIDI events applied at
+    their sample offsets); garbage input becomes NaN, which the learner skips."""
     sr = ctl[H.C_SAMPLE_RATE]
-    maxf = h[H.H_MAX_FRAMES]
-    x = _f64(h[H.H_X], maxf)
-    scope = _f64_2d(h[H.H_SCOPE], h[H.H_SCOPE_ROWS], H.SCOPE_COLS)
     midi = _f64_2d(h[H.H_MIDI], h[H.H_MIDI_ROWS], H.MIDI_COLS)
     source = int(ctl[H.C_SOURCE])
     gain = ctl[H.C_SOURCE_GAIN]
-
-    # ---- file swap at a block boundary
     if ctl[H.C_FILE_REQ] != ctl[H.C_FILE_ACK]:
         h[H.H_FILE], h[H.H_FILE_LEN] = h[H.H_FILE_NEXT], h[H.H_FILE_NEXT_LEN]
         ctl[H.C_FILE_POS] = 0.0
         ctl[H.C_FILE_ACK] = ctl[H.C_FILE_REQ]
-
-    # ---- source
     nev = _take_events(midi, ridx, t_now, n / sr, sr, n, offsets, rows)
     if source == SRC_INPUT:
         ch = int(ctl[H.C_IN_CHANNEL])
@@ -244,8 +263,7 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
     else:
         for e in range(nev):
             _apply_event(ctl, midi, rows[e])
-
-    # ---- input safety: garbage never reaches the learner's parameters (NaN samples are skipped)
+    # garbage never reaches the learner's parameters (NaN samples are skipped)
     in_peak = 0.0
     for i in range(n):
         v = x[i]
@@ -256,14 +274,14 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
             in_peak = max(in_peak, abs(v))
     ctl[H.C_IN_PEAK] = max(ctl[H.C_IN_PEAK], in_peak)
 
-    # ---- controls: processors' prepared controls, knob glide, reset, circuit swap
-    active = int(ctl[H.C_ACTIVE_SLOT])
-    slot_a = _slot(h[H.H_SLOT0 + active])
-    slot_b = _slot(h[H.H_SLOT0 + 1 - active])
+
+@njit(nogil=True, cache=True)
+def _take_requests(h, ctl, slot_a, slot_b):
+    """The session's requests, taken at this boundary: processors' prepared controls, a reset,
+    the start of a circuit swap. Returns whether a crossfade runs."""
     if ctl[H.C_CONTROL_REQ] != ctl[H.C_CONTROL_ACK]:
         _latch_processors(h, slot_a, slot_b)
         ctl[H.C_CONTROL_ACK] = ctl[H.C_CONTROL_REQ]
-    tau = ctl[H.C_KNOB_TAU]
     if ctl[H.C_RESET_REQ] != ctl[H.C_RESET_ACK]:
         if slot_a[B.S_BLOCK_FN] != 0:
             _reset_slot(slot_a)
@@ -272,34 +290,46 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
     if not fading and ctl[H.C_SWAP_REQ] != ctl[H.C_SWAP_ACK]:
         ctl[H.C_FADE_POS] = 0.0
         fading = True
+    return fading
+
+
+@njit(nogil=True, cache=True)
+def _run_circuits(ctl, slot_a, slot_b, fading, x, n):
+    """The playing circuit's kernel (and the incoming one's during a crossfade) on x."""
+    sr = ctl[H.C_SAMPLE_RATE]
+    tau = ctl[H.C_KNOB_TAU]
     _set_midi_controls(slot_a, ctl)
     _set_glide(slot_a, sr, tau)
     have_a = _run_slot(slot_a, n, x)
-    out_a = _f64_2d(slot_a[B.S_OUT], slot_a[B.S_MAX_FRAMES], 3)
     have_b = False
     if fading:
         _set_midi_controls(slot_b, ctl)
         _set_glide(slot_b, sr, tau)
         have_b = _run_slot(slot_b, n, x)
+    return have_a, have_b
+
+
+@njit(nogil=True, cache=True)
+def _mix(h, ctl, ridx, x, inp, nin, pos, n, slot_a, slot_b, have_a, have_b, fading):
+    """The two speaker channels before the insert and the safety stage (H_PRE), by output mode
+    (crossfaded over one block when it changes, and between circuits during a swap); the scope
+    rows. Returns the crossfade position after this chunk."""
+    sr = ctl[H.C_SAMPLE_RATE]
+    maxf = h[H.H_MAX_FRAMES]
+    scope = _f64_2d(h[H.H_SCOPE], h[H.H_SCOPE_ROWS], H.SCOPE_COLS)
+    out_a = _f64_2d(slot_a[B.S_OUT], slot_a[B.S_MAX_FRAMES], 3)
     out_b = _f64_2d(slot_b[B.S_OUT], slot_b[B.S_MAX_FRAMES], 3)
     fade_len = max(ctl[H.C_FADE_LEN], 1.0)
     fade_pos = ctl[H.C_FADE_POS]
-
-    # ---- output mode (with a one-block crossfade when it changes), safety stage
     mode_new = int(ctl[H.C_OUTPUT_MODE])
     mode_old = int(ctl[H.C_MODE_NOW])
-    ceiling = min(max(ctl[H.C_LIMIT_CEILING], 0.0), 0.999)
-    release = 1.0 / max(ctl[H.C_RELEASE_S] * sr, 1.0)
-    master = 0.0 if ctl[H.C_MUTE] != 0.0 else ctl[H.C_MASTER_GAIN]
-    g = ctl[H.C_LIMIT_GAIN]
     sono_ph, sono_lv = ctl[H.C_SONIFY_PHASE], ctl[H.C_SONIFY_LEVEL]
     sono_a = 1.0 - math.exp(-1.0 / (0.01 * sr))
     loss_mode = H.MODE_LOSS
     sonify = mode_new == loss_mode or mode_old == loss_mode     # only computed when heard
-    out_peak = 0.0
     shead = ridx[H.R_SCOPE_HEAD]
     srows = scope.shape[0]
-    pre_l = _f64(h[H.H_PRE], maxf)          # the output before the insert and the safety stage
+    pre_l = _f64(h[H.H_PRE], maxf)
     pre_r = _f64(h[H.H_PRE] + 8 * maxf, maxf)
     for i in range(n):
         tgt = out_a[i, 0] if have_a else 0.0
@@ -337,13 +367,38 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
         scope[srow, H.SC_INPUT] = inp[(pos + i) * nin] if nin > 0 else 0.0
         scope[srow, H.SC_TARGET] = tgt
         scope[srow, H.SC_LEARNED] = lrn
+    ctl[H.C_SONIFY_PHASE], ctl[H.C_SONIFY_LEVEL] = sono_ph, sono_lv
+    ctl[H.C_MODE_NOW] = mode_new
+    return fade_pos
 
-    # ---- an insert on the output (one processor per channel), before the safety stage
-    if h[H.H_INSERT] != 0:
-        tables = carray(B.address_as_voidptr(h[H.H_INSERT]), (2,), dtype=np.int64)
-        for c in range(2):
-            run_as_insert(_processor(tables[c]), pre_l if c == 0 else pre_r, n)
 
+@njit(nogil=True, cache=True)
+def _run_insert(h, n):
+    """The insert on the output (one processor per channel), before the safety stage."""
+    if h[H.H_INSERT] == 0:
+        return
+    maxf = h[H.H_MAX_FRAMES]
+    tables = carray(B.address_as_voidptr(h[H.H_INSERT]), (2,), dtype=np.int64)
+    for c in range(2):
+        run_as_insert(_processor(tables[c]), _f64(h[H.H_PRE] + 8 * maxf * c, maxf), n)
+
+
+@njit(nogil=True, cache=True)
+def _safety(h, ctl, ridx, outp, nout, pos, n):
+    """H_PRE to the speakers: master gain, NaN/Inf to silence (counted), the DC blocker, the peak
+    limiter below the ceiling (onsets counted); the scope's output column."""
+    sr = ctl[H.C_SAMPLE_RATE]
+    maxf = h[H.H_MAX_FRAMES]
+    scope = _f64_2d(h[H.H_SCOPE], h[H.H_SCOPE_ROWS], H.SCOPE_COLS)
+    pre_l = _f64(h[H.H_PRE], maxf)
+    pre_r = _f64(h[H.H_PRE] + 8 * maxf, maxf)
+    ceiling = min(max(ctl[H.C_LIMIT_CEILING], 0.0), 0.999)
+    release = 1.0 / max(ctl[H.C_RELEASE_S] * sr, 1.0)
+    master = 0.0 if ctl[H.C_MUTE] != 0.0 else ctl[H.C_MASTER_GAIN]
+    g = ctl[H.C_LIMIT_GAIN]
+    out_peak = 0.0
+    shead = ridx[H.R_SCOPE_HEAD]
+    srows = scope.shape[0]
     dc_on = ctl[H.C_DC_BLOCK] != 0.0
     dc_r = math.exp(-2.0 * math.pi * DC_BLOCK_HZ / sr)
     dxl, dyl = ctl[H.C_DC_STATE], ctl[H.C_DC_STATE + 1]
@@ -394,22 +449,11 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
         for c in range(2, nout):
             outp[o + c] = left
         scope[(shead + i) % srows, H.SC_OUT_LEFT] = left
-    shead += n
-    ridx[H.R_SCOPE_HEAD] = shead
+    ridx[H.R_SCOPE_HEAD] = shead + n
     ctl[H.C_LIMIT_GAIN] = g
     ctl[H.C_DC_STATE], ctl[H.C_DC_STATE + 1] = dxl, dyl
     ctl[H.C_DC_STATE + 2], ctl[H.C_DC_STATE + 3] = dxr, dyr
-    ctl[H.C_SONIFY_PHASE], ctl[H.C_SONIFY_LEVEL] = sono_ph, sono_lv
-    ctl[H.C_MODE_NOW] = mode_new
     ctl[H.C_OUT_PEAK] = max(ctl[H.C_OUT_PEAK], out_peak)
-    if fading:
-        if fade_pos >= fade_len:
-            # the incoming circuit is now the one playing; the session may free the old one
-            ctl[H.C_ACTIVE_SLOT] = 1 - active
-            ctl[H.C_FADE_POS] = -1.0
-            ctl[H.C_SWAP_ACK] = ctl[H.C_SWAP_REQ]
-        else:
-            ctl[H.C_FADE_POS] = fade_pos
 
 
 @njit(nogil=True, cache=True)
