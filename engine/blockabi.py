@@ -11,27 +11,30 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from engine.words import declare
+
 # slot table words
-S_X = 0             # float64[n]: the input block
-S_OUT = 1           # float64[n, 3]: target, learned, loss per sample
-S_TRACE = 2         # float64[rows, cols]
-S_TRACE_ROWS = 3
-S_TRACE_COLS = 4
-S_ST = 5            # float64[st_len]: the kernel state
-S_ST_LEN = 6
-S_CFG = 7           # float64[cfg_len]: the kernel settings
-S_CFG_LEN = 8
-S_BLOCK_FN = 9      # address of the module's `block` cfunc
-S_MAX_FRAMES = 10   # capacity of x and out
-S_N_PARAMS = 11
-S_THETA = 12        # offset of theta in st
-S_INIT = 13         # float64[P]: values a reset restores
-# words 14-16 are free (the hidden knobs' goals now live in cfg: the kernel glides per sample)
-S_LO = 17           # offset of lo[] in cfg
-S_HI = 18           # offset of hi[] in cfg
-S_BANK_INDEX = 19   # st index of the active bank (LACTOSE), -1 when there are no banks
-S_PROCESSOR = 20    # host only: address of the processor table (the ground truth) that feeds `sptmod` (0: none)
 SLOT_WORDS = 24
+declare(globals(), "S_", """
+    X                  # float64[n]: the input block
+    OUT                # float64[n, 3]: target, learned, loss per sample
+    TRACE              # float64[rows, cols]
+    TRACE_ROWS
+    TRACE_COLS
+    ST                 # float64[st_len]: the kernel state
+    ST_LEN
+    CFG                # float64[cfg_len]: the kernel settings
+    CFG_LEN
+    BLOCK_FN           # address of the module's `block` cfunc
+    MAX_FRAMES         # capacity of x and out
+    N_PARAMS
+    THETA              # offset of theta in st
+    INIT               # float64[P]: values a reset restores
+    LO                 # offset of lo[] in cfg
+    HI                 # offset of hi[] in cfg
+    BANK_INDEX         # st index of the active bank (LACTOSE), -1 when there are no banks
+    PROCESSOR          # host only: the processor table (a ground truth) that feeds `sptmod` (0: none)
+""", end=SLOT_WORDS)
 
 BLOCK_SIGNATURE = types.int64(types.voidptr, types.int64)
 

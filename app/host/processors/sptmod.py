@@ -7,10 +7,24 @@ from numba import carray, njit
 from engine import blockabi as B
 from engine.sptmod.stream import G_P, stream_block
 from app.host.processors.base import Processor, f64, i64
-from app.host.processors.words import KIND_WORDS, PR_IN, PR_LATENCY, PR_MAX_FRAMES, PR_OUT
+from app.host.processors.words import KIND_WORDS, PR_IN, PR_LATENCY, PR_MAX_FRAMES, PR_OUT, PROCESSOR_WORDS
+from engine.words import declare
 
-(S_WF, S_WF_LEN, S_RO, S_RO_LEN, S_BM, S_BM_ROWS, S_BM_COLS, S_GM, S_GM_LEN, S_WK, S_WK_LEN, S_IST,
- S_GCD) = range(KIND_WORDS, KIND_WORDS + 13)
+declare(globals(), "S_", """
+    WF                 # the stream's arrays (SptModStream.arrays) and their sizes
+    WF_LEN
+    RO
+    RO_LEN
+    BM
+    BM_ROWS
+    BM_COLS
+    GM
+    GM_LEN
+    WK
+    WK_LEN
+    IST
+    GCD                # gcd of 64 and every chunk length since the last reset
+""", start=KIND_WORDS, end=PROCESSOR_WORDS)
 
 
 class SptModProcessor(Processor):
