@@ -101,21 +101,34 @@ def around(name: str, value: float, lo: float, hi: float, log: bool = False) -> 
 
 @dataclass
 class _Entry:
-    spec: KnobSpec
+    spec: KnobSpec | Callable[[float], KnobSpec]
     value: float
     write: Callable[[float], None]
+    clamp: bool
 
 
 @dataclass
 class KnobBank:
     """One value per knob. `define` registers a knob with its current value and the function
-    that applies a value (a mailbox write the callback reads at a block boundary); `set` clamps,
-    stores and applies. A knob's value lives here and only here: a slot built later, a preset
-    saved, the GUI redrawn — all read it from the bank."""
-    _knobs: dict[str, _Entry] = field(default_factory=dict)
+    that applies a value (to what the audio thread reads); `set` clamps, stores, logs the turn
+    and applies. A knob's value lives here and only here: the window, MIDI learn and presets read
+    it from the bank, and a circuit built while knobs turn takes the turns logged since its build
+    began (turned_since).
 
-    def define(self, spec: KnobSpec, value: float, write: Callable[[float], None] = lambda v: None):
-        self._knobs[spec.name] = _Entry(spec, spec.clamp(value), write)
+    A knob whose declaration is unbounded has no range of its own: define it with a function
+    value -> KnobSpec (its slider spans around the value) and clamp=False."""
+    _knobs: dict[str, _Entry] = field(default_factory=dict)
+    _turns: dict[str, tuple[float, int]] = field(default_factory=dict)
+    seq: int = 0                     # the number of the last turn
+
+    def define(self, spec, value: float, write: Callable[[float], None] = lambda v: None,
+               clamp: bool = True, name: str | None = None):
+        """spec: a KnobSpec, or a function value -> KnobSpec (then give `name`)."""
+        name = spec.name if isinstance(spec, KnobSpec) else name
+        entry = _Entry(spec, float(value), write, clamp)
+        if clamp:
+            entry.value = self._spec(entry).clamp(value)
+        self._knobs[name] = entry
 
     def forget(self, prefix: str):
         """Drop every knob whose name starts with prefix (a circuit or a model went away)."""
@@ -129,10 +142,10 @@ class KnobBank:
         return [n for n in self._knobs if n.startswith(prefix)]
 
     def spec(self, name: str) -> KnobSpec:
-        return self._entry(name).spec
+        return self._spec(self._entry(name))
 
     def specs(self, prefix: str = "") -> dict[str, KnobSpec]:
-        return {n: e.spec for n, e in self._knobs.items() if n.startswith(prefix)}
+        return {n: self._spec(e) for n, e in self._knobs.items() if n.startswith(prefix)}
 
     def value(self, name: str) -> float:
         return self._entry(name).value
@@ -145,16 +158,27 @@ class KnobBank:
         entry = self._entry(name)
         if not math.isfinite(value):
             raise KnobError(f"knob '{name}': {value} is not a finite number")
-        entry.value = entry.spec.clamp(value)
+        entry.value = self._spec(entry).clamp(value) if entry.clamp else float(value)
+        self.seq += 1
+        self._turns[name] = (entry.value, self.seq)
         entry.write(entry.value)
         return entry.value
 
     def set_fraction(self, name: str, fraction: float) -> float:
-        return self.set(name, self._entry(name).spec.value_at(fraction))
+        return self.set(name, self.spec(name).value_at(fraction))
 
     def fraction(self, name: str) -> float:
         entry = self._entry(name)
-        return entry.spec.fraction_of(entry.value)
+        return self._spec(entry).fraction_of(entry.value)
+
+    def turned_since(self, seq: int) -> dict[str, float]:
+        """{name: value} of the knobs turned after turn number `seq` (also of knobs since
+        forgotten: a circuit being built may have them)."""
+        return {n: v for n, (v, s) in self._turns.items() if s > seq}
+
+    @staticmethod
+    def _spec(entry: _Entry) -> KnobSpec:
+        return entry.spec if isinstance(entry.spec, KnobSpec) else entry.spec(entry.value)
 
     def _entry(self, name: str) -> _Entry:
         try:

@@ -27,7 +27,7 @@ from app.host import layout as H
 from app.host.stream import AudioUnavailable, open_stream
 from app.host.memory import HostMemory, Slot
 from app.host.telemetry import TelemetryReader
-from app.knobs import KnobSpec, around
+from app.knobs import KnobBank, KnobSpec, around
 
 
 LOSSES = LOSS_NAMES                 # the choices a window offers (engine/learn's tables)
@@ -92,11 +92,11 @@ class Session:
         self.stream = None
         self._swap_lock = threading.Lock()
         self._midi_lock = threading.Lock()
-        # knob turns are numbered so that a circuit compiled meanwhile takes the ones made after
-        # its build began (a turn during a 1 s compile used to snap back at the swap)
+        # the one owner of knob values: hidden parameters and model controls ('hidden:NAME'),
+        # insert controls ('insert:NAME'). Turns are numbered, so a circuit compiled meanwhile
+        # takes the ones made after its build began (a turn during a compile is never lost)
+        self.knob_bank = KnobBank()
         self._knob_lock = threading.Lock()
-        self._knob_seq = 0
-        self._turned: dict[str, tuple[float, int]] = {}
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualtone-compile")
         self.on_program_change: list = []
         self.midi_dropped = 0
@@ -206,7 +206,7 @@ class Session:
     def load(self, spec: CircuitSpec, progress=_progress_none):
         """Build spec and make it the running circuit (crossfaded when audio is running). The old
         circuit keeps playing until the new one is compiled."""
-        knob_seq = self._knob_seq            # turns after this point carry over to the new circuit
+        knob_seq = self.knob_bank.seq        # turns after this point carry over to the new circuit
         slot = self.build(spec, progress)
         progress("switching", 0.95)
         self._install(slot, spec, knob_seq)
@@ -221,6 +221,7 @@ class Session:
         with self._swap_lock:
             with self._knob_lock:               # no turn slips between catching up and installing
                 self._catch_up(slot, spec, knob_seq)
+                self._define_circuit_knobs(slot, spec)
                 if not self.running or mem.active is None:
                     mem.install(mem.active_index, slot)
                     self.spec = spec
@@ -256,52 +257,67 @@ class Session:
 
     def _catch_up(self, slot: Slot, spec: CircuitSpec, knob_seq: int):
         """Give a slot about to be installed the knob turns made after its load began."""
-        for name, (value, seq) in self._turned.items():
-            if seq > knob_seq and self._has_knob(slot, name):
+        for knob, value in self.knob_bank.turned_since(knob_seq).items():
+            kind, _, name = knob.partition(":")
+            if kind == "hidden" and self._has_knob(slot, name):
                 self._apply_hidden(slot, name, value, playing=False)
                 spec.hidden[name] = value
+
+    def _define_circuit_knobs(self, slot: Slot, spec: CircuitSpec):
+        """The bank's 'hidden:' knobs become the incoming circuit's: its hidden parameters (a
+        declared range, else a slider around the value) and its model's controls."""
+        bank, learner = self.knob_bank, slot.learner
+        bank.forget("hidden:")
+        for name in learner.layout.hidden:
+            decl = spec.declaration(name)
+            lo, hi, log = (-math.inf, math.inf, False) if decl is None else (decl.lo, decl.hi, decl.log)
+            bank.define(lambda v, knob=f"hidden:{name}", lo=lo, hi=hi, log=log: around(knob, v, lo, hi, log),
+                        learner.hidden[name], self._hidden_writer(name), clamp=False, name=f"hidden:{name}")
+        for c in (slot.model_file.controls if slot.model_file is not None else ()):
+            bank.define(KnobSpec(f"hidden:{c['name']}", c["min"], c["max"]), slot.model_controls[c["name"]],
+                        self._hidden_writer(c["name"]))
+
+    def _hidden_writer(self, name: str):
+        def write(value: float):
+            """To every installed slot that has the knob (the playing one and one fading in)."""
+            for slot in dict.fromkeys(s for s in self.memory.slots if s is not None):
+                if self._has_knob(slot, name):
+                    self._apply_hidden(slot, name, value, playing=self.running)
+            self._latch_controls()
+            if self.spec is not None:
+                self.spec.hidden[name] = value
+        return write
 
     @staticmethod
     def _has_knob(slot: Slot, name: str) -> bool:
         return name in slot.model_controls or name in slot.learner.layout.hidden
 
-    def _apply_hidden(self, slot: Slot, name: str, value: float, playing: bool) -> float:
-        """Write a hidden value into a slot (clamped for a model control); returns what was set.
-        playing: the callback runs this slot, so the value glides there from the goal."""
+    def _apply_hidden(self, slot: Slot, name: str, value: float, playing: bool):
+        """Write a knob's value (already clamped by the bank) into a slot. playing: the callback
+        runs this slot, so the value glides there from the goal."""
         if name in slot.model_controls:
-            c = next(c for c in slot.model_file.controls if c["name"] == name)
-            value = min(max(value, c["min"]), c["max"])
             self._controls_taken()
             slot.set_model_control(name, value)
             if not playing:                       # the callback does not run this slot's model
                 slot.processor.latch_now()
-            return value
+            return
         learner = slot.learner
         k = learner.layout.hidden.index(name)
         slot.hidden_goal[k] = value
         learner.hidden[name] = value
         if not playing:
             learner.cfg[learner.layout.cfg_hidden + k] = value
-        return value
 
     # ---- live controls (mailbox writes; never block the callback)
     def set_hidden(self, name: str, value: float):
         self._need_learner()
         value = self.memory.finite(value, f"the hidden value of '{name}'")
         with self._knob_lock:
-            slot = self.memory.active
-            if not self._has_knob(slot, name):
+            if f"hidden:{name}" not in self.knob_bank:
+                have = self.memory.active.learner.layout.hidden
                 raise SessionError(f"the target has no parameter named '{name}' (its parameters: "
-                                   f"{', '.join(slot.learner.layout.hidden) or 'none'})")
-            value = self._apply_hidden(slot, name, value, playing=self.running)
-            # a circuit fading in (installed, not yet active) takes the turn as well
-            other = self.memory.slots[1 - self.memory.active_index]
-            if other is not None and other is not slot and self._has_knob(other, name):
-                self._apply_hidden(other, name, value, playing=self.running)
-            self._latch_controls()
-            self.spec.hidden[name] = value
-            self._knob_seq += 1
-            self._turned[name] = (value, self._knob_seq)
+                                   f"{', '.join(have) or 'none'})")
+            self.knob_bank.set(f"hidden:{name}", value)
 
     # ---- the output insert
     def set_insert(self, path, controls: dict | None = None, sha256: str | None = None):
@@ -310,6 +326,7 @@ class Session:
         'insert:NAME'. sha256: the content hash a preset was saved with (another file is refused)."""
         if path is None:
             self.memory.set_insert(None)
+            self.knob_bank.forget("insert:")
             return
         from app.host.memory import Insert
         model = _checked_model(path, sha256)
@@ -322,26 +339,34 @@ class Session:
             values[name] = min(max(self.memory.finite(v, f"the insert control '{name}'"), c["min"]), c["max"])
         insert = Insert(model, self.memory.max_frames, values)
         insert.path = str(Path(path).resolve())
-        self.memory.set_insert(insert)
+        with self._knob_lock:
+            self.memory.set_insert(insert)
+            self.knob_bank.forget("insert:")
+            for c in model.controls:
+                self.knob_bank.define(KnobSpec(f"insert:{c['name']}", c["min"], c["max"]),
+                                      insert.controls[c["name"]], self._insert_writer(insert, c["name"]))
+
+    def _insert_writer(self, insert, name: str):
+        def write(value: float):
+            self._controls_taken()
+            insert.set_control(name, value)
+            self._latch_controls()
+        return write
 
     def insert(self) -> dict | None:
         """{"model", "sha256", "controls", "restarts", "latency"} of the output insert, or None."""
         ins = self.memory.insert
         if ins is None:
             return None
-        return {"model": ins.path, "sha256": ins.model.sha256, "controls": dict(ins.controls),
+        return {"model": ins.path, "sha256": ins.model.sha256, "controls": self.knob_bank.values("insert:"),
                 "restarts": ins.restarts, "latency": ins.latency}
 
     def set_insert_control(self, name: str, value: float):
-        ins = self.memory.insert
-        if ins is None or name not in ins.controls:
+        if f"insert:{name}" not in self.knob_bank:
             raise SessionError(f"the output insert has no control named '{name}'")
-        c = next(q for q in ins.model.controls if q["name"] == name)
-        value = min(max(self.memory.finite(value, f"the insert control '{name}'"), c["min"]), c["max"])
+        value = self.memory.finite(value, f"the insert control '{name}'")
         with self._knob_lock:
-            self._controls_taken()
-            ins.set_control(name, value)
-            self._latch_controls()
+            self.knob_bank.set(f"insert:{name}", value)
 
     def _controls_taken(self):
         """Wait until the callback took the last prepared controls (their buffers are free again)."""
@@ -359,8 +384,8 @@ class Session:
 
     def hidden(self) -> dict:
         """The ground truth's knobs: the target's hidden parameters and the model's controls."""
-        learner = self._need_learner()
-        return {**learner.hidden, **self.memory.active.model_controls}
+        self._need_learner()
+        return self.knob_bank.values("hidden:")
 
     def configure(self, **changes):
         """Change learning settings live (loss, window, optimizer, lr, ...); no recompilation."""
@@ -488,26 +513,20 @@ class Session:
             row[H.M_A], row[H.M_B], row[H.M_C] = freq_hz, 1.0 if gate else 0.0, amplitude
             idx[H.R_MIDI_HEAD] = head + 1
 
+    _SETTING_KNOBS = {"lr": KnobSpec("lr", 1e-6, 1.0, "log"), "master": KnobSpec("master", 0.0, 1.0),
+                      "source_hz": KnobSpec("source_hz", 20.0, 20000.0, "log")}
+
     def knobs(self) -> dict:
-        """Everything a MIDI CC (or a GUI slider) can turn, with its range."""
-        out = {"lr": KnobSpec("lr", 1e-6, 1.0, "log"), "master": KnobSpec("master", 0.0, 1.0),
-               "source_hz": KnobSpec("source_hz", 20.0, 20000.0, "log")}
-        learner, spec = self.learner, self.spec
-        if learner is not None and spec is not None:
-            for name in learner.layout.hidden:
-                decl = spec.declaration(name)
-                lo, hi, log = (-math.inf, math.inf, False) if decl is None else (decl.lo, decl.hi, decl.log)
-                out[f"hidden:{name}"] = around(f"hidden:{name}", learner.hidden[name], lo, hi, log)
-            slot = self.memory.active
-            for c in (slot.model_file.controls if slot.model_file is not None else ()):
-                out[f"hidden:{c['name']}"] = KnobSpec(f"hidden:{c['name']}", c["min"], c["max"])
-        if self.memory.insert is not None:
-            for c in self.memory.insert.model.controls:
-                out[f"insert:{c['name']}"] = KnobSpec(f"insert:{c['name']}", c["min"], c["max"])
-        return out
+        """Everything a MIDI CC (or a GUI slider) can turn, with its range: three settings and
+        the bank's knobs (the ground truth's hidden parameters and controls, the insert's)."""
+        return {**self._SETTING_KNOBS, **self.knob_bank.specs()}
 
     def set_knob(self, name: str, fraction: float):
-        knob = self.knobs().get(name)
+        if name in self.knob_bank:
+            with self._knob_lock:
+                self.knob_bank.set_fraction(name, fraction)
+            return
+        knob = self._SETTING_KNOBS.get(name)
         if knob is None:
             raise SessionError(f"no knob named '{name}'")
         v = knob.value_at(fraction)
@@ -515,12 +534,8 @@ class Session:
             self.configure(lr=v)
         elif name == "master":
             self.set_master_gain(v)
-        elif name == "source_hz":
-            self.memory.ctl[H.C_SOURCE_HZ] = v
-        elif name.startswith("insert:"):
-            self.set_insert_control(name.split(":", 1)[1], v)
         else:
-            self.set_hidden(name.split(":", 1)[1], v)
+            self.memory.ctl[H.C_SOURCE_HZ] = v
 
     def program_change(self, number: int):
         for fn in list(self.on_program_change):
@@ -537,7 +552,9 @@ class Session:
     def model_controls(self) -> dict:
         """The running SPTMod ground truth's controls and their values ({} without one)."""
         slot = self.memory.active
-        return {} if slot is None else dict(slot.model_controls)
+        if slot is None:
+            return {}
+        return {n: v for n, v in self.knob_bank.values("hidden:").items() if n in slot.model_controls}
 
     def counters(self) -> dict:
         c = self.memory.ctl

@@ -184,7 +184,7 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
             result["insert"] = session.insert()
         if spec.model is not None:
             result["sptmod"] = {"model": spec.model, "sha256": spec.model_sha256,
-                                "controls": dict(session.memory.active.model_controls),
+                                "controls": session.model_controls(),
                                 "restarts": counters["model_restarts"]}
     print(json.dumps(result))
     return 0

@@ -85,3 +85,24 @@ def test_the_bank_holds_one_clamped_value_per_knob_and_applies_it():
     assert "insert:drive" not in bank
     with pytest.raises(KnobError, match=r"^no knob named 'insert:drive' \(knobs: hidden:g\)$"):
         bank.value("insert:drive")
+
+
+def test_the_bank_logs_turns_for_circuits_built_meanwhile():
+    bank = KnobBank()
+    written = []
+    bank.define(KnobSpec("hidden:a", 0.0, 1.0), 0.2, written.append)
+    start = bank.seq                              # a build begins here
+    assert bank.set("hidden:a", 0.7) == 0.7 and written == [0.7]
+    bank.forget("hidden:")                         # the old circuit's knobs go away...
+    assert "hidden:a" not in bank
+    assert bank.turned_since(start) == {"hidden:a": 0.7}    # ...but the turn is remembered
+    assert bank.turned_since(bank.seq) == {}
+
+
+def test_an_unbounded_knob_is_not_clamped_and_its_slider_spans_around_its_value():
+    bank = KnobBank()
+    bank.define(lambda v: around("hidden:g", v, -math.inf, math.inf), 0.5, clamp=False, name="hidden:g")
+    assert bank.spec("hidden:g") == KnobSpec("hidden:g", -1.0, 1.0)
+    assert bank.set("hidden:g", 7.0) == 7.0                    # a typed value is kept as typed
+    assert bank.spec("hidden:g") == KnobSpec("hidden:g", -14.0, 14.0)
+    assert bank.fraction("hidden:g") == pytest.approx(0.75)

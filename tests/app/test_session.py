@@ -177,6 +177,20 @@ def test_a_knob_turned_while_a_new_circuit_compiles_is_kept(session):
     _wait(lambda: abs(session.params()["dc"] + 0.8) < 1e-2)     # the learner chases the new value
 
 
+def test_the_knob_bank_owns_the_values_the_window_midi_and_presets_read(session):
+    """One value per knob, in the session's KnobBank: a slider turn (set_knob) lands there and is
+    pushed to the kernel's goal and to the spec a preset is saved from; hidden() reads the bank."""
+    session.set_knob("hidden:dc", 0.25)            # dc has no declared range: around 0.5 -> [-1, 1]
+    assert session.knob_bank.value("hidden:dc") == -0.5
+    assert session.hidden() == session.knob_bank.values("hidden:") == {"gain": 0.5, "dc": -0.5}
+    slot = session.memory.active
+    assert slot.hidden_goal[slot.learner.layout.hidden.index("dc")] == -0.5
+    assert session.spec.hidden["dc"] == -0.5
+    assert session.knobs()["hidden:dc"] == session.knob_bank.spec("hidden:dc")
+    with pytest.raises(SessionError, match="no knob named 'hidden:nope'"):
+        session.set_knob("hidden:nope", 0.5)
+
+
 def test_a_spec_loaded_with_its_own_hidden_values_keeps_them(session):
     """Only knobs turned during the compile carry over: a preset's own values win otherwise."""
     session.start()
