@@ -343,7 +343,7 @@ def _weights_of(arrays: dict) -> dict:
 
 
 def _config_from(kind: str, d) -> tuple[object | None, list]:
-    from engine.sptmod.stream import SptConfig
+    from engine.sptmod.config import SptConfig
     if not isinstance(d, dict):
         return None, ["config: expected a JSON object"]
     try:
@@ -424,7 +424,7 @@ def _load_upstream(arrays: dict, path: Path) -> tuple[SptModel | None, list]:
         problems.append("weights the inference path does not know: " + ", ".join(unknown[:8])
                         + (f" (and {len(unknown) - 8} more)" if len(unknown) > 8 else ""))
     problems += check_weights(weights, shapes, dtype_strict=False)
-    from engine.sptmod.stream import upsample_kernel
+    from engine.sptmod.config import upsample_kernel
     kernel = upsample_kernel(config.hidden, config.pool)
     for j in range(len(config.channels)):           # fixed, not loaded: must equal the formula
         k = all_weights.get(f"s_tfilms.{j}.upsample.convt.weight")

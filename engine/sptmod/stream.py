@@ -47,558 +47,13 @@ convolution histories and LSTM states until `reset()` (spec 3.9): the host must 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
+
+from engine.sptmod import kernels as K
+from engine.sptmod.config import SptConfig, upsample_kernel, whole_number
 
 __all__ = ["SptConfig", "SptModStream", "upsample_kernel"]
-
-
-# ------------------------------------------------------------------------------------------------
-# configuration
-
-
-def _int_list(name, value):
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ValueError(f"SptConfig.{name} must be a list of integers, got {value!r}")
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise ValueError(f"SptConfig.{name} must be a list of integers, got {value!r}")
-        out.append(int(v))
-    return out
-
-
-def _int(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise ValueError(f"SptConfig.{name} must be an integer, got {v!r}")
-    return int(v)
-
-
-@dataclass
-class SptConfig:
-    """The inference-relevant hyperparameters of an SPTMod model (spec 2.1, 2.10).
-
-    channels, kernels, dilations: C_j, k_j, d_j of the J ModBlocks' causal convolutions;
-    pool: P, the frame length (pooling size; 64 in both papers' configurations);
-    hidden: H, the LSTM size; n_params: number of controls; film_hidden: the hidden widths of each
-    ModBlock's control MLP (used only when n_params > 0); input_channels: 1 (mono; the only
-    supported value).
-    """
-    channels: list[int]
-    kernels: list[int]
-    dilations: list[int]
-    pool: int = 64
-    hidden: int = 31
-    n_params: int = 0
-    film_hidden: list[int] = field(default_factory=list)
-    input_channels: int = 1
-
-    _KEYS = ("channels", "kernels", "dilations", "pool", "hidden", "n_params", "film_hidden",
-             "input_channels")
-
-    @property
-    def blocks(self) -> int:
-        return len(self.channels)
-
-    @classmethod
-    def from_upstream(cls, cfg: dict) -> "SptConfig":
-        """From the upstream constructor arguments (the golden files' `config` JSON, spec 2.10).
-        Options this inference path does not implement (sidechain, max pooling, GRU, condnet,
-        multi-channel input) raise ValueError; the SPN keys (spnet*) are ignored."""
-        if not isinstance(cfg, dict):
-            raise ValueError("the upstream configuration must be a JSON object")
-        required = ("s_channels_list", "s_kernel_size_list", "s_dilation_list", "tfilm_block_size",
-                    "rnn_hidden_size")
-        missing = [k for k in required if k not in cfg]
-        if missing:
-            raise ValueError(f"upstream configuration: missing key(s) {', '.join(missing)}")
-        checks = [("sidechain_channels", 0, "a sidechain is not supported"),
-                  ("tfilm_pooling_type", "avg", "only average pooling ('avg') is supported"),
-                  ("rnn_cell", "LSTM", "only the LSTM cell is supported"),
-                  ("cond_size", None, "the condnet MLP (cond_size) is not supported")]
-        for key, want, why in checks:
-            if key in cfg and cfg[key] != want:
-                raise ValueError(f"upstream configuration: {key} = {cfg[key]!r}: {why}")
-        n_params = cfg.get("n_params", 0)
-        film = cfg.get("film_hidden_neurons_list", None)
-        if film is None:
-            if n_params:
-                raise ValueError("upstream configuration: n_params > 0 needs film_hidden_neurons_list")
-            film = []
-        c = cls(channels=_int_list("channels", cfg["s_channels_list"]),
-                kernels=_int_list("kernels", cfg["s_kernel_size_list"]),
-                dilations=_int_list("dilations", cfg["s_dilation_list"]),
-                pool=cfg["tfilm_block_size"], hidden=cfg["rnn_hidden_size"], n_params=n_params,
-                film_hidden=list(film), input_channels=cfg.get("input_channels", 1))
-        c.validate()
-        return c
-
-    def to_dict(self) -> dict:
-        return {"channels": list(self.channels), "kernels": list(self.kernels),
-                "dilations": list(self.dilations), "pool": self.pool, "hidden": self.hidden,
-                "n_params": self.n_params, "film_hidden": list(self.film_hidden),
-                "input_channels": self.input_channels}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SptConfig":
-        if not isinstance(d, dict):
-            raise ValueError("an SptConfig dictionary must be a dict")
-        unknown = sorted(set(d) - set(cls._KEYS))
-        if unknown:
-            raise ValueError(f"SptConfig: unknown key(s) {', '.join(unknown)}")
-        missing = [k for k in ("channels", "kernels", "dilations") if k not in d]
-        if missing:
-            raise ValueError(f"SptConfig: missing key(s) {', '.join(missing)}")
-        c = cls(**{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()})
-        c.validate()
-        return c
-
-    def validate(self) -> None:
-        """Raise ValueError with a clear message if the configuration is unusable."""
-        ch = _int_list("channels", self.channels)
-        ks = _int_list("kernels", self.kernels)
-        ds = _int_list("dilations", self.dilations)
-        fh = _int_list("film_hidden", self.film_hidden)
-        if not ch:
-            raise ValueError("SptConfig.channels: at least one ModBlock is needed")
-        if not (len(ch) == len(ks) == len(ds)):
-            raise ValueError(f"SptConfig: channels, kernels and dilations must have the same length "
-                             f"(one entry per ModBlock), got {len(ch)}, {len(ks)}, {len(ds)}")
-        for name, vals in (("channels", ch), ("kernels", ks), ("dilations", ds),
-                           ("film_hidden", fh)):
-            bad = [v for v in vals if v < 1]
-            if bad:
-                raise ValueError(f"SptConfig.{name}: every entry must be >= 1, got {vals}")
-        pool = _int("pool", self.pool)
-        if pool < 1:
-            raise ValueError(f"SptConfig.pool (the frame length P) must be >= 1, got {pool}")
-        if _int("hidden", self.hidden) < 1:
-            raise ValueError(f"SptConfig.hidden (the LSTM size H) must be >= 1, got {self.hidden}")
-        if _int("n_params", self.n_params) < 0:
-            raise ValueError(f"SptConfig.n_params must be >= 0, got {self.n_params}")
-        if _int("input_channels", self.input_channels) != 1:
-            raise ValueError(f"SptConfig.input_channels must be 1 (mono; multi-channel SPTMod is "
-                             f"not implemented), got {self.input_channels}")
-
-    def weight_shapes(self) -> dict[str, tuple]:
-        """The state_dict entries the inference path needs, with their shapes (spec 2.11). Not
-        listed (and ignored if given): the fixed interpolation kernels `s_tfilms.{j}.upsample.*`
-        (regenerated; checked against the formula when present), the last block's unused
-        `s_conv11s.{J-1}.*`, and the SPN `spnet.*`."""
-        self.validate()
-        J, H, cin = self.blocks, self.hidden, self.input_channels
-        shapes: dict[str, tuple] = {}
-        prev = cin
-        for j in range(J):
-            C, k = self.channels[j], self.kernels[j]
-            shapes[f"s_convs.{j}.conv.weight"] = (C, prev, k)
-            shapes[f"s_convs.{j}.conv.bias"] = (C,)
-            shapes[f"s_acts.{j}.weight"] = (C,)
-            if self.n_params > 0:
-                width = self.n_params
-                for li, h in enumerate(self.film_hidden):
-                    shapes[f"s_tfilms.{j}.film_nn.{li}.0.weight"] = (h, width)
-                    shapes[f"s_tfilms.{j}.film_nn.{li}.0.bias"] = (h,)
-                    shapes[f"s_tfilms.{j}.film_nn.{li}.1.weight"] = (h,)
-                    width = h
-                last = len(self.film_hidden)
-                shapes[f"s_tfilms.{j}.film_nn.{last}.weight"] = (2 * C, width)
-                shapes[f"s_tfilms.{j}.film_nn.{last}.bias"] = (2 * C,)
-            shapes[f"s_tfilms.{j}.rnn.rnn.weight_ih_l0"] = (4 * H, C)
-            shapes[f"s_tfilms.{j}.rnn.rnn.weight_hh_l0"] = (4 * H, H)
-            shapes[f"s_tfilms.{j}.rnn.rnn.bias_ih_l0"] = (4 * H,)
-            shapes[f"s_tfilms.{j}.rnn.rnn.bias_hh_l0"] = (4 * H,)
-            shapes[f"s_conv11f.{j}.weight"] = (2 * cin, H, 1)
-            shapes[f"s_conv11f.{j}.bias"] = (2 * cin,)
-            if j < J - 1:
-                shapes[f"s_conv11s.{j}.weight"] = (2 * C, H, 1)
-                shapes[f"s_conv11s.{j}.bias"] = (2 * C,)
-            prev = C
-        return shapes
-
-
-def upsample_kernel(hidden: int, pool: int) -> np.ndarray:
-    """The fixed linear-interpolation kernel upstream stores as `s_tfilms.{j}.upsample.convt.weight`
-    (H, 1, 2P): w[k] = k/P for k < P, 1 - (k - P)/P for P <= k < 2P (spec 2.5 step 6)."""
-    k = np.arange(2 * pool, dtype=np.float64)
-    w = np.where(k < pool, k / pool, 1.0 - (k - pool) / pool)
-    return np.broadcast_to(w, (hidden, 1, 2 * pool)).copy()
-
-
-# ------------------------------------------------------------------------------------------------
-# the Numba kernels
-#
-# wf (model dtype): flat weights. wf[0] = 0, wf[1] = 1, wf[2] = 1/P; then the interpolation
-#     weights wp[r] = 1 - r/P and wc[r] = r/P, and each block's arrays at the offsets of bm.
-# ro (int64): for each block, the absolute offset in wk of every convolution row (i, kappa):
-#     U_j's row i starts at B_OUB + i*B_US; tap kappa reads from column kappa*d.
-# bm (int64, J x B_N): per-block sizes and offsets (the B_* constants).
-# gm (int64): global sizes and offsets (the G_* constants).
-# wk (model dtype): per block the input buffer [U_j | block] (Cin rows of sigma_j + max_block) and
-#     h_j, c_j; then scratch: v (Cmax x max_block), z (Fmax x Cmax), E ((Fmax+1) x H), gates (4H),
-#     A ((Fmax+1) x 2), S ((Fmax+1) x 2Cmax), the audio path (max_block), the FIFO's input (P) and
-#     output queue (2P).
-# ist (int64): [samples waiting in the input FIFO, samples waiting in the output queue].
-
-(B_CIN, B_C, B_K, B_D, B_SIG, B_OUB, B_US, B_WCONV, B_BCONV, B_ALPHA, B_WLSTM, B_BLSTM, B_WMU,
- B_BMU, B_WS, B_BS, B_GAMMA, B_BETA, B_H, B_CC, B_RO, B_SERIES, B_N) = range(23)
-(G_J, G_H, G_P, G_MAXB, G_V, G_Z, G_E, G_G, G_A, G_S, G_AUDIO, G_WP, G_WC, G_IN, G_Q, G_QCAP,
- G_N) = range(17)
-
-_JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
-def _frame_sum(v, lo, n):
-    s = v[lo]
-    for t in range(lo + 1, lo + n):
-        s += v[t]
-    return s
-
-
-@njit(**_JIT)
-def _conv(wk, wf, ro, bm, j, vo, M):
-    """v[o, t] = b[o] + sum_r W[o, r] * wk[ro[r] + t] for the C rows of block j (o in blocks of 4,
-    4 input rows per pass: one load/store of v per 16 multiply-adds)."""
-    C = bm[j, B_C]
-    R = bm[j, B_CIN] * bm[j, B_K]
-    wo = bm[j, B_WCONV]
-    bo = bm[j, B_BCONV]
-    rb = bm[j, B_RO]
-    R4 = R - R % 4
-    o = 0
-    while o < C:
-        if o + 3 < C:
-            v0 = wk[vo + o * M: vo + o * M + M]
-            v1 = wk[vo + (o + 1) * M: vo + (o + 1) * M + M]
-            v2 = wk[vo + (o + 2) * M: vo + (o + 2) * M + M]
-            v3 = wk[vo + (o + 3) * M: vo + (o + 3) * M + M]
-            b0 = wf[bo + o]
-            b1 = wf[bo + o + 1]
-            b2 = wf[bo + o + 2]
-            b3 = wf[bo + o + 3]
-            for t in range(M):
-                v0[t] = b0
-                v1[t] = b1
-                v2[t] = b2
-                v3[t] = b3
-            w0 = wf[wo + o * R: wo + o * R + R]
-            w1 = wf[wo + (o + 1) * R: wo + (o + 1) * R + R]
-            w2 = wf[wo + (o + 2) * R: wo + (o + 2) * R + R]
-            w3 = wf[wo + (o + 3) * R: wo + (o + 3) * R + R]
-            for r in range(0, R4, 4):
-                a0 = w0[r]
-                a1 = w0[r + 1]
-                a2 = w0[r + 2]
-                a3 = w0[r + 3]
-                c0 = w1[r]
-                c1 = w1[r + 1]
-                c2 = w1[r + 2]
-                c3 = w1[r + 3]
-                d0 = w2[r]
-                d1 = w2[r + 1]
-                d2 = w2[r + 2]
-                d3 = w2[r + 3]
-                e0 = w3[r]
-                e1 = w3[r + 1]
-                e2 = w3[r + 2]
-                e3 = w3[r + 3]
-                p0 = ro[rb + r]
-                p1 = ro[rb + r + 1]
-                p2 = ro[rb + r + 2]
-                p3 = ro[rb + r + 3]
-                u0 = wk[p0: p0 + M]
-                u1 = wk[p1: p1 + M]
-                u2 = wk[p2: p2 + M]
-                u3 = wk[p3: p3 + M]
-                for t in range(M):
-                    x0 = u0[t]
-                    x1 = u1[t]
-                    x2 = u2[t]
-                    x3 = u3[t]
-                    v0[t] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
-                    v1[t] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
-                    v2[t] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3
-                    v3[t] += e0 * x0 + e1 * x1 + e2 * x2 + e3 * x3
-            for r in range(R4, R):
-                a0 = w0[r]
-                c0 = w1[r]
-                d0 = w2[r]
-                e0 = w3[r]
-                p0 = ro[rb + r]
-                u0 = wk[p0: p0 + M]
-                for t in range(M):
-                    x0 = u0[t]
-                    v0[t] += a0 * x0
-                    v1[t] += c0 * x0
-                    v2[t] += d0 * x0
-                    v3[t] += e0 * x0
-            o += 4
-        else:
-            v0 = wk[vo + o * M: vo + o * M + M]
-            b0 = wf[bo + o]
-            for t in range(M):
-                v0[t] = b0
-            w0 = wf[wo + o * R: wo + o * R + R]
-            for r in range(0, R4, 4):
-                a0 = w0[r]
-                a1 = w0[r + 1]
-                a2 = w0[r + 2]
-                a3 = w0[r + 3]
-                p0 = ro[rb + r]
-                p1 = ro[rb + r + 1]
-                p2 = ro[rb + r + 2]
-                p3 = ro[rb + r + 3]
-                u0 = wk[p0: p0 + M]
-                u1 = wk[p1: p1 + M]
-                u2 = wk[p2: p2 + M]
-                u3 = wk[p3: p3 + M]
-                for t in range(M):
-                    v0[t] += a0 * u0[t] + a1 * u1[t] + a2 * u2[t] + a3 * u3[t]
-            for r in range(R4, R):
-                a0 = w0[r]
-                p0 = ro[rb + r]
-                u0 = wk[p0: p0 + M]
-                for t in range(M):
-                    v0[t] += a0 * u0[t]
-            o += 1
-
-
-@njit(**_JIT)
-def _core(M, wf, ro, bm, gm, wk):
-    """One aligned call of M samples (a multiple of P, at most max_block). The input is already in
-    block 0's buffer after its history; the output is left in the audio buffer wk[G_AUDIO:]."""
-    J = gm[G_J]
-    H = gm[G_H]
-    P = gm[G_P]
-    F = M // P
-    one = wf[1]
-    invp = wf[2]
-    wp = wf[gm[G_WP]: gm[G_WP] + P]
-    wc = wf[gm[G_WC]: gm[G_WC] + P]
-    vo = gm[G_V]
-    zo = gm[G_Z]
-    eo = gm[G_E]
-    ao = gm[G_A]
-    so = gm[G_S]
-    a = wk[gm[G_AUDIO]: gm[G_AUDIO] + M]
-    gates = wk[gm[G_G]: gm[G_G] + 4 * H]
-    src = bm[0, B_OUB] + bm[0, B_SIG]
-    for t in range(M):                       # a_0 = x (mono: s_0 = x too)
-        a[t] = wk[src + t]
-    for j in range(J):
-        cin = bm[j, B_CIN]
-        C = bm[j, B_C]
-        sig = bm[j, B_SIG]
-        oub = bm[j, B_OUB]
-        us = bm[j, B_US]
-        # 1. causal convolution over [U_j | s_j]
-        _conv(wk, wf, ro, bm, j, vo, M)
-        # U_j <- the last sigma_j columns of [U_j | s_j] (forward copy: safe when M < sigma_j)
-        for i in range(cin):
-            row = oub + i * us
-            for q in range(sig):
-                wk[row + q] = wk[row + M + q]
-        # 2.-4. PReLU, average pooling over the frames, control FiLM
-        alo = bm[j, B_ALPHA]
-        gmo = bm[j, B_GAMMA]
-        bto = bm[j, B_BETA]
-        for c in range(C):
-            al = wf[alo + c]
-            vr = wk[vo + c * M: vo + c * M + M]
-            for t in range(M):
-                val = vr[t]
-                vr[t] = val if val >= 0 else al * val
-            gam = wf[gmo + c]
-            bet = wf[bto + c]
-            for f in range(F):
-                zf = _frame_sum(vr, f * P, P) * invp
-                wk[zo + f * C + c] = gam * zf + bet
-        # 5. LSTM at frame rate; E[0] = h at the start of the call (= the interpolator's cache)
-        ho = bm[j, B_H]
-        co = bm[j, B_CC]
-        wl = bm[j, B_WLSTM]
-        bl = bm[j, B_BLSTM]
-        for q in range(H):
-            wk[eo + q] = wk[ho + q]
-        G4 = 4 * H
-        for f in range(F):
-            for n in range(G4):
-                gates[n] = wf[bl + n]
-            for q in range(C):
-                xi = wk[zo + f * C + q]
-                wrow = wf[wl + q * G4: wl + q * G4 + G4]
-                for n in range(G4):
-                    gates[n] += wrow[n] * xi
-            for q in range(H):
-                hq = wk[ho + q]
-                wrow = wf[wl + (C + q) * G4: wl + (C + q) * G4 + G4]
-                for n in range(G4):
-                    gates[n] += wrow[n] * hq
-            for n in range(H):
-                ig = one / (one + math.exp(-gates[n]))
-                fg = one / (one + math.exp(-gates[H + n]))
-                gg = math.tanh(gates[2 * H + n])
-                og = one / (one + math.exp(-gates[3 * H + n]))
-                cn = fg * wk[co + n] + ig * gg
-                wk[co + n] = cn
-                hn = og * math.tanh(cn)
-                wk[ho + n] = hn
-                wk[eo + (f + 1) * H + n] = hn
-        # 7.-8. the 1x1 convolutions at frame rate: A = W_mu E + b_mu, S = W_s E + b_s
-        wmu = bm[j, B_WMU]
-        bmu = bm[j, B_BMU]
-        series = bm[j, B_SERIES] != 0
-        S2 = 2 * C
-        wso = bm[j, B_WS]
-        bso = bm[j, B_BS]
-        for f in range(F + 1):
-            g0 = wf[bmu]
-            g1 = wf[bmu + 1]
-            for q in range(H):
-                e = wk[eo + f * H + q]
-                g0 += wf[wmu + 2 * q] * e
-                g1 += wf[wmu + 2 * q + 1] * e
-            wk[ao + 2 * f] = g0
-            wk[ao + 2 * f + 1] = g1
-            if series:
-                srow = wk[so + f * S2: so + f * S2 + S2]
-                for n in range(S2):
-                    srow[n] = wf[bso + n]
-                for q in range(H):
-                    e = wk[eo + f * H + q]
-                    wrow = wf[wso + q * S2: wso + q * S2 + S2]
-                    for n in range(S2):
-                        srow[n] += wrow[n] * e
-        # audio path: a <- g * a + o, (g, o) interpolated between frame ends
-        for f in range(F):
-            ga = wk[ao + 2 * f]
-            gb = wk[ao + 2 * f + 2]
-            oa = wk[ao + 2 * f + 1]
-            ob = wk[ao + 2 * f + 3]
-            af = a[f * P: f * P + P]
-            for r in range(P):
-                af[r] = (wp[r] * ga + wc[r] * gb) * af[r] + (wp[r] * oa + wc[r] * ob)
-        # series modulation: s_{j+1} = scale * v_j + shift, written after U_{j+1}
-        if series:
-            oub1 = bm[j + 1, B_OUB]
-            us1 = bm[j + 1, B_US]
-            sig1 = bm[j + 1, B_SIG]
-            for c in range(C):
-                dst = oub1 + c * us1 + sig1
-                for f in range(F):
-                    sa = wk[so + f * S2 + c]
-                    sb = wk[so + (f + 1) * S2 + c]
-                    ta = wk[so + f * S2 + C + c]
-                    tb = wk[so + (f + 1) * S2 + C + c]
-                    vr = wk[vo + c * M + f * P: vo + c * M + f * P + P]
-                    dr = wk[dst + f * P: dst + f * P + P]
-                    for r in range(P):
-                        dr[r] = (wp[r] * sa + wc[r] * sb) * vr[r] + (wp[r] * ta + wc[r] * tb)
-
-
-@njit(**_JIT)
-def _frames(x, out, n, wf, ro, bm, gm, wk):
-    """The aligned path: n (a multiple of P) samples of x -> out, in chunks of at most max_block."""
-    maxb = gm[G_MAXB]
-    dst = bm[0, B_OUB] + bm[0, B_SIG]
-    aud = gm[G_AUDIO]
-    pos = 0
-    while pos < n:
-        M = min(n - pos, maxb)
-        for t in range(M):
-            wk[dst + t] = x[pos + t]
-        _core(M, wf, ro, bm, gm, wk)
-        for t in range(M):
-            out[pos + t] = wk[aud + t]
-        pos += M
-    return 0
-
-
-@njit(**_JIT)
-def _stream(x, out, n, add_zeros, wf, ro, bm, gm, wk, ist):
-    """Any n: input FIFO of whole frames, output queue. add_zeros > 0 raises the latency by that
-    many samples (zeros inserted at the head of the queue). Returns the number of output samples
-    that could not be delivered (0 unless the latency bookkeeping is wrong)."""
-    P = gm[G_P]
-    maxb = gm[G_MAXB]
-    dst = bm[0, B_OUB] + bm[0, B_SIG]
-    aud = gm[G_AUDIO]
-    ib = gm[G_IN]
-    qb = gm[G_Q]
-    qcap = gm[G_QCAP]
-    nin = ist[0]
-    nq = ist[1]
-    if add_zeros > 0:
-        if nq + add_zeros > qcap:
-            return n
-        for q in range(nq - 1, -1, -1):
-            wk[qb + q + add_zeros] = wk[qb + q]
-        for q in range(add_zeros):
-            wk[qb + q] = 0
-        nq += add_zeros
-    pos = 0
-    opos = 0
-    while pos < n:
-        take = min(n - pos, maxb - nin)
-        total = nin + take
-        nf = total - total % P
-        if nf == 0:
-            for q in range(take):
-                wk[ib + nin + q] = x[pos + q]
-            nin = total
-            pos += take
-            continue
-        for q in range(nin):
-            wk[dst + q] = wk[ib + q]
-        used = nf - nin
-        for q in range(used):
-            wk[dst + nin + q] = x[pos + q]
-        rest = total - nf
-        for q in range(rest):
-            wk[ib + q] = x[pos + used + q]
-        nin = rest
-        pos += take
-        _core(nf, wf, ro, bm, gm, wk)
-        # deliver: the queue first, then the new frames; what is not needed yet is queued
-        k = min(n - opos, nq)
-        for q in range(k):
-            out[opos + q] = wk[qb + q]
-        for q in range(nq - k):
-            wk[qb + q] = wk[qb + k + q]
-        nq -= k
-        opos += k
-        k2 = min(n - opos, nf)
-        for q in range(k2):
-            out[opos + q] = wk[aud + q]
-        opos += k2
-        if nq + nf - k2 > qcap:
-            ist[0] = nin
-            ist[1] = nq
-            return n - opos + nf - k2
-        for q in range(nf - k2):
-            wk[qb + nq + q] = wk[aud + k2 + q]
-        nq += nf - k2
-    k = min(n - opos, nq)
-    for q in range(k):
-        out[opos + q] = wk[qb + q]
-    for q in range(nq - k):
-        wk[qb + q] = wk[qb + k + q]
-    nq -= k
-    opos += k
-    missing = n - opos
-    for q in range(missing):
-        out[opos + q] = 0
-    ist[0] = nin
-    ist[1] = nq
-    return missing
-
-
-# A host that runs the model inside its own compiled code (an audio callback) calls this on the
-# arrays of SptModStream.arrays(); it is `process` without the Python wrapper.
-stream_block = _stream
 
 
 # ------------------------------------------------------------------------------------------------
@@ -658,7 +113,7 @@ class SptModStream:
         config.validate()
         self.config = config
         self.dtype = _dtype(dtype)
-        mb = _int("max_block", max_block)
+        mb = whole_number("max_block", max_block)
         P = config.pool
         if mb < 1:
             raise ValueError(f"max_block must be >= 1, got {mb}")
@@ -691,8 +146,8 @@ class SptModStream:
         out = np.empty(0, dtype=self.dtype)
         for dt in _IO_DTYPES:
             x = np.empty(0, dtype=dt)
-            _stream(x, out, 0, 0, *self._args(), self._ist)
-            _frames(x, out, 0, *self._args())
+            K.stream_block(x, out, 0, 0, *self._args(), self._ist)
+            K.frames_block(x, out, 0, *self._args())
 
     # -- packing --------------------------------------------------------------------------------
 
@@ -713,7 +168,7 @@ class SptModStream:
         r = np.arange(P, dtype=np.float64)
         off_wp = put(1.0 - r / P)
         off_wc = put(r / P)
-        bm = np.zeros((J, B_N), dtype=np.int64)
+        bm = np.zeros((J, K.B_N), dtype=np.int64)
         ro_parts = []
         ro_size = 0
         wk_size = 0
@@ -723,38 +178,38 @@ class SptModStream:
             sig = (k - 1) * d
             us = sig + mb
             b = bm[j]
-            b[B_CIN], b[B_C], b[B_K], b[B_D], b[B_SIG] = prev, C, k, d, sig
-            b[B_OUB], b[B_US] = wk_size, us
+            b[K.B_CIN], b[K.B_C], b[K.B_K], b[K.B_D], b[K.B_SIG] = prev, C, k, d, sig
+            b[K.B_OUB], b[K.B_US] = wk_size, us
             wk_size += prev * us
-            b[B_H] = wk_size
-            b[B_CC] = wk_size + H
+            b[K.B_H] = wk_size
+            b[K.B_CC] = wk_size + H
             wk_size += 2 * H
-            b[B_WCONV] = put(w[f"s_convs.{j}.conv.weight"].reshape(C, prev * k))
-            b[B_BCONV] = put(w[f"s_convs.{j}.conv.bias"])
-            b[B_ALPHA] = put(w[f"s_acts.{j}.weight"])
+            b[K.B_WCONV] = put(w[f"s_convs.{j}.conv.weight"].reshape(C, prev * k))
+            b[K.B_BCONV] = put(w[f"s_convs.{j}.conv.bias"])
+            b[K.B_ALPHA] = put(w[f"s_acts.{j}.weight"])
             rnn = f"s_tfilms.{j}.rnn.rnn."
             wcat = np.concatenate([w[rnn + "weight_ih_l0"], w[rnn + "weight_hh_l0"]], axis=1)
-            b[B_WLSTM] = put(wcat.T)                              # (C + H) x 4H
-            b[B_BLSTM] = put(w[rnn + "bias_ih_l0"] + w[rnn + "bias_hh_l0"])
-            b[B_WMU] = put(w[f"s_conv11f.{j}.weight"][:, :, 0].T)  # H x 2
-            b[B_BMU] = put(w[f"s_conv11f.{j}.bias"])
+            b[K.B_WLSTM] = put(wcat.T)                              # (C + H) x 4H
+            b[K.B_BLSTM] = put(w[rnn + "bias_ih_l0"] + w[rnn + "bias_hh_l0"])
+            b[K.B_WMU] = put(w[f"s_conv11f.{j}.weight"][:, :, 0].T)  # H x 2
+            b[K.B_BMU] = put(w[f"s_conv11f.{j}.bias"])
             if j < J - 1:
-                b[B_WS] = put(w[f"s_conv11s.{j}.weight"][:, :, 0].T)  # H x 2C
-                b[B_BS] = put(w[f"s_conv11s.{j}.bias"])
-                b[B_SERIES] = 1
-            b[B_GAMMA] = put(np.ones(C))
-            b[B_BETA] = put(np.zeros(C))
-            b[B_RO] = ro_size
-            rows = np.array([b[B_OUB] + i * us + kk * d for i in range(prev) for kk in range(k)],
+                b[K.B_WS] = put(w[f"s_conv11s.{j}.weight"][:, :, 0].T)  # H x 2C
+                b[K.B_BS] = put(w[f"s_conv11s.{j}.bias"])
+                b[K.B_SERIES] = 1
+            b[K.B_GAMMA] = put(np.ones(C))
+            b[K.B_BETA] = put(np.zeros(C))
+            b[K.B_RO] = ro_size
+            rows = np.array([b[K.B_OUB] + i * us + kk * d for i in range(prev) for kk in range(k)],
                             dtype=np.int64)
             ro_parts.append(rows)
             ro_size += rows.size
             prev = C
         cmax = max(cfg.channels)
         fmax = mb // P
-        gm = np.zeros(G_N, dtype=np.int64)
-        gm[G_J], gm[G_H], gm[G_P], gm[G_MAXB] = J, H, P, mb
-        gm[G_WP], gm[G_WC] = off_wp, off_wc
+        gm = np.zeros(K.G_N, dtype=np.int64)
+        gm[K.G_J], gm[K.G_H], gm[K.G_P], gm[K.G_MAXB] = J, H, P, mb
+        gm[K.G_WP], gm[K.G_WC] = off_wp, off_wc
 
         def scratch(n):
             nonlocal wk_size
@@ -762,16 +217,16 @@ class SptModStream:
             wk_size += n
             return off
 
-        gm[G_V] = scratch(cmax * mb)
-        gm[G_Z] = scratch(fmax * cmax)
-        gm[G_E] = scratch((fmax + 1) * H)
-        gm[G_G] = scratch(4 * H)
-        gm[G_A] = scratch((fmax + 1) * 2)
-        gm[G_S] = scratch((fmax + 1) * 2 * cmax)
-        gm[G_AUDIO] = scratch(mb)
-        gm[G_IN] = scratch(P)
-        gm[G_QCAP] = 2 * P
-        gm[G_Q] = scratch(2 * P)
+        gm[K.G_V] = scratch(cmax * mb)
+        gm[K.G_Z] = scratch(fmax * cmax)
+        gm[K.G_E] = scratch((fmax + 1) * H)
+        gm[K.G_G] = scratch(4 * H)
+        gm[K.G_A] = scratch((fmax + 1) * 2)
+        gm[K.G_S] = scratch((fmax + 1) * 2 * cmax)
+        gm[K.G_AUDIO] = scratch(mb)
+        gm[K.G_IN] = scratch(P)
+        gm[K.G_QCAP] = 2 * P
+        gm[K.G_Q] = scratch(2 * P)
         self._wf = np.concatenate(chunks).astype(dt)
         self._ro = np.concatenate(ro_parts)
         self._bm = bm
@@ -803,7 +258,7 @@ class SptModStream:
         if cfg.n_params == 0:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate([np.arange(self._bm[j, col], self._bm[j, col] + cfg.channels[j])
-                               for j in range(cfg.blocks) for col in (B_GAMMA, B_BETA)]).astype(np.int64)
+                               for j in range(cfg.blocks) for col in (K.B_GAMMA, K.B_BETA)]).astype(np.int64)
 
     def _film_values(self, values) -> np.ndarray:
         cfg = self.config
@@ -843,7 +298,7 @@ class SptModStream:
         H = self.config.hidden
         out = np.empty((self.config.blocks, 2 * H))
         for j in range(self.config.blocks):
-            o = self._bm[j, B_H]
+            o = self._bm[j, K.B_H]
             out[j] = self._wk[o: o + 2 * H]
         return out
 
@@ -856,7 +311,7 @@ class SptModStream:
     def latency_for(self, block: int) -> int:
         """The delay a host calling `process` with a constant block size `block` sees:
         P - gcd(P, block) (0 for multiples of P, 63 for odd sizes with P = 64)."""
-        b = _int("block", block)
+        b = whole_number("block", block)
         if b < 1:
             raise ValueError(f"block must be >= 1, got {b}")
         return self.config.pool - math.gcd(self.config.pool, b)
@@ -896,7 +351,7 @@ class SptModStream:
             add = (self.config.pool - g) - self._lat
             self._g = g
             self._lat = self.config.pool - g
-        missing = _stream(x, out, n, add, *self._args(), self._ist)
+        missing = K.stream_block(x, out, n, add, *self._args(), self._ist)
         if missing:                                             # cannot happen with the rule above
             raise RuntimeError(f"SPTMod FIFO underrun by {missing} samples")
         return out if out.shape[0] == n else out[:n]
@@ -910,7 +365,7 @@ class SptModStream:
             raise ValueError(f"process_frames: the length {n} is not a multiple of P = {P}")
         if self._ist[0] or self._ist[1]:
             raise ValueError("process_frames: the FIFO of `process` holds samples; reset() first")
-        _frames(x, out, n, *self._args())
+        K.frames_block(x, out, n, *self._args())
         return out[:n]
 
     def warm_up(self, x, seconds: float | None = None, sample_rate: float = 48000.0) -> int:

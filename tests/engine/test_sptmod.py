@@ -11,6 +11,7 @@ from numba import njit
 from numba.core.runtime import _nrt_python as nrt, rtsys
 
 from engine.sptmod import stream as S
+from engine.sptmod import kernels as K
 from engine.sptmod.stream import SptConfig, SptModStream
 from tests.paths import REFERENCE, REPO
 
@@ -326,14 +327,14 @@ def test_tiny_model_block_schedules_and_dtypes():
 def _drive_stream(times, x, out, wf, ro, bm, gm, wk, ist):
     miss = 0
     for _ in range(times):
-        miss += S._stream(x, out, x.shape[0], 0, wf, ro, bm, gm, wk, ist)
+        miss += K.stream_block(x, out, x.shape[0], 0, wf, ro, bm, gm, wk, ist)
     return miss
 
 
 @njit
 def _drive_frames(times, x, out, wf, ro, bm, gm, wk):
     for _ in range(times):
-        S._frames(x, out, x.shape[0], wf, ro, bm, gm, wk)
+        K.frames_block(x, out, x.shape[0], wf, ro, bm, gm, wk)
     return 0
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from numba import carray, njit
 
 from engine import blockabi as B
-from engine.sptmod.stream import G_P, stream_block
+from engine.sptmod.kernels import G_P, stream_block
 from app.host.processors.base import Processor, f64, i64
 from app.host.processors.words import KIND_WORDS, PR_IN, PR_LATENCY, PR_MAX_FRAMES, PR_OUT, PROCESSOR_WORDS
 from engine.words import declare
