@@ -10,9 +10,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.circuit.language import CircuitError, parse
 from engine.learn.banks import display_name
 from engine.learn.learner import ParamSpec
+# Problem is defined with the check, in the engine; the panel imports it from here
+from engine.learn.spec_check import (INIT_OUTSIDE, NO_PARAMS, NOT_USED, SYNTAX, UNDECLARED, UNREADABLE,
+                                     Problem, check_spec)
 from app.preset import document as presets
 from app.preset import store
 from app.midi.control import MidiControl
@@ -22,18 +24,6 @@ from app.session import CircuitSpec, Session, SessionError
 NEW_DECLARATION = "{name} = 0 : -1 : 1"
 
 _DECL = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*([^:\s]+)\s*(?::\s*([^:\s]*)\s*:\s*([^:\s]*))?\s*(log)?\s*$")
-
-
-@dataclass
-class Problem:
-    """One error in what the user typed, placed for inline display (1-based line and column)."""
-    where: str            # "circuit" | "target" | "params"
-    line: int
-    col: int
-    message: str
-
-    def __str__(self):
-        return f"{self.where} line {self.line}, col {self.col}: {self.message}"
 
 
 def _number(text: str, default: float) -> float:
@@ -104,6 +94,10 @@ def parse_banks(text: str, condition: str, mode: str, previous=None):
     return banks, None
 
 
+# the order the panel lists check_spec's problems in (it shows the first of each editor)
+_ORDER = {INIT_OUTSIDE: 0, SYNTAX: 1, NOT_USED: 2, UNDECLARED: 3, NO_PARAMS: 4}
+
+
 @dataclass
 class Checked:
     """A circuit edit, checked: the spec to apply (None if there are problems)."""
@@ -118,38 +112,22 @@ def check_edit(circuit: str, target: str, declarations: str, hidden: dict, setti
     specs, problems = parse_declarations(declarations)
     if bank_problem is not None:
         problems.append(bank_problem)
-    if settings.range_mode != "straight-through":       # diff.lib's mode may start outside (dcsq)
-        for s in specs:
-            if not s.lo <= s.init <= s.hi:
-                problems.append(Problem("params", _line_of(declarations, s.name), 1,
-                                        f"'{s.name}': the initial value {s.init:g} is outside "
-                                        f"[{s.lo:g}, {s.hi:g}]"))
-    ranges = {s.name: (s.lo, s.hi) for s in specs}
     graphs = {}
-    for where, text in (("circuit", circuit), ("target", target)):
-        if where == "target" and not text.strip():
-            continue
-        try:
-            graphs[where] = parse(text, sample_rate, where, ranges)
-        except CircuitError as e:
-            problems.append(Problem(where, e.line, e.col, e.message))
-    names = []
-    for g in graphs.values():
-        names += [n for n in g.params if n not in names]
-    declared = {s.name for s in specs}
-    undeclared = [n for n in names if n not in declared]
-    for k, s in enumerate(specs):
-        if graphs and s.name not in names:
-            problems.append(Problem("params", _line_of(declarations, s.name), 1,
-                                    f"'{s.name}' is declared but neither circuit uses it"))
-    for n in undeclared:
-        problems.append(Problem("params", 1, 1, f"'{n}' needs a declaration: {NEW_DECLARATION.format(name=n)}"))
-    if "circuit" in graphs and not graphs["circuit"].params:
-        problems.append(Problem("circuit", 1, 1, "the circuit has no parameter to learn"))
+    # diff.lib's range mode may start outside the range (dcsq)
+    found = check_spec(circuit, target if target.strip() else None, specs, {}, sample_rate, shared=True,
+                       check_init=settings.range_mode != "straight-through", require_param=True,
+                       spec_lines={s.name: _line_of(declarations, s.name) for s in specs}, graphs=graphs)
+    for p in found:
+        if p.kind == UNREADABLE:
+            raise p.error                # not a circuit error: as from the parser itself
+    found.sort(key=lambda p: _ORDER.get(p.kind, len(_ORDER)))
+    undeclared = [p.name for p in found if p.kind == UNDECLARED]
+    problems += [Problem("params", 1, 1, f"'{p.name}' needs a declaration: {NEW_DECLARATION.format(name=p.name)}")
+                 if p.kind == UNDECLARED else p for p in found]
     if problems:
         return Checked(None, problems, undeclared)
     learn = [s for s in specs if s.name in graphs["circuit"].params]
-    target_graph = graphs.get("target", graphs["circuit"])
+    target_graph = graphs["target"]
     only_target = [s for s in specs if s.name not in graphs["circuit"].params]
     new_hidden = {}
     for n in target_graph.params:

@@ -40,7 +40,10 @@ from typing import Any
 
 from engine.atomic_file import atomic_write
 from engine.learn.learner import ParamSpec
-from app.preset.fields import (_Check, _audio, _bank_spec, _banks, _circuit, _declarations, _midi,
+from engine.learn.spec_check import (DEAD, HIDDEN_KINDS, HIDDEN_NEEDED, HIDDEN_NOT_FINITE, HIDDEN_UNKNOWN,
+                                     MISSING, NOT_IN_TARGET, SYNTAX, TARGET_LEARNABLE, UNDECLARED,
+                                     UNREADABLE, Problem, check_spec)
+from app.preset.fields import (VALIDATION_RATE, _Check, _audio, _bank_spec, _banks, _declarations, _midi,
                             _settings, _show, _sptmod, _values)
 from app.preset.fields import banks_to_json  # noqa: F401  (part of this module's API)
 from app.session import CircuitSpec
@@ -279,6 +282,55 @@ def migrate(doc: dict) -> dict:
     return doc
 
 
+# the order a preset lists check_spec's problems in: the texts, the declarations, then (after the
+# SPTMod model, whose controls the hidden values may also set) the hidden values
+_ORDER = {SYNTAX: 0, UNREADABLE: 0, UNDECLARED: 1, DEAD: 2, MISSING: 2, TARGET_LEARNABLE: 3, NOT_IN_TARGET: 3,
+          HIDDEN_NEEDED: 4, HIDDEN_NOT_FINITE: 4, HIDDEN_UNKNOWN: 5}
+
+
+def _wanted(found: list[Problem], have_params: bool, have_target_params: bool) -> list[Problem]:
+    """The problems a preset reports: none about a list of declarations that could not be read
+    (already a problem of its own), and a target-only declaration of a learnable parameter is
+    reported as that alone."""
+    learnable = {p.name for p in found if p.kind == TARGET_LEARNABLE}
+    out = []
+    for p in found:
+        if p.kind in (UNDECLARED, DEAD, MISSING, TARGET_LEARNABLE) and not have_params:
+            continue
+        if p.kind in (TARGET_LEARNABLE, NOT_IN_TARGET) and not have_target_params:
+            continue
+        if p.kind in HIDDEN_KINDS and not (have_params and have_target_params):
+            continue
+        if p.kind == NOT_IN_TARGET and have_params and p.name in learnable:
+            continue
+        out.append(p)
+    return out
+
+
+def _node_index(graph, name: str) -> int:
+    return next(k for k, n in enumerate(graph.nodes) if n.kind == "param" and n.name == name)
+
+
+def _worded(p: Problem, sptmod: bool = False) -> str:
+    """A check_spec problem in the preset's words (they name the document's fields)."""
+    n = p.name
+    return {
+        SYNTAX: lambda: str(p.error),                        # "circuit line L, col C: message"
+        UNREADABLE: lambda: f"{p.where}: {p.message}",       # "circuit: cannot be read (...)"
+        UNDECLARED: lambda: f"circuit line {p.line}, col {p.col}: '{n}' is a parameter but has no "
+                            "declaration in params",
+        DEAD: lambda: f"params '{n}': does not affect the output (its line does not feed the last line)",
+        MISSING: lambda: f"params '{n}': the circuit has no parameter named '{n}'",
+        TARGET_LEARNABLE: lambda: f"target_params '{n}': is a learnable parameter; declare it in params only",
+        NOT_IN_TARGET: lambda: f"target_params '{n}': the target has no parameter named '{n}'",
+        HIDDEN_NEEDED: lambda: f"target: its parameter '{n}' needs a hidden value or a declaration in "
+                               "target_params",
+        HIDDEN_NOT_FINITE: lambda: f"hidden '{n}': {p.message}",
+        HIDDEN_UNKNOWN: lambda: f"hidden '{n}': the target has no parameter "
+                                + ("(and its model no control) " if sptmod else "") + f"named '{n}'",
+    }[p.kind]()
+
+
 # ------------------------------------------------------------------ reading
 
 def parse_document(doc: Any, origin: str = "<text>") -> Preset:
@@ -327,42 +379,28 @@ def _parse_document(doc: Any, origin: str) -> Preset:
                 c.add(f"{key} '{p.name}': declared twice")
             decls.setdefault(p.name, p)
     ranges = {p.name: (p.lo, p.hi) for p in decls.values()}
-    graph = None if circuit is None else _circuit(c, circuit, "circuit", ranges)
-    tgraph = graph if target is None else _circuit(c, target, "target", ranges)
+    graphs = {}
+    found = check_spec(circuit, target, params or [], hidden, VALIDATION_RATE,
+                       target_specs=target_params or [], ranges=ranges, graphs=graphs)
+    graph, tgraph = graphs.get("circuit"), graphs.get("target")
     learnable = {p.name: p for p in params or []}
-    if graph is not None and params is not None:
-        for node in graph.nodes:
-            if node.kind == "param" and node.name not in learnable:
-                learnable[node.name] = None          # report each once
-                c.add(f"circuit line {node.pos[0]}, col {node.pos[1]}: '{node.name}' is a parameter "
-                      "but has no declaration in params")
-        for p in params:
-            if p.name in graph.unused_params:
-                c.add(f"params '{p.name}': does not affect the output (its line does not feed the "
-                      "last line)")
-            elif p.name not in graph.params:
-                c.add(f"params '{p.name}': the circuit has no parameter named '{p.name}'")
-    if tgraph is not None and target_params is not None:
-        for p in target_params:
-            if p.name in learnable:
-                c.add(f"target_params '{p.name}': is a learnable parameter; declare it in params only")
-            elif p.name not in tgraph.params:
-                c.add(f"target_params '{p.name}': the target has no parameter named '{p.name}'")
+    if params is not None:          # each undeclared parameter once, in the circuit's node order
+        learnable.update({p.name: None for p in found if p.kind == UNDECLARED})
+    found = _wanted(found, params is not None, target_params is not None)
+    found.sort(key=lambda p: (_ORDER[p.kind], _node_index(graph, p.name) if p.kind == UNDECLARED else 0))
+    for p in found:
+        if _ORDER[p.kind] < _ORDER[HIDDEN_NEEDED]:
+            c.add(_worded(p))
     sptmod = _sptmod(c, doc.get("sptmod"))
     model_path, model_controls = _model_controls(c, sptmod, origin, tgraph, doc.get("sptmod") is not None)
+    for p in found:
+        if _ORDER[p.kind] >= _ORDER[HIDDEN_NEEDED] and not (p.kind == HIDDEN_UNKNOWN and p.name in model_controls):
+            c.add(_worded(p, sptmod is not None))
     if tgraph is not None and params is not None and target_params is not None:
         tdecl = {p.name: p for p in target_params}
         for name_ in tgraph.params:
-            if name_ not in hidden and name_ not in learnable:
-                if name_ in tdecl:
-                    hidden[name_] = tdecl[name_].init   # the knob starts at its declaration
-                else:
-                    c.add(f"target: its parameter '{name_}' needs a hidden value or a declaration "
-                          "in target_params")
-        for name_ in hidden:
-            if name_ not in tgraph.params and name_ not in model_controls:
-                c.add(f"hidden '{name_}': the target has no parameter "
-                      + ("(and its model no control) " if sptmod else "") + f"named '{name_}'")
+            if name_ not in hidden and name_ not in learnable and name_ in tdecl:
+                hidden[name_] = tdecl[name_].init   # the knob starts at its declaration
     if params is not None:
         for name_, v in learned.items():
             p = learnable.get(name_)

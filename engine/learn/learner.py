@@ -23,9 +23,10 @@ import numpy as np
 from engine import layout as LY
 from engine.learn.banks import BANK_SIGNAL, CONDITION_SIGNAL, Banks, bank_name, display_name, expand, expand_topologies
 from engine.circuit.compiler import BankPlan, compile_pair, _pow2
-from engine.circuit.language import CircuitError, parse
+from engine.circuit.language import parse
 from engine.learn.losses import CODES as LOSS_CODES
 from engine.learn.optimizers import CODES as OPT_CODES, defaults as optimizer_defaults
+from engine.learn.spec_check import HIDDEN_KINDS, SYNTAX, UNREADABLE, check_spec
 
 RANGE_MODES = {"project": LY.RANGE_PROJECT, "straight-through": LY.RANGE_STRAIGHT_THROUGH}
 MAX_WINDOW = 1 << 20
@@ -106,38 +107,27 @@ class Learner:
         self.settings.validate()
         self.banks = banks
         specs = {p.name: p for p in params}
-        ranges = {p.name: (p.lo, p.hi) for p in params}
-        self.graph = parse(circuit, sample_rate, "circuit", ranges)
-        if banks is not None and banks.circuits is not None:
-            # a topology per bank: the declarations belong to the banks' circuits (checked there);
-            # `circuit` is only the default ground truth
+        hidden = dict(hidden or {})
+        # a topology per bank: the declarations belong to the banks' circuits (checked there);
+        # `circuit` is only the default ground truth
+        bank_circuits = None if banks is None else banks.circuits
+        graphs = {}
+        problems = check_spec(circuit, target, params, hidden, sample_rate, bank_circuits=bank_circuits,
+                              graphs=graphs)
+        texts = [p for p in problems if p.kind not in HIDDEN_KINDS]
+        if texts and texts[0].where == "circuit" and texts[0].kind in (SYNTAX, UNREADABLE):
+            raise texts[0].exception()
+        if bank_circuits is not None:
             banks.validate()
-            used = set().union(*(set(g.params) for g in self._bank_graphs(banks, specs, ranges, sample_rate)))
-            unused = [n for n in specs if n not in used]
-            if unused:
-                raise ValueError(f"no bank's circuit uses the parameter '{unused[0]}'")
+        if texts:
+            raise texts[0].exception()
+        self.graph = graphs["circuit"]
+        if bank_circuits is not None:
             self.specs = [specs[n] for n in specs]
-        for name in (specs if banks is None or banks.circuits is None else ()):
-            if name in self.graph.unused_params:
-                raise ValueError(f"parameter '{name}' does not affect the output: the line it is on "
-                                 "does not feed the last line")
-            if name not in self.graph.params:
-                have = ", ".join(self.graph.params) or "none"
-                raise ValueError(f"the circuit has no parameter named '{name}' (its parameters: {have})")
-        for name in self.graph.params:
-            if name not in specs:
-                n = next(n for n in self.graph.nodes if n.kind == "param" and n.name == name)
-                raise CircuitError(f"'{name}' is a parameter (not x, pi, SR, a function or an "
-                                   "assigned name) but it has no declaration with an initial value",
-                                   n.pos[0], n.pos[1], "circuit")
-        if banks is None or banks.circuits is None:
+        else:
             self.specs = [specs[n] for n in self.graph.params]
         self.base_specs = list(self.specs)
-        hidden = dict(hidden or {})
-        if target is None:
-            self.target_graph = parse(circuit, sample_rate, "circuit", ranges)
-        else:
-            self.target_graph = parse(target, sample_rate, "target", ranges)
+        self.target_graph = graphs["target"]
         plan = None
         self._display = {sp.name: sp.name for sp in self.specs}
         if banks is not None:
@@ -146,7 +136,8 @@ class Learner:
                 ex = expand(circuit, [sp.name for sp in self.specs], banks, sample_rate,
                             signals=list(self.graph.signals))
             else:
-                ex = expand_topologies(self._bank_graphs(banks, specs, ranges, sample_rate), banks, sample_rate)
+                ex = expand_topologies([graphs[f"bank {k} circuit"] for k in range(len(banks.circuits))],
+                                       banks, sample_rate)
             bank_specs = {bank_name(p, k): ParamSpec(bank_name(p, k), specs[p].init, specs[p].lo, specs[p].hi,
                                                      specs[p].log) for p, k in ex.names}
             self.graph = parse(ex.text, sample_rate, "circuit", {n: (q.lo, q.hi) for n, q in bank_specs.items()})
@@ -157,23 +148,12 @@ class Learner:
             self.base_specs = [specs[p] for p in bases]
             plan = BankPlan(banks.mode, BANK_SIGNAL, CONDITION_SIGNAL,
                             {p: [slot.get(bank_name(p, k)) for k in range(banks.K)] for p in bases})
-        for name in hidden:
-            if name not in self.target_graph.params:
-                have = ", ".join(self.target_graph.params) or "none"
-                raise ValueError(f"the target has no parameter named '{name}' (its parameters: {have})")
+        if problems:                       # only the hidden values' are left
+            raise problems[0].exception()
         # the target reads `sptmod`: the caller supplies it per sample (process(..., external=))
         self.external = self.target_graph.uses_external
-        self.hidden = {}
-        for name in self.target_graph.params:
-            if name in hidden:
-                v = float(hidden[name])
-            elif name in specs:
-                v = specs[name].init
-            else:
-                raise ValueError(f"the target's parameter '{name}' needs a hidden value")
-            if not math.isfinite(v):
-                raise ValueError(f"the hidden value of '{name}' must be a finite number")
-            self.hidden[name] = v
+        self.hidden = {name: float(hidden[name]) if name in hidden else specs[name].init
+                       for name in self.target_graph.params}
         cap = window_capacity or max(4096, self.settings.window)
         self.compiled = compile_pair(self.graph, self.target_graph, self.sample_rate, _pow2(cap), plan,
                                      self.streams)
@@ -190,19 +170,6 @@ class Learner:
             self.cfg[self.layout.cfg_lo + k] = sp.lo
             self.cfg[self.layout.cfg_hi + k] = sp.hi
         self.reset()
-
-    @staticmethod
-    def _bank_graphs(banks, specs, ranges, sample_rate):
-        graphs = []
-        for k, text in enumerate(banks.circuits):
-            g = parse(text, sample_rate, f"bank {k} circuit", ranges)
-            for name in g.params:
-                if name not in specs:
-                    n = next(n for n in g.nodes if n.kind == "param" and n.name == name)
-                    raise CircuitError(f"'{name}' is a parameter but it has no declaration with an initial "
-                                       "value", n.pos[0], n.pos[1], f"bank {k} circuit")
-            graphs.append(g)
-        return graphs
 
     @property
     def param_names(self) -> list[str]:
