@@ -750,3 +750,16 @@ def test_a_403_character_preset_that_would_need_gigabytes_is_one_problem():
     doc["hidden"], doc["learned"], doc["midi"] = {"g": 0.5}, {}, {"mappings": {}}
     probs = problems_of(doc)
     assert len(probs) == 1 and re.match(r"^circuit line \d+, col \d+: the delay lines need [\d,]+ MB", probs[0])
+
+
+def test_factory_presets_play_at_a_level_the_limiter_rarely_touches(capsys):
+    """Three seconds of each factory preset on the virtual clock: the limiter starts turning the
+    output down at most a handful of times (the delay and tanh-drive presets drove it hundreds of
+    times, at every comb peak or square edge), and nothing non-finite reaches the output."""
+    import json
+    from app.cli.main import main
+    for name, path in store.factory_presets().items():
+        rc = main(["run", "--headless", "--seconds", "3", "--device", "virtual", "--quiet", "--preset", str(path)])
+        res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert rc == 0 and res["nonfinite_out"] == 0, name
+        assert res["limited"] <= 6, f"{name}: {res['limited']} limiter onsets in 3 s"
