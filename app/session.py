@@ -280,10 +280,13 @@ class Session:
     def _hidden_writer(self, name: str):
         def write(value: float):
             """To every installed slot that has the knob (the playing one and one fading in)."""
+            controls = False
             for slot in dict.fromkeys(s for s in self.memory.slots if s is not None):
                 if self._has_knob(slot, name):
                     self._apply_hidden(slot, name, value, playing=self.running)
-            self._latch_controls()
+                    controls = controls or name in slot.model_controls
+            if controls:                          # a model's coefficients wait for a block start
+                self._latch_controls()
             if self.spec is not None:
                 self.spec.hidden[name] = value
         return write
