@@ -66,3 +66,12 @@ LOSSES = (
 CODES = {loss.name: loss.code for loss in LOSSES}
 NAMES = tuple(CODES)
 DEFAULT = "mse"
+
+
+def markdown_table() -> str:
+    """The losses as a Markdown table (docs/learning.md holds a copy; a test keeps it current)."""
+    rows = ["| name | what it is | its parameter |", "|---|---|---|"]
+    for loss in LOSSES:
+        parameter = f"`--{loss.parameter.replace('_', '-')}`" if loss.parameter else ""
+        rows.append(f"| {loss.name} | {loss.description} | {parameter} |")
+    return "\n".join(rows) + "\n"

@@ -77,3 +77,12 @@ def defaults(name: str) -> tuple[float, float, float]:
     o = BY_NAME[name]
     c = [value for _, value in o.constants] + [0.0, 0.0]
     return c[0], c[1], o.eps
+
+
+def markdown_table() -> str:
+    """The optimisers as a Markdown table (docs/learning.md holds a copy; a test keeps it current)."""
+    rows = ["| name | what it is | constants (default) | epsilon |", "|---|---|---|---|"]
+    for o in OPTIMIZERS:
+        constants = ", ".join(f"`--{flag}` ({value:g})" for flag, value in o.constants)
+        rows.append(f"| {o.name} | {o.description} | {constants} | {f'{o.eps:g}' if o.eps else ''} |")
+    return "\n".join(rows) + "\n"
