@@ -525,15 +525,18 @@ def align_output_sign(model, plan, batches, o, dtype) -> bool:
 def train(o: TrainOptions) -> dict:
     """Run (or resume) a training; export the model; return the summary dict. Raises
     TrainInputError for bad input."""
-    import torch
-    from engine.sptmod.file import SptModel, model_hash, save_model
-
-    from app.train.sptmod_torch import SptModTorch, index_plan
-
-    log = o.log if o.log is not None else sys.stderr
     _check_options(o)
     t_start = time.perf_counter()
     ckpt_path = _ckpt_path(o.out)
+    _check_outputs(o, ckpt_path)
+    run = _Training(o, _TrainingData(o), ckpt_path, t_start)
+    run.announce(o.log if o.log is not None else sys.stderr)
+    run.epochs()
+    return run.export()
+
+
+def _check_outputs(o: TrainOptions, ckpt_path: str):
+    """Refuse to overwrite a checkpoint or a model unless asked to."""
     if o.resume:
         if not os.path.exists(ckpt_path):
             raise TrainInputError(f"--resume: no checkpoint {ckpt_path}")
@@ -544,152 +547,183 @@ def train(o: TrainOptions) -> dict:
         if os.path.exists(o.out) and not o.force:
             raise TrainInputError(f"--out {o.out}: the file exists (add --force to replace it)")
 
-    pairs, controls, rate = load_data(o)
-    cfg, cfg_name = resolve_config(o.config, len(controls))
-    P = cfg.pool
-    if o.L < P or o.L % P:
-        raise TrainInputError(f"--length {o.L}: must be a positive multiple of {P}")
-    plan = index_plan(cfg, o.L)
-    seq_len = plan.L_in + (o.N - 1) * o.L
-    train_b = _Batches(pairs, "train", seq_len, o.N * o.L)
-    val_b = _Batches(pairs, "val", seq_len, o.N * o.L)
-    if not len(train_b):
-        longest = max(p.n_train for p in pairs)
-        raise TrainInputError(f"the data are too short: one training sequence needs {seq_len} "
-                              f"samples (L_in {plan.L_in} + (N-1)·L) but the longest training part "
-                              f"has {longest}; use a smaller --length or --subsequences")
-    sig = _signature(o, cfg, pairs, controls)
 
-    if o.threads:
-        torch.set_num_threads(o.threads)
-    dtype = torch.float32 if o.dtype == "float32" else torch.float64
-    torch.manual_seed(o.seed)
-    model = SptModTorch(cfg, dtype=dtype)
-    opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(0.9, 0.999), eps=1e-8)
-    rng = np.random.Generator(np.random.PCG64(o.seed))
-    epoch0, iters, history, best, seconds0, exported = 0, 0, [], None, 0.0, None
-    flipped = False
+class _TrainingData:
+    """The pairs, controls and configuration, cut into training and validation sequences."""
 
-    if o.resume:
-        st = _load_ckpt(ckpt_path)
+    def __init__(self, o: TrainOptions):
+        from app.train.sptmod_torch import index_plan
+        self.pairs, self.controls, self.rate = load_data(o)
+        self.cfg, self.cfg_name = resolve_config(o.config, len(self.controls))
+        P = self.cfg.pool
+        if o.L < P or o.L % P:
+            raise TrainInputError(f"--length {o.L}: must be a positive multiple of {P}")
+        self.plan = index_plan(self.cfg, o.L)
+        self.seq_len = self.plan.L_in + (o.N - 1) * o.L
+        self.train = _Batches(self.pairs, "train", self.seq_len, o.N * o.L)
+        self.val = _Batches(self.pairs, "val", self.seq_len, o.N * o.L)
+        if not len(self.train):
+            longest = max(p.n_train for p in self.pairs)
+            raise TrainInputError(f"the data are too short: one training sequence needs {self.seq_len} "
+                                  f"samples (L_in {self.plan.L_in} + (N-1)·L) but the longest training part "
+                                  f"has {longest}; use a smaller --length or --subsequences")
+        self.signature = _signature(o, self.cfg, self.pairs, self.controls)
+
+
+class _Training:
+    """One training run: the model, the optimiser, the random streams and the counters that a
+    checkpoint saves, fresh or resumed."""
+
+    def __init__(self, o: TrainOptions, data: _TrainingData, ckpt_path: str, t_start: float):
+        import torch
+        from app.train.sptmod_torch import SptModTorch
+        self.o, self.data, self.ckpt_path, self.t_start = o, data, ckpt_path, t_start
+        if o.threads:
+            torch.set_num_threads(o.threads)
+        self.dtype = torch.float32 if o.dtype == "float32" else torch.float64
+        torch.manual_seed(o.seed)
+        self.model = SptModTorch(data.cfg, dtype=self.dtype)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=o.lr, betas=(0.9, 0.999), eps=1e-8)
+        self.rng = np.random.Generator(np.random.PCG64(o.seed))
+        self.epoch0, self.iters, self.history, self.best = 0, 0, [], None
+        self.seconds0, self.exported, self.flipped = 0.0, None, False
+        if o.resume:
+            self._resume()
+        else:
+            self.flipped = align_output_sign(self.model, data.plan, data.train, o, self.dtype)
+        self.n_batches = -(-len(data.train) // o.B)
+        self.per_epoch = self.n_batches * o.N
+
+    def _resume(self):
+        import torch
+        from engine.sptmod.file import model_hash
+        o, sig = self.o, self.data.signature
+        st = _load_ckpt(self.ckpt_path)
         if st["signature"] != sig:
             diff = sorted(k for k in set(sig) | set(st["signature"])
                           if sig.get(k) != st["signature"].get(k))
-            raise TrainInputError(f"--resume: {ckpt_path} was made with different settings or data "
+            raise TrainInputError(f"--resume: {self.ckpt_path} was made with different settings or data "
                                   f"({', '.join(diff)})")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        rng.bit_generator.state = json.loads(st["rng_numpy"])
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.rng.bit_generator.state = json.loads(st["rng_numpy"])
         torch.set_rng_state(st["rng_torch"])
-        epoch0, iters, history = int(st["epoch"]), int(st["iterations"]), list(st["history"])
-        best, seconds0, exported = st["best"], float(st["seconds"]), st.get("exported_sha256")
-        flipped = bool(st["sign_flipped"])
-        if os.path.exists(o.out) and not o.force and (exported is None
-                                                      or model_hash(o.out) != exported):
+        self.epoch0, self.iters, self.history = int(st["epoch"]), int(st["iterations"]), list(st["history"])
+        self.best, self.seconds0, self.exported = st["best"], float(st["seconds"]), st.get("exported_sha256")
+        self.flipped = bool(st["sign_flipped"])
+        if os.path.exists(o.out) and not o.force and (self.exported is None
+                                                      or model_hash(o.out) != self.exported):
             raise TrainInputError(f"--out {o.out}: the file exists and is not the model this "
                                   "training exported (add --force to replace it)")
 
-    else:
-        flipped = align_output_sign(model, plan, train_b, o, dtype)
+    def announce(self, log):
+        o, d = self.o, self.data
+        self.prog = Progress(o.epochs * self.per_epoch, not o.quiet, stream=log, unit="iterations",
+                             delay=0.0, tty_only=True, start=self.iters)
+        if not o.quiet:
+            self.prog.line(f"train-sptmod: {d.cfg_name}, {len(d.pairs)} pair(s) at {d.rate} Hz, "
+                           f"{len(d.train)} training / {len(d.val)} validation sequences of "
+                           f"{d.seq_len} samples, {self.per_epoch} iterations per epoch"
+                           + (f", resuming after epoch {self.epoch0}" if o.resume else ""))
 
-    n_batches = -(-len(train_b) // o.B)
-    per_epoch = n_batches * o.N
-    prog = Progress(o.epochs * per_epoch, not o.quiet, stream=log, unit="iterations", delay=0.0,
-                    tty_only=True, start=iters)
-    if not o.quiet:
-        prog.line(f"train-sptmod: {cfg_name}, {len(pairs)} pair(s) at {rate} Hz, "
-                        f"{len(train_b)} training / {len(val_b)} validation sequences of "
-                        f"{seq_len} samples, {per_epoch} iterations per epoch"
-                        + (f", resuming after epoch {epoch0}" if o.resume else ""))
+    def _checkpoint(self, epoch: int, seconds: float):
+        import torch
+        _save_ckpt(self.ckpt_path, {
+            "format": CKPT_FORMAT, "version": CKPT_VERSION, "signature": self.data.signature,
+            "epoch": epoch, "iterations": self.iters, "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(), "best": self.best, "history": self.history,
+            "rng_numpy": json.dumps(self.rng.bit_generator.state), "rng_torch": torch.get_rng_state(),
+            "seconds": seconds, "exported_sha256": self.exported, "sign_flipped": self.flipped})
 
-    def state_dict_for(ep, secs):
-        return {"format": CKPT_FORMAT, "version": CKPT_VERSION, "signature": sig, "epoch": ep,
-                "iterations": iters, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "best": best, "history": history, "rng_numpy": json.dumps(rng.bit_generator.state),
-                "rng_torch": torch.get_rng_state(), "seconds": secs, "exported_sha256": exported,
-                "sign_flipped": flipped}
+    def epochs(self):
+        import torch
+        # PyTorch's native CPU kernels: oneDNN's LSTM backward is ~20x slower at these sizes
+        mkldnn_was = torch._C._get_mkldnn_enabled()
+        torch._C._set_mkldnn_enabled(False)
+        try:
+            for epoch in range(self.epoch0, self.o.epochs):
+                self._epoch(epoch)
+        finally:
+            torch._C._set_mkldnn_enabled(mkldnn_was)
 
-    # PyTorch's native CPU kernels: oneDNN's LSTM backward is ~20x slower at these sizes
-    mkldnn_was = torch._C._get_mkldnn_enabled()
-    torch._C._set_mkldnn_enabled(False)
-    try:
-        for epoch in range(epoch0, o.epochs):
-            model.train()
-            perm = rng.permutation(len(train_b))
-            run_loss, run_n = 0.0, 0
-            t_ep = time.perf_counter()
+    def _epoch(self, epoch: int):
+        o, d = self.o, self.data
+        self.model.train()
+        perm = self.rng.permutation(len(d.train))
+        self.run_loss, self.run_n = 0.0, 0
+        t_ep = time.perf_counter()
+        for bi in range(self.n_batches):
+            idx = perm[bi * o.B:(bi + 1) * o.B]
+            X, Y, Pc = d.train.tensors(idx, self.dtype)
+            _group(self.model, d.plan, X, Y, Pc, o.N, o.L, lambda loss: self._step(loss, epoch))
+        self.model.eval()
+        t_val = time.perf_counter()
+        v = _validate(self.model, d.pairs, d.val, d.plan, o, self.dtype)
+        now = time.perf_counter()
+        rec = {"epoch": epoch + 1, "iterations": self.iters, "train_loss": self.run_loss / max(self.run_n, 1),
+               "seconds": now - t_ep, "train_seconds": t_val - t_ep,
+               "validation_seconds": now - t_val, **v}
+        self.history.append(rec)
+        key = v["loss_st"]
+        if self.best is None or key is None or key < self.best["loss_st"]:
+            self.best = {"epoch": epoch + 1, "weights": {n: p.detach().clone()
+                                                         for n, p in self.model.named_parameters()}, **v}
+        self._checkpoint(epoch + 1, self.seconds0 + time.perf_counter() - self.t_start)
+        fmt = lambda x: "-" if x is None else f"{x:.4e}"   # noqa: E731
+        self.prog.line(f"epoch {epoch + 1}/{o.epochs}: train loss {fmt(rec['train_loss'])}, "
+                       f"validation loss ST {fmt(v['loss_st'])} WT {fmt(v['loss_wt'])}, "
+                       f"ESR ST {fmt(v['esr_st'])} WT {fmt(v['esr_wt'])}"
+                       f"{'  (best)' if self.best['epoch'] == epoch + 1 else ''}  "
+                       f"[{rec['train_seconds']:.1f} s + validation "
+                       f"{rec['validation_seconds']:.1f} s]")
 
-            def step(loss):
-                nonlocal iters, run_loss, run_n
-                if not torch.isfinite(loss):
-                    raise TrainInputError(f"training diverged (non-finite loss) at epoch {epoch + 1}, "
-                                          f"iteration {iters + 1}: lower --lr")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                iters += 1
-                run_loss += float(loss.detach())
-                run_n += 1
-                prog.update(iters, run_loss / run_n,
-                            prefix=f"epoch {epoch + 1}/{o.epochs}  it {iters - epoch * per_epoch}/{per_epoch}  ")
+    def _step(self, loss, epoch: int):
+        import torch
+        if not torch.isfinite(loss):
+            raise TrainInputError(f"training diverged (non-finite loss) at epoch {epoch + 1}, "
+                                  f"iteration {self.iters + 1}: lower --lr")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.iters += 1
+        self.run_loss += float(loss.detach())
+        self.run_n += 1
+        self.prog.update(self.iters, self.run_loss / self.run_n,
+                         prefix=f"epoch {epoch + 1}/{self.o.epochs}  it {self.iters - epoch * self.per_epoch}"
+                                f"/{self.per_epoch}  ")
 
-            for bi in range(n_batches):
-                idx = perm[bi * o.B:(bi + 1) * o.B]
-                X, Y, Pc = train_b.tensors(idx, dtype)
-                _group(model, plan, X, Y, Pc, o.N, o.L, step)
-            model.eval()
-            t_val = time.perf_counter()
-            v = _validate(model, pairs, val_b, plan, o, dtype)
-            now = time.perf_counter()
-            rec = {"epoch": epoch + 1, "iterations": iters, "train_loss": run_loss / max(run_n, 1),
-                   "seconds": now - t_ep, "train_seconds": t_val - t_ep,
-                   "validation_seconds": now - t_val, **v}
-            history.append(rec)
-            key = v["loss_st"]
-            if best is None or key is None or key < best["loss_st"]:
-                best = {"epoch": epoch + 1, "weights": {n: p.detach().clone()
-                                                        for n, p in model.named_parameters()}, **v}
-            _save_ckpt(ckpt_path, state_dict_for(epoch + 1, seconds0 + time.perf_counter() - t_start))
-            fmt = lambda x: "-" if x is None else f"{x:.4e}"
-            prog.line(f"epoch {epoch + 1}/{o.epochs}: train loss {fmt(rec['train_loss'])}, "
-                            f"validation loss ST {fmt(v['loss_st'])} WT {fmt(v['loss_wt'])}, "
-                            f"ESR ST {fmt(v['esr_st'])} WT {fmt(v['esr_wt'])}"
-                            f"{'  (best)' if best['epoch'] == epoch + 1 else ''}  "
-                            f"[{rec['train_seconds']:.1f} s + validation "
-                            f"{rec['validation_seconds']:.1f} s]")
-    finally:
-        torch._C._set_mkldnn_enabled(mkldnn_was)
-
-    epochs_done = history[-1]["epoch"] if history else epoch0
-    if best is None:
-        raise TrainInputError("nothing was trained (--epochs is not above the checkpoint's epoch)")
-    weights = {n: t.detach().cpu().to(torch.float64).numpy().copy()
-               for n, t in best["weights"].items()}
-    provenance = {
-        "trainer": TRAINER, "torch": torch.__version__, "config": cfg_name,
-        "inputs": [p.input_file for p in pairs], "targets": [p.target_file for p in pairs],
-        "epochs": epochs_done, "iterations": iters, "best_epoch": best["epoch"],
-        "N": o.N, "B": o.B, "L": o.L, "lr": o.lr, "dtype": o.dtype,
-        "validation_fraction": o.validation,
-        "validation": {"esr_st": _finite_or_none(best["esr_st"]),
-                       "esr_wt": _finite_or_none(best["esr_wt"]),
-                       "loss_st": _finite_or_none(best["loss_st"]),
-                       "loss_wt": _finite_or_none(best["loss_wt"])},
-        "seed": o.seed, "initial_output_sign_flipped": flipped}
-    model_obj = SptModel(cfg, weights, float(rate), controls, provenance)
-    overwrite = o.force or (o.resume and exported is not None and os.path.exists(o.out)
-                            and model_hash(o.out) == exported)
-    try:
-        save_model(model_obj, o.out, overwrite=overwrite)
-    except FileExistsError:
-        raise TrainInputError(f"--out {o.out}: the file exists (add --force to replace it)") from None
-    except OSError as e:
-        raise TrainInputError(f"--out {o.out}: cannot write ({_one_line(e)})") from None
-    exported = model_hash(o.out)
-    seconds = seconds0 + time.perf_counter() - t_start
-    _save_ckpt(ckpt_path, state_dict_for(epochs_done, seconds))
-    return {"out": o.out, "model_sha256": exported, "model_identity": model_obj.sha256,
-            "config": cfg_name, "epochs": epochs_done, "iterations": iters,
-            "best_epoch": best["epoch"],
-            "validation": provenance["validation"], "seconds": seconds,
-            "loss_st_history": [_finite_or_none(h["loss_st"]) for h in history]}
+    def export(self) -> dict:
+        """The best weights as a model file (provenance included), a last checkpoint, the summary."""
+        import torch
+        from engine.sptmod.file import SptModel, model_hash, save_model
+        o, d, best = self.o, self.data, self.best
+        epochs_done = self.history[-1]["epoch"] if self.history else self.epoch0
+        if best is None:
+            raise TrainInputError("nothing was trained (--epochs is not above the checkpoint's epoch)")
+        weights = {n: t.detach().cpu().to(torch.float64).numpy().copy()
+                   for n, t in best["weights"].items()}
+        provenance = {
+            "trainer": TRAINER, "torch": torch.__version__, "config": d.cfg_name,
+            "inputs": [p.input_file for p in d.pairs], "targets": [p.target_file for p in d.pairs],
+            "epochs": epochs_done, "iterations": self.iters, "best_epoch": best["epoch"],
+            "N": o.N, "B": o.B, "L": o.L, "lr": o.lr, "dtype": o.dtype,
+            "validation_fraction": o.validation,
+            "validation": {k: _finite_or_none(best[k]) for k in ("esr_st", "esr_wt", "loss_st", "loss_wt")},
+            "seed": o.seed, "initial_output_sign_flipped": self.flipped}
+        model_obj = SptModel(d.cfg, weights, float(d.rate), d.controls, provenance)
+        overwrite = o.force or (o.resume and self.exported is not None and os.path.exists(o.out)
+                                and model_hash(o.out) == self.exported)
+        try:
+            save_model(model_obj, o.out, overwrite=overwrite)
+        except FileExistsError:
+            raise TrainInputError(f"--out {o.out}: the file exists (add --force to replace it)") from None
+        except OSError as e:
+            raise TrainInputError(f"--out {o.out}: cannot write ({_one_line(e)})") from None
+        self.exported = model_hash(o.out)
+        seconds = self.seconds0 + time.perf_counter() - self.t_start
+        self._checkpoint(epochs_done, seconds)
+        return {"out": o.out, "model_sha256": self.exported, "model_identity": model_obj.sha256,
+                "config": d.cfg_name, "epochs": epochs_done, "iterations": self.iters,
+                "best_epoch": best["epoch"],
+                "validation": provenance["validation"], "seconds": seconds,
+                "loss_st_history": [_finite_or_none(h["loss_st"]) for h in self.history]}
