@@ -312,247 +312,303 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     streams = B > 1 (batches): the kernel runs B copies of both circuits, each with its own state,
     windows and loss, over the B columns of x, and steps the shared parameters once per sample with
     the mean of the B gradients. B = 1 generates the single-stream kernel, text for text."""
-    B = int(streams)
-    if B < 1:
-        raise ValueError(f"streams must be >= 1, got {streams}")
-    batch = B > 1
-    params = list(learn.params)
-    hidden = list(target.params)
-    P, H = len(params), len(hidden)
-    cap = _pow2(max(int(window_capacity), 1))
-    lay = Layout(params=params, hidden=hidden, window_capacity=cap, streams=B)
-    lay.cfg_hidden = LY.CF_HEADER
-    lay.cfg_lo = lay.cfg_hidden + H
-    lay.cfg_hi = lay.cfg_lo + P
-    lay.cfg_goal = lay.cfg_hi + P
-    lay.cfg_size = lay.cfg_goal + H
+    k = _KernelWriter(learn, target, sample_rate, window_capacity, banks, streams)
+    k.module_header()
+    k.prologue()
+    k.sample_input()
+    k.skipped_sample()
+    k.sliding_windows()
+    k.loss_and_gradient()
+    k.optimizer_step()
+    k.sample_outputs()
+    k.epilogue()
+    if not k.batch:          # hosts call one stream through the C entry; batches are offline only
+        _emit_block_entry(k.w)
+    return k.out.text(), k.lay
 
-    top = [LY.ST_HEADER]
 
-    def alloc(size):
-        o = top[0]
-        top[0] += size
+class _KernelWriter:
+    """The kernel of generate(): the constructor lays out st and cfg and sets up the circuits'
+    emitters; then one method per section of the generated text, in order."""
+
+    def __init__(self, learn, target, sample_rate, window_capacity, banks, streams):
+        B = int(streams)
+        if B < 1:
+            raise ValueError(f"streams must be >= 1, got {streams}")
+        self.B, self.batch, self.banks, self.learn = B, B > 1, banks, learn
+        params = list(learn.params)
+        hidden = list(target.params)
+        P, H = self.P, self.H = len(params), len(hidden)
+        cap = self.cap = _pow2(max(int(window_capacity), 1))
+        lay = self.lay = Layout(params=params, hidden=hidden, window_capacity=cap, streams=B)
+        lay.cfg_hidden = LY.CF_HEADER
+        lay.cfg_lo = lay.cfg_hidden + H
+        lay.cfg_hi = lay.cfg_lo + P
+        lay.cfg_goal = lay.cfg_hi + P
+        lay.cfg_size = lay.cfg_goal + H
+        self._top = LY.ST_HEADER
+        alloc = self._alloc
+        lay.theta, lay.m, lay.v, lay.grad = alloc(P), alloc(P), alloc(P), alloc(P)
+        if banks is not None:
+            lay.bank_index = alloc(2 * B)  # per stream: the active bank, then the condition value (for displays)
+            self.steps = alloc(P)        # per-parameter optimiser step count: banks learn at different times
+        self._emitters(learn, target, sample_rate, params, hidden)
+        # Window signals: target, output, and one tangent per parameter (zero where structurally zero).
+        NW = self.NW = 2 + P
+        lay.n_window_signals = NW
+        wv_offs, wsums, self.wrings = [], [], []
+        for _ in range(B):
+            wv_offs.append(alloc(NW))       # this sample's window inputs (loop form)
+            wsums.append(alloc(NW))
+            self.wrings.append(alloc(NW * cap))
+        lay.wsum, lay.wring = wsums[0], self.wrings[0]
+        if self.batch:
+            lay.stream_loss = alloc(B)      # each stream's latest loss (its out column on a skipped sample)
+        lay.st_size = self._top
+        self.mask = cap - 1
+        # Per-parameter state lives in registers (unrolled locals) for small circuits, and is looped
+        # over in st for large ones, so compile time stays flat in the parameter count.
+        small = self.small = P <= SMALL_CIRCUIT
+        self.TH, self.M, self.V, self.G = (_Vec(nm, off, small) for nm, off in
+                                           (("th", lay.theta), ("m", lay.m), ("v", lay.v), ("g", lay.grad)))
+        self.Ss = [_Vec(f"S{s}_" if self.batch else "S", wsums[s], small) for s in range(B)]
+        self.WVs = [_Vec(f"wv{s}_" if self.batch else "wv", wv_offs[s], small) for s in range(B)]
+        self.PV = _Vec("p", self.pv, small)
+        self.LO = _Vec("lo", lay.cfg_lo, small, "cfg")
+        self.HI = _Vec("hi", lay.cfg_hi, small, "cfg")
+        self.out = _Out()
+        self.w = self.out.line
+
+    def _alloc(self, size):
+        o = self._top
+        self._top += size
         return o
 
-    lay.theta, lay.m, lay.v, lay.grad = alloc(P), alloc(P), alloc(P), alloc(P)
-    if banks is not None:
-        lay.bank_index = alloc(2 * B)  # per stream: the active bank, then the condition value (for displays)
-        steps = alloc(P)             # per-parameter optimiser step count: banks learn at different times
-    slot_of = {p: k for k, p in enumerate(params)}
-    h_index = {h: k for k, h in enumerate(hidden)}
-
-    input_depth = max([n.max_delay + (1 if n.const_delay == int(n.const_delay) else 2)
-                       for g in (learn, target) for n in g.nodes
-                       if n.kind == "delay" and g.node(n.args[0]).kind == "input"] or [0])
-    input_rings = [None] * B
-    if input_depth:
-        length = _pow2(input_depth + 1)
-        input_rings = [(alloc(length), length, {}) for _ in range(B)]
-    pv = alloc(P)                        # the parameter values used at this sample
-    # One pair of circuits per stream; a single stream keeps the unsuffixed names (xi, a.., b..).
-    sfx = [str(s) if batch else "" for s in range(B)]
-    tgts, lrns = [], []
-    for s in range(B):
-        tgts.append(_CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (f"h{h_index[nm]}", None), None,
-                                    sample_rate, input_rings[s], "xi" + sfx[s],
-                                    f"out[i, {s}, 0]" if batch else "out[i, 0]"))
-        lrns.append(_CircuitEmitter(learn, "b" + sfx[s], alloc, lambda nm: (f"p{slot_of[nm]}", slot_of[nm]),
-                                    slot_of, sample_rate, input_rings[s], "xi" + sfx[s]))
-    lay.target_state = tgts[0].state_range
-    lay.learner_state = lrns[0].state_range
-    runs = [(tgt.run()[0], *lrn.run()) for tgt, lrn in zip(tgts, lrns)]   # (y, yh, yh's tangents)
-    lay.output_slots = sorted(runs[0][2])
-    # Window signals: target, output, and one tangent per parameter (zero where structurally zero).
-    NW = 2 + P
-    lay.n_window_signals = NW
-    wv_offs, wsums, wrings = [], [], []
-    for _ in range(B):
-        wv_offs.append(alloc(NW))       # this sample's window inputs (loop form)
-        wsums.append(alloc(NW))
-        wrings.append(alloc(NW * cap))
-    lay.wsum, lay.wring = wsums[0], wrings[0]
-    if batch:
-        lay.stream_loss = alloc(B)      # each stream's latest loss (its out column on a skipped sample)
-    lay.st_size = top[0]
-    mask = cap - 1
-    # Per-parameter state lives in registers (unrolled locals) for small circuits, and is looped
-    # over in st for large ones, so compile time stays flat in the parameter count.
-    small = P <= SMALL_CIRCUIT
-    TH, M, V, G = (_Vec(nm, off, small) for nm, off in
-                   (("th", lay.theta), ("m", lay.m), ("v", lay.v), ("g", lay.grad)))
-    Ss = [_Vec(f"S{s}_" if batch else "S", wsums[s], small) for s in range(B)]
-    WVs = [_Vec(f"wv{s}_" if batch else "wv", wv_offs[s], small) for s in range(B)]
-    PV = _Vec("p", pv, small)
-    LO = _Vec("lo", lay.cfg_lo, small, "cfg")
-    HI = _Vec("hi", lay.cfg_hi, small, "cfg")
-    out = _Out()
-    w = out.line
-
-    w(0, "# generated by engine/circuit/compiler.py - do not edit")
-    w(0, "import math")
-    w(0, "import numpy as np")
-    w(0, "from numba import njit, int64")
-    w(0, "from engine.circuit.primitives import TABLE")
-    _emit_dispatch(w, "loss_and_slope", "code, m_learned, m_target, delta",
-                   [(loss.code, loss.fn) for loss in LOSSES])
-    _emit_dispatch(w, "optimizer_step", "code, g, lr, m, v, t, c1, c2, eps",
-                   [(o.code, o.step) for o in OPTIMIZERS])
-    for name in sorted(set().union(*(e.used_prims for e in tgts + lrns))):
-        w(0, f"P_{name}_v = TABLE[{name!r}].value")
-        w(0, f"P_{name}_d = TABLE[{name!r}].partials")
-    w(0, "")
-    w(0, f"@njit({(BATCH_SIGNATURE if batch else SIGNATURE)!r}, cache=True, nogil=True, error_model='numpy')")
-    w(0, "def process(x, out, trace, st, cfg):")
-    for line in [
-        "nblk = x.shape[0]", "ntrace = trace.shape[0]", "rows = 0", f"n = int64(st[{LY.ST_N}])",
-        f"lr0 = cfg[{LY.CF_LR}]", f"loss_code = int64(cfg[{LY.CF_LOSS}])", f"delta = cfg[{LY.CF_HUBER}]",
-        f"W = min(max(int64(cfg[{LY.CF_WINDOW}]), 1), {cap})", "invW = 1.0 / W",
-        f"opt = int64(cfg[{LY.CF_OPT}])", f"c1 = cfg[{LY.CF_C1}]", f"c2 = cfg[{LY.CF_C2}]",
-        f"eps = cfg[{LY.CF_EPS}]", f"clip = cfg[{LY.CF_CLIP}]", f"decay = cfg[{LY.CF_DECAY}]",
-        f"decay_every = int64(cfg[{LY.CF_DECAY_EVERY}])", f"lr_min = cfg[{LY.CF_LR_MIN}]",
-        f"project = cfg[{LY.CF_RANGE_MODE}] == {LY.RANGE_PROJECT}", f"learn = cfg[{LY.CF_LEARN}] != 0.0",
-        f"K = int64(cfg[{LY.CF_TRACE_EVERY}])", f"skipped = st[{LY.ST_SKIPPED}]",
-        f"loss = st[{LY.ST_LOSS}]", f"wcount = int64(st[{LY.ST_WCOUNT}])",
-        f"if int64(st[{LY.ST_WCUR}]) != W:", "    wcount = 0", f"sched = st[{LY.ST_SCHED}]",
-        f"schedc = int64(st[{LY.ST_SCHED_COUNT}])", f"t = st[{LY.ST_T}]", f"resets = st[{LY.ST_RESETS}]",
-    ] + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
-        w(1, line)
-    _emit_glide_setup(w, 1, lay, H)
-    if batch:
-        w(1, f"invB = {1.0 / B!r}")
-    for vec, size in [(TH, P), (M, P), (V, P), (G, P)] + [(S, NW) for S in Ss] + [(LO, P), (HI, P)]:
-        vec.load(w, 1, size)
-    w(1, "for i in range(nblk):")
-    if H:
-        w(2, "if glide:")
-        for k in range(H):
-            w(3, f"h{k} += ga*(hg{k} - h{k})")
-    if batch:
+    def _emitters(self, learn, target, sample_rate, params, hidden):
+        """One pair of circuits per stream; a single stream keeps the unsuffixed names (xi, a.., b..)."""
+        B, batch, alloc, lay = self.B, self.batch, self._alloc, self.lay
+        slot_of = {p: k for k, p in enumerate(params)}
+        h_index = {h: k for k, h in enumerate(hidden)}
+        input_depth = max([n.max_delay + (1 if n.const_delay == int(n.const_delay) else 2)
+                           for g in (learn, target) for n in g.nodes
+                           if n.kind == "delay" and g.node(n.args[0]).kind == "input"] or [0])
+        self.input_rings = [None] * B
+        if input_depth:
+            length = _pow2(input_depth + 1)
+            self.input_rings = [(alloc(length), length, {}) for _ in range(B)]
+        self.pv = alloc(self.P)              # the parameter values used at this sample
+        self.sfx = sfx = [str(s) if batch else "" for s in range(B)]
+        self.tgts, self.lrns = [], []
         for s in range(B):
-            w(2, f"xi{s} = x[i, {s}]")
-    else:
-        w(2, "xi = x[i]")
-    _loop(w, 2, P, small, lambda k: [f"{PV[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
-    if batch:    # the streams stay in lockstep: a NaN or Inf in any of them holds them all
-        w(2, "ok = " + " and ".join(f"xi{s} - xi{s} == 0.0" for s in range(B)) + "   # no forward pass, no step")
-    else:
-        w(2, "ok = xi - xi == 0.0              # NaN or Inf input: no forward pass, no step")
-    w(2, "if ok:")
-    for s, ring in enumerate(input_rings):
-        if ring is not None:
-            w(3, f"st[{ring[0]} + (n & {ring[1] - 1})] = xi{sfx[s]}")
-    if not small:
-        for k in range(P):
-            w(3, f"p{k} = {PV[k]}")
-    for s in range(B):
-        _emit_stream_forward(w, 3, tgts[s], lrns[s], runs[s], WVs[s], P, NW, small, learn, banks,
-                             lay.bank_index + 2 * s, f", stream {s}" if batch else "")
-    w(2, "if not ok:")
-    w(3, "skipped += 1.0")
-    if batch:
+            self.tgts.append(_CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (f"h{h_index[nm]}", None),
+                                             None, sample_rate, self.input_rings[s], "xi" + sfx[s],
+                                             f"out[i, {s}, 0]" if batch else "out[i, 0]"))
+            self.lrns.append(_CircuitEmitter(learn, "b" + sfx[s], alloc,
+                                             lambda nm: (f"p{slot_of[nm]}", slot_of[nm]),
+                                             slot_of, sample_rate, self.input_rings[s], "xi" + sfx[s]))
+        lay.target_state = self.tgts[0].state_range
+        lay.learner_state = self.lrns[0].state_range
+        self.runs = [(tgt.run()[0], *lrn.run()) for tgt, lrn in zip(self.tgts, self.lrns)]   # (y, yh, yh's tangents)
+        lay.output_slots = sorted(self.runs[0][2])
+
+    def module_header(self):
+        w = self.w
+        w(0, "# generated by engine/circuit/compiler.py - do not edit")
+        w(0, "import math")
+        w(0, "import numpy as np")
+        w(0, "from numba import njit, int64")
+        w(0, "from engine.circuit.primitives import TABLE")
+        _emit_dispatch(w, "loss_and_slope", "code, m_learned, m_target, delta",
+                       [(loss.code, loss.fn) for loss in LOSSES])
+        _emit_dispatch(w, "optimizer_step", "code, g, lr, m, v, t, c1, c2, eps",
+                       [(o.code, o.step) for o in OPTIMIZERS])
+        for name in sorted(set().union(*(e.used_prims for e in self.tgts + self.lrns))):
+            w(0, f"P_{name}_v = TABLE[{name!r}].value")
+            w(0, f"P_{name}_d = TABLE[{name!r}].partials")
+        w(0, "")
+        w(0, f"@njit({(BATCH_SIGNATURE if self.batch else SIGNATURE)!r}, cache=True, nogil=True, error_model='numpy')")
+        w(0, "def process(x, out, trace, st, cfg):")
+
+    def prologue(self):
+        """Settings and state into locals; the small circuits' per-parameter state into registers."""
+        w, lay, P, H, cap = self.w, self.lay, self.P, self.H, self.cap
+        for line in [
+            "nblk = x.shape[0]", "ntrace = trace.shape[0]", "rows = 0", f"n = int64(st[{LY.ST_N}])",
+            f"lr0 = cfg[{LY.CF_LR}]", f"loss_code = int64(cfg[{LY.CF_LOSS}])", f"delta = cfg[{LY.CF_HUBER}]",
+            f"W = min(max(int64(cfg[{LY.CF_WINDOW}]), 1), {cap})", "invW = 1.0 / W",
+            f"opt = int64(cfg[{LY.CF_OPT}])", f"c1 = cfg[{LY.CF_C1}]", f"c2 = cfg[{LY.CF_C2}]",
+            f"eps = cfg[{LY.CF_EPS}]", f"clip = cfg[{LY.CF_CLIP}]", f"decay = cfg[{LY.CF_DECAY}]",
+            f"decay_every = int64(cfg[{LY.CF_DECAY_EVERY}])", f"lr_min = cfg[{LY.CF_LR_MIN}]",
+            f"project = cfg[{LY.CF_RANGE_MODE}] == {LY.RANGE_PROJECT}", f"learn = cfg[{LY.CF_LEARN}] != 0.0",
+            f"K = int64(cfg[{LY.CF_TRACE_EVERY}])", f"skipped = st[{LY.ST_SKIPPED}]",
+            f"loss = st[{LY.ST_LOSS}]", f"wcount = int64(st[{LY.ST_WCOUNT}])",
+            f"if int64(st[{LY.ST_WCUR}]) != W:", "    wcount = 0", f"sched = st[{LY.ST_SCHED}]",
+            f"schedc = int64(st[{LY.ST_SCHED_COUNT}])", f"t = st[{LY.ST_T}]", f"resets = st[{LY.ST_RESETS}]",
+        ] + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
+            w(1, line)
+        _emit_glide_setup(w, 1, lay, H)
+        if self.batch:
+            w(1, f"invB = {1.0 / self.B!r}")
+        for vec, size in [(self.TH, P), (self.M, P), (self.V, P), (self.G, P)] + \
+                [(S, self.NW) for S in self.Ss] + [(self.LO, P), (self.HI, P)]:
+            vec.load(w, 1, size)
+
+    def sample_input(self):
+        """The sample loop's head: knob glide, the input, the parameter values, the forward pass."""
+        w, P, H, B, small = self.w, self.P, self.H, self.B, self.small
+        TH, PV, LO, HI = self.TH, self.PV, self.LO, self.HI
+        w(1, "for i in range(nblk):")
+        if H:
+            w(2, "if glide:")
+            for k in range(H):
+                w(3, f"h{k} += ga*(hg{k} - h{k})")
+        if self.batch:
+            for s in range(B):
+                w(2, f"xi{s} = x[i, {s}]")
+        else:
+            w(2, "xi = x[i]")
+        _loop(w, 2, P, small, lambda k: [f"{PV[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+        if self.batch:    # the streams stay in lockstep: a NaN or Inf in any of them holds them all
+            w(2, "ok = " + " and ".join(f"xi{s} - xi{s} == 0.0" for s in range(B)) + "   # no forward pass, no step")
+        else:
+            w(2, "ok = xi - xi == 0.0              # NaN or Inf input: no forward pass, no step")
+        w(2, "if ok:")
+        for s, ring in enumerate(self.input_rings):
+            if ring is not None:
+                w(3, f"st[{ring[0]} + (n & {ring[1] - 1})] = xi{self.sfx[s]}")
+        if not small:
+            for k in range(P):
+                w(3, f"p{k} = {PV[k]}")
         for s in range(B):
-            w(3, f"out[i, {s}, 0] = 0.0")
-            w(3, f"out[i, {s}, 1] = 0.0")
-            w(3, f"out[i, {s}, 2] = st[{lay.stream_loss + s}]")
-    else:
-        w(3, "out[i, 0] = 0.0")
-        w(3, "out[i, 1] = 0.0")
-        w(3, "out[i, 2] = loss")
-    _emit_trace_row(w, 3, P, small, PV, G, "math.nan", zero=True, bank_index=lay.bank_index)
-    w(3, "n += 1")
-    w(3, "continue")
-    if batch:    # the trace shows the streams' mean target and output
-        w(2, f"y = {_mean([WV[0] for WV in WVs])}")
-        w(2, f"yh = {_mean([WV[1] for WV in WVs])}")
-    else:
-        w(2, f"y = {WVs[0][0]}")
-        w(2, f"yh = {WVs[0][1]}")
-    w(2, "# sliding windows: running sums, recomputed exactly every W samples (no drift)")
-    for S, WV, wring in zip(Ss, WVs, wrings):
-        w(2, f"wp = {wring} + (n & {mask})*{NW}")
-        w(2, f"wo = {wring} + ((n - W) & {mask})*{NW}")
-        # the rings are interleaved (one row of all NW signals per position) so each sample touches
-        # one contiguous stretch of memory
-        _loop(w, 2, NW, small, lambda j: [f"{S[j]} += {WV[j]} - st[wo + {j}]",
-                                          f"st[wp + {j}] = {WV[j]}"])
-    w(2, "wcount -= 1")
-    w(2, "if wcount <= 0:")
-    for S in Ss:
-        _loop(w, 3, NW, small, lambda j: [f"{S[j]} = 0.0"])
-    w(3, "for q in range(W):")
-    for S, wring in zip(Ss, wrings):
-        w(4, f"wq = {wring} + ((n - q) & {mask})*{NW}")
-        _loop(w, 4, NW, small, lambda j: [f"{S[j]} += st[wq + {j}]"])
-    w(3, "wcount = W")
+            _emit_stream_forward(w, 3, self.tgts[s], self.lrns[s], self.runs[s], self.WVs[s], P, self.NW, small,
+                                 self.learn, self.banks, self.lay.bank_index + 2 * s,
+                                 f", stream {s}" if self.batch else "")
 
-    def tan_mean(S, k):      # the window mean of parameter k's tangent
-        return f"{S[f'2 + {k}' if not small else 2 + int(k)]}*invW"
+    def skipped_sample(self):
+        """A non-finite input (or a restarted circuit): zeros out, a trace row, no step."""
+        w, lay = self.w, self.lay
+        w(2, "if not ok:")
+        w(3, "skipped += 1.0")
+        if self.batch:
+            for s in range(self.B):
+                w(3, f"out[i, {s}, 0] = 0.0")
+                w(3, f"out[i, {s}, 1] = 0.0")
+                w(3, f"out[i, {s}, 2] = st[{lay.stream_loss + s}]")
+        else:
+            w(3, "out[i, 0] = 0.0")
+            w(3, "out[i, 1] = 0.0")
+            w(3, "out[i, 2] = loss")
+        _emit_trace_row(w, 3, self.P, self.small, self.PV, self.G, "math.nan", zero=True, bank_index=lay.bank_index)
+        w(3, "n += 1")
+        w(3, "continue")
+        if self.batch:    # the trace shows the streams' mean target and output
+            w(2, f"y = {_mean([WV[0] for WV in self.WVs])}")
+            w(2, f"yh = {_mean([WV[1] for WV in self.WVs])}")
+        else:
+            w(2, f"y = {self.WVs[0][0]}")
+            w(2, f"yh = {self.WVs[0][1]}")
 
-    if batch:
-        for s, S in enumerate(Ss):
-            w(2, f"Ly{s}, slope{s} = loss_and_slope(loss_code, {S[1]}*invW, {S[0]}*invW, delta)")
-        w(2, f"Ly = {_mean([f'Ly{s}' for s in range(B)])}")
-        w(2, "gchk = Ly")
-        # the mean over the streams of each parameter's gradient
-        _loop(w, 2, P, small, lambda k: [
-            f"gm = slope0*({tan_mean(Ss[0], k)})",
-            f"{G[k]} = {_mean(['gm'] + [f'slope{s}*({tan_mean(Ss[s], k)})' for s in range(1, B)])}",
-            f"gchk += {G[k]}"])
-    else:
-        w(2, f"Ly, slope = loss_and_slope(loss_code, {Ss[0][1]}*invW, {Ss[0][0]}*invW, delta)")
-        w(2, "gchk = Ly")
-        _loop(w, 2, P, small, lambda k: [f"{G[k]} = slope*({tan_mean(Ss[0], k)})",
-                                         f"gchk += {G[k]}"])
-    _emit_trace_row(w, 2, P, small, PV, G, "Ly", zero=False, bank_index=lay.bank_index)
-    w(2, "if not (gchk - gchk == 0.0):")
-    w(3, "skipped += 1.0")
-    w(2, "elif learn:")
-    w(3, "sc = 1.0")
-    w(3, "if clip > 0.0:")
-    w(4, "gn = 0.0")
-    _loop(w, 4, P, small, lambda k: [f"gn += {G[k]}*{G[k]}"])
-    w(4, "gn = math.sqrt(gn)")
-    w(4, "if gn > clip:")
-    w(5, "sc = clip / gn")
-    for line in ["if decay_every > 0:", "    schedc += 1", "    if schedc >= decay_every:",
-                 "        schedc = 0", "        sched *= decay", "lr = lr0 * sched",
-                 "if lr < lr_min:", "    lr = lr_min", "t += 1.0"]:
-        w(3, line)
-    if banks is None:
-        _loop(w, 3, P, small, lambda k: [
-            f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {G[k]}*sc, lr, {M[k]}, {V[k]}, t, c1, c2, eps)",
-            f"{TH[k]} -= sk",
-            "if project:",
-            f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
-    elif batch and banks.mode == "separated":
-        _emit_batch_separated_steps(w, 3, banks, lay.bank_index, steps, TH, M, V, LO, HI,
-                                    [lambda k, s=s: f"slope{s}*({tan_mean(Ss[s], k)})" for s in range(B)])
-    else:
-        _emit_bank_steps(w, 3, banks, lay.bank_index, steps, TH, M, V, G, LO, HI)
-    w(2, "loss = Ly")
-    if batch:
-        for s, WV in enumerate(WVs):
-            w(2, f"st[{lay.stream_loss + s}] = Ly{s}")
-            w(2, f"out[i, {s}, 0] = {WV[0]}")
-            w(2, f"out[i, {s}, 1] = {WV[1]}")
-            w(2, f"out[i, {s}, 2] = Ly{s}")
-    else:
-        w(2, "out[i, 0] = y")
-        w(2, "out[i, 1] = yh")
-        w(2, "out[i, 2] = Ly")
-    w(2, "n += 1")
-    for vec, size in [(TH, P), (M, P), (V, P), (G, P)] + [(S, NW) for S in Ss]:
-        vec.store(w, 1, size)
-    for line in [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
-                 f"st[{LY.ST_WCUR}] = W", f"st[{LY.ST_WCOUNT}] = wcount", f"st[{LY.ST_SCHED}] = sched",
-                 f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t",
-                 f"st[{LY.ST_RESETS}] = resets"]:
-        w(1, line)
-    _emit_glide_store(w, 1, lay, H)
-    w(1, "return rows")
-    if not batch:            # hosts call one stream through the C entry; batches are offline only
-        _emit_block_entry(w)
-    return out.text(), lay
+    def sliding_windows(self):
+        w, NW, small, mask = self.w, self.NW, self.small, self.mask
+        w(2, "# sliding windows: running sums, recomputed exactly every W samples (no drift)")
+        for S, WV, wring in zip(self.Ss, self.WVs, self.wrings):
+            w(2, f"wp = {wring} + (n & {mask})*{NW}")
+            w(2, f"wo = {wring} + ((n - W) & {mask})*{NW}")
+            # the rings are interleaved (one row of all NW signals per position) so each sample touches
+            # one contiguous stretch of memory
+            _loop(w, 2, NW, small, lambda j: [f"{S[j]} += {WV[j]} - st[wo + {j}]",
+                                              f"st[wp + {j}] = {WV[j]}"])
+        w(2, "wcount -= 1")
+        w(2, "if wcount <= 0:")
+        for S in self.Ss:
+            _loop(w, 3, NW, small, lambda j: [f"{S[j]} = 0.0"])
+        w(3, "for q in range(W):")
+        for S, wring in zip(self.Ss, self.wrings):
+            w(4, f"wq = {wring} + ((n - q) & {mask})*{NW}")
+            _loop(w, 4, NW, small, lambda j: [f"{S[j]} += st[wq + {j}]"])
+        w(3, "wcount = W")
+
+    def _tan_mean(self, S, k):      # the window mean of parameter k's tangent
+        return f"{S[f'2 + {k}' if not self.small else 2 + int(k)]}*invW"
+
+    def loss_and_gradient(self):
+        w, P, B, small, Ss, G = self.w, self.P, self.B, self.small, self.Ss, self.G
+        tan_mean = self._tan_mean
+        if self.batch:
+            for s, S in enumerate(Ss):
+                w(2, f"Ly{s}, slope{s} = loss_and_slope(loss_code, {S[1]}*invW, {S[0]}*invW, delta)")
+            w(2, f"Ly = {_mean([f'Ly{s}' for s in range(B)])}")
+            w(2, "gchk = Ly")
+            # the mean over the streams of each parameter's gradient
+            _loop(w, 2, P, small, lambda k: [
+                f"gm = slope0*({tan_mean(Ss[0], k)})",
+                f"{G[k]} = {_mean(['gm'] + [f'slope{s}*({tan_mean(Ss[s], k)})' for s in range(1, B)])}",
+                f"gchk += {G[k]}"])
+        else:
+            w(2, f"Ly, slope = loss_and_slope(loss_code, {Ss[0][1]}*invW, {Ss[0][0]}*invW, delta)")
+            w(2, "gchk = Ly")
+            _loop(w, 2, P, small, lambda k: [f"{G[k]} = slope*({tan_mean(Ss[0], k)})",
+                                             f"gchk += {G[k]}"])
+        _emit_trace_row(w, 2, P, small, self.PV, G, "Ly", zero=False, bank_index=self.lay.bank_index)
+
+    def optimizer_step(self):
+        """Clipping, the learning-rate schedule and one optimiser step per parameter (per bank)."""
+        w, P, small, banks, lay = self.w, self.P, self.small, self.banks, self.lay
+        TH, M, V, G, LO, HI = self.TH, self.M, self.V, self.G, self.LO, self.HI
+        w(2, "if not (gchk - gchk == 0.0):")
+        w(3, "skipped += 1.0")
+        w(2, "elif learn:")
+        w(3, "sc = 1.0")
+        w(3, "if clip > 0.0:")
+        w(4, "gn = 0.0")
+        _loop(w, 4, P, small, lambda k: [f"gn += {G[k]}*{G[k]}"])
+        w(4, "gn = math.sqrt(gn)")
+        w(4, "if gn > clip:")
+        w(5, "sc = clip / gn")
+        for line in ["if decay_every > 0:", "    schedc += 1", "    if schedc >= decay_every:",
+                     "        schedc = 0", "        sched *= decay", "lr = lr0 * sched",
+                     "if lr < lr_min:", "    lr = lr_min", "t += 1.0"]:
+            w(3, line)
+        if banks is None:
+            _loop(w, 3, P, small, lambda k: [
+                f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {G[k]}*sc, lr, {M[k]}, {V[k]}, t, c1, c2, eps)",
+                f"{TH[k]} -= sk",
+                "if project:",
+                f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+        elif self.batch and banks.mode == "separated":
+            _emit_batch_separated_steps(w, 3, banks, lay.bank_index, self.steps, TH, M, V, LO, HI,
+                                        [lambda k, s=s: f"slope{s}*({self._tan_mean(self.Ss[s], k)})"
+                                         for s in range(self.B)])
+        else:
+            _emit_bank_steps(w, 3, banks, lay.bank_index, self.steps, TH, M, V, G, LO, HI)
+
+    def sample_outputs(self):
+        w = self.w
+        w(2, "loss = Ly")
+        if self.batch:
+            for s, WV in enumerate(self.WVs):
+                w(2, f"st[{self.lay.stream_loss + s}] = Ly{s}")
+                w(2, f"out[i, {s}, 0] = {WV[0]}")
+                w(2, f"out[i, {s}, 1] = {WV[1]}")
+                w(2, f"out[i, {s}, 2] = Ly{s}")
+        else:
+            w(2, "out[i, 0] = y")
+            w(2, "out[i, 1] = yh")
+            w(2, "out[i, 2] = Ly")
+        w(2, "n += 1")
+
+    def epilogue(self):
+        """Registers and locals back into st (and the glided hidden values into cfg)."""
+        w, P = self.w, self.P
+        for vec, size in [(self.TH, P), (self.M, P), (self.V, P), (self.G, P)] + [(S, self.NW) for S in self.Ss]:
+            vec.store(w, 1, size)
+        for line in [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
+                     f"st[{LY.ST_WCUR}] = W", f"st[{LY.ST_WCOUNT}] = wcount", f"st[{LY.ST_SCHED}] = sched",
+                     f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t",
+                     f"st[{LY.ST_RESETS}] = resets"]:
+            w(1, line)
+        _emit_glide_store(w, 1, self.lay, self.H)
+        w(1, "return rows")
 
 
 def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks, bank_at, label):
