@@ -6,50 +6,23 @@ works on. Tangents are sparse: each node carries only the slots of the parameter
 (found by a fixed point over feedback), so a gain needs one tangent, not N - the way Faust drops
 structurally zero terms at compile time.
 
-The generated source is written once to a file named by its hash (plus the engine's own source
-hash) in the kernel cache folder and compiled with cache=True, so the same circuit starts in well
-under a second the second time.
+The per-circuit code comes from engine/circuit/emitter.py; engine/circuit/cache.py writes the
+generated source once to a file named by its hash (plus the engine's own source hash) and
+compiles it with cache=True, so the same circuit starts in well under a second the second time.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import sys
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from engine import layout as LY
-from engine.circuit.analysis import delay_depths, ring_length, tangent_sets
+from engine.circuit.emitter import CircuitEmitter
 from engine.circuit.language import Graph
-from engine.circuit.primitives import TABLE
 from engine.learn.losses import LOSSES
 from engine.learn.optimizers import OPTIMIZERS
 
 SIGNATURE = "int64(float64[::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])"
 # batches: x[n, B] holds B input streams, out[n, B, 3] each stream's target, output and loss
 BATCH_SIGNATURE = "int64(float64[:, ::1], float64[:, :, ::1], float64[:, ::1], float64[::1], float64[::1])"
-# the engine sources a generated kernel depends on: a change to any of them invalidates the cache
-_ENGINE_FILES = ("circuit/compiler.py", "circuit/analysis.py", "circuit/primitives.py", "learn/losses.py",
-                 "learn/optimizers.py", "layout.py", "blockabi.py")
-
-
-def kernel_cache_dir() -> Path:
-    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "dualtone-cache")
-    d = Path(base) / "dualtone_kernels"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def _engine_hash() -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parents[1]
-    for f in _ENGINE_FILES:
-        h.update((here / f).read_bytes())
-    return h.hexdigest()[:12]
-
-
 def _pow2(n: int) -> int:
     k = 1
     while k < n:
@@ -87,190 +60,6 @@ class Layout:
     @property
     def trace_width(self) -> int:
         return 5 + 2 * len(self.params)
-
-
-class _CircuitEmitter:
-    """Emits the per-sample code of one circuit. Values are named <pfx>v<id>, tangents
-    <pfx>v<id>_t<slot>; state (delay rings, phasor phases) is allocated in st."""
-
-    def __init__(self, graph: Graph, pfx: str, alloc, value_of_param, slot_of: dict | None,
-                 sample_rate: float, input_ring: tuple | None = None, x_name: str = "xi",
-                 external: str = "out[i, 0]"):
-        self.g, self.pfx, self.alloc = graph, pfx, alloc
-        self.x_name = x_name              # the local holding this stream's input sample
-        # where the host left this sample's external target (`sptmod`): the target column of
-        # `out`, which the kernel overwrites only after the forward pass
-        self.external = external
-        self.value_of_param = value_of_param
-        self.with_tangents = slot_of is not None
-        self.sets = tangent_sets(graph, slot_of) if slot_of else {n.id: frozenset() for n in graph.nodes}
-        self.inv_sr = 1.0 / sample_rate
-        self.lines: list[str] = []
-        self.val: dict[int, str] = {}
-        self.tan: dict[int, dict[int, str]] = {}
-        self.rings: dict[int, tuple] = {}      # source id -> (offset, length, {slot: offset})
-        self.phasors: dict[int, int] = {}
-        self.used_prims: set[str] = set()
-        self.input_ring = input_ring      # the delay line of x, shared by both circuits
-        self._plan_state()
-
-    def _plan_state(self):
-        need = delay_depths(self.g)
-        begin = self.alloc(0)
-        for n in self.g.nodes:
-            if n.kind == "input" and n.id in need and self.input_ring is not None:
-                self.rings[n.id] = self.input_ring
-                del need[n.id]
-        for src, depth in need.items():
-            length = ring_length(depth)
-            off = self.alloc(length)
-            slots = {s: self.alloc(length) for s in sorted(self.sets[src])}
-            self.rings[src] = (off, length, slots)
-        for n in self.g.nodes:
-            if n.kind == "phasor":
-                self.phasors[n.id] = self.alloc(1 + len(self.sets[n.id]))
-        self.state_range = (begin, self.alloc(0))
-
-    def emit(self, line):
-        self.lines.append(line)
-
-    def term(self, partial: str, tangent: str) -> str:
-        return partial if tangent == "1.0" else f"{partial}*{tangent}"
-
-    def run(self):
-        for n in self.g.nodes:
-            getattr(self, "_" + n.kind)(n)
-            if n.id in self.rings and n.kind != "input":     # x's line is written once, by the kernel
-                off, length, slots = self.rings[n.id]
-                idx = f"(n & {length - 1})"
-                self.emit(f"st[{off} + {idx}] = {self.val[n.id]}")
-                for s, so in slots.items():
-                    self.emit(f"st[{so} + {idx}] = {self.tan[n.id].get(s, '0.0')}")
-        return self.val[self.g.output], self.tan[self.g.output]
-
-    # node kinds
-    def _const(self, n):
-        self.val[n.id], self.tan[n.id] = repr(float(n.value)), {}
-
-    def _input(self, n):
-        self.val[n.id], self.tan[n.id] = self.x_name, {}
-
-    def _external(self, n):
-        self.val[n.id], self.tan[n.id] = self.external, {}
-
-    def _control(self, n):
-        self.val[n.id], self.tan[n.id] = f"cfg[{int(n.value)}]", {}
-
-    def _param(self, n):
-        self.val[n.id], slot = self.value_of_param(n.name)
-        self.tan[n.id] = {slot: "1.0"} if (self.with_tangents and slot is not None) else {}
-
-    def _prim(self, n):
-        p = TABLE[n.prim]
-        self.used_prims.add(n.prim)
-        v = f"{self.pfx}v{n.id}"
-        args = ", ".join(self.val[a] for a in n.args)
-        self.emit(f"{v} = P_{n.prim}_v({args})")
-        self.val[n.id], self.tan[n.id] = v, {}
-        slots = self.sets[n.id]
-        if not slots:
-            return
-        if p.constant_partials is not None:
-            for s in sorted(slots):
-                terms = [(c, self.tan[a][s]) for c, a in zip(p.constant_partials, n.args) if s in self.tan[a]]
-                if len(terms) == 1 and terms[0][0] == 1.0:
-                    self.tan[n.id][s] = terms[0][1]          # alias: no new variable
-                    continue
-                expr = " ".join(("+ " if c > 0 else "- ") + (t if abs(c) == 1.0 else f"{abs(c)!r}*{t}")
-                                for c, t in terms)
-                self.emit(f"{v}_t{s} = {expr.lstrip('+ ')}")
-                self.tan[n.id][s] = f"{v}_t{s}"
-            return
-        parts = [f"{v}_d{k}" for k in range(p.arity)]
-        self.emit(f"{', '.join(parts)} = P_{n.prim}_d({args})")
-        for s in sorted(slots):
-            terms = [self.term(parts[k], self.tan[a][s]) for k, a in enumerate(n.args) if s in self.tan[a]]
-            self.emit(f"{v}_t{s} = {' + '.join(terms)}")
-            self.tan[n.id][s] = f"{v}_t{s}"
-
-    def _select(self, n):
-        c, a, b = n.args
-        v = f"{self.pfx}v{n.id}"
-        self.emit(f"{v}_c = {self.val[c]} != 0.0")
-        self.emit(f"{v} = {self.val[a]} if {v}_c else {self.val[b]}")
-        self.val[n.id], self.tan[n.id] = v, {}
-        for s in sorted(self.sets[n.id]):
-            ta, tb = self.tan[a].get(s, "0.0"), self.tan[b].get(s, "0.0")
-            self.emit(f"{v}_t{s} = {ta} if {v}_c else {tb}")
-            self.tan[n.id][s] = f"{v}_t{s}"
-
-    def _delay(self, n):
-        src, amt = n.args
-        off, length, slots = self.rings[src]
-        mask = length - 1
-        v = f"{self.pfx}v{n.id}"
-        self.val[n.id], self.tan[n.id] = v, {}
-        if n.const_delay >= 0 and n.const_delay == int(n.const_delay):
-            k = int(n.const_delay)
-            self.emit(f"{v}_i = (n - {k}) & {mask}")
-            self.emit(f"{v} = st[{off} + {v}_i]")
-            for s, so in slots.items():
-                self.emit(f"{v}_t{s} = st[{so} + {v}_i]")
-                self.tan[n.id][s] = f"{v}_t{s}"
-            return
-        if n.const_delay >= 0:       # constant fractional delay: linear interpolation
-            k = int(n.const_delay)
-            self.emit(f"{v}_f = {n.const_delay - k!r}")
-            self.emit(f"{v}_i0 = (n - {k}) & {mask}")
-            self.emit(f"{v}_i1 = (n - {k + 1}) & {mask}")
-            amt_slots = {}
-        else:                        # variable delay: clamped, linearly interpolated
-            lo, hi = n.min_delay, n.max_delay
-            a = self.val[amt]
-            self.emit(f"{v}_a = min(max({a}, {float(lo)!r}), {float(hi)!r})")
-            self.emit(f"{v}_in = 1.0 if ({a} > {float(lo)!r} and {a} < {float(hi)!r}) else 0.0")
-            self.emit(f"{v}_k = int64({v}_a)")
-            self.emit(f"{v}_f = {v}_a - {v}_k")
-            self.emit(f"{v}_i0 = (n - {v}_k) & {mask}")
-            self.emit(f"{v}_i1 = (n - {v}_k - 1) & {mask}")
-            amt_slots = self.tan[amt]
-        self.emit(f"{v}_r0 = st[{off} + {v}_i0]")
-        self.emit(f"{v}_r1 = st[{off} + {v}_i1]")
-        self.emit(f"{v} = {v}_r0 + {v}_f*({v}_r1 - {v}_r0)")
-        for s in sorted(self.sets[n.id]):
-            terms = []
-            if s in slots:
-                so = slots[s]
-                self.emit(f"{v}_u{s} = st[{so} + {v}_i0]")
-                terms.append(f"{v}_u{s} + {v}_f*(st[{so} + {v}_i1] - {v}_u{s})")
-            if s in amt_slots:   # d/d(amount) of the interpolant: r1 - r0 inside the range, else 0
-                terms.append(f"{v}_in*({v}_r1 - {v}_r0)*{amt_slots[s]}")
-            self.emit(f"{v}_t{s} = {' + '.join(terms)}")
-            self.tan[n.id][s] = f"{v}_t{s}"
-
-    def _phasor(self, n):
-        (f,) = n.args
-        off = self.phasors[n.id]
-        v = f"{self.pfx}v{n.id}"
-        self.emit(f"{v} = st[{off}] + {self.val[f]}*{self.inv_sr!r}")
-        self.emit(f"{v} -= np.floor({v})")
-        self.emit(f"st[{off}] = {v}")
-        self.val[n.id], self.tan[n.id] = v, {}
-        # d(phase)/d(theta) accumulates df/SR (the unwrapped phase's derivative; the wrap is a
-        # jump of the value only)
-        for k, s in enumerate(sorted(self.sets[n.id])):
-            self.emit(f"{v}_t{s} = st[{off + 1 + k}] + {self.tan[f][s]}*{self.inv_sr!r}")
-            self.emit(f"st[{off + 1 + k}] = {v}_t{s}")
-            self.tan[n.id][s] = f"{v}_t{s}"
-
-
-@dataclass
-class CompiledLearner:
-    process: object          # the Numba kernel
-    layout: Layout
-    source: str
-    path: Path
-    block_address: int = 0   # C entry for hosts: int64 block(void *slot_table, int64 n); 0 for batches
 
 
 @dataclass
@@ -400,10 +189,10 @@ class _KernelWriter:
         self.sfx = sfx = [str(s) if batch else "" for s in range(B)]
         self.tgts, self.lrns = [], []
         for s in range(B):
-            self.tgts.append(_CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (f"h{h_index[nm]}", None),
+            self.tgts.append(CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (f"h{h_index[nm]}", None),
                                              None, sample_rate, self.input_rings[s], "xi" + sfx[s],
                                              f"out[i, {s}, 0]" if batch else "out[i, 0]"))
-            self.lrns.append(_CircuitEmitter(learn, "b" + sfx[s], alloc,
+            self.lrns.append(CircuitEmitter(learn, "b" + sfx[s], alloc,
                                              lambda nm: (f"p{slot_of[nm]}", slot_of[nm]),
                                              slot_of, sample_rate, self.input_rings[s], "xi" + sfx[s]))
         lay.target_state = self.tgts[0].state_range
@@ -799,30 +588,3 @@ def _emit_trace_row(w, depth, P, small, PV, G, loss, zero, bank_index=-1):
     w(depth + 1, f"trace[rows, {3 + 2 * P}] = {'0.0' if zero else 'yh'}")
     w(depth + 1, f"trace[rows, {4 + 2 * P}] = {f'st[{bank_index}]' if bank_index >= 0 else '-1.0'}")
     w(depth + 1, "rows += 1")
-
-
-def compile_pair(learn: Graph, target: Graph, sample_rate: float,
-                 window_capacity: int = 4096, banks: BankPlan | None = None,
-                 streams: int = 1) -> CompiledLearner:
-    """Generate, write (once) and import the kernel; Numba compiles it or loads it from cache."""
-    source, lay = generate(learn, target, sample_rate, window_capacity, banks, streams)
-    digest = hashlib.sha256((_engine_hash() + source).encode()).hexdigest()[:20]
-    modname = f"dualtone_kernel_{digest}"
-    path = kernel_cache_dir() / f"{modname}.py"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)       # atomic: a concurrent process never imports a half file
-    mod = sys.modules.get(modname)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(modname, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[modname] = mod
-        try:
-            spec.loader.exec_module(mod)
-        except Exception:
-            sys.modules.pop(modname, None)
-            raise
-    block = getattr(mod, "block", None)          # batches have no C entry
-    return CompiledLearner(process=mod.process, layout=lay, source=source, path=path,
-                           block_address=block.address if block is not None else 0)

@@ -22,7 +22,8 @@ import numpy as np
 
 from engine import layout as LY
 from engine.learn.banks import BANK_SIGNAL, CONDITION_SIGNAL, Banks, bank_name, display_name, expand, expand_topologies
-from engine.circuit.compiler import BankPlan, compile_pair, _pow2
+from engine.circuit.cache import compile_pair
+from engine.circuit.compiler import BankPlan, _pow2
 from engine.circuit.language import parse
 from engine.learn.losses import CODES as LOSS_CODES
 from engine.learn.optimizers import CODES as OPT_CODES, defaults as optimizer_defaults

@@ -1,0 +1,71 @@
+"""Generated kernels on disk: each is written once, as a module named after a hash of its text and
+of the engine sources it depends on, and imported; Numba compiles it on first use and loads it
+from its own cache afterwards (engine/numba_cache.py chooses the folder)."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.circuit import compiler
+from engine.circuit.compiler import BankPlan, Layout
+from engine.circuit.language import Graph
+
+# the engine sources a generated kernel depends on: a change to any of them invalidates the cache
+_ENGINE_FILES = ("circuit/compiler.py", "circuit/emitter.py", "circuit/analysis.py", "circuit/primitives.py", "learn/losses.py",
+                 "learn/optimizers.py", "layout.py", "blockabi.py")
+
+
+def kernel_cache_dir() -> Path:
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "dualtone-cache")
+    d = Path(base) / "dualtone_kernels"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _engine_hash() -> str:
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parents[1]
+    for f in _ENGINE_FILES:
+        h.update((here / f).read_bytes())
+    return h.hexdigest()[:12]
+
+
+@dataclass
+class CompiledLearner:
+    process: object          # the Numba kernel
+    layout: Layout
+    source: str
+    path: Path
+    block_address: int = 0   # C entry for hosts: int64 block(void *slot_table, int64 n); 0 for batches
+
+
+def compile_pair(learn: Graph, target: Graph, sample_rate: float,
+                 window_capacity: int = 4096, banks: BankPlan | None = None,
+                 streams: int = 1) -> CompiledLearner:
+    """Generate, write (once) and import the kernel; Numba compiles it or loads it from cache."""
+    source, lay = compiler.generate(learn, target, sample_rate, window_capacity, banks, streams)
+    digest = hashlib.sha256((_engine_hash() + source).encode()).hexdigest()[:20]
+    modname = f"dualtone_kernel_{digest}"
+    path = kernel_cache_dir() / f"{modname}.py"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)       # atomic: a concurrent process never imports a half file
+    mod = sys.modules.get(modname)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(modname, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except Exception:
+            sys.modules.pop(modname, None)
+            raise
+    block = getattr(mod, "block", None)          # batches have no C entry
+    return CompiledLearner(process=mod.process, layout=lay, source=source, path=path,
+                           block_address=block.address if block is not None else 0)

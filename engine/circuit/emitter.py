@@ -1,0 +1,183 @@
+"""The per-sample code of one circuit inside a generated kernel: its values and forward-mode
+tangents as locals, its state (delay rings, phasor phases) in st. The kernel writer
+(engine/circuit/compiler.py) runs one emitter per circuit and stream."""
+from __future__ import annotations
+
+from engine.circuit.analysis import delay_depths, ring_length, tangent_sets
+from engine.circuit.language import Graph
+from engine.circuit.primitives import TABLE
+
+
+class CircuitEmitter:
+    """Emits the per-sample code of one circuit. Values are named <pfx>v<id>, tangents
+    <pfx>v<id>_t<slot>; state (delay rings, phasor phases) is allocated in st."""
+
+    def __init__(self, graph: Graph, pfx: str, alloc, value_of_param, slot_of: dict | None,
+                 sample_rate: float, input_ring: tuple | None = None, x_name: str = "xi",
+                 external: str = "out[i, 0]"):
+        self.g, self.pfx, self.alloc = graph, pfx, alloc
+        self.x_name = x_name              # the local holding this stream's input sample
+        # where the host left this sample's external target (`sptmod`): the target column of
+        # `out`, which the kernel overwrites only after the forward pass
+        self.external = external
+        self.value_of_param = value_of_param
+        self.with_tangents = slot_of is not None
+        self.sets = tangent_sets(graph, slot_of) if slot_of else {n.id: frozenset() for n in graph.nodes}
+        self.inv_sr = 1.0 / sample_rate
+        self.lines: list[str] = []
+        self.val: dict[int, str] = {}
+        self.tan: dict[int, dict[int, str]] = {}
+        self.rings: dict[int, tuple] = {}      # source id -> (offset, length, {slot: offset})
+        self.phasors: dict[int, int] = {}
+        self.used_prims: set[str] = set()
+        self.input_ring = input_ring      # the delay line of x, shared by both circuits
+        self._plan_state()
+
+    def _plan_state(self):
+        need = delay_depths(self.g)
+        begin = self.alloc(0)
+        for n in self.g.nodes:
+            if n.kind == "input" and n.id in need and self.input_ring is not None:
+                self.rings[n.id] = self.input_ring
+                del need[n.id]
+        for src, depth in need.items():
+            length = ring_length(depth)
+            off = self.alloc(length)
+            slots = {s: self.alloc(length) for s in sorted(self.sets[src])}
+            self.rings[src] = (off, length, slots)
+        for n in self.g.nodes:
+            if n.kind == "phasor":
+                self.phasors[n.id] = self.alloc(1 + len(self.sets[n.id]))
+        self.state_range = (begin, self.alloc(0))
+
+    def emit(self, line):
+        self.lines.append(line)
+
+    def term(self, partial: str, tangent: str) -> str:
+        return partial if tangent == "1.0" else f"{partial}*{tangent}"
+
+    def run(self):
+        for n in self.g.nodes:
+            getattr(self, "_" + n.kind)(n)
+            if n.id in self.rings and n.kind != "input":     # x's line is written once, by the kernel
+                off, length, slots = self.rings[n.id]
+                idx = f"(n & {length - 1})"
+                self.emit(f"st[{off} + {idx}] = {self.val[n.id]}")
+                for s, so in slots.items():
+                    self.emit(f"st[{so} + {idx}] = {self.tan[n.id].get(s, '0.0')}")
+        return self.val[self.g.output], self.tan[self.g.output]
+
+    # node kinds
+    def _const(self, n):
+        self.val[n.id], self.tan[n.id] = repr(float(n.value)), {}
+
+    def _input(self, n):
+        self.val[n.id], self.tan[n.id] = self.x_name, {}
+
+    def _external(self, n):
+        self.val[n.id], self.tan[n.id] = self.external, {}
+
+    def _control(self, n):
+        self.val[n.id], self.tan[n.id] = f"cfg[{int(n.value)}]", {}
+
+    def _param(self, n):
+        self.val[n.id], slot = self.value_of_param(n.name)
+        self.tan[n.id] = {slot: "1.0"} if (self.with_tangents and slot is not None) else {}
+
+    def _prim(self, n):
+        p = TABLE[n.prim]
+        self.used_prims.add(n.prim)
+        v = f"{self.pfx}v{n.id}"
+        args = ", ".join(self.val[a] for a in n.args)
+        self.emit(f"{v} = P_{n.prim}_v({args})")
+        self.val[n.id], self.tan[n.id] = v, {}
+        slots = self.sets[n.id]
+        if not slots:
+            return
+        if p.constant_partials is not None:
+            for s in sorted(slots):
+                terms = [(c, self.tan[a][s]) for c, a in zip(p.constant_partials, n.args) if s in self.tan[a]]
+                if len(terms) == 1 and terms[0][0] == 1.0:
+                    self.tan[n.id][s] = terms[0][1]          # alias: no new variable
+                    continue
+                expr = " ".join(("+ " if c > 0 else "- ") + (t if abs(c) == 1.0 else f"{abs(c)!r}*{t}")
+                                for c, t in terms)
+                self.emit(f"{v}_t{s} = {expr.lstrip('+ ')}")
+                self.tan[n.id][s] = f"{v}_t{s}"
+            return
+        parts = [f"{v}_d{k}" for k in range(p.arity)]
+        self.emit(f"{', '.join(parts)} = P_{n.prim}_d({args})")
+        for s in sorted(slots):
+            terms = [self.term(parts[k], self.tan[a][s]) for k, a in enumerate(n.args) if s in self.tan[a]]
+            self.emit(f"{v}_t{s} = {' + '.join(terms)}")
+            self.tan[n.id][s] = f"{v}_t{s}"
+
+    def _select(self, n):
+        c, a, b = n.args
+        v = f"{self.pfx}v{n.id}"
+        self.emit(f"{v}_c = {self.val[c]} != 0.0")
+        self.emit(f"{v} = {self.val[a]} if {v}_c else {self.val[b]}")
+        self.val[n.id], self.tan[n.id] = v, {}
+        for s in sorted(self.sets[n.id]):
+            ta, tb = self.tan[a].get(s, "0.0"), self.tan[b].get(s, "0.0")
+            self.emit(f"{v}_t{s} = {ta} if {v}_c else {tb}")
+            self.tan[n.id][s] = f"{v}_t{s}"
+
+    def _delay(self, n):
+        src, amt = n.args
+        off, length, slots = self.rings[src]
+        mask = length - 1
+        v = f"{self.pfx}v{n.id}"
+        self.val[n.id], self.tan[n.id] = v, {}
+        if n.const_delay >= 0 and n.const_delay == int(n.const_delay):
+            k = int(n.const_delay)
+            self.emit(f"{v}_i = (n - {k}) & {mask}")
+            self.emit(f"{v} = st[{off} + {v}_i]")
+            for s, so in slots.items():
+                self.emit(f"{v}_t{s} = st[{so} + {v}_i]")
+                self.tan[n.id][s] = f"{v}_t{s}"
+            return
+        if n.const_delay >= 0:       # constant fractional delay: linear interpolation
+            k = int(n.const_delay)
+            self.emit(f"{v}_f = {n.const_delay - k!r}")
+            self.emit(f"{v}_i0 = (n - {k}) & {mask}")
+            self.emit(f"{v}_i1 = (n - {k + 1}) & {mask}")
+            amt_slots = {}
+        else:                        # variable delay: clamped, linearly interpolated
+            lo, hi = n.min_delay, n.max_delay
+            a = self.val[amt]
+            self.emit(f"{v}_a = min(max({a}, {float(lo)!r}), {float(hi)!r})")
+            self.emit(f"{v}_in = 1.0 if ({a} > {float(lo)!r} and {a} < {float(hi)!r}) else 0.0")
+            self.emit(f"{v}_k = int64({v}_a)")
+            self.emit(f"{v}_f = {v}_a - {v}_k")
+            self.emit(f"{v}_i0 = (n - {v}_k) & {mask}")
+            self.emit(f"{v}_i1 = (n - {v}_k - 1) & {mask}")
+            amt_slots = self.tan[amt]
+        self.emit(f"{v}_r0 = st[{off} + {v}_i0]")
+        self.emit(f"{v}_r1 = st[{off} + {v}_i1]")
+        self.emit(f"{v} = {v}_r0 + {v}_f*({v}_r1 - {v}_r0)")
+        for s in sorted(self.sets[n.id]):
+            terms = []
+            if s in slots:
+                so = slots[s]
+                self.emit(f"{v}_u{s} = st[{so} + {v}_i0]")
+                terms.append(f"{v}_u{s} + {v}_f*(st[{so} + {v}_i1] - {v}_u{s})")
+            if s in amt_slots:   # d/d(amount) of the interpolant: r1 - r0 inside the range, else 0
+                terms.append(f"{v}_in*({v}_r1 - {v}_r0)*{amt_slots[s]}")
+            self.emit(f"{v}_t{s} = {' + '.join(terms)}")
+            self.tan[n.id][s] = f"{v}_t{s}"
+
+    def _phasor(self, n):
+        (f,) = n.args
+        off = self.phasors[n.id]
+        v = f"{self.pfx}v{n.id}"
+        self.emit(f"{v} = st[{off}] + {self.val[f]}*{self.inv_sr!r}")
+        self.emit(f"{v} -= np.floor({v})")
+        self.emit(f"st[{off}] = {v}")
+        self.val[n.id], self.tan[n.id] = v, {}
+        # d(phase)/d(theta) accumulates df/SR (the unwrapped phase's derivative; the wrap is a
+        # jump of the value only)
+        for k, s in enumerate(sorted(self.sets[n.id])):
+            self.emit(f"{v}_t{s} = st[{off + 1 + k}] + {self.tan[f][s]}*{self.inv_sr!r}")
+            self.emit(f"st[{off + 1 + k}] = {v}_t{s}")
+            self.tan[n.id][s] = f"{v}_t{s}"
