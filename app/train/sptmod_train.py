@@ -227,22 +227,25 @@ def read_controls_file(path: str | None, n_pairs: int) -> tuple[list, list]:
         raise TrainInputError(f"{flag} {path}: \"items\" must list the control values of each of "
                               f"the {n_pairs} input/target pair{'s' if n_pairs > 1 else ''}, "
                               f"found {len(items) if isinstance(items, list) else 'no list'}")
-    values = []
-    for i, row in enumerate(items):
-        if not isinstance(row, list) or len(row) != len(controls):
-            raise TrainInputError(f"{flag} {path}: items[{i}] must be a list of {len(controls)} numbers")
-        vals = []
-        for c, v in zip(controls, row):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise TrainInputError(f"{flag} {path}: items[{i}]: {v!r} is not a finite number")
-            if not c["min"] <= v <= c["max"]:
-                raise TrainInputError(f"{flag} {path}: items[{i}]: {c['name']} = {v:g} is outside "
-                                      f"[{c['min']:g}, {c['max']:g}]")
-            vals.append(float(v))
-        values.append(vals)
+    values = [_control_values(row, i, controls, f"{flag} {path}") for i, row in enumerate(items)]
     controls = [{"name": c["name"], "min": float(c["min"]), "max": float(c["max"]),
                  "default": float(c["default"])} for c in controls]
     return controls, values
+
+
+def _control_values(row, i: int, controls: list, where: str) -> list:
+    """items[i] of a controls file as floats, each a finite number inside its control's range."""
+    if not isinstance(row, list) or len(row) != len(controls):
+        raise TrainInputError(f"{where}: items[{i}] must be a list of {len(controls)} numbers")
+    vals = []
+    for c, v in zip(controls, row):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise TrainInputError(f"{where}: items[{i}]: {v!r} is not a finite number")
+        if not c["min"] <= v <= c["max"]:
+            raise TrainInputError(f"{where}: items[{i}]: {c['name']} = {v:g} is outside "
+                                  f"[{c['min']:g}, {c['max']:g}]")
+        vals.append(float(v))
+    return vals
 
 
 def _read_json(path: str, flag: str):
@@ -466,34 +469,48 @@ def _validate(model, pairs, val_batches, plan, o, dtype):
     res = {"loss_wt": None, "esr_wt": None, "loss_st": None, "esr_st": None}
     with torch.no_grad():
         if len(val_batches):
-            tot_l = tot_e = wsum = 0.0
-            for b0 in range(0, len(val_batches), o.B):
-                idx = list(range(b0, min(b0 + o.B, len(val_batches))))
-                X, Y, Pc = val_batches.tensors(idx, dtype)
-                for loss, e in _group(model, plan, X, Y, Pc, o.N, o.L):
-                    tot_l += loss * len(idx)
-                    tot_e += e * len(idx)
-                    wsum += len(idx)
-            res["loss_wt"], res["esr_wt"] = tot_l / wsum, tot_e / wsum
-        P = model.P
-        tot_l = tot_e = wsum = 0.0
-        for pr in pairs:
-            n = (pr.x.size - pr.n_train) // P * P
-            if n < P:
-                continue
-            x = torch.from_numpy(pr.x[pr.n_train:pr.n_train + n]).to(dtype)[None]
-            y = torch.from_numpy(pr.y[pr.n_train:pr.n_train + n]).to(dtype)[None]
-            pc = torch.from_numpy(pr.p).to(dtype)[None]
-            model.reset_state()
-            yhat = torch.cat([model.forward_stream(x[:, i:i + o.L], pc) for i in range(0, n, o.L)],
-                             dim=1)
-            tot_l += float(sptmod_loss(yhat, y)) * n
-            tot_e += float(esr(yhat, y)) * n
-            wsum += n
-        if wsum:
-            res["loss_st"], res["esr_st"] = tot_l / wsum, tot_e / wsum
+            res["loss_wt"], res["esr_wt"] = _validate_windows(model, val_batches, plan, o, dtype)
+        st = _validate_streamed(model, pairs, o, dtype)
+        if st is not None:
+            res["loss_st"], res["esr_st"] = st
     model.reset_state()
     return res
+
+
+def _validate_windows(model, val_batches, plan, o, dtype):
+    """(loss, ESR) over the validation sequences, run as the training runs them (TBPTT groups),
+    weighted by sequence."""
+    tot_l = tot_e = wsum = 0.0
+    for b0 in range(0, len(val_batches), o.B):
+        idx = list(range(b0, min(b0 + o.B, len(val_batches))))
+        X, Y, Pc = val_batches.tensors(idx, dtype)
+        for loss, e in _group(model, plan, X, Y, Pc, o.N, o.L):
+            tot_l += loss * len(idx)
+            tot_e += e * len(idx)
+            wsum += len(idx)
+    return tot_l / wsum, tot_e / wsum
+
+
+def _validate_streamed(model, pairs, o, dtype):
+    """(loss, ESR) over each pair's whole validation part streamed in blocks of L, weighted by
+    sample; None when no pair has a validation part of at least one pool."""
+    import torch
+    P = model.P
+    tot_l = tot_e = wsum = 0.0
+    for pr in pairs:
+        n = (pr.x.size - pr.n_train) // P * P
+        if n < P:
+            continue
+        x = torch.from_numpy(pr.x[pr.n_train:pr.n_train + n]).to(dtype)[None]
+        y = torch.from_numpy(pr.y[pr.n_train:pr.n_train + n]).to(dtype)[None]
+        pc = torch.from_numpy(pr.p).to(dtype)[None]
+        model.reset_state()
+        yhat = torch.cat([model.forward_stream(x[:, i:i + o.L], pc) for i in range(0, n, o.L)],
+                         dim=1)
+        tot_l += float(sptmod_loss(yhat, y)) * n
+        tot_e += float(esr(yhat, y)) * n
+        wsum += n
+    return (tot_l / wsum, tot_e / wsum) if wsum else None
 
 
 def align_output_sign(model, plan, batches, o, dtype) -> bool:
@@ -525,6 +542,7 @@ def align_output_sign(model, plan, batches, o, dtype) -> bool:
 def train(o: TrainOptions) -> dict:
     """Run (or resume) a training; export the model; return the summary dict. Raises
     TrainInputError for bad input."""
+    import torch  # noqa: F401  (first: without PyTorch, ImportError before any input check)
     _check_options(o)
     t_start = time.perf_counter()
     ckpt_path = _ckpt_path(o.out)
@@ -659,6 +677,11 @@ class _Training:
         self.model.eval()
         t_val = time.perf_counter()
         v = _validate(self.model, d.pairs, d.val, d.plan, o, self.dtype)
+        self._end_epoch(epoch, v, t_ep, t_val)
+
+    def _end_epoch(self, epoch: int, v: dict, t_ep: float, t_val: float):
+        """Record the epoch, keep the best weights, write the checkpoint, report one line."""
+        o = self.o
         now = time.perf_counter()
         rec = {"epoch": epoch + 1, "iterations": self.iters, "train_loss": self.run_loss / max(self.run_n, 1),
                "seconds": now - t_ep, "train_seconds": t_val - t_ep,
