@@ -341,4 +341,4 @@ def test_the_limited_counter_counts_onsets_not_samples():
     h = _sine_harness("target", gain=40.0)
     h.ctl[H.C_DC_BLOCK] = 0.0
     h.run_many(20, 128)                                          # 2560 samples, limited throughout
-    assert 1 <= h.ctl[H.C_LIMITED] <= 10
+    assert h.ctl[H.C_LIMITED] == 1.0          # one onset: the gain never returns to 1 on a steady loud sine
