@@ -1,6 +1,6 @@
-"""Generated kernels on disk: each is written once, as a module named after a hash of its text and
-of the engine sources it depends on, and imported; Numba compiles it on first use and loads it
-from its own cache afterwards (engine/numba_cache.py chooses the folder)."""
+"""Generated kernels on disk: each is written once, as a module named after a hash of its text, and
+imported; Numba compiles it on first use and loads it from its own cache afterwards. The folder is
+named after the engine's sources (engine/numba_cache.py), so an engine change never reuses a kernel."""
 from __future__ import annotations
 
 import hashlib
@@ -15,24 +15,12 @@ from engine.circuit import compiler
 from engine.circuit.compiler import BankPlan, Layout
 from engine.circuit.language import Graph
 
-# the engine sources a generated kernel depends on: a change to any of them invalidates the cache
-_ENGINE_FILES = ("circuit/compiler.py", "circuit/emitter.py", "circuit/analysis.py", "circuit/primitives.py", "learn/losses.py",
-                 "learn/optimizers.py", "layout.py", "blockabi.py")
-
 
 def kernel_cache_dir() -> Path:
     base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "dualtone-cache")
     d = Path(base) / "dualtone_kernels"
     d.mkdir(parents=True, exist_ok=True)
     return d
-
-
-def _engine_hash() -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parents[1]
-    for f in _ENGINE_FILES:
-        h.update((here / f).read_bytes())
-    return h.hexdigest()[:12]
 
 
 @dataclass
@@ -49,7 +37,7 @@ def compile_pair(learn: Graph, target: Graph, sample_rate: float,
                  streams: int = 1) -> CompiledLearner:
     """Generate, write (once) and import the kernel; Numba compiles it or loads it from cache."""
     source, lay = compiler.generate(learn, target, sample_rate, window_capacity, banks, streams)
-    digest = hashlib.sha256((_engine_hash() + source).encode()).hexdigest()[:20]
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]   # the folder is per engine source tree
     modname = f"dualtone_kernel_{digest}"
     path = kernel_cache_dir() / f"{modname}.py"
     if not path.exists():

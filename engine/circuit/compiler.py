@@ -7,7 +7,7 @@ works on. Tangents are sparse: each node carries only the slots of the parameter
 structurally zero terms at compile time.
 
 The per-circuit code comes from engine/circuit/emitter.py; engine/circuit/cache.py writes the
-generated source once to a file named by its hash (plus the engine's own source hash) and
+generated source once to a file named by its hash (in a folder per engine source tree) and
 compiles it with cache=True, so the same circuit starts in well under a second the second time.
 """
 from __future__ import annotations

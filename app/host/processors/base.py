@@ -53,7 +53,7 @@ class Processor:
 
     def latch_now(self):
         """Take the prepared controls here (only while the callback does not run this table)."""
-        latch_table(self.table)
+        latch_controls(self.table)
 
     @property
     def restarts(self) -> int:
@@ -75,7 +75,7 @@ def i64(address, n):
 
 
 @njit(nogil=True, cache=True)
-def latch_table(t):
+def latch_controls(t):
     """Pending controls (if any) into what the kind reads: at a block start, or with no callback."""
     if t[PR_CTL_READY] == 0:
         return

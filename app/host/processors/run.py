@@ -4,7 +4,7 @@ added). A processor never sees a non-finite input sample (it would stay in its s
 reset), and one whose output goes non-finite restarts silent and is counted."""
 from numba import njit
 
-from app.host.processors.base import f64, latch_table
+from app.host.processors.base import f64, latch_controls  # noqa: F401  (the callback calls it from here)
 from app.host.processors.sptmod import sptmod_reset, sptmod_step
 from app.host.processors.words import (
     KINDS, PR_DRY, PR_IN, PR_KIND, PR_LATENCY, PR_MAX_FRAMES, PR_OUT, PR_RESTARTS, PR_RING, PR_RING_LEN,
@@ -75,7 +75,3 @@ def run_as_insert(t, buf, n):
     for i in range(n):
         buf[i] = y[i]
 
-
-@njit(nogil=True, cache=True)
-def latch_controls(t):
-    latch_table(t)
