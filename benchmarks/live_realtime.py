@@ -216,7 +216,7 @@ def run_cfunc(device, blocksize, seconds, load, witness, qt=None):
         j1 = witness.read()
         tick()
         status_bits = int(s.memory.ctl[H.C_STATUS_BITS])
-        med, p99 = stats.cpu_percentiles()
+        med, p99, _worst = stats.cpu_percentiles()
         s.stop()
     r = dict(callback="cfunc (ours)", load=load, seconds=elapsed,
              callbacks=c1["callbacks"] - c0["callbacks"], expected=round(elapsed * SR / blocksize),

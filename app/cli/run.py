@@ -165,12 +165,14 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
                 midi.close()
         stats.add(session.telemetry.drain())
         counters = session.counters()
-        med, p99 = stats.cpu_percentiles()
+        med, p99, worst = stats.cpu_percentiles()
         learner = session.learner
         result = {"callbacks": counters["callbacks"],
                   "expected_callbacks": int(round(elapsed * info.sample_rate / info.blocksize)),
                   "xruns": counters["xruns"],
+                  "late_callbacks": stats.late_callbacks(1e6 * info.blocksize / info.sample_rate),
                   "callback_us_median": _json_float(med), "callback_us_p99": _json_float(p99),
+                  "callback_us_max": _json_float(worst),
                   "loss": _json_float(learner.loss), "params": learner.params(),
                   "skipped": learner.skipped, "device": info.device,
                   "blocksize": info.blocksize, "sample_rate": info.sample_rate,

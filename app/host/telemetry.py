@@ -141,8 +141,14 @@ class RunStats:
             self.rows += rows.shape[0]
             self.last = rows[-1].copy()
 
-    def cpu_percentiles(self) -> tuple[float, float]:
+    def cpu_percentiles(self) -> tuple[float, float, float]:
+        """Median, 99th percentile and maximum of the callback's time per block, microseconds."""
         if not self.cpu_us:
-            return float("nan"), float("nan")
+            return float("nan"), float("nan"), float("nan")
         allv = np.concatenate(self.cpu_us)
-        return float(np.median(allv)), float(np.percentile(allv, 99))
+        return float(np.median(allv)), float(np.percentile(allv, 99)), float(np.max(allv))
+
+    def late_callbacks(self, deadline_us: float) -> int:
+        """Callbacks that took longer than their block lasts: the xruns Dualtone's own processing
+        caused, as distinct from the ones the system causes by not scheduling the audio thread."""
+        return int(sum(int(np.count_nonzero(c > deadline_us)) for c in self.cpu_us))

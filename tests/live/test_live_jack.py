@@ -13,6 +13,7 @@ import pytest
 from app.host import layout as H
 from app.session import CircuitSpec, Session
 from engine.learn.learner import ParamSpec, Settings
+from tests.live.host_xruns import XrunListener, host_xruns_around, xrun_allowance
 from tests.paths import REPO
 
 CEILING = np.float32(10 ** (-1 / 20))
@@ -92,9 +93,7 @@ def test_self_loopback_is_bit_exact_with_a_two_block_round_trip(session, jack):
 
 def _with_one_retry(check):
     """Run an xrun-counting check; if it fails, run it once more and keep the second verdict.
-    This shared 2-vCPU machine sometimes stalls every thread for a few ms (jackd logs the client
-    as 'not finished, state = Triggered': it was not even scheduled), which no client code can
-    prevent; a real regression fails both runs."""
+    The host's own stalls come in bursts (tests/live/host_xruns.py); a real regression fails both."""
     try:
         check()
     except AssertionError as first:
@@ -102,14 +101,19 @@ def _with_one_retry(check):
         check()
 
 
-def test_the_done_when_command_converges_live():
+def test_the_done_when_command_converges_live(jack_server):
     cmd = [sys.executable, os.path.join(REPO, "main.py"), "run", "--headless", "--seconds", "10",
            "--circuit", "y = gain*x + dc", "--param", "gain=0", "--param", "dc=0",
            "--hidden", "gain=0.5", "--hidden", "dc=0.5", "--loss", "mse", "--window", "32",
            "--optimizer", "sgd", "--lr", "0.01", "--source", "lcg-noise"]
 
+    def run():
+        with XrunListener() as heard:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return r, heard.count
+
     def check():
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        (r, heard), host = host_xruns_around(run)
         assert r.returncode == 0, r.stderr
         res = json.loads(r.stdout.strip().splitlines()[-1])
         assert "JACK" in res["device"]
@@ -117,7 +121,12 @@ def test_the_done_when_command_converges_live():
         assert res["callbacks"] >= 0.95 * res["expected_callbacks"]
         assert "loss=" in r.stderr and "callbacks=" in r.stderr          # live telemetry lines
         assert res["callback_us_median"] > 0 and res["skipped"] == 0
-        assert res["xruns"] <= 0.001 * res["callbacks"], f"{res['xruns']} xruns in {res['callbacks']} callbacks"
+        assert res["callback_us_max"] >= res["callback_us_p99"] >= res["callback_us_median"]
+        # our own processing: the real-time target, absolute
+        assert res["late_callbacks"] <= 0.001 * res["callbacks"], res
+        # the system's stalls: no more than the host's own rate, measured around this run
+        assert heard <= xrun_allowance(res["callbacks"], host), \
+            f"{heard} xruns heard in {res['callbacks']} callbacks; host alone: {host[0]} in {host[1]:.0f} cycles"
     _with_one_retry(check)
 
 
@@ -169,10 +178,11 @@ def test_a_busy_main_thread_does_not_raise_the_xrun_rate(session, qapp):
     def check():
         results = {name: _phase(session, 4.0, load) for name, load in
                    (("idle", _idle), ("python", _busy_python), ("qt", _qt_repaint))}
-        idle_xruns = results["idle"][1]
+        idle_calls, idle_xruns, _ = results["idle"]
         for name, (calls, xruns, expected) in results.items():
             assert calls >= 0.95 * expected, f"{name}: {calls} callbacks of {expected:.0f} expected"
-            assert xruns <= idle_xruns + max(1, 0.001 * calls), f"{name}: {xruns} xruns vs {idle_xruns} idle"
+            assert xruns <= xrun_allowance(calls, (idle_xruns, idle_calls)), \
+                f"{name}: {xruns} xruns in {calls} callbacks vs {idle_xruns} idle"
     try:
         _with_one_retry(check)
     finally:
