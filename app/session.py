@@ -50,6 +50,11 @@ class CircuitSpec:
     # content hash a preset was saved with (a different file is refused)
     model: str | None = None
     model_sha256: str | None = None
+    # a LADSPA/LV2 plugin (its id) whose output is the target's `plugin` signal; its controls are
+    # hidden knobs under their symbols (values in `hidden`, in the plugin's units);
+    # plugin_channel: the output channel of a stereo plugin that is learned and heard (0 left)
+    plugin: str | None = None
+    plugin_channel: int = 0
 
     def declaration(self, name: str) -> ParamSpec | None:
         return next((p for p in list(self.params) + list(self.hidden_params) if p.name == name), None)
@@ -142,6 +147,11 @@ class Session:
             self.stream.close()
             self.stream = None
         self._executor.shutdown(wait=True)
+        for slot in dict.fromkeys(s for s in self.memory.slots if s is not None):
+            slot.close()                          # the stream is closed: nothing runs them
+        self.memory.free_retired(stopped=True)
+        if hasattr(self.memory.insert, "close"):
+            self.memory.insert.close()
 
     def __enter__(self):
         return self
@@ -171,26 +181,46 @@ class Session:
         """Compile spec into a slot (any thread; seconds on first use, cached afterwards)."""
         progress("compiling (the first use of a circuit takes a few seconds)", 0.1)
         settings = dataclasses.replace(spec.settings)
-        stream, model, controls = None, None, {}
+        if spec.model is not None and spec.plugin is not None:
+            raise SessionError("one ground truth at a time: an SPTMod model or a plugin, not both")
+        truth = None
         if spec.model is not None:
             progress("loading the SPTMod model", 0.05)
-            stream, model, controls = self._open_model(spec)
+            truth = self._open_model(spec)
+        elif spec.plugin is not None:
+            progress("loading the plugin (probed in a subprocess on first use)", 0.05)
+            truth = self._open_plugin(spec)
+        controls = {} if truth is None else truth.controls
         hidden = {k: v for k, v in spec.hidden.items() if k not in controls}
-        learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=hidden,
-                          settings=settings, sample_rate=self.sample_rate, banks=spec.banks)
-        if learner.external and stream is None:
-            raise SessionError("the target reads 'sptmod' but no SPTMod model is loaded")
-        if stream is not None and not learner.external:
-            raise SessionError("an SPTMod model is loaded but the target does not read 'sptmod' "
-                               "(write the target as  y = sptmod)")
-        progress("compiled", 0.9)
-        slot = Slot(learner, self.memory.x, self.memory.max_frames, model=stream, model_controls=controls)
-        slot.model_file = model
-        return slot
+        try:
+            learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=hidden,
+                              settings=settings, sample_rate=self.sample_rate, banks=spec.banks)
+            progress("compiled", 0.9)
+            try:
+                return Slot(learner, self.memory.x, self.memory.max_frames, truth=truth)
+            except ValueError as e:             # the target and the ground truth do not match
+                raise SessionError(str(e)) from None
+        except BaseException:
+            if truth is not None:
+                truth.close()
+            raise
+
+    def _open_plugin(self, spec: CircuitSpec):
+        """The plugin of spec, probed and instantiated, with its controls from spec.hidden."""
+        from app.plugins import registry
+        from app.plugins.instance import PluginError
+        from app.truths import open_plugin
+        try:
+            info = registry.find(spec.plugin, self.sample_rate)
+            values = {k: v for k, v in spec.hidden.items() if info.control(k) is not None}
+            return open_plugin(spec.plugin, values, self.sample_rate, self.memory.max_frames,
+                               channel=spec.plugin_channel)
+        except PluginError as e:
+            raise SessionError(str(e)) from None
 
     def _open_model(self, spec: CircuitSpec):
-        """The model of spec (checked against its hash), a float64 stream of it with the controls
-        set, and the control values (from spec.hidden, else the model's defaults)."""
+        """The model of spec (checked against its hash) as a ground truth: a float64 stream of it
+        with the controls set (from spec.hidden, else the model's defaults)."""
         from engine.sptmod.stream import SptModStream
         model = _checked_model(spec.model, spec.model_sha256)
         spec.model_sha256 = model.sha256          # a preset saved from here names this model
@@ -201,7 +231,8 @@ class Session:
         stream = SptModStream(model.config, model.weights, dtype=np.float64,
                               max_block=min(8192, max(64, -(-self.memory.max_frames // 64) * 64)))
         stream.set_controls(list(controls.values()))
-        return stream, model, controls
+        from app.truths import SptModTruth
+        return SptModTruth(stream, model, controls, self.memory.max_frames)
 
     def load(self, spec: CircuitSpec, progress=_progress_none):
         """Build spec and make it the running circuit (crossfaded when audio is running). The old
@@ -223,8 +254,11 @@ class Session:
                 self._catch_up(slot, spec, knob_seq)
                 self._define_circuit_knobs(slot, spec)
                 if not self.running or mem.active is None:
+                    old = mem.active
                     mem.install(mem.active_index, slot)
                     self.spec = spec
+                    if old is not None and old is not slot:
+                        old.close()                 # no callback runs it
                     return
                 incoming = 1 - mem.active_index
                 mem.install(incoming, slot)
@@ -238,7 +272,10 @@ class Session:
                     ctl[H.C_SWAP_ACK] = ctl[H.C_SWAP_REQ]
                     break
                 time.sleep(0.002)
+            old = mem.slots[1 - incoming]
             mem.install(1 - incoming, None)        # the old circuit is no longer touched
+            if old is not None and old is not slot:
+                old.close()
 
     @property
     def learner(self) -> Learner | None:
@@ -273,9 +310,8 @@ class Session:
             lo, hi, log = (-math.inf, math.inf, False) if decl is None else (decl.lo, decl.hi, decl.log)
             bank.define(lambda v, knob=f"hidden:{name}", lo=lo, hi=hi, log=log: around(knob, v, lo, hi, log),
                         learner.hidden[name], self._hidden_writer(name), clamp=False, name=f"hidden:{name}")
-        for c in (slot.model_file.controls if slot.model_file is not None else ()):
-            bank.define(KnobSpec(f"hidden:{c['name']}", c["min"], c["max"]), slot.model_controls[c["name"]],
-                        self._hidden_writer(c["name"]))
+        for name, spec_ in ({} if slot.truth is None else slot.truth.specs).items():
+            bank.define(spec_, slot.model_controls[name], self._hidden_writer(name))
 
     def _hidden_writer(self, name: str):
         def write(value: float):
@@ -349,6 +385,24 @@ class Session:
                 self.knob_bank.define(KnobSpec(f"insert:{c['name']}", c["min"], c["max"]),
                                       insert.controls[c["name"]], self._insert_writer(insert, c["name"]))
 
+    def set_insert_plugin(self, plugin_id: str | None, controls: dict | None = None):
+        """A LADSPA/LV2 plugin as the insert effect on the output (None removes the insert);
+        its controls (values in the plugin's units, else its defaults) are knobs 'insert:SYMBOL'."""
+        if plugin_id is None:
+            self.set_insert(None)
+            return
+        from app.plugins.instance import PluginError
+        from app.truths import PluginInsert
+        try:
+            insert = PluginInsert(plugin_id, dict(controls or {}), self.sample_rate, self.memory.max_frames)
+        except PluginError as e:
+            raise SessionError(str(e)) from None
+        with self._knob_lock:
+            self.memory.set_insert(insert)
+            self.knob_bank.forget("insert:")
+            for name, spec_ in insert.specs.items():
+                self.knob_bank.define(spec_, insert.controls[name], self._insert_writer(insert, name))
+
     def _insert_writer(self, insert, name: str):
         def write(value: float):
             self._controls_taken()
@@ -357,10 +411,14 @@ class Session:
         return write
 
     def insert(self) -> dict | None:
-        """{"model", "sha256", "controls", "restarts", "latency"} of the output insert, or None."""
+        """{"model", "sha256", "controls", "restarts", "latency"} of the output insert (a plugin:
+        {"plugin", "controls", "restarts", "latency"}), or None."""
         ins = self.memory.insert
         if ins is None:
             return None
+        if hasattr(ins, "info"):                  # a plugin
+            return {"plugin": ins.info.id, "controls": ins.plugin_values(), "restarts": ins.restarts,
+                    "latency": ins.latency}
         return {"model": ins.path, "sha256": ins.model.sha256, "controls": self.knob_bank.values("insert:"),
                 "restarts": ins.restarts, "latency": ins.latency}
 

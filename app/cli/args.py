@@ -51,6 +51,10 @@ def _positive_seconds(text):
     return v
 
 
+# against a plugin: multiply the learning rate by 0.7 every 4800 steps, down to 0.1 % of it
+PLUGIN_DECAY = (0.7, 4800, 0.001)
+
+
 def _json_float(v):
     return v if math.isfinite(v) else None
 
@@ -77,10 +81,19 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
     with_eps = [o.name for o in OPTIMIZERS if o.eps]
     p.add_argument("--eps", type=float, help=f"epsilon of {'/'.join(with_eps)} (default 1e-8)")
     p.add_argument("--clip", type=float, default=0.0, help="clip the gradient's L2 norm to this (0 = off)")
-    p.add_argument("--lr-decay", type=float, default=1.0, metavar="F",
-                   help="multiply the learning rate by F every --lr-decay-every steps")
-    p.add_argument("--lr-decay-every", type=int, default=0, metavar="E")
-    p.add_argument("--lr-min", type=float, default=0.0)
+    p.add_argument("--lr-decay", type=float, default=None, metavar="F",
+                   help="multiply the learning rate by F every --lr-decay-every steps (default 1; "
+                        f"against a --plugin {PLUGIN_DECAY[0]:g} every {PLUGIN_DECAY[1]} steps, down to "
+                        f"{PLUGIN_DECAY[2]:g} x --lr, so float32 rounding noise does not keep moving "
+                        "the parameters once they converged)")
+    p.add_argument("--lr-decay-every", type=int, default=None, metavar="E")
+    p.add_argument("--lr-min", type=float, default=None)
+    p.add_argument("--plugin", metavar="ID",
+                   help="a LADSPA or LV2 plugin as the ground truth (ladspa:<UniqueID or label> or "
+                        "lv2:<URI>; `plugins` lists them): its output is the target's 'plugin' signal "
+                        "(the target defaults to  y = plugin); set its controls with --hidden SYMBOL=VALUE")
+    p.add_argument("--plugin-channel", choices=["left", "right"], default="left",
+                   help="the output channel of a stereo plugin that is learned (default left)")
     p.add_argument("--range-mode", choices=["project", "straight-through"], default="project",
                    help="project: keep each parameter's accumulator inside its range (no wind-up); "
                         "straight-through: diff.lib's behaviour (the accumulator may leave the range)")
@@ -107,10 +120,32 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
 def settings_from_args(a):
     from engine.learn.learner import Settings
     constants = [getattr(a, flag) for flag, _ in BY_NAME[a.optimizer].constants] + [None, None]
+    decay, every, lr_min = a.lr_decay, a.lr_decay_every, a.lr_min
+    if getattr(a, "plugin", None) and decay is None and every is None:
+        decay, every = PLUGIN_DECAY[0], PLUGIN_DECAY[1]
+        lr_min = PLUGIN_DECAY[2] * a.lr if lr_min is None else lr_min
     return Settings(loss=a.loss, huber_delta=a.huber_delta, window=a.window, optimizer=a.optimizer,
                     lr=a.lr, c1=constants[0], c2=constants[1], eps=a.eps,
-                    clip=a.clip, lr_decay=a.lr_decay, lr_decay_every=a.lr_decay_every,
-                    lr_min=a.lr_min, range_mode=a.range_mode)
+                    clip=a.clip, lr_decay=1.0 if decay is None else decay,
+                    lr_decay_every=0 if every is None else every,
+                    lr_min=0.0 if lr_min is None else lr_min, range_mode=a.range_mode)
+
+
+def plugin_args(a):
+    """--plugin and its --hidden controls: (plugin id or None, channel, {symbol: value} of its
+    controls, the remaining --hidden values for the target circuit's parameters)."""
+    hidden = dict(parse_hidden(t) for t in a.hidden)
+    if not getattr(a, "plugin", None):
+        return None, 0, {}, hidden
+    from app.plugins import registry
+    from app.plugins.instance import PluginError
+    try:
+        info = registry.find(a.plugin)
+    except PluginError as e:
+        raise UsageError(f"--plugin {e}") from None
+    controls = {k: v for k, v in hidden.items() if info.control(k) is not None}
+    rest = {k: v for k, v in hidden.items() if k not in controls}
+    return info.id, 1 if a.plugin_channel == "right" else 0, controls, rest
 
 
 def banks_from_args(a, live: bool = False):
@@ -142,9 +177,10 @@ def build_learner(a, sample_rate, streams: int = 1):
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise UsageError(f"--param {sorted(dup)[0]} is given twice")
-    hidden = dict(parse_hidden(t) for t in a.hidden)
+    _, _, _, hidden = plugin_args(a)
+    target = a.target or ("y = plugin" if getattr(a, "plugin", None) else None)
     try:
-        return Learner(a.circuit, specs, target=a.target, hidden=hidden,
+        return Learner(a.circuit, specs, target=target, hidden=hidden,
                        settings=settings_from_args(a), sample_rate=sample_rate, banks=banks_from_args(a),
                        streams=streams)
     except ValueError as e:          # CircuitError is a ValueError

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from app.cli.args import add_learning_args, build_learner, _json_float
+from app.cli.args import add_learning_args, build_learner, plugin_args, _json_float
 from app.cli.errors import UsageError
 from app.cli.inputs import make_sources
 from app.progress import Progress
@@ -25,6 +25,7 @@ def cmd_learn(a) -> int:
     sources, sample_rate = make_sources(a.input or ["lcg-noise"], sample_rate, a.seed, sr_given)
     streams = len(sources)
     learner = build_learner(a, sample_rate, streams)
+    truth = _open_truth(a, learner, sample_rate, streams)
     names = learner.param_names
     if not names:
         raise UsageError("the circuit has no parameters to learn (every free name is a parameter)")
@@ -51,7 +52,11 @@ def cmd_learn(a) -> int:
         while done < a.samples:
             nb = min(block, a.samples - done)
             every = a.trace_every if trace_file else 0
-            if streams == 1:
+            if truth is not None:
+                x, target = truth.render(sources[0].read(nb))
+                t0 = time.perf_counter()
+                _, rows = learner.process(x, trace_every=every, external=target)
+            elif streams == 1:
                 x = sources[0].read(nb)
                 t0 = time.perf_counter()
                 _, rows = learner.process(x, trace_every=every)
@@ -68,16 +73,40 @@ def cmd_learn(a) -> int:
         progress.close()
         if trace_file is not None:
             trace_file.close()
+        if truth is not None:
+            truth.close()
     result = {"samples": a.samples, "seconds": kernel_seconds,
               "samples_per_second": a.samples / kernel_seconds if kernel_seconds > 0 else None,
               "loss": _json_float(learner.loss), "params": learner.params(),
               "skipped": learner.skipped}
     if streams > 1:              # batches; a single --input prints what it always did
         result["streams"] = streams
+    if truth is not None:
+        result["plugin"] = truth.summary()
     if learner.banks is not None:
         result["banks"] = _bank_summary(learner)
     print(json.dumps(result))
     return 0
+
+
+def _open_truth(a, learner, sample_rate, streams):
+    """--plugin: the plugin, probed and instantiated, run offline through the callback's own
+    processor code (so learn, run and render hear the same thing); None without --plugin."""
+    plugin, channel, controls, _ = plugin_args(a)
+    if plugin is None:
+        if learner.external:
+            raise UsageError(f"the target reads '{learner.target_graph.external_name}': give --plugin ID")
+        return None
+    if streams > 1:
+        raise UsageError("--plugin learns from one --input (one plugin instance)")
+    if not learner.external:
+        raise UsageError("--plugin is given but the target does not read 'plugin' (e.g. --target \"y = plugin\")")
+    from app.plugins.instance import PluginError
+    from app.truths import OfflineTruth, open_plugin
+    try:
+        return OfflineTruth(open_plugin(plugin, controls, sample_rate, OfflineTruth.FRAMES, channel=channel))
+    except PluginError as e:
+        raise UsageError(f"--plugin {e}") from None
 
 
 def _bank_summary(learner) -> list[dict]:

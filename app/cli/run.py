@@ -8,7 +8,7 @@ import sys
 import time
 
 from app.cli.args import (_json_float, _positive_seconds, add_learning_args, banks_from_args,
-                          parse_hidden, parse_param, settings_from_args)
+                          parse_hidden, parse_param, plugin_args, settings_from_args)
 from app.cli.errors import UsageError, one_line as _one_line, parse_float as _float
 from app.cli.learn import _bank_summary
 
@@ -62,22 +62,31 @@ def cmd_run(a) -> int:
     if a.circuit is None:
         raise UsageError("run needs --circuit TEXT (or --preset NAME)")
     specs = [parse_param(t) for t in a.param]
-    hidden = dict(parse_hidden(t) for t in a.hidden)
+    plugin, channel, controls, hidden = plugin_args(a)
     target = a.target
     if a.sptmod is not None:
+        if plugin is not None:
+            raise UsageError("--sptmod and --plugin: one ground truth at a time")
         if not os.path.exists(a.sptmod):
             raise UsageError(f"--sptmod {a.sptmod}: no such file")
         target = target or "y = sptmod"
-    spec = CircuitSpec(a.circuit, specs, target=target, hidden=hidden, settings=settings_from_args(a),
-                       banks=banks_from_args(a, live=True),
-                       model=None if a.sptmod is None else os.path.abspath(a.sptmod))
+    if plugin is not None:
+        target = target or "y = plugin"
+    spec = CircuitSpec(a.circuit, specs, target=target, hidden={**hidden, **controls},
+                       settings=settings_from_args(a), banks=banks_from_args(a, live=True),
+                       model=None if a.sptmod is None else os.path.abspath(a.sptmod),
+                       plugin=plugin, plugin_channel=channel)
     return _run_spec(a, spec, sample_rate, a.source or "lcg-noise", _insert_args(a))
 
 
 def _insert_args(a):
+    if a.insert is not None and a.insert_plugin is not None:
+        raise UsageError("--insert and --insert-plugin: one output insert at a time")
+    if a.insert_plugin is not None:
+        return "plugin", a.insert_plugin, dict(parse_hidden(t) for t in a.insert_control)
     if a.insert is None:
         if a.insert_control:
-            raise UsageError("--insert-control needs --insert MODEL")
+            raise UsageError("--insert-control needs --insert MODEL or --insert-plugin ID")
         return None
     if not os.path.exists(a.insert):
         raise UsageError(f"--insert {a.insert}: no such file")
@@ -125,7 +134,12 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
             session.load(spec, progress=lambda stage, f: a.quiet or print(f"{stage}...", file=sys.stderr))
         except (ValueError, SessionError) as e:
             raise UsageError(_one_line(e)) from None
-        if insert is not None:
+        if insert is not None and insert[0] == "plugin":
+            try:
+                session.set_insert_plugin(insert[1], insert[2])
+            except SessionError as e:
+                raise UsageError(f"--insert-plugin {_one_line(e)}") from None
+        elif insert is not None:
             try:
                 session.set_insert(*insert)
             except SessionError as e:
@@ -188,6 +202,11 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
             result["sptmod"] = {"model": spec.model, "sha256": spec.model_sha256,
                                 "controls": session.model_controls(),
                                 "restarts": counters["model_restarts"]}
+        if spec.plugin is not None:
+            truth = session.memory.active.truth
+            result["plugin"] = {"id": truth.info.id, "name": truth.info.name,
+                                "controls": truth.plugin_values(), "latency": truth.processor.latency,
+                                "restarts": counters["model_restarts"]}
     print(json.dumps(result))
     return 0
 
@@ -203,8 +222,10 @@ def add_parser(sub):
                          "values and source; --hidden and --source override")
     rp.add_argument("--insert", metavar="MODEL", help="an SPTMod model as an insert effect on the "
                     "output (one model per channel, before the limiter)")
+    rp.add_argument("--insert-plugin", metavar="ID", help="a LADSPA or LV2 plugin as an insert effect "
+                    "on the output (one instance per channel, before the limiter)")
     rp.add_argument("--insert-control", action="append", default=[], metavar="NAME=VALUE",
-                    help="a control value of the --insert model")
+                    help="a control value of the --insert model or --insert-plugin")
     rp.add_argument("--sptmod", metavar="MODEL",
                     help="an SPTMod model file as the ground truth: its output is the target's "
                          "'sptmod' signal (the target defaults to  y = sptmod); set its controls "

@@ -37,18 +37,19 @@ def resident(a: np.ndarray) -> np.ndarray:
 class Slot:
     """A learner wired for the callback: its arrays (kept alive here) and its slot table."""
 
-    def __init__(self, learner: Learner, x: np.ndarray, max_frames: int, model=None,
-                 model_controls: dict | None = None):
-        """model: a float64 SptModStream whose output is the target's `sptmod` (required exactly
-        when the learner's target reads it); model_controls: its control names -> values."""
-        if learner.external != (model is not None):
-            raise ValueError("the target reads 'sptmod' but no SPTMod model is loaded" if learner.external
-                             else "an SPTMod model needs a target that reads 'sptmod' (e.g. y = sptmod)")
+    def __init__(self, learner: Learner, x: np.ndarray, max_frames: int, truth=None):
+        """truth: a ground truth from outside (app/truths.py: an SPTMod model or a plugin) whose
+        output the target reads by the kind's name (required exactly when the target reads one)."""
+        reads = learner.target_graph.external_name
+        if reads is None and truth is not None:
+            raise ValueError(f"{truth.title} is loaded but the target does not read '{truth.kind}' "
+                             f"(the ground truth needs a target that reads '{truth.kind}', e.g. y = {truth.kind})")
+        if reads is not None and (truth is None or truth.kind != reads):
+            raise ValueError(f"the target reads '{reads}' but no {'SPTMod model' if reads == 'sptmod' else reads} "
+                             "is loaded")
         self.learner = learner
-        self.model = model
-        self.model_controls = dict(model_controls or {})
-        self.model_file = None            # the SptModel (controls, provenance) the session loaded
-        self.processor = None if model is None else SptModProcessor(model, max_frames)
+        self.truth = truth
+        self.processor = None if truth is None else truth.processor
         lay = learner.layout
         self.out = np.zeros((max_frames, 3))
         self.trace = np.zeros((1, lay.trace_width))
@@ -58,7 +59,7 @@ class Slot:
         # where each hidden knob is heading: a view of the kernel's cfg (it glides there per sample)
         self.hidden_goal = learner.cfg[lay.cfg_goal:lay.cfg_goal + Hn]
         t = np.zeros(B.SLOT_WORDS, dtype=np.int64)
-        t[B.S_X] = B.address(x) if model is None else self.processor.dry_address()
+        t[B.S_X] = B.address(x) if truth is None else self.processor.dry_address()
         t[B.S_OUT] = B.address(self.out)
         t[B.S_TRACE], t[B.S_TRACE_ROWS], t[B.S_TRACE_COLS] = B.address(self.trace), 1, lay.trace_width
         t[B.S_ST], t[B.S_ST_LEN] = B.address(learner.st), learner.st.size
@@ -69,7 +70,7 @@ class Slot:
         t[B.S_LO], t[B.S_HI] = lay.cfg_lo, lay.cfg_hi
         t[B.S_BANK_INDEX] = lay.bank_index
         t[B.S_BLOCK_FN] = learner.compiled.block_address   # last: the slot is complete
-        if model is not None:
+        if truth is not None:
             t[B.S_PROCESSOR] = B.address(self.processor.table)
             for a in self.processor.arrays():
                 resident(a)
@@ -81,11 +82,21 @@ class Slot:
     def names(self) -> list[str]:
         return self.learner.param_names
 
+    @property
+    def model_controls(self) -> dict:
+        """The ground truth's controls (name -> knob value); {} without one."""
+        return {} if self.truth is None else self.truth.controls
+
     def set_model_control(self, name: str, value: float):
-        """Turn one of the model's control knobs: its FiLM coefficients are computed here, off the
-        audio thread, and take effect at a block start once requested (HostMemory.latch_controls)."""
-        self.model_controls[name] = float(value)
-        self.processor.prepare_controls(list(self.model_controls.values()))
+        """Turn one of the ground truth's control knobs: prepared here, off the audio thread
+        (a model's FiLM coefficients), taking effect at a block start once requested
+        (HostMemory.latch_controls)."""
+        self.truth.set_control(name, value)
+
+    def close(self):
+        """Free the ground truth (only once the callback no longer runs this slot)."""
+        if self.truth is not None:
+            self.truth.close()
 
     @property
     def processors(self) -> list:
@@ -197,9 +208,22 @@ class HostMemory:
         """The output insert (None: none). The one replaced is kept alive: the callback may be
         in the middle of a block with it."""
         if self.insert is not None:
-            self._retired.append(self.insert)
+            self._retired.append((self.insert, self.ctl[H.C_CALLBACKS]))
         self.insert = insert
+        self.free_retired()
         self.table[H.H_INSERT] = 0 if insert is None else B.address(insert.addresses)
+
+    def free_retired(self, stopped: bool = False):
+        """Close replaced inserts that the callback has let go of: two callbacks have started
+        since (or `stopped`: none runs any more). Plugins are freed here, never on the audio thread."""
+        keep = []
+        for insert, stamp in self._retired:
+            if stopped or self.ctl[H.C_CALLBACKS] >= stamp + 2:
+                if hasattr(insert, "close"):
+                    insert.close()
+            else:
+                keep.append((insert, stamp))
+        self._retired = keep
 
     def latch_controls_here(self):
         """With no callback running: take every prepared control now, as a block start would."""

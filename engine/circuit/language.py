@@ -22,13 +22,15 @@ from engine.circuit.analysis import MAX_STATE_BYTES, state_bytes
 from engine.circuit.primitives import CALLABLE, TABLE
 
 INPUT = "x"
-# the output of the neural model (SPTMod) the host runs on x: only a target may read it
-EXTERNAL = "sptmod"
+# the output of the ground truth the host runs on x (an SPTMod model, a plugin): only a target
+# may read it, under the name of what produces it
+EXTERNALS = ("sptmod", "plugin")
+EXTERNAL = EXTERNALS[0]
 # live control values read from cfg (layout.py); reserved for LACTOSE bank conditions
 CONTROLS = {"lactose_note": LY.CF_NOTE, "lactose_velocity": LY.CF_VELOCITY}
 CONSTANTS = {"pi": math.pi}          # SR is added per compile (it is the sample rate)
 STATEFUL = {"phasor": 1, "osc": 1, "saw": 1}   # handled by the compiler, not the table
-RESERVED = {INPUT, EXTERNAL, "pi", "SR"} | set(CALLABLE) | set(STATEFUL)
+RESERVED = {INPUT, *EXTERNALS, "pi", "SR"} | set(CALLABLE) | set(STATEFUL)
 MAX_VARIABLE_DELAY = 1 << 16         # buffer for a delay whose amount is not a bounded parameter
 
 
@@ -69,8 +71,13 @@ class Graph:
 
     @property
     def uses_external(self) -> bool:
-        """True when the circuit reads `sptmod`, a target supplied per sample by the host."""
+        """True when the circuit reads `sptmod` or `plugin`, a target supplied per sample by the host."""
         return any(n.kind == "external" for n in self.nodes)
+
+    @property
+    def external_name(self) -> str | None:
+        """Which outside ground truth the circuit reads (EXTERNALS), None when none."""
+        return next((n.name for n in self.nodes if n.kind == "external"), None)
 
     def __post_init__(self):
         self._index = {n.id: k for k, n in enumerate(self.nodes)}
@@ -465,12 +472,15 @@ def _parse(text, sample_rate, source, param_ranges):
             nm = tree[1]
             if nm == INPUT:
                 return input_id
-            if nm == EXTERNAL:
+            if nm in EXTERNALS:
                 if source != "target":
-                    raise CircuitError(f"'{EXTERNAL}' (the neural model's output) can only be read by "
+                    raise CircuitError(f"'{nm}' (the ground truth's output) can only be read by "
                                        "the target, the circuit being chased", pos[0], pos[1], source)
                 if not external_id:
                     external_id.append(new("external", name=nm, pos=pos))
+                elif nodes[external_id[0]].name != nm:
+                    raise CircuitError(f"the target reads both '{nodes[external_id[0]].name}' and '{nm}': "
+                                       "one outside ground truth at a time", pos[0], pos[1], source)
                 return external_id[0]
             if nm in CONTROLS and nm not in assigned:
                 if nm not in control_ids:

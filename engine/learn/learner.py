@@ -246,9 +246,10 @@ class Learner:
 
     def _external_check(self, external, shape):
         if self.external and external is None:
-            raise ValueError("the target reads 'sptmod': pass the model's output as external=")
+            raise ValueError(f"the target reads '{self.target_graph.external_name}': pass the ground "
+                             "truth's output as external=")
         if not self.external and external is not None:
-            raise ValueError("external= is only for a target that reads 'sptmod'")
+            raise ValueError("external= is only for a target that reads 'sptmod' or 'plugin'")
         if external is not None and np.shape(external) != shape:
             raise ValueError(f"external must have shape {shape}, got {np.shape(external)}")
 

@@ -9,6 +9,7 @@ import pytest
 
 from app.host import layout as H
 from app.host.memory import Slot
+from app.truths import SptModTruth
 from app.session import CircuitSpec, Session, SessionError
 from engine.learn.learner import Learner, ParamSpec, Settings
 from engine.sptmod.stream import SptModStream
@@ -26,7 +27,7 @@ def _model_slot(h, circuit="y = g*x + d"):
     stream.set_controls(list(controls.values()))
     learner = Learner(circuit, [ParamSpec("g", 1.0, -2, 2), ParamSpec("d", 0.0, -1, 1)], target="y = sptmod",
                       settings=Settings(learning=False))
-    slot = Slot(learner, h.mem.x, h.mem.max_frames, model=stream, model_controls=controls)
+    slot = Slot(learner, h.mem.x, h.mem.max_frames, truth=SptModTruth(stream, model, controls, h.mem.max_frames))
     h.mem.install(0, slot)
     return model, slot
 
@@ -67,7 +68,7 @@ def test_bad_input_is_kept_out_of_the_model_and_a_blown_up_model_restarts_silent
     h.run(128, np.full((128, 1), 0.25, dtype=np.float32))
     assert np.all(np.isfinite(h.scope(256)[:, H.SC_TARGET]))
     assert slot.model_restarts == 0 and h.ctl[H.C_BAD_INPUT] == 1
-    _, _, _, _, wk, _ = slot.model.arrays()
+    _, _, _, _, wk, _ = slot.processor.stream.arrays()
     wk[:] = np.inf                                  # the state poisoned: the next block restarts it
     h.run(128, np.full((128, 1), 0.25, dtype=np.float32))
     assert slot.model_restarts == 1 and np.all(np.isfinite(wk))
@@ -81,7 +82,7 @@ def test_a_slot_refuses_a_model_without_sptmod_in_the_target_and_the_reverse():
     stream = SptModStream(model.config, model.weights)
     plain = Learner("y = g*x", [ParamSpec("g", 0.0)], target="y = 0.5*x")
     with pytest.raises(ValueError, match="needs a target that reads 'sptmod'"):
-        Slot(plain, h.mem.x, h.mem.max_frames, model=stream)
+        Slot(plain, h.mem.x, h.mem.max_frames, truth=SptModTruth(stream, model, {}, h.mem.max_frames))
     reads = Learner("y = g*x", [ParamSpec("g", 0.0)], target="y = sptmod")
     with pytest.raises(ValueError, match="no SPTMod model is loaded"):
         Slot(reads, h.mem.x, h.mem.max_frames)
@@ -99,7 +100,7 @@ def test_the_session_turns_model_controls_as_hidden_knobs_and_checks_the_models_
     assert s.knobs()["hidden:p3"].lo == 0.0 and s.knobs()["hidden:p3"].hi == 1.0
     s.set_knob("hidden:p3", 0.25)
     assert s.hidden()["p3"] == 0.25 and s.spec.hidden["p3"] == 0.25
-    np.testing.assert_array_equal(s.memory.active.model.controls[3], 0.25)
+    np.testing.assert_array_equal(s.memory.active.processor.stream.controls[3], 0.25)
     s.set_hidden("p4", 7.0)                        # clamped to the control's range
     assert s.hidden()["p4"] == 1.0
     with pytest.raises(SessionError, match="not the model this was saved with"):
@@ -224,12 +225,12 @@ def test_a_ground_truth_model_control_changes_at_a_block_boundary():
     model, slot = _model_slot(h)
     _source_noise(h)
     h.run(128)
-    before = _weights([slot.model])
+    before = _weights([slot.processor.stream])
     slot.set_model_control("p3", 0.1)
-    np.testing.assert_array_equal(_weights([slot.model])[0], before[0])
+    np.testing.assert_array_equal(_weights([slot.processor.stream])[0], before[0])
     h.ctl[H.C_CONTROL_REQ] += 1.0
     h.run(128)
-    np.testing.assert_array_equal(_weights([slot.model])[0], _coefficients(model, p3=0.1))
+    np.testing.assert_array_equal(_weights([slot.processor.stream])[0], _coefficients(model, p3=0.1))
 
 
 def test_the_session_applies_insert_and_model_controls_when_no_audio_runs():

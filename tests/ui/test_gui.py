@@ -416,7 +416,7 @@ def test_an_sptmod_model_becomes_the_ground_truth_with_its_controls_as_knobs(qtb
     assert set(window.hidden.knobs) == set(model.control_names)
     slider = window.hidden.rows["p3"][0]
     slider.setValue(slider.maximum())                      # the knob turns the model's control
-    assert s.hidden()["p3"] == 1.0 and s.memory.active.model.controls[3] == 1.0
+    assert s.hidden()["p3"] == 1.0 and s.memory.active.processor.stream.controls[3] == 1.0
     # an edited learnable circuit keeps the model and where its knobs are
     window.circuit.circuit.setPlainText("y = gain*x + dc + bias")
     window.circuit.request_apply()

@@ -7,8 +7,9 @@ with its Processor subclass and step/reset functions, and one row in run.py's di
 """
 from app.host.processors.base import Processor
 from app.host.processors.run import latch_controls, run_as_insert, run_as_target
+from app.host.processors.plugin import PluginProcessor
 from app.host.processors.sptmod import SptModProcessor
 from app.host.processors.words import HEADER_WORDS, KINDS, PROCESSOR_WORDS
 
-__all__ = ["Processor", "SptModProcessor", "run_as_target", "run_as_insert", "latch_controls",
+__all__ = ["Processor", "SptModProcessor", "PluginProcessor", "run_as_target", "run_as_insert", "latch_controls",
            "PROCESSOR_WORDS", "HEADER_WORDS", "KINDS"]

@@ -5,12 +5,13 @@ reset), and one whose output goes non-finite restarts silent and is counted."""
 from numba import njit
 
 from app.host.processors.base import f64, latch_controls  # noqa: F401  (the callback calls it from here)
+from app.host.processors.plugin import plugin_reset, plugin_step
 from app.host.processors.sptmod import sptmod_reset, sptmod_step
 from app.host.processors.words import (
     KINDS, PR_DRY, PR_IN, PR_KIND, PR_LATENCY, PR_MAX_FRAMES, PR_OUT, PR_RESTARTS, PR_RING, PR_RING_LEN,
     PR_RING_POS)
 
-KIND_SPTMOD = KINDS["sptmod"]
+KIND_SPTMOD, KIND_PLUGIN = KINDS["sptmod"], KINDS["plugin"]
 
 
 @njit(nogil=True, cache=True)
@@ -18,6 +19,8 @@ def _step(t, n):
     kind = t[PR_KIND]
     if kind == KIND_SPTMOD:
         return sptmod_step(t, n)
+    if kind == KIND_PLUGIN:
+        return plugin_step(t, n)
     return False
 
 
@@ -26,6 +29,8 @@ def _reset(t):
     kind = t[PR_KIND]
     if kind == KIND_SPTMOD:
         sptmod_reset(t)
+    elif kind == KIND_PLUGIN:
+        plugin_reset(t)
 
 
 @njit(nogil=True, cache=True)

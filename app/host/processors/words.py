@@ -23,4 +23,4 @@ HEADER_WORDS = declare(globals(), "PR_", """
 """, end=PROCESSOR_WORDS)
 KIND_WORDS = HEADER_WORDS      # a kind's own words start here
 
-KINDS = {"sptmod": 1}
+KINDS = {"sptmod": 1, "plugin": 2}

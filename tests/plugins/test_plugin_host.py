@@ -1,0 +1,191 @@
+"""Plugins as processors: the callback's code path (run_as_target / run_as_insert, calling `run`
+through its address from Numba) against the plugin called through ctypes; latency alignment;
+learning a plugin's known setting; bad input kept out; one-line errors."""
+import json
+
+import numpy as np
+import pytest
+from numba import njit
+
+from app.cli.main import main
+from app.host.processors import PluginProcessor, run_as_insert, run_as_target
+from app.host.processors.plugin import _read_mxcsr_or_zero, plugin_step
+from app.plugins import registry
+from app.truths import OfflineTruth, PluginTruth, open_plugin
+
+LPF, AMP, LIMITER = "ladspa:lpf", "ladspa:amp_mono", "ladspa:fastLookaheadLimiter"
+ONE_POLE = "c = exp(-2*pi*cutoff/SR)\ny = (1 - c)*x + c*y@1"
+
+
+@pytest.fixture(autouse=True)
+def _own_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("DUALTONE_CONFIG_DIR", str(tmp_path))      # probe results land here
+
+
+def _noise(n, seed=0, scale=1.0):
+    return scale * np.random.default_rng(seed).uniform(-1.0, 1.0, n)
+
+
+def _ctypes_render(plugin_id, controls, blocks, frames=256):
+    """The plugin called from Python through ctypes, block by block (the reference)."""
+    info = registry.find(plugin_id)
+    inst = registry.instantiate(info, 48000, frames)
+    for c, v in controls.items():
+        inst.controls[[k.symbol for k in info.controls].index(c)] = v
+    inst.activate()
+    out = []
+    for x in blocks:
+        for ch in range(inst.audio_in.shape[0]):
+            inst.audio_in[ch, :x.size] = x.astype(np.float32)
+        inst.run(x.size)
+        out.append(inst.audio_out[0, :x.size].astype(np.float64))
+    inst.close()
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("plugin_id,controls", [(LPF, {"cutoff_frequency_hz": 700.0}),
+                                                (LIMITER, {"input_gain_db": 6.0, "limit_db": -3.0})])
+def test_the_callbacks_call_equals_a_ctypes_call_bit_for_bit(plugin_id, controls):
+    blocks = [_noise(n, seed=k) for k, n in enumerate([256, 17, 1, 200, 256, 64])]
+    expected = _ctypes_render(plugin_id, controls, blocks)
+    truth = open_plugin(plugin_id, controls, 48000, 256)
+    out = np.zeros((256, 3))
+    got = []
+    for x in blocks:
+        run_as_target(truth.processor.table, x, out, x.size)
+        got.append(out[:x.size, 0].copy())
+    truth.close()
+    np.testing.assert_array_equal(np.concatenate(got), expected)
+
+
+def test_an_insert_replaces_the_buffer_with_the_plugins_output():
+    truth = open_plugin(AMP, {"gain": 0.5}, 48000, 256)
+    buf = _noise(256)
+    expected = (buf.astype(np.float32) * np.float32(0.5)).astype(np.float64)
+    run_as_insert(truth.processor.table, buf, 256)
+    truth.close()
+    np.testing.assert_array_equal(buf, expected)
+
+
+def test_controls_glide_continuous_and_step_when_stepped():
+    truth = open_plugin(LPF, {"cutoff_frequency_hz": 1000.0}, 48000, 256)
+    p, port = truth.processor, truth.processor.instance.controls
+    assert port[0] == 1000.0                          # the first block starts at the set value
+    truth.set_control("cutoff_frequency_hz", 2000.0)
+    p.latch_now()
+    x, out = np.zeros(256), np.zeros((256, 3))
+    seen = []
+    for _ in range(12):
+        run_as_target(p.table, x, out, 128)
+        seen.append(float(port[0]))
+    truth.close()
+    # a one-pole glide over 20 ms: 128 samples of 960 move 1 - exp(-128/960) of the way each block
+    a = 1 - np.exp(-128 / 960)
+    expected = 2000 - 1000 * (1 - a) ** np.arange(1, 13)
+    np.testing.assert_allclose(seen, expected, rtol=1e-5)
+    assert 1000 < seen[0] < seen[-1] < 2000
+
+
+def test_nan_input_reaches_the_plugin_as_zero_and_the_output_stays_finite():
+    truth = open_plugin(LPF, {"cutoff_frequency_hz": 500.0}, 48000, 256)
+    x = _noise(256)
+    x[[3, 50, 51]] = [np.nan, np.inf, -np.inf]
+    out = np.zeros((256, 3))
+    run_as_target(truth.processor.table, x, out, 256)
+    fed = truth.processor.instance.audio_in[0]
+    assert np.all(fed[[3, 50, 51]] == 0.0) and np.all(np.isfinite(out[:, 0]))
+    assert truth.processor.restarts == 0
+    truth.close()
+
+
+@njit
+def _step_and_read_mxcsr(t, n):
+    before = _read_mxcsr_or_zero()
+    plugin_step(t, n)
+    return before, _read_mxcsr_or_zero()
+
+
+def test_flush_to_zero_is_set_only_around_the_plugin_call():
+    truth = open_plugin(LPF, {}, 48000, 256)
+    truth.processor.input[:256] = _noise(256)
+    before, after = _step_and_read_mxcsr(truth.processor.table, 256)
+    truth.close()
+    assert before == after and before & 0x8040 == 0     # the caller's mode is restored
+
+
+def test_the_learners_input_is_delayed_by_the_latency_the_plugin_reports():
+    truth = OfflineTruth(open_plugin(LIMITER, {"input_gain_db": -12.0}, 48000, OfflineTruth.FRAMES))
+    x = _noise(48000, scale=0.5)
+    dry, target = truth.render(x)
+    assert truth.latencies == {240}
+    gain = np.float32(10 ** (-12 / 20))
+    np.testing.assert_allclose(target[240:], dry[240:] * gain, atol=2e-7)
+    np.testing.assert_array_equal(dry[240:], x[:-240])
+    truth.close()
+
+
+def _learn(capsys, *argv):
+    assert main(["learn", "--quiet", *argv]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_learn_finds_the_one_pole_of_ladspa_lpf(capsys):
+    res = _learn(capsys, "--plugin", LPF, "--hidden", "cutoff_frequency_hz=500", "--circuit", ONE_POLE,
+                 "--param", "cutoff=2000:20:20000", "--optimizer", "adam", "--lr", "20", "--samples", "96000")
+    # the plugin's pole a = c - sqrt(c^2 - 1), c = 2 - cos(2 pi 500 / SR), is a one-pole at:
+    c = 2 - np.cos(2 * np.pi * 500 / 48000)
+    pole = c - np.sqrt(c * c - 1)
+    cutoff = -np.log(pole) * 48000 / (2 * np.pi)
+    assert abs(res["params"]["cutoff"] - cutoff) < 0.01 * 1, (res, cutoff)
+    assert res["plugin"]["controls"] == {"cutoff_frequency_hz": 500.0} and res["plugin"]["latency"] == 0
+
+
+def test_learning_with_and_without_a_latency_reporting_plugin_in_front_gives_the_same_gain(capsys):
+    common = ["--circuit", "y = g*x", "--param", "g=1:-4:4", "--optimizer", "adam", "--lr", "0.01",
+              "--samples", "96000"]
+    x = _noise(4096, scale=0.5)
+    y = _ctypes_render(LIMITER, {"input_gain_db": -12.0}, [x], frames=4096)
+    gain = float(np.median(y[240:] / x.astype(np.float32)[:-240]))   # swh's dB table: not exactly 10^(-12/20)
+    assert abs(gain - 10 ** (-12 / 20)) < 1e-3
+    aligned = _learn(capsys, "--plugin", LIMITER, "--hidden", "input_gain_db=-12", *common)
+    direct = _learn(capsys, "--target", f"y = {gain!r}*x", *common)
+    assert aligned["plugin"]["latency"] == 240
+    assert abs(aligned["params"]["g"] - gain) < 1e-5
+    assert abs(aligned["params"]["g"] - direct["params"]["g"]) < 1e-5
+
+
+def test_against_a_plugin_the_learning_rate_decays_and_the_value_stays_put(capsys, tmp_path):
+    """float32 output: with a constant rate Adam keeps taking full-size steps on the rounding
+    noise; the default decay against a plugin makes the learned value settle."""
+    args = ["--plugin", LPF, "--hidden", "cutoff_frequency_hz=800", "--circuit", ONE_POLE,
+            "--param", "cutoff=3000:20:20000", "--optimizer", "adam", "--lr", "20", "--samples", "240000",
+            "--trace-every", "480"]
+    wander = {}
+    for name, extra in (("decaying", []), ("constant", ["--lr-decay", "1"])):
+        trace = tmp_path / f"{name}.csv"
+        _learn(capsys, *args, *extra, "--trace", str(trace))
+        rows = np.loadtxt(trace, delimiter=",", skiprows=1)
+        late = rows[rows[:, 0] >= 144000, 2]              # the last two seconds
+        wander[name] = float(np.ptp(late))
+    assert wander["decaying"] < 0.05, wander
+    assert wander["constant"] > 10 * wander["decaying"], wander
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--plugin", "ladspa:no_such_plugin"], "no plugin 'ladspa:no_such_plugin' is installed"),
+    (["--plugin", "vst:thing"], "is not a plugin id"),
+    (["--plugin", LPF, "--hidden", "cutoff_frequency_hz=90000"], "outside its range [0, 24000]"),
+    (["--plugin", LPF, "--hidden", "resonance=1"], "no parameter"),
+])
+def test_bad_plugin_input_is_one_line_and_exit_2(capsys, argv, message):
+    rc = main(["learn", "--quiet", "--circuit", "y = g*x", "--param", "g=0", "--samples", "100", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_a_plugin_truth_closes_its_instance_once():
+    truth = open_plugin(AMP, {}, 48000, 64)
+    assert isinstance(truth, PluginTruth) and truth.processor.instance.active
+    truth.close()
+    truth.close()
+    assert not truth.processor.instance.active
