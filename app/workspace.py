@@ -198,7 +198,12 @@ class Workspace:
         s = self.session
         if s.spec is None:
             raise SessionError("no circuit is loaded")
-        spec = dataclasses.replace(s.spec, params=list(s.spec.params), hidden=dict(s.hidden()),
+        hidden, version = dict(s.hidden()), ""
+        truth = s.memory.active.truth
+        if truth is not None and truth.kind == "plugin":
+            hidden.update(truth.plugin_values())      # an enumerated control by its value, not its index
+            version = truth.info.version
+        spec = dataclasses.replace(s.spec, params=list(s.spec.params), hidden=hidden,
                                    settings=dataclasses.replace(s.learner.settings),
                                    hidden_params=list(s.spec.hidden_params))
         learned, banks = s.params(), self.banks
@@ -209,7 +214,13 @@ class Workspace:
                               learned=learned, source=self.source, source_hz=self.source_hz,
                               source_file=self.source_file, output=s.output,
                               midi=self._live_mappings(), banks=banks, sptmod=self.sptmod,
-                              insert=s.insert())
+                              insert=self._model_insert(), plugin_version=version)
+
+    def _model_insert(self) -> dict | None:
+        """The output insert as a preset stores it: an SPTMod model (a plugin insert is not kept
+        in presets yet)."""
+        ins = self.session.insert()
+        return ins if ins is not None and "model" in ins else None
 
     def _live_mappings(self) -> dict:
         """MIDI mappings to knobs that still exist (a renamed parameter or a new ground truth

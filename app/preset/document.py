@@ -15,6 +15,8 @@ Schema version 2 (written now):
      "audio": {"source": "lcg-noise", "source_hz": 220.0, "source_file": null, "output": "stereo"},
      "midi": {"mappings": {"74": "hidden:gain"}}, "banks": null,
      "sptmod": null,                # or {"model": "models/x.npz", "sha256": ...}: the ground truth
+     "plugin": null,                # or {"id": "ladspa:lpf", "version": "", "channel": "left"}: the
+                                    # ground truth (its control values are in "hidden", by symbol)
      "insert": null}                # or {"model", "sha256", "controls": {...}}: an output insert
 
     min/max null = unbounded (JSON has no infinity). Missing optional fields get their defaults.
@@ -55,7 +57,7 @@ MAX_PROBLEMS = 50              # beyond this a hostile file would only produce a
 
 TOP_FIELDS = ("format", "version", "name", "description", "circuit", "target", "params",
               "target_params", "hidden", "learned", "settings", "audio", "midi", "banks", "sptmod",
-              "insert")
+              "plugin", "insert")
 
 
 class PresetError(Exception):
@@ -80,6 +82,7 @@ class Preset:
     # an SPTMod insert on the output: {"model": absolute path, "sha256": content hash,
     # "controls": {name: value}} (written relative to the preset's folder)
     insert: dict | None = None
+    plugin_version: str = ""         # the plugin's version when saved (LV2 minor.micro; "" for LADSPA)
 
 
 # ------------------------------------------------------------------ writing
@@ -105,7 +108,7 @@ def to_json(preset: Preset) -> dict:
             "audio": {"source": preset.source, "source_hz": float(preset.source_hz),
                       "source_file": preset.source_file, "output": preset.output},
             "midi": {"mappings": {str(cc): knob for cc, knob in sorted(preset.midi.items())}},
-            "banks": preset.banks, "sptmod": _sptmod_json(preset, None),
+            "banks": preset.banks, "sptmod": _sptmod_json(preset, None), "plugin": _plugin_json(preset),
             "insert": _insert_json(preset, None)}
 
 
@@ -135,6 +138,64 @@ def _sptmod_json(preset: Preset, folder: Path | None) -> dict | None:
     return {"model": _relative(s.model, folder), "sha256": s.model_sha256}
 
 
+def _plugin_json(preset: Preset) -> dict | None:
+    s = preset.spec
+    if s.plugin is None:
+        return None
+    return {"id": s.plugin, "version": preset.plugin_version, "channel": "right" if s.plugin_channel else "left"}
+
+
+def _plugin(c: _Check, doc, tgraph, hidden: dict) -> tuple:
+    """(plugin id, channel, version, its control symbols) of a preset's plugin field: the plugin
+    must be installed, the same version, and have every control the hidden values set, in range.
+    Every problem is recorded, with the Debian package that usually ships a missing plugin."""
+    reads = None if tgraph is None else tgraph.external_name
+    if doc is None:
+        if reads == "plugin":
+            c.add("target: it reads 'plugin' but the preset names no plugin (plugin: null)")
+        return None, 0, "", []
+    if not isinstance(doc, dict):
+        c.add(f"plugin must be an object or null, got {_show(doc)}")
+        return None, 0, "", []
+    n = len(c.problems)
+    c.fields(doc, ("id", "version", "channel"), "plugin: ")
+    pid, version, channel = doc.get("id"), doc.get("version", ""), doc.get("channel", "left")
+    if not (isinstance(pid, str) and ":" in pid and len(pid) <= 1000):
+        c.add(f"plugin: id must be ladspa:<id> or lv2:<URI>, got {_show(pid)}")
+    if not isinstance(version, str):
+        c.add(f"plugin: version must be text, got {_show(version)}")
+    if channel not in ("left", "right"):
+        c.add(f"plugin: channel must be 'left' or 'right', got {_show(channel)}")
+    if len(c.problems) != n:
+        return None, 0, "", []
+    if tgraph is not None and reads != "plugin":
+        c.add("plugin: a plugin is given but the target does not read 'plugin' (e.g. y = plugin)")
+    from app.plugins import registry
+    from app.plugins.instance import PluginError
+    from app.plugins.packages import debian_package
+    try:
+        info = registry.find(pid)
+    except PluginError:
+        package = debian_package(pid)
+        c.add(f"plugin: '{pid}' is not installed" + (f" (Debian ships it in the package {package})"
+                                                     if package else ""))
+        return pid, 0, version, []
+    if info.unusable:
+        c.add(f"plugin: {info.id} ({info.name}) cannot be used: {info.unusable}")
+    if version and info.version and version != info.version:
+        c.add(f"plugin: {info.id} is version {info.version} here; the preset was made with {version}")
+    symbols = [ctl.symbol for ctl in info.controls]
+    for name, v in hidden.items():
+        ctl = info.control(name)
+        if ctl is None:
+            continue                 # a target parameter, or reported as unknown with the others
+        if not ctl.minimum <= v <= ctl.maximum:
+            c.add(f"hidden '{name}': {v:g} is outside the plugin control's range [{ctl.minimum:g}, {ctl.maximum:g}]")
+    if channel == "right" and len(info.audio_outputs) < 2:
+        c.add(f"plugin: {info.id} has one output channel; channel 'right' does not exist")
+    return info.id, 1 if channel == "right" else 0, version or info.version, symbols
+
+
 def _model_path(model: str, origin: str) -> Path:
     """A preset's model path: relative paths are relative to the preset file's folder."""
     p = Path(model).expanduser()
@@ -143,10 +204,13 @@ def _model_path(model: str, origin: str) -> Path:
     return Path(origin).parent / p
 
 
-def _model_controls(c: _Check, sptmod: dict | None, origin: str, spec_target, given: bool) -> tuple:
+def _model_controls(c: _Check, sptmod: dict | None, origin: str, spec_target, given: bool,
+                    plugin_given: bool = False) -> tuple:
     """(absolute model path, its control names) for a preset's sptmod field; problems recorded.
     given: the field was there (a malformed one is already a problem of its own)."""
-    reads = spec_target is not None and spec_target.uses_external
+    reads = spec_target is not None and spec_target.external_name == "sptmod"
+    if plugin_given and sptmod is None:
+        return None, []
     if sptmod is None:
         if reads and not given:
             c.add("target: it reads 'sptmod' but the preset names no SPTMod model (sptmod: null)")
@@ -392,10 +456,13 @@ def _parse_document(doc: Any, origin: str) -> Preset:
         if _ORDER[p.kind] < _ORDER[HIDDEN_NEEDED]:
             c.add(_worded(p))
     sptmod = _sptmod(c, doc.get("sptmod"))
-    model_path, model_controls = _model_controls(c, sptmod, origin, tgraph, doc.get("sptmod") is not None)
+    plugin, plugin_channel, plugin_version, plugin_controls = _plugin(c, doc.get("plugin"), tgraph, hidden)
+    model_path, model_controls = _model_controls(c, sptmod, origin, tgraph, doc.get("sptmod") is not None,
+                                                 doc.get("plugin") is not None)
+    model_controls = list(model_controls) + plugin_controls
     for p in found:
         if _ORDER[p.kind] >= _ORDER[HIDDEN_NEEDED] and not (p.kind == HIDDEN_UNKNOWN and p.name in model_controls):
-            c.add(_worded(p, sptmod is not None))
+            c.add(_worded(p, sptmod is not None or plugin is not None))
     if tgraph is not None and params is not None and target_params is not None:
         tdecl = {p.name: p for p in target_params}
         for name_ in tgraph.params:
@@ -422,9 +489,10 @@ def _parse_document(doc: Any, origin: str) -> Preset:
     spec = CircuitSpec(circuit, params, target=target, hidden=hidden, settings=settings,
                        hidden_params=target_params, banks=bank_spec,
                        model=None if sptmod is None else str(model_path),
-                       model_sha256=None if sptmod is None else sptmod["sha256"].lower())
+                       model_sha256=None if sptmod is None else sptmod["sha256"].lower(),
+                       plugin=plugin, plugin_channel=plugin_channel)
     return Preset(name=name, description=description, spec=spec, learned=learned, midi=midi,
-                  banks=banks, sptmod=sptmod, insert=insert, **audio)
+                  banks=banks, sptmod=sptmod, insert=insert, plugin_version=plugin_version, **audio)
 
 
 def loads(text: str | bytes, origin: str = "<text>") -> Preset:
