@@ -1,4 +1,4 @@
-"""`render`: run an SPTMod model or a circuit over an audio file."""
+"""`render`: run an SPTMod model, a plugin or a circuit over an audio file."""
 from __future__ import annotations
 
 import json
@@ -117,13 +117,50 @@ def _render_circuit(a) -> int:
     return 0
 
 
+def _render_plugin(a) -> int:
+    """A plugin over a file through the callback's own code path (OfflineTruth), its controls
+    set with --hidden SYMBOL=VALUE; the output is aligned with the input (its latency removed)."""
+    from app.plugins.instance import PluginError
+    from app.truths import OfflineTruth, open_plugin
+    x, in_rate = _read_render_input(a.input)
+    rate = float(in_rate) if in_rate is not None else (48000.0 if a.sr is None else a.sr)
+    values = dict(parse_hidden(t) for t in a.hidden)
+    try:
+        truth = OfflineTruth(open_plugin(a.plugin, values, rate, OfflineTruth.FRAMES,
+                                         channel=1 if a.plugin_channel == "right" else 0))
+    except PluginError as e:
+        raise UsageError(f"--plugin {e}") from None
+    progress = Progress(x.size, not a.quiet)
+    t0 = time.perf_counter()
+    parts = []
+    try:
+        for k in range(0, x.size, 65536):
+            parts.append(truth.render(x[k:k + 65536])[1])
+            progress.update(min(k + 65536, x.size))
+        latency = truth.truth.processor.latency
+        parts.append(truth.render(np.zeros(latency))[1])        # what the latency still holds
+    finally:
+        progress.close()
+        summary = truth.summary()
+        truth.close()
+    seconds = time.perf_counter() - t0
+    out = np.concatenate(parts)[latency:latency + x.size]
+    if summary["restarts"]:
+        raise UsageError(f"--plugin {summary['id']}: the output went NaN/Inf {summary['restarts']} "
+                         "times (silenced and restarted); nothing was written")
+    _write_render_output(a.output, out, rate)
+    print(json.dumps({"samples": int(x.size), "seconds": seconds, "sample_rate": rate,
+                      "latency_samples": latency, "plugin": summary}))
+    return 0
+
+
 def cmd_render(a) -> int:
     """Run an SPTMod model (or a circuit) over a file, block by block through the streaming engine."""
     for flag, v in (("--input", a.input), ("--output", a.output)):
         if not v:
             raise UsageError(f"render needs {flag}")
-    if (a.sptmod is None) == (a.circuit is None):
-        raise UsageError("render needs one of --sptmod MODEL or --circuit TEXT")
+    if sum(v is not None for v in (a.sptmod, a.circuit, a.plugin)) != 1:
+        raise UsageError("render needs one of --sptmod MODEL, --plugin ID or --circuit TEXT")
     out_kind = os.path.splitext(a.output)[1].lower()
     if out_kind not in (".npy", ".wav"):
         raise UsageError(f"--output {a.output}: the name must end in .npy or .wav")
@@ -132,6 +169,8 @@ def cmd_render(a) -> int:
         raise UsageError(f"--output {a.output}: the folder {folder} does not exist")
     if a.circuit is not None:
         return _render_circuit(a)
+    if a.plugin is not None:
+        return _render_plugin(a)
     try:
         block = int(a.block)
     except ValueError:
@@ -197,7 +236,7 @@ def cmd_render(a) -> int:
 
 
 def add_parser(sub):
-    np_ = sub.add_parser("render", help="run an SPTMod neural effect over an audio file",
+    np_ = sub.add_parser("render", help="run an SPTMod neural effect, a plugin or a circuit over an audio file",
                          description="Process a file with an SPTMod model through the streaming "
                                      "engine, --block samples per call, and write the output aligned "
                                      "with the input (output sample n belongs to input sample n: the "
@@ -217,8 +256,12 @@ def add_parser(sub):
                      help="arithmetic of the engine (default float64; float32 is the real-time build)")
     np_.add_argument("--circuit", metavar="TEXT", help="render this circuit instead of a model "
                      "(every parameter set with --hidden NAME=VALUE), e.g. a compressor to capture")
+    np_.add_argument("--plugin", metavar="ID", help="render this LADSPA/LV2 plugin instead (its "
+                     "controls set with --hidden SYMBOL=VALUE; its latency removed from the output)")
+    np_.add_argument("--plugin-channel", choices=["left", "right"], default="left",
+                     help="the output channel of a stereo --plugin that is written (default left)")
     np_.add_argument("--hidden", action="append", default=[], metavar="NAME=VALUE",
-                     help="a parameter value of --circuit")
+                     help="a parameter value of --circuit, or a control of --plugin")
     np_.add_argument("--sr", type=float, metavar="HZ", help="sample rate of a .npy input for --circuit "
                      "(default 48000)")
     np_.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")

@@ -189,3 +189,61 @@ def test_a_plugin_truth_closes_its_instance_once():
     truth.close()
     truth.close()
     assert not truth.processor.instance.active
+
+
+def test_a_plugin_whose_output_goes_nan_is_silenced_counted_and_restarted_off_the_audio_thread(crash_plugins):
+    truth = open_plugin(crash_plugins["nan"], {}, 48000, 64, probe=False)   # the probe would refuse it
+    p = truth.processor
+    p._closed.set()                               # no watcher: this test plays the main thread's part
+    x, out = _noise(64), np.zeros((64, 3))
+    run_as_target(p.table, x, out, 64)
+    assert p.restarts == 1 and np.all(out[:, 0] == 0.0)
+    runs = p.runs
+    run_as_target(p.table, x, out, 64)            # pending restart: run is not called, silence
+    assert p.runs == runs and p.restarts == 1 and np.all(out[:, 0] == 0.0)
+    p.service()                                   # deactivate + activate, then the callback may call it again
+    run_as_target(p.table, x, out, 64)
+    assert p.runs == runs + 1 and p.restarts == 2 and np.all(out[:, 0] == 0.0)
+    truth.close()
+
+
+def test_a_plugin_that_crashes_in_the_probe_is_never_loaded(crash_plugins, capsys):
+    rc = main(["learn", "--quiet", "--circuit", "y = g*x", "--param", "g=0", "--samples", "100",
+               "--plugin", crash_plugins["crash"]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "ladspa:4242001" in err[0] and "crashed (SIGSEGV) when probed" in err[0], err
+
+
+def test_a_stereo_plugins_chosen_channel_is_the_one_learned_and_heard():
+    info = registry.find("ladspa:1216")                     # GVerb: mono in, stereo out
+    assert len(info.audio_inputs) == 1 and len(info.audio_outputs) == 2
+    n = 4096                                                # long enough for the reverb's two sides to differ
+    x = _noise(n)
+    ref = registry.instantiate(info, 48000, n)
+    ref.activate()
+    ref.audio_in[0] = x.astype(np.float32)
+    ref.run(n)
+    left, right = ref.audio_out.astype(np.float64)
+    ref.close()
+    assert not np.array_equal(left, right)
+    out = np.zeros((n, 3))
+    for channel, expected in ((0, left), (1, right)):
+        truth = open_plugin("ladspa:1216", {}, 48000, n, channel=channel)
+        run_as_target(truth.processor.table, x, out, n)
+        truth.close()
+        np.testing.assert_array_equal(out[:, 0], expected)
+    with pytest.raises(Exception, match="has 2 output channel"):
+        open_plugin("ladspa:1216", {}, 48000, 256, channel=2)
+
+
+def test_render_writes_the_plugins_output_aligned_with_its_input(tmp_path, capsys):
+    x = _noise(10000, seed=3, scale=0.5)
+    np.save(tmp_path / "in.npy", x)
+    assert main(["render", "--quiet", "--plugin", LIMITER, "--hidden", "input_gain_db=-12",
+                 "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "out.npy")]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    y = np.load(tmp_path / "out.npy")
+    assert res["latency_samples"] == 240 and y.shape == x.shape
+    expected = _ctypes_render(LIMITER, {"input_gain_db": -12.0}, [x, np.zeros(240)], frames=10240)
+    np.testing.assert_array_equal(y, expected[240:240 + x.size])
