@@ -1,11 +1,11 @@
-"""Command line: `python main.py learn|run|render|propose-banks|train-sptmod|devices ...`
+"""Command line: `python main.py learn|run|render|propose-banks|train-sptmod|devices|plugins ...`
 (headless work). One module per command, each with add_parser(sub) and its cmd_ function."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from app.cli import devices, learn, propose_banks, render, run, train_sptmod
+from app.cli import devices, learn, plugins, propose_banks, render, run, train_sptmod
 from app.cli.args import _positive_seconds
 from app.cli.errors import EXIT_USAGE, UsageError
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocksize", dest="gui_blocksize", type=int, default=128, metavar="B",
                    help="frames per audio callback for the window (default 128)")
     sub = p.add_subparsers(dest="command")
-    for command in (learn, run, propose_banks, render, train_sptmod, devices):
+    for command in (learn, run, propose_banks, render, train_sptmod, devices, plugins):
         command.add_parser(sub)
     return p
 

@@ -119,11 +119,15 @@ class PluginInstance:
         """Call run(handle, n) through ctypes (the callback calls the same address from Numba)."""
         if n > self.max_frames:
             raise ValueError(f"{n} frames: at most {self.max_frames}")
-        count = ctypes.c_ulong if self.api_code == API_LADSPA else ctypes.c_uint32
-        fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, count)(self.run_address)
-        from app.plugins.atoms import reset_atoms
-        reset_atoms(self.atom_ports, self.atom_urids)
-        fn(self.handle, n)
+        if self._run_fn is None:
+            count = ctypes.c_ulong if self.api_code == API_LADSPA else ctypes.c_uint32
+            self._run_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, count)(self.run_address)
+        if self.atom_ports.shape[0]:
+            from app.plugins.atoms import reset_atoms
+            reset_atoms(self.atom_ports, self.atom_urids)
+        self._run_fn(self.handle, n)
+
+    _run_fn = None
 
     # LV2 instances set these to urid:map's ids of atom:Sequence and atom:Chunk
     atom_urids = np.zeros(2, dtype=np.int64)

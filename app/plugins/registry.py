@@ -17,10 +17,10 @@ def _module(api: str):
     return importlib.import_module(APIS[api][0])
 
 
-def catalogue(sample_rate: float = 48000.0, apis=tuple(APIS)) -> list[PluginInfo]:
-    """Every plugin of the given APIs (discovered once per process and sample rate)."""
+def catalogue(sample_rate: float = 48000.0, apis=None) -> list[PluginInfo]:
+    """Every plugin of the given APIs (default: all; discovered once per process and sample rate)."""
     out = []
-    for api in apis:
+    for api in APIS if apis is None else apis:
         key = (api, float(sample_rate))
         if key not in _catalogues:
             try:

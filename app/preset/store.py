@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from engine.atomic_file import atomic_write
+from app.config import ConfigUnavailable, config_dir, config_problem  # noqa: F401  (part of this module's API)
 from app.preset.document import Preset, PresetError, load, save
 
 FACTORY_DIR = Path(__file__).resolve().parents[2] / "presets"
@@ -33,37 +34,6 @@ def resolve(name_or_file: str) -> Path:
         return factory[name_or_file]
     raise PresetError([f"no such file and no factory preset of that name; factory presets: "
                        f"{', '.join(factory) or 'none'}"], str(name_or_file))
-
-
-def config_dir() -> Path:
-    env = os.environ.get("DUALTONE_CONFIG_DIR")
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    if env:
-        d = Path(env)
-    elif xdg and os.path.isabs(xdg):     # the XDG spec says to ignore a relative value
-        d = Path(xdg) / "dualtone"
-    else:
-        d = Path.home() / ".config" / "dualtone"
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        if not os.access(d, os.W_OK | os.X_OK):
-            raise PermissionError(13, "not writable")
-    except OSError as e:
-        raise ConfigUnavailable(f"the config folder {d} cannot be used ({e.strerror or e})") from None
-    return d
-
-
-class ConfigUnavailable(OSError):
-    """The config folder cannot be created or written: no autosave and no recent list."""
-
-
-def config_problem() -> str | None:
-    """Why the config folder cannot be used, in one line; None when it can."""
-    try:
-        config_dir()
-    except ConfigUnavailable as e:
-        return str(e)
-    return None
 
 
 def _recent_file() -> Path:

@@ -605,11 +605,20 @@ def _source(p: Preset, n: int) -> np.ndarray:
 def test_factory_preset_learns(name):
     p = presets.load(store.resolve(name))
     s = p.spec
-    learner = Learner(s.circuit, s.params, target=s.target, hidden=s.hidden,
-                      settings=dataclasses.replace(s.settings, learning=False), banks=s.banks)
+    hidden = dict(s.hidden)
     x = _source(p, 5 * SR)
     chunk = SR // 10
-    model = None                                # an SPTMod ground truth: its output, precomputed
+    model = None                                # an outside ground truth: its output, precomputed
+    if s.plugin is not None:                    # through the callback's own code (OfflineTruth)
+        from app.plugins import registry
+        from app.truths import OfflineTruth, open_plugin
+        info = registry.find(s.plugin)
+        controls = {k: hidden.pop(k) for k in list(hidden) if info.control(k) is not None}
+        truth = OfflineTruth(open_plugin(s.plugin, controls, SR, OfflineTruth.FRAMES, s.plugin_channel))
+        x, model = truth.render(x)
+        truth.close()
+    learner = Learner(s.circuit, s.params, target=s.target, hidden=hidden,
+                      settings=dataclasses.replace(s.settings, learning=False), banks=s.banks)
     if s.model is not None:
         from engine.sptmod.stream import SptModStream
         from engine.sptmod.file import load_model
