@@ -324,7 +324,10 @@ class Session:
             if controls:                          # a model's coefficients wait for a block start
                 self._latch_controls()
             if self.spec is not None:
-                self.spec.hidden[name] = value
+                truth = None if self.memory.active is None else self.memory.active.truth
+                # a spec holds a ground truth's controls in its own units (a plugin's enumerated
+                # control by its value, where the knob holds the index)
+                self.spec.hidden[name] = value if truth is None else truth.stored_value(name, value)
         return write
 
     @staticmethod

@@ -22,6 +22,11 @@ class GroundTruth:
         self.controls[name] = float(value)
         self._prepare()
 
+    def stored_value(self, name: str, knob: float) -> float:
+        """What a spec or preset stores for this knob value (the same, except where the knob is
+        an index)."""
+        return knob
+
     def _prepare(self):
         raise NotImplementedError
 
@@ -91,6 +96,10 @@ class PluginTruth(GroundTruth):
 
     def _prepare(self):
         self.processor.prepare_controls([plugin_value(c, self.controls[c.symbol]) for c in self.info.controls])
+
+    def stored_value(self, name: str, knob: float) -> float:
+        c = self.info.control(name)
+        return knob if c is None else plugin_value(c, knob)
 
     def plugin_values(self) -> dict[str, float]:
         """The controls in the plugin's own units (what a preset stores)."""

@@ -1,0 +1,73 @@
+"""A plugin ground truth in the session (no audio started: the session runs its slot as the
+callback would when asked) and in presets."""
+import json
+
+import numpy as np
+import pytest
+
+from app.preset import document as presets
+from app.preset import store
+from app.session import CircuitSpec, Session, SessionError
+from engine.learn.learner import ParamSpec, Settings
+
+ONE_POLE = "c = exp(-2*pi*cutoff/SR)\ny = (1 - c)*x + c*y@1"
+
+
+def _spec(**kw):
+    base = dict(circuit=ONE_POLE, params=[ParamSpec("cutoff", 2000.0, 20.0, 20000.0, log=True)],
+                target="y = plugin", hidden={"cutoff_frequency_hz": 700.0}, plugin="ladspa:lpf",
+                settings=Settings(optimizer="adam", lr=20.0))
+    base.update(kw)
+    return CircuitSpec(**base)
+
+
+def test_the_plugins_controls_are_hidden_knobs_and_turning_one_reaches_its_port():
+    with Session(48000, 128) as s:
+        s.load(_spec())
+        knob = s.knobs()["hidden:cutoff_frequency_hz"]
+        assert (knob.lo, knob.hi, knob.kind) == (0.0, 24000.0, "linear")
+        assert s.hidden() == {"cutoff_frequency_hz": 700.0}
+        truth = s.memory.active.truth
+        assert truth.processor.instance.controls[0] == np.float32(700.0)
+        s.set_hidden("cutoff_frequency_hz", 1500.0)
+        assert truth.processor.goals[0] == 1500.0 and s.spec.hidden["cutoff_frequency_hz"] == 1500.0
+        s.set_hidden("cutoff_frequency_hz", 99999.0)                # clamped to the control's range
+        assert s.hidden()["cutoff_frequency_hz"] == 24000.0
+
+
+def test_a_swapped_out_plugin_is_freed_and_a_missing_one_is_a_one_line_error():
+    with Session(48000, 128) as s:
+        s.load(_spec())
+        first = s.memory.active.truth.processor.instance
+        s.load(_spec(hidden={"cutoff_frequency_hz": 300.0}))
+        assert first._closed and not s.memory.active.truth.processor.instance._closed
+        with pytest.raises(SessionError, match="no plugin 'ladspa:nothing_here' is installed"):
+            s.load(_spec(plugin="ladspa:nothing_here"))
+        with pytest.raises(SessionError, match="the target does not read 'plugin'"):
+            s.load(_spec(target="y = 0.5*x"))
+
+
+def test_a_preset_with_a_plugin_round_trips(tmp_path):
+    preset = presets.load(store.resolve("plugin-lowpass"))
+    assert preset.spec.plugin == "ladspa:1041" and preset.spec.hidden == {"cutoff_frequency_hz": 500.0}
+    path = tmp_path / "mine.json"
+    presets.save(preset, path)
+    again = presets.load(path)
+    assert again.spec.plugin == preset.spec.plugin and again.spec.hidden == preset.spec.hidden
+    assert json.loads(path.read_text())["plugin"] == {"id": "ladspa:1041", "version": "", "channel": "left"}
+
+
+def test_a_preset_whose_plugin_is_missing_or_mismatched_lists_every_problem():
+    doc = json.loads(store.resolve("plugin-lowpass").read_text())
+    doc["plugin"] = {"id": "lv2:http://plugin.org.uk/swh-plugins/no_such", "version": "1.2", "channel": "left"}
+    with pytest.raises(presets.PresetError) as e:
+        presets.loads(json.dumps(doc))
+    assert any("is not installed (Debian ships it in the package swh-lv2)" in p for p in e.value.problems)
+    doc["plugin"] = {"id": "ladspa:lpf", "version": "", "channel": "right"}
+    doc["hidden"] = {"cutoff_frequency_hz": 30000.0, "resonance": 1.0}
+    with pytest.raises(presets.PresetError) as e:
+        presets.loads(json.dumps(doc))
+    problems = " | ".join(e.value.problems)
+    assert "outside the plugin control's range [0, 24000]" in problems
+    assert "hidden 'resonance'" in problems
+    assert "channel 'right' does not exist" in problems
