@@ -25,7 +25,7 @@ from numba import njit  # noqa: E402
 PLUGINS = [("ladspa:lpf", {"cutoff_frequency_hz": 800.0}), ("ladspa:amp_mono", {"gain": 0.5}),
            ("ladspa:fastLookaheadLimiter", {"limit_db": -6.0}), ("ladspa:1216", {}),
            ("lv2:http://plugin.org.uk/swh-plugins/lowpass_iir", {}),
-           ("lv2:http://drobilla.net/plugins/fomp/mvclpf24", {})]
+           ("lv2:http://drobilla.net/plugins/fomp/mvclpf1", {})]
 
 
 @njit(nogil=True)

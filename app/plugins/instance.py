@@ -41,7 +41,8 @@ class PluginInstance:
         outs = [p for p in info.ports if p.type == "control" and p.output]
         self.control_outputs = np.zeros(max(len(outs), 1), dtype=np.float32)
         self.latency_slot = next((k for k, p in enumerate(outs) if p.index == info.latency_port), -1)
-        self._cv = np.zeros(max_frames, dtype=np.float32)          # every CV port reads silence
+        self._cv = np.zeros(max_frames, dtype=np.float32)          # every CV input reads silence
+        self._cv_out: list[np.ndarray] = []
         atoms = [p for p in info.ports if p.type == "atom"]
         self.atom_buffers = [np.zeros(ATOM_CAPACITY // 8, dtype=np.int64) for _ in atoms]
         # one row per atom port: address, capacity in bytes, 1 for an output
@@ -79,6 +80,9 @@ class PluginInstance:
                     self._connect(p.index, self.control_outputs.ctypes.data + 4 * out_ctl[p.index])
                 else:
                     self._connect(p.index, self.controls.ctypes.data + 4 * ctl[p.index])
+            elif p.type == "cv" and p.output:       # its own buffer: never fed back into a CV input
+                self._cv_out.append(np.zeros(self.max_frames, dtype=np.float32))
+                self._connect(p.index, self._cv_out[-1].ctypes.data)
             elif p.type == "cv":
                 self._connect(p.index, self._cv.ctypes.data)
             elif p.type == "atom":

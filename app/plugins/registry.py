@@ -25,7 +25,7 @@ def catalogue(sample_rate: float = 48000.0, apis=None) -> list[PluginInfo]:
         if key not in _catalogues:
             try:
                 _catalogues[key] = _module(api).discover(sample_rate)
-            except OSError:              # e.g. no liblilv: that API simply has no plugins here
+            except (OSError, ImportError):   # e.g. no liblilv: that API simply has no plugins here
                 _catalogues[key] = []
         out += _catalogues[key]
     return sorted(out, key=lambda i: (i.name.lower(), i.id))

@@ -1,6 +1,5 @@
 """Fixtures for the plugin tests: a LADSPA library of misbehaving plugins built from
 crash_plugin.c with the system gcc, the config folder (the probe's cache) in a temporary folder."""
-import importlib.util
 import shutil
 import subprocess
 
@@ -18,14 +17,6 @@ CRASH_IDS = {"crash": "ladspa:4242001", "hang": "ladspa:4242002", "nan": "ladspa
 def _private_config(tmp_path, monkeypatch):
     """Probe results go to a config folder of the test's own, never the user's."""
     monkeypatch.setenv("DUALTONE_CONFIG_DIR", str(tmp_path / "config"))
-
-
-@pytest.fixture(autouse=True)
-def _ladspa_only_without_lv2(monkeypatch):
-    """While app/plugins/lv2.py is not there yet, the catalogue is LADSPA's alone (registry.catalogue
-    would fail on the missing module). Does nothing once lv2.py exists."""
-    if importlib.util.find_spec("app.plugins.lv2") is None:
-        monkeypatch.setattr(registry.catalogue, "__defaults__", (48000.0, ("ladspa",)))
 
 
 @pytest.fixture(scope="session")

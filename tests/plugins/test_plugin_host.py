@@ -43,8 +43,15 @@ def _ctypes_render(plugin_id, controls, blocks, frames=256):
     return np.concatenate(out)
 
 
-@pytest.mark.parametrize("plugin_id,controls", [(LPF, {"cutoff_frequency_hz": 700.0}),
-                                                (LIMITER, {"input_gain_db": 6.0, "limit_db": -3.0})])
+LV2_LIMITER = "lv2:http://plugin.org.uk/swh-plugins/fastLookaheadLimiter"
+
+
+@pytest.mark.parametrize("plugin_id,controls", [
+    (LPF, {"cutoff_frequency_hz": 700.0}),
+    (LIMITER, {"input_gain_db": 6.0, "limit_db": -3.0}),                  # a latency port
+    ("lv2:http://plugin.org.uk/swh-plugins/amp", {"gain": -6.0}),
+    ("lv2:http://drobilla.net/plugins/fomp/mvclpf1", {"res": 0.5}),       # a Moog ladder with CV ports
+    (LV2_LIMITER, {"ingain": 6.0, "limit": -3.0})])                       # LV2 with a latency port
 def test_the_callbacks_call_equals_a_ctypes_call_bit_for_bit(plugin_id, controls):
     blocks = [_noise(n, seed=k) for k, n in enumerate([256, 17, 1, 200, 256, 64])]
     expected = _ctypes_render(plugin_id, controls, blocks)
@@ -247,3 +254,19 @@ def test_render_writes_the_plugins_output_aligned_with_its_input(tmp_path, capsy
     assert res["latency_samples"] == 240 and y.shape == x.shape
     expected = _ctypes_render(LIMITER, {"input_gain_db": -12.0}, [x, np.zeros(240)], frames=10240)
     np.testing.assert_array_equal(y, expected[240:240 + x.size])
+
+
+def test_an_lv2_plugins_latency_is_aligned_as_a_ladspa_ones(capsys):
+    common = ["--circuit", "y = g*x", "--param", "g=1:-4:4", "--optimizer", "adam", "--lr", "0.01",
+              "--samples", "96000"]
+    lv2 = _learn(capsys, "--plugin", LV2_LIMITER, "--hidden", "ingain=-12", *common)
+    ladspa = _learn(capsys, "--plugin", LIMITER, "--hidden", "input_gain_db=-12", *common)
+    assert lv2["plugin"]["latency"] == ladspa["plugin"]["latency"] == 240
+    assert abs(lv2["params"]["g"] - ladspa["params"]["g"]) < 1e-6
+
+
+def test_learn_finds_an_lv2_amplifiers_gain_in_db(capsys):
+    res = _learn(capsys, "--plugin", "lv2:http://plugin.org.uk/swh-plugins/amp", "--hidden", "gain=-9.5",
+                 "--circuit", "y = exp(db*log(10)/20)*x", "--param", "db=0:-40:40", "--optimizer", "adam",
+                 "--lr", "0.5", "--samples", "96000")
+    assert abs(res["params"]["db"] - (-9.5)) < 1e-4, res
