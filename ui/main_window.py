@@ -40,15 +40,16 @@ class _Bridge(QtCore.QObject):
     finished = QtCore.Signal()
 
 
-def _reads_model(spec) -> bool:
-    """Whether spec's target reads `sptmod` (the texts were checked already; a failure is no)."""
+def _reads(spec) -> str | None:
+    """The outside ground truth spec's target reads (`sptmod`, `plugin`), None when none (the
+    texts were checked already; a failure is none)."""
     from engine.circuit.language import CircuitError, parse
     if not spec.target:
-        return False
+        return None
     try:
-        return parse(spec.target, 48000.0, "target").uses_external
+        return parse(spec.target, 48000.0, "target").external_name
     except CircuitError:
-        return False
+        return None
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -77,6 +78,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.circuit.apply_requested.connect(self.apply_spec)
         self.circuit.factory_chosen.connect(lambda name: self.open_preset(name))
         self.hidden = HiddenPanel(self.session, workspace.midi)
+        self.hidden.channel_requested.connect(self.set_plugin_channel)
+        self.plugin_browser = None                     # made on first use, then kept
         self.learned = LearnedPanel()
         self.bank_view = BankView()
         self.bank_view.setVisible(False)
@@ -169,8 +172,10 @@ class MainWindow(QtWidgets.QMainWindow):
         file.addAction("Save &as…", QtGui.QKeySequence.StandardKey.SaveAs, lambda: self.save_as())
         file.addSeparator()
         file.addAction("Ground truth from an SPTMod &model…", self.use_model_dialog)
-        file.addAction("Ground truth from the circuit (no model)", self.drop_model)
+        file.addAction("Ground truth from a &plugin…", lambda: self.plugin_dialog("truth"))
+        file.addAction("Ground truth from the circuit (no model or plugin)", self.drop_model)
         file.addAction("&Insert an SPTMod model on the output…", self.insert_dialog)
+        file.addAction("Insert a plugin on the output…", lambda: self.plugin_dialog("insert"))
         file.addAction("Remove the output insert", lambda: self.use_insert(None))
         file.addSeparator()
         file.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
@@ -246,16 +251,23 @@ class MainWindow(QtWidgets.QMainWindow):
         on_done(error)
 
     # ---- circuits and presets
-    def apply_spec(self, spec, message: str = "circuit applied"):
+    def apply_spec(self, spec, message: str = "circuit applied", problem: tuple[str, str] | None = None) -> bool:
         """Compile and swap spec in; parameters whose names survive keep what they learned. An
-        edited circuit keeps the SPTMod model (and its knob positions) the running one uses."""
+        edited circuit keeps the SPTMod model or the plugin (and its knob positions) the running
+        one uses while its target still reads it. problem: (title, intro) of the dialog a failure
+        gives (else the circuit panel's error line). False when the worker was busy."""
         kept = self.session.params()
         current = self.session.spec
-        if spec.model is None and current is not None and current.model is not None and _reads_model(spec):
-            controls = {k: v for k, v in self.session.hidden().items()
-                        if k in self.session.model_controls()}
-            spec = dataclasses.replace(spec, model=current.model, model_sha256=current.model_sha256,
-                                       hidden={**controls, **spec.hidden})
+        if spec.model is None and spec.plugin is None and current is not None:
+            reads = _reads(spec)
+            if current.model is not None and reads == "sptmod":
+                controls = {k: v for k, v in self.session.hidden().items()
+                            if k in self.session.model_controls()}
+                spec = dataclasses.replace(spec, model=current.model, model_sha256=current.model_sha256,
+                                           hidden={**controls, **spec.hidden})
+            elif current.plugin is not None and reads == "plugin":
+                spec = dataclasses.replace(spec, plugin=current.plugin, plugin_channel=current.plugin_channel,
+                                           hidden={**self._plugin_values(), **spec.hidden})
 
         def work(progress):
             self.session.load(spec, progress)
@@ -264,12 +276,15 @@ class MainWindow(QtWidgets.QMainWindow):
 
         def done(error):
             if error is not None:
+                if problem is not None:
+                    self.show_problems(problem[0], problem[1], [str(error)])
+                    return
                 self.circuit.error.setText(str(error))
                 self.say(f"the circuit was not applied: {error}")
                 return
             self._circuit_changed()
             self.say(message)
-        self._run_job(work, done, "compiling…")
+        return self._run_job(work, done, "compiling…")
 
     def _choose_model(self, title: str) -> str:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, title, str(store.FACTORY_DIR),
@@ -299,6 +314,7 @@ class MainWindow(QtWidgets.QMainWindow):
         learnable = {p.name for p in spec.params}
         self.apply_spec(dataclasses.replace(spec, target="y = sptmod", hidden=hidden, hidden_params=[],
                                             model=str(Path(path).resolve()), model_sha256=model.sha256,
+                                            plugin=None, plugin_channel=0,
                                             params=[p for p in spec.params if p.name in learnable]),
                         f"ground truth: the SPTMod model {Path(path).name}")
         return True
@@ -323,19 +339,142 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     def drop_model(self):
-        """Back to a circuit as the ground truth (the learnable circuit with its hidden values)."""
+        """Back to a circuit as the ground truth (the learnable circuit with its hidden values),
+        from an SPTMod model or a plugin."""
         spec = self.session.spec
-        if spec is None or spec.model is None:
+        if spec is None or (spec.model is None and spec.plugin is None):
             return
+        what = "SPTMod model" if spec.model is not None else "plugin"
         hidden = {p.name: p.init for p in spec.params}
         self.apply_spec(dataclasses.replace(spec, target=None, hidden=hidden, hidden_params=[],
-                                            model=None, model_sha256=None),
-                        "ground truth: the circuit again (no SPTMod model)")
+                                            model=None, model_sha256=None, plugin=None, plugin_channel=0),
+                        f"ground truth: the circuit again (no {what})")
+
+    # ---- plugins
+    def plugin_dialog(self, mode: str = "truth"):
+        """The plugin browser (made once, then kept with its probes); its choice comes back
+        through use_plugin or use_insert_plugin."""
+        from ui.panels.plugin_browser import PluginBrowser
+        if self.plugin_browser is None:
+            QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+            self.say("reading the plugin catalogue…")
+            try:                                # under a second (discovered once per process)
+                self.plugin_browser = PluginBrowser(self.session.sample_rate, self, mode)
+            except Exception as e:             # the catalogue could not be read
+                self.show_problems("Cannot list the plugins", "The plugin catalogue could not be read:", [str(e)])
+                return None
+            finally:
+                QtWidgets.QApplication.restoreOverrideCursor()
+            self.plugin_browser.chosen.connect(self._plugin_chosen)
+        self.plugin_browser.set_mode(mode)
+        self.plugin_browser.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        self.plugin_browser.open()
+        self.plugin_browser.search.setFocus()
+        return self.plugin_browser
+
+    def _plugin_chosen(self, action: str, plugin_id: str, channel: int):
+        if action == "truth":
+            self.use_plugin(plugin_id, channel)
+        else:
+            self.use_insert_plugin(plugin_id)
+
+    def _find_plugin(self, plugin_id: str, what: str):
+        """The usable plugin with this id or alias, else one dialog and None."""
+        from app.plugins import registry
+        from app.plugins.instance import PluginError
+        try:
+            info = registry.find(str(plugin_id), self.session.sample_rate)
+        except (PluginError, ImportError, OSError) as e:
+            self.show_problems("Cannot use the plugin", f"'{plugin_id}' cannot be {what}:", [str(e)])
+            return None
+        if info.unusable:
+            self.show_problems("Cannot use the plugin", f"{info.name} ({info.id}) cannot be {what}:",
+                               [info.unusable])
+            return None
+        return info
+
+    def use_plugin(self, plugin_id: str, channel: int | None = None) -> bool:
+        """Make a LADSPA/LV2 plugin the ground truth: the target becomes  y = plugin  and its
+        controls (at their defaults) become the hidden knobs. channel: the output of a stereo
+        plugin that is learned (None: the one learned now if it is the same plugin, else left).
+        An unknown or unusable plugin, or one that fails to load: one dialog, nothing changes."""
+        spec = self.session.spec
+        if spec is None:
+            return False
+        info = self._find_plugin(plugin_id, "the ground truth")
+        if info is None:
+            return False
+        if channel is None:
+            channel = spec.plugin_channel if spec.plugin == info.id else 0
+        channel = int(channel) if 0 <= int(channel) < len(info.audio_outputs) else 0
+        hidden = {c.symbol: c.clamp(c.default) for c in info.controls}
+        return self.apply_spec(
+            dataclasses.replace(spec, target="y = plugin", hidden=hidden, hidden_params=[], model=None,
+                                model_sha256=None, plugin=info.id, plugin_channel=channel),
+            f"ground truth: the plugin {info.name} ({info.id})",
+            problem=("Cannot use the plugin", f"{info.name} ({info.id}) was not loaded:"))
+
+    def use_insert_plugin(self, plugin_id: str | None) -> bool:
+        """A LADSPA/LV2 plugin as the insert effect on the output (None removes the insert); its
+        controls become knobs 'insert:SYMBOL' beside the hidden ones. Loaded on the worker thread
+        (its first use runs the probe); a failure: one dialog, the insert stays as it was."""
+        if plugin_id is None:
+            return self.use_insert(None)
+        info = self._find_plugin(plugin_id, "inserted on the output")
+        if info is None:
+            return False
+
+        def work(progress):
+            progress("loading the plugin (probed in a separate process on first use)", 0.3)
+            self.session.set_insert_plugin(info.id)
+
+        def done(error):
+            if error is not None:
+                self.show_problems("Cannot use the plugin", f"{info.name} ({info.id}) was not inserted:",
+                                   [str(error)])
+                return
+            self.hidden.rebuild()
+            self.say(f"output insert: the plugin {info.name} ({info.id})")
+        return self._run_job(work, done, f"inserting {info.name}…")
+
+    def set_plugin_channel(self, channel: int):
+        """Learn the other output of a stereo plugin ground truth (its knobs stay where they are)."""
+        spec = self.session.spec
+        if spec is None or spec.plugin is None or int(channel) == spec.plugin_channel:
+            return
+        side = "right" if channel else "left"
+        self.apply_spec(dataclasses.replace(self._live_spec(), plugin_channel=int(channel)),
+                        f"learning the plugin's {side} channel",
+                        problem=("Cannot change the channel", f"the {side} channel of {spec.plugin} was not loaded:"))
+
+    def _plugin_values(self) -> dict:
+        """The plugin ground truth's controls where its knobs are, in the plugin's own units
+        (an enumerated control's knob is an index, the plugin's value is the point)."""
+        from app.plugins import registry
+        from app.truths import plugin_value
+        s = self.session
+        spec = s.spec
+        if spec is None or spec.plugin is None or s.learner is None:
+            return {}
+        try:
+            info = registry.find(spec.plugin, s.sample_rate)
+        except Exception:
+            return {}
+        live = s.hidden()
+        return {c.symbol: plugin_value(c, live[c.symbol]) for c in info.controls if c.symbol in live}
+
+    def _live_spec(self):
+        """The running spec with its plugin's controls where the knobs are now."""
+        spec = self.session.spec
+        if spec.plugin is None:
+            return spec
+        return dataclasses.replace(spec, hidden={**spec.hidden, **self._plugin_values()})
 
     def move_bank_boundaries(self, boundaries: list):
         spec = self.session.spec
         if spec is None or spec.banks is None:
             return
+        spec = self._live_spec()
         banks = dataclasses.replace(spec.banks, boundaries=list(boundaries))
         self.apply_spec(dataclasses.replace(spec, banks=banks),
                         "bank boundaries moved: " + ", ".join(f"{b:.3g}" for b in boundaries))
