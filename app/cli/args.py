@@ -94,6 +94,9 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
                         "(the target defaults to  y = plugin); set its controls with --hidden SYMBOL=VALUE")
     p.add_argument("--plugin-channel", choices=["left", "right"], default="left",
                    help="the output channel of a stereo plugin that is learned (default left)")
+    p.add_argument("--plugin-preset", metavar="LABEL",
+                   help="start the --plugin's controls from one of its own presets (LV2); --hidden "
+                        "values override it")
     p.add_argument("--range-mode", choices=["project", "straight-through"], default="project",
                    help="project: keep each parameter's accumulator inside its range (no wind-up); "
                         "straight-through: diff.lib's behaviour (the accumulator may leave the range)")
@@ -143,8 +146,15 @@ def plugin_args(a):
         info = registry.find(a.plugin)
     except PluginError as e:
         raise UsageError(f"--plugin {e}") from None
-    controls = {k: v for k, v in hidden.items() if info.control(k) is not None}
-    rest = {k: v for k, v in hidden.items() if k not in controls}
+    controls = {}
+    if getattr(a, "plugin_preset", None):
+        presets = registry.factory_presets(info)
+        if a.plugin_preset not in presets:
+            have = ", ".join(f"'{k}'" for k in presets) or "none"
+            raise UsageError(f"--plugin-preset '{a.plugin_preset}': {info.id} has no such preset (its presets: {have})")
+        controls = {k: info.control(k).clamp(v) for k, v in presets[a.plugin_preset].items()}
+    controls.update({k: v for k, v in hidden.items() if info.control(k) is not None})   # --hidden wins
+    rest = {k: v for k, v in hidden.items() if info.control(k) is None}
     return info.id, 1 if a.plugin_channel == "right" else 0, controls, rest
 
 

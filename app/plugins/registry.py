@@ -59,3 +59,10 @@ def instantiate(info: PluginInfo, sample_rate: float, max_frames: int) -> Plugin
     """A connected (not yet active) instance; PluginError when the plugin refuses."""
     module_name, class_name = APIS[info.api]
     return getattr(importlib.import_module(module_name), class_name)(info, sample_rate, max_frames)
+
+
+def factory_presets(info: PluginInfo) -> dict[str, dict[str, float]]:
+    """The plugin's own presets (LV2 lilv state): label -> {symbol: value}; LADSPA has none."""
+    if info.api != "lv2":
+        return {}
+    return _module("lv2").factory_presets(info)

@@ -246,8 +246,9 @@ class Learner:
 
     def _external_check(self, external, shape):
         if self.external and external is None:
-            raise ValueError(f"the target reads '{self.target_graph.external_name}': pass the ground "
-                             "truth's output as external=")
+            name = self.target_graph.external_name
+            raise ValueError(f"the target reads '{name}': pass the {'model' if name == 'sptmod' else name}'s "
+                             "output as external=")
         if not self.external and external is not None:
             raise ValueError("external= is only for a target that reads 'sptmod' or 'plugin'")
         if external is not None and np.shape(external) != shape:

@@ -3,6 +3,7 @@ run from Python, the URID map, factory presets, and what makes a plugin unusable
 own (a tiny plugin written here against lv2.h's layout and built with the system gcc, plus
 descriptions and presets) checks what the host passes: options, the URID map, atom headers."""
 import ctypes
+import json
 import shutil
 import subprocess
 import threading
@@ -448,3 +449,22 @@ def test_factory_presets_are_read_as_control_values(found):
     assert presets == {"Loud": {"gain": 2.5}, "Quiet": {"gain": 0.25}}    # "gone" is not a port
     assert list(presets) == ["Loud", "Quiet"]
     assert lv2.factory_presets(found[AMP]) == {}
+
+
+def test_learn_starts_the_plugin_from_one_of_its_presets(test_bundle, monkeypatch, capsys):
+    from app.cli.main import main
+    from app.plugins import registry
+    monkeypatch.setenv("LV2_PATH", f"{test_bundle}:/usr/lib/lv2")
+    registry.forget()
+    try:
+        base = ["learn", "--quiet", "--plugin", f"lv2:{TEST}probe", "--circuit", "y = g*x", "--param", "g=1:-4:4",
+                "--optimizer", "adam", "--lr", "0.01", "--samples", "48000"]
+        assert main(base + ["--plugin-preset", "Quiet"]) == 0
+        res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert res["plugin"]["controls"]["gain"] == 0.25
+        assert main(base + ["--plugin-preset", "Quiet", "--hidden", "gain=0.5"]) == 0     # --hidden wins
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["plugin"]["controls"]["gain"] == 0.5
+        assert main(base + ["--plugin-preset", "Loudest"]) == 2
+        assert "no such preset (its presets: 'Loud', 'Quiet')" in capsys.readouterr().err
+    finally:
+        registry.forget()

@@ -270,3 +270,22 @@ def test_learn_finds_an_lv2_amplifiers_gain_in_db(capsys):
                  "--circuit", "y = exp(db*log(10)/20)*x", "--param", "db=0:-40:40", "--optimizer", "adam",
                  "--lr", "0.5", "--samples", "96000")
     assert abs(res["params"]["db"] - (-9.5)) < 1e-4, res
+
+
+def test_when_the_reported_latency_changes_the_learners_input_follows():
+    """swh's Artificial latency reports its delay control as latency (and passes audio through)."""
+    truth = open_plugin("ladspa:artificialLatency", {"delay_ms": 2.0}, 48000, 256)
+    p = truth.processor
+    out = np.zeros((256, 3))
+    x = _noise(256 * 40, seed=7)
+    run_as_target(p.table, x[:256], out, 256)
+    assert p.latency == 96
+    truth.set_control("delay_ms", 5.0)
+    p.latch_now()
+    k = 256
+    while k < x.size:                               # the control glides; the latency follows it
+        run_as_target(p.table, x[k:k + 256], out, 256)
+        k += 256
+    assert p.latency == 240
+    np.testing.assert_array_equal(p.dry[:256], x[-256 - 240:-240])
+    truth.close()
