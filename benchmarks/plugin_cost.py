@@ -84,7 +84,57 @@ def main() -> int:
               f"{100 * o_us / deadline_us:9.2f}%")
         truth.close()
         ref.close()
+    whole_callback(n, blocks)
     return 0
+
+
+def whole_callback(frames: int, blocks: int):
+    """The real callback (the cfunc through its C address, duplex 2/2, LCG source) with a one-pole
+    circuit learning against ladspa-sdk's low-pass, side by side with the same circuit learning a
+    hidden circuit: median and 99th percentile of T_CPU_US, and as a share of the deadline."""
+    from app.host import layout as H
+    from app.host.memory import HostMemory, Slot
+    from app.host.stream import direct_caller
+    from app.host.telemetry import TelemetryReader
+    from engine.learn.learner import Learner, ParamSpec, Settings
+    from app.truths import open_plugin
+    circuit = "c = exp(-2*pi*cutoff/SR)\ny = (1 - c)*x + c*y@1"
+    deadline = 1e6 * frames / 48000
+    print(f"\nthe whole callback, {frames} frames, {blocks} blocks (deadline {deadline:.0f} us)")
+    print(f"{'ground truth':40s} {'median us':>10s} {'p99 us':>8s} {'median % deadline':>18s}")
+    for label, plugin in (("a hidden one-pole circuit", None), ("ladspa-sdk lpf (plugin)", "ladspa:lpf"),
+                          ("swh-lv2 lowpass_iir (plugin)", "lv2:http://plugin.org.uk/swh-plugins/lowpass_iir")):
+        mem = HostMemory(48000, 2, 2, telemetry_rows=8192)
+        mem.ctl[H.C_SOURCE] = H.SOURCES["lcg-noise"]
+        mem.ctl[H.C_OUTPUT_MODE] = H.OUTPUT_MODES["stereo"]
+        settings = Settings(optimizer="adam", lr=20.0)
+        params = [ParamSpec("cutoff", 2000.0, 20.0, 20000.0)]
+        if plugin is None:
+            learner = Learner(circuit, params, hidden={"cutoff": 500.0}, settings=settings, sample_rate=48000)
+            truth = None
+        else:
+            learner = Learner(circuit, params, target="y = plugin", settings=settings, sample_rate=48000)
+            truth = open_plugin(plugin, {}, 48000, mem.max_frames)
+        mem.install(0, Slot(learner, mem.x, mem.max_frames, truth=truth))
+        reader = TelemetryReader(mem, lambda: mem.active.names)
+        call = direct_caller()
+        inp = np.zeros((frames, 2), dtype=np.float32)
+        out = np.zeros((frames, 2), dtype=np.float32)
+        args = (inp.ctypes.data, out.ctypes.data, frames, None, 0, mem.address)
+        for _ in range(500):
+            call(*args)
+        reader.drain()
+        cpu = []
+        for k in range(blocks):
+            call(*args)
+            if k % 2048 == 2047:
+                cpu.append(reader.drain()[:, H.T_CPU_US])
+        cpu.append(reader.drain()[:, H.T_CPU_US])
+        cpu = np.concatenate(cpu)
+        med, p99 = float(np.median(cpu)), float(np.percentile(cpu, 99))
+        print(f"{label:40s} {med:10.2f} {p99:8.2f} {100 * med / deadline:17.2f}%")
+        if truth is not None:
+            truth.close()
 
 
 if __name__ == "__main__":
