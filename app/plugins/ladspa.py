@@ -17,8 +17,6 @@ DEFAULT_FOLDERS = ("/usr/lib/ladspa", "/usr/local/lib/ladspa", "/usr/lib/x86_64-
 
 # port descriptor bits
 PORT_INPUT, PORT_OUTPUT, PORT_CONTROL, PORT_AUDIO = 0x1, 0x2, 0x4, 0x8
-# properties
-PROPERTY_INPLACE_BROKEN, PROPERTY_HARD_RT = 0x2, 0x4
 # range hint bits
 HINT_BELOW, HINT_ABOVE, HINT_TOGGLED, HINT_SAMPLE_RATE, HINT_LOG, HINT_INTEGER = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 HINT_DEFAULT_MASK = 0x3C0
@@ -138,9 +136,9 @@ def describe(path: str, index: int, sample_rate: float = 48000.0) -> PluginInfo:
     bad = next((p for p in ports if p.type == "other"), None)
     if bad is not None:
         problem = f"port '{bad.symbol}' is neither audio nor control"
-    category = "hard real-time" if d.properties & PROPERTY_HARD_RT else ""
+    # LADSPA has no categories (they live in optional RDF files): none rather than a guess
     return PluginInfo(id=f"ladspa:{d.unique_id}", api="ladspa", name=_text(d.name), maker=_text(d.maker),
-                      category=category, ports=tuple(ports), controls=tuple(controls), latency_port=latency,
+                      category="", ports=tuple(ports), controls=tuple(controls), latency_port=latency,
                       unusable=problem, library=path, index=index, label=_text(d.label))
 
 
