@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.host.memory import ChannelProcessors
 from app.knobs import KnobSpec
 
 
@@ -181,7 +182,7 @@ class OfflineTruth:
         self.truth.close()
 
 
-class PluginInsert:
+class PluginInsert(ChannelProcessors):
     """A plugin as an insert effect on the output: one instance per speaker channel (each hears
     its channel on every input; the right one plays the plugin's right output when it has one),
     controls shared. The same interface as host.memory.Insert (processors, addresses, ...)."""
@@ -218,14 +219,6 @@ class PluginInsert:
 
     def plugin_values(self) -> dict:
         return self.truths[0].plugin_values()
-
-    @property
-    def restarts(self) -> int:
-        return sum(p.restarts for p in self.processors)
-
-    @property
-    def latency(self) -> int:
-        return self.processors[0].latency
 
     def close(self):
         for t in self.truths:

@@ -107,7 +107,20 @@ class Slot:
         return 0 if self.processor is None else self.processor.restarts
 
 
-class Insert:
+class ChannelProcessors:
+    """What every output insert has: one processor per speaker channel (left, right)."""
+    processors: list
+
+    @property
+    def restarts(self) -> int:
+        return sum(p.restarts for p in self.processors)
+
+    @property
+    def latency(self) -> int:
+        return self.processors[0].latency
+
+
+class Insert(ChannelProcessors):
     """An SPTMod model as an insert effect on the output: one float64 stream per channel (left,
     right), their tables, and the control values (shared by both channels)."""
 
@@ -133,14 +146,6 @@ class Insert:
         self.controls[name] = float(value)
         for p in self.processors:
             p.prepare_controls(list(self.controls.values()))
-
-    @property
-    def restarts(self) -> int:
-        return sum(p.restarts for p in self.processors)
-
-    @property
-    def latency(self) -> int:
-        return self.processors[0].latency
 
 
 class HostMemory:

@@ -2,8 +2,8 @@
 thread: instantiate, connect every port to a preallocated buffer, activate, deactivate, free.
 The callback needs only `run_address`, `handle` and the buffer addresses (processors/plugin.py).
 
-API modules subclass PluginInstance with the four C calls (_connect, _activate, _deactivate,
-_cleanup) and set run_address and handle."""
+API modules subclass PluginInstance: they set run_address, handle and the ctypes functions
+_connect_fn, _activate_fn, _deactivate_fn, and implement _cleanup."""
 from __future__ import annotations
 
 import ctypes
@@ -50,15 +50,19 @@ class PluginInstance:
                                     for a, p in zip(self.atom_buffers, atoms)], dtype=np.int64).reshape(-1, 3)
         self._outs = outs
 
-    # ---- what API modules provide
+    # ---- the C calls: API modules set these ctypes functions (activate/deactivate may be None)
+    _connect_fn = _activate_fn = _deactivate_fn = None
+
     def _connect(self, port: int, address: int):
-        raise NotImplementedError
+        self._connect_fn(self.handle, port, address)
 
     def _activate(self):
-        raise NotImplementedError
+        if self._activate_fn is not None:
+            self._activate_fn(self.handle)
 
     def _deactivate(self):
-        raise NotImplementedError
+        if self._deactivate_fn is not None:
+            self._deactivate_fn(self.handle)
 
     def _cleanup(self):
         raise NotImplementedError

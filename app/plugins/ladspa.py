@@ -192,17 +192,6 @@ class LadspaInstance(PluginInstance):
         self._cleanup_fn = _VOID_FN(d.cleanup) if d.cleanup else None
         self.connect_all()
 
-    def _connect(self, port: int, address: int):
-        self._connect_fn(self.handle, port, address)
-
-    def _activate(self):
-        if self._activate_fn is not None:
-            self._activate_fn(self.handle)
-
-    def _deactivate(self):
-        if self._deactivate_fn is not None:
-            self._deactivate_fn(self.handle)
-
     def _cleanup(self):
         if self._cleanup_fn is not None:
             self._cleanup_fn(self.handle)

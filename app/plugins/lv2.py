@@ -351,17 +351,6 @@ class Lv2Instance(PluginInstance):
         self._deactivate_fn = _VOID_FN(d.deactivate) if d.deactivate else None
         self.connect_all()
 
-    def _connect(self, port: int, address: int):
-        self._connect_fn(self.handle, port, address)
-
-    def _activate(self):
-        if self._activate_fn is not None:
-            self._activate_fn(self.handle)
-
-    def _deactivate(self):
-        if self._deactivate_fn is not None:
-            self._deactivate_fn(self.handle)
-
     def _cleanup(self):
         instance, self._instance = self._instance, None
         if instance:
