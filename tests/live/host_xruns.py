@@ -5,6 +5,7 @@ itself misses deadlines (jackd logs 'client was not finished, state = Triggered'
 thread was not even scheduled) at a rate that drifts from run to run — measured here at 0.1 to
 0.5 % of 128-frame cycles with that C client alone — so an absolute xrun budget measures the
 machine, not our callback. The tests compare our xruns with this rate, taken around theirs."""
+import json
 import os
 import subprocess
 import threading
@@ -73,3 +74,23 @@ def xrun_allowance(callbacks: float, host: tuple[int, float]) -> float:
     the graph. A callback that blocks, allocates or takes the GIL costs hundreds per 10 s."""
     host_heard, host_cycles = host
     return 2.0 * callbacks * host_heard / max(host_cycles, 1.0) + max(3.0, 0.005 * callbacks)
+
+
+def run_live(cmd: list[str], env: dict | None = None):
+    """Run a `main.py run --headless` command with the host's rate measured around it; returns
+    (the process, its JSON summary, xruns heard during it, the host's (xruns, cycles)). The
+    common checks are made here: exit 0, on JACK, no late callback (our own budget, 0.1 %), and
+    no more xruns than the host's own rate allows."""
+    def run():
+        with XrunListener() as heard:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+        return r, heard.count
+    (r, heard), host = host_xruns_around(run)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "JACK" in res["device"]
+    assert res["callbacks"] >= 0.95 * res["expected_callbacks"] and res["nonfinite_out"] == 0
+    assert res["late_callbacks"] <= 0.001 * res["callbacks"], res
+    assert heard <= xrun_allowance(res["callbacks"], host), \
+        f"{heard} xruns heard in {res['callbacks']} callbacks; host alone: {host[0]} in {host[1]:.0f} cycles"
+    return r, res

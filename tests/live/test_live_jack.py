@@ -1,8 +1,6 @@
 """The real-time host on a real JACK server (the dummy driver `./dev test` starts): real rate,
 bit-exact self-loopback, live convergence, a busy main thread, MIDI, bad input, circuit swaps."""
-import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -13,7 +11,7 @@ import pytest
 from app.host import layout as H
 from app.session import CircuitSpec, Session
 from engine.learn.learner import ParamSpec, Settings
-from tests.live.host_xruns import XrunListener, host_xruns_around, xrun_allowance
+from tests.live.host_xruns import run_live, xrun_allowance
 from tests.paths import REPO
 
 CEILING = np.float32(10 ** (-1 / 20))
@@ -107,26 +105,12 @@ def test_the_done_when_command_converges_live(jack_server):
            "--hidden", "gain=0.5", "--hidden", "dc=0.5", "--loss", "mse", "--window", "32",
            "--optimizer", "sgd", "--lr", "0.01", "--source", "lcg-noise"]
 
-    def run():
-        with XrunListener() as heard:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        return r, heard.count
-
     def check():
-        (r, heard), host = host_xruns_around(run)
-        assert r.returncode == 0, r.stderr
-        res = json.loads(r.stdout.strip().splitlines()[-1])
-        assert "JACK" in res["device"]
+        r, res = run_live(cmd)
         assert abs(res["params"]["gain"] - 0.5) < 1e-3 and abs(res["params"]["dc"] - 0.5) < 1e-3
-        assert res["callbacks"] >= 0.95 * res["expected_callbacks"]
         assert "loss=" in r.stderr and "callbacks=" in r.stderr          # live telemetry lines
         assert res["callback_us_median"] > 0 and res["skipped"] == 0
         assert res["callback_us_max"] >= res["callback_us_p99"] >= res["callback_us_median"]
-        # our own processing: the real-time target, absolute
-        assert res["late_callbacks"] <= 0.001 * res["callbacks"], res
-        # the system's stalls: no more than the host's own rate, measured around this run
-        assert heard <= xrun_allowance(res["callbacks"], host), \
-            f"{heard} xruns heard in {res['callbacks']} callbacks; host alone: {host[0]} in {host[1]:.0f} cycles"
     _with_one_retry(check)
 
 

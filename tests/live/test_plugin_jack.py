@@ -1,13 +1,11 @@
 """A real LADSPA plugin as the ground truth on the JACK dummy server: `run --headless --plugin`
 learns its setting live, the callback calls the plugin itself, and the audio keeps its pace."""
-import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
-from tests.live.host_xruns import XrunListener, host_xruns_around, xrun_allowance
+from tests.live.host_xruns import run_live
 from tests.live.test_live_jack import _with_one_retry
 from tests.paths import REPO
 
@@ -20,22 +18,11 @@ def test_run_learns_a_plugins_cutoff_live(jack_server, tmp_path):
            "--insert-plugin", "ladspa:amp_mono", "--insert-control", "gain=0.5"]
     env = dict(os.environ, DUALTONE_CONFIG_DIR=str(tmp_path))
 
-    def run():
-        with XrunListener() as heard:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
-        return r, heard.count
-
     def check():
-        (r, heard), host = host_xruns_around(run)
-        assert r.returncode == 0, r.stderr
-        res = json.loads(r.stdout.strip().splitlines()[-1])
-        assert "JACK" in res["device"]
+        _, res = run_live(cmd, env)
         c = 2 - np.cos(2 * np.pi * 500 / 48000)             # the plugin's pole, as a one-pole cutoff
         cutoff = -np.log(c - np.sqrt(c * c - 1)) * 48000 / (2 * np.pi)
         assert abs(res["params"]["cutoff"] - cutoff) < 0.05, res["params"]
         assert res["plugin"]["id"] == "ladspa:1041" and res["plugin"]["restarts"] == 0
         assert res["insert"]["plugin"] == "ladspa:1048" and res["insert"]["controls"] == {"gain": 0.5}
-        assert res["callbacks"] >= 0.95 * res["expected_callbacks"] and res["nonfinite_out"] == 0
-        assert res["late_callbacks"] <= 0.001 * res["callbacks"], res
-        assert heard <= xrun_allowance(res["callbacks"], host), (heard, res["callbacks"], host)
     _with_one_retry(check)
