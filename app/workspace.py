@@ -172,8 +172,11 @@ class Workspace:
         self.set_source(preset.source, preset.source_hz, preset.source_file)
         s.set_output(preset.output)
         ins = preset.insert
-        s.set_insert(None if ins is None else ins["model"], None if ins is None else ins["controls"],
-                     None if ins is None else ins["sha256"])
+        if ins is not None and "plugin" in ins:
+            s.set_insert_plugin(ins["plugin"], ins["controls"])
+        else:
+            s.set_insert(None if ins is None else ins["model"], None if ins is None else ins["controls"],
+                         None if ins is None else ins["sha256"])
         self.midi.load_mappings(preset.midi)
         self.name, self.description, self.path = preset.name, preset.description, path
         self.banks, self.sptmod = preset.banks, preset.sptmod
@@ -217,10 +220,12 @@ class Workspace:
                               insert=self._model_insert(), plugin_version=version)
 
     def _model_insert(self) -> dict | None:
-        """The output insert as a preset stores it: an SPTMod model (a plugin insert is not kept
-        in presets yet)."""
+        """The output insert as a preset stores it: an SPTMod model, or a plugin with its version."""
         ins = self.session.insert()
-        return ins if ins is not None and "model" in ins else None
+        if ins is None or "model" in ins:
+            return ins
+        return {"plugin": ins["plugin"], "version": self.session.memory.insert.info.version,
+                "controls": ins["controls"]}
 
     def _live_mappings(self) -> dict:
         """MIDI mappings to knobs that still exist (a renamed parameter or a new ground truth

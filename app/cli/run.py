@@ -114,7 +114,9 @@ def _run_preset(a, sample_rate) -> int:
         source = {"sine": f"sine:{preset.source_hz:g}", "saw": f"saw:{preset.source_hz:g}",
                   "file": preset.source_file}.get(preset.source, preset.source)
     insert = _insert_args(a)
-    if insert is None and preset.insert is not None:
+    if insert is None and preset.insert is not None and "plugin" in preset.insert:
+        insert = "plugin", preset.insert["plugin"], preset.insert["controls"]
+    elif insert is None and preset.insert is not None:
         insert = preset.insert["model"], preset.insert["controls"], preset.insert["sha256"]
     return _run_spec(a, spec, sample_rate, source, insert)
 

@@ -18,6 +18,7 @@ Schema version 2 (written now):
      "plugin": null,                # or {"id": "ladspa:lpf", "version": "", "channel": "left"}: the
                                     # ground truth (its control values are in "hidden", by symbol)
      "insert": null}                # or {"model", "sha256", "controls": {...}}: an output insert
+                                    # (or a plugin: {"plugin": id, "version", "controls": {...}})
 
     min/max null = unbounded (JSON has no infinity). Missing optional fields get their defaults.
 
@@ -125,6 +126,9 @@ def _relative(model: str, folder: Path | None) -> str:
 def _insert_json(preset: Preset, folder: Path | None) -> dict | None:
     if preset.insert is None:
         return None
+    if "plugin" in preset.insert:
+        return {"plugin": preset.insert["plugin"], "version": preset.insert.get("version", ""),
+                "controls": {k: float(v) for k, v in preset.insert.get("controls", {}).items()}}
     return {"model": _relative(preset.insert["model"], folder), "sha256": preset.insert["sha256"],
             "controls": {k: float(v) for k, v in preset.insert.get("controls", {}).items()}}
 
@@ -238,9 +242,52 @@ def _checked_model(c: _Check, key: str, path: Path, sha256: str):
     return model
 
 
+def _plugin_insert(c: _Check, doc: dict) -> dict | None:
+    """A plugin as the output insert: {"plugin": id, "version", "controls"}, checked as the
+    ground truth's plugin is (installed, same version, known controls in range)."""
+    n = len(c.problems)
+    c.fields(doc, ("plugin", "version", "controls"), "insert: ")
+    pid, version, controls = doc.get("plugin"), doc.get("version", ""), doc.get("controls", {})
+    if not (isinstance(pid, str) and ":" in pid and len(pid) <= 1000):
+        c.add(f"insert: plugin must be ladspa:<id> or lv2:<URI>, got {_show(pid)}")
+    if not isinstance(version, str):
+        c.add(f"insert: version must be text, got {_show(version)}")
+    if not isinstance(controls, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for k, v in controls.items()):
+        c.add("insert: controls must be an object of control symbol to a finite number")
+    if len(c.problems) != n:
+        return None
+    from app.plugins import registry
+    from app.plugins.instance import PluginError
+    from app.plugins.packages import debian_package
+    try:
+        info = registry.find(pid)
+    except PluginError:
+        package = debian_package(pid)
+        c.add(f"insert: the plugin '{pid}' is not installed" + (f" (Debian ships it in the package {package})"
+                                                                 if package else ""))
+        return None
+    if info.unusable:
+        c.add(f"insert: {info.id} ({info.name}) cannot be used: {info.unusable}")
+    if version and info.version and version != info.version:
+        c.add(f"insert: {info.id} is version {info.version} here; the preset was made with {version}")
+    for name, v in controls.items():
+        ctl = info.control(name)
+        if ctl is None:
+            c.add(f"insert: the plugin {info.id} has no control '{name}'")
+        elif not ctl.minimum <= v <= ctl.maximum:
+            c.add(f"insert: control '{name}' {v:g} is outside [{ctl.minimum:g}, {ctl.maximum:g}]")
+    return {"plugin": info.id, "version": version or info.version,
+            "controls": {k: float(v) for k, v in controls.items()}}
+
+
 def _insert(c: _Check, doc, origin: str) -> dict | None:
     """The output insert of a preset: the model file checked (hash, control names and ranges);
-    returns {"model": absolute path, "sha256", "controls": every control's value}."""
+    returns {"model": absolute path, "sha256", "controls": every control's value}; or a plugin
+    ({"plugin": id, ...}: _plugin_insert)."""
+    if isinstance(doc, dict) and "plugin" in doc:
+        return _plugin_insert(c, doc)
     ref = _sptmod(c, doc, "insert", ("controls",))
     if ref is None:
         return None

@@ -71,3 +71,22 @@ def test_a_preset_whose_plugin_is_missing_or_mismatched_lists_every_problem():
     assert "outside the plugin control's range [0, 24000]" in problems
     assert "hidden 'resonance'" in problems
     assert "channel 'right' does not exist" in problems
+
+
+def test_a_plugin_insert_is_saved_in_a_preset_and_restored(tmp_path):
+    from app.workspace import Workspace
+    with Session(48000, 128) as s:
+        w = Workspace(s)
+        w.apply(presets.load(store.resolve("plugin-lowpass")))
+        s.set_insert_plugin("ladspa:amp_mono", {"gain": 0.5})
+        path = tmp_path / "with-insert.json"
+        presets.save(w.snapshot(), path)
+        doc = json.loads(path.read_text())
+        assert doc["insert"] == {"plugin": "ladspa:1048", "version": "", "controls": {"gain": 0.5}}
+        s.set_insert(None)
+        assert s.insert() is None
+        w.apply(presets.load(path))
+        assert s.insert()["plugin"] == "ladspa:1048" and s.insert()["controls"] == {"gain": 0.5}
+    doc["insert"]["controls"] = {"gain": 0.5, "volume": 1.0}
+    with pytest.raises(presets.PresetError, match="has no control 'volume'"):
+        presets.loads(json.dumps(doc))
