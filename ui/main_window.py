@@ -372,11 +372,23 @@ class MainWindow(QtWidgets.QMainWindow):
         self.plugin_browser.search.setFocus()
         return self.plugin_browser
 
-    def _plugin_chosen(self, action: str, plugin_id: str, channel: int):
+    def _plugin_chosen(self, action: str, plugin_id: str, channel: int, controls=None):
+        """The browser's choice; controls: the starting values of its chosen preset ({}: defaults)."""
         if action == "truth":
-            self.use_plugin(plugin_id, channel)
+            self.use_plugin(plugin_id, channel, controls)
         else:
-            self.use_insert_plugin(plugin_id)
+            self.use_insert_plugin(plugin_id, controls)
+
+    @staticmethod
+    def _plugin_start(info, controls: dict | None) -> dict:
+        """The plugin's controls at their defaults, overlaid with the given values (a factory
+        preset's), each clamped to what the control accepts; symbols it does not have are left out."""
+        values = {c.symbol: c.clamp(c.default) for c in info.controls}
+        for symbol, value in (controls or {}).items():
+            control = info.control(symbol)
+            if control is not None:
+                values[symbol] = control.clamp(value)
+        return values
 
     def _find_plugin(self, plugin_id: str, what: str):
         """The usable plugin with this id or alias, else one dialog and None."""
@@ -393,10 +405,11 @@ class MainWindow(QtWidgets.QMainWindow):
             return None
         return info
 
-    def use_plugin(self, plugin_id: str, channel: int | None = None) -> bool:
+    def use_plugin(self, plugin_id: str, channel: int | None = None, controls: dict | None = None) -> bool:
         """Make a LADSPA/LV2 plugin the ground truth: the target becomes  y = plugin  and its
-        controls (at their defaults) become the hidden knobs. channel: the output of a stereo
-        plugin that is learned (None: the one learned now if it is the same plugin, else left).
+        controls become the hidden knobs, at their defaults or at the given values (a factory
+        preset's, {symbol: value}, clamped). channel: the output of a stereo plugin that is
+        learned (None: the one learned now if it is the same plugin, else left).
         An unknown or unusable plugin, or one that fails to load: one dialog, nothing changes."""
         spec = self.session.spec
         if spec is None:
@@ -407,16 +420,17 @@ class MainWindow(QtWidgets.QMainWindow):
         if channel is None:
             channel = spec.plugin_channel if spec.plugin == info.id else 0
         channel = int(channel) if 0 <= int(channel) < len(info.audio_outputs) else 0
-        hidden = {c.symbol: c.clamp(c.default) for c in info.controls}
+        hidden = self._plugin_start(info, controls)
         return self.apply_spec(
             dataclasses.replace(spec, target="y = plugin", hidden=hidden, hidden_params=[], model=None,
                                 model_sha256=None, plugin=info.id, plugin_channel=channel),
             f"ground truth: the plugin {info.name} ({info.id})",
             problem=("Cannot use the plugin", f"{info.name} ({info.id}) was not loaded:"))
 
-    def use_insert_plugin(self, plugin_id: str | None) -> bool:
+    def use_insert_plugin(self, plugin_id: str | None, controls: dict | None = None) -> bool:
         """A LADSPA/LV2 plugin as the insert effect on the output (None removes the insert); its
-        controls become knobs 'insert:SYMBOL' beside the hidden ones. Loaded on the worker thread
+        controls become knobs 'insert:SYMBOL' beside the hidden ones, at their defaults or at the
+        given values (a factory preset's, {symbol: value}, clamped). Loaded on the worker thread
         (its first use runs the probe); a failure: one dialog, the insert stays as it was."""
         if plugin_id is None:
             return self.use_insert(None)
@@ -426,7 +440,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         def work(progress):
             progress("loading the plugin (probed in a separate process on first use)", 0.3)
-            self.session.set_insert_plugin(info.id)
+            self.session.set_insert_plugin(info.id, self._plugin_start(info, controls) if controls else None)
 
         def done(error):
             if error is not None:

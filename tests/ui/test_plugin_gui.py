@@ -1,9 +1,12 @@
 """Plugins in the window, offscreen (pytest-qt): the browser lists, searches, describes and probes
 (on a thread, the selected plugin only), a plugin becomes the ground truth or the output insert
 with its controls as knobs, a knob's widget follows its kind (slider, stepped slider, check box,
-combo box) and MIDI learn turns every kind, an edited circuit keeps the plugin, and an unknown or
-unusable plugin gives one dialog and changes nothing."""
+combo box) and MIDI learn turns every kind, an edited circuit keeps the plugin, an LV2 plugin's
+factory preset is where its knobs start, and an unknown or unusable plugin gives one dialog and
+changes nothing."""
 import math
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -16,6 +19,7 @@ from app.plugins.probe import ProbeResult
 from app.session import Session
 from app.workspace import Workspace
 from tests.paths import REPO
+from tests.plugins.test_lv2 import MANIFEST, PLUGINS, PRESETS, PROBE_C
 
 LPF = "ladspa:1041"                  # ladspa-sdk's Simple Low Pass Filter
 SR = 48000.0
@@ -32,6 +36,36 @@ def shared_config(tmp_path_factory):
 def config_dir(shared_config, monkeypatch):
     monkeypatch.setenv("DUALTONE_CONFIG_DIR", str(shared_config))
     return shared_config
+
+
+@pytest.fixture(scope="module")
+def preset_bundle(tmp_path_factory):
+    """A folder holding dualtone-test.lv2 (tests/plugins/test_lv2.py's: the probe plugin, a gain
+    with the presets Loud (gain 2.5) and Quiet (gain 0.25), built with gcc)."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail("gcc is needed to build the test LV2 plugin")
+    root = tmp_path_factory.mktemp("lv2")
+    bundle = root / "dualtone-test.lv2"
+    bundle.mkdir()
+    (bundle / "probe.c").write_text(PROBE_C)
+    done = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(bundle / "probe.so"),
+                           str(bundle / "probe.c")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (bundle / "manifest.ttl").write_text(MANIFEST)
+    (bundle / "plugins.ttl").write_text(PLUGINS)
+    (bundle / "presets.ttl").write_text(PRESETS)
+    return root
+
+
+@pytest.fixture
+def with_presets(preset_bundle, monkeypatch):
+    """LV2_PATH holds our bundle and the system's; the catalogue is read again with it, and again
+    without it afterwards."""
+    monkeypatch.setenv("LV2_PATH", f"{preset_bundle}:/usr/lib/lv2")
+    registry.forget()
+    yield preset_bundle
+    registry.forget()
 
 
 def make_window(qtbot):
@@ -107,9 +141,10 @@ def test_the_browser_lists_searches_describes_and_probes_the_selected_plugin(qtb
     assert f"{result.us_per_block:.3g} µs" in b.probe_status.text()
     assert list(b.probes) == [LPF]                                    # only the selected one
     assert b.use_truth.isEnabled() and b.use_insert.isEnabled()
+    assert not b.preset.isVisible()                                  # LADSPA: no presets
     with qtbot.waitSignal(b.chosen, timeout=1000) as chosen:
         b.use_truth.click()
-    assert chosen.args == ["truth", LPF, 0]
+    assert chosen.args == ["truth", LPF, 0, {}]                       # {}: its defaults
 
 
 def test_unusable_plugins_are_greyed_with_their_reason_and_cannot_be_chosen(qtbot, config_dir):
@@ -201,6 +236,50 @@ def test_the_browser_inserts_a_plugin_on_the_output_with_knobs(qtbot, window):
     b.reject()
     assert window.use_insert_plugin(None) and s.insert() is None
     assert "insert:cutoff_frequency_hz" not in window.hidden.rows
+
+
+PROBE = "lv2:urn:dualtone:test:probe"
+
+
+def test_a_factory_preset_is_where_the_plugins_knobs_start(qtbot, window, with_presets):
+    s = window.session
+    b = window.plugin_dialog("truth")
+    assert b is not None and PROBE in b.by_id
+    assert b.select(PROBE)
+    assert b.preset.isVisible() and b.preset.isEnabled() and b.preset_label.isVisible()
+    assert [b.preset.itemText(k) for k in range(b.preset.count())] == ["defaults", "Loud", "Quiet"]
+    assert b.preset.currentText() == "defaults" and b.preset_values() == {}
+    qtbot.waitUntil(lambda: PROBE in b.probes, timeout=30000)
+    assert b.probes[PROBE].ok and b.probes[PROBE].latency == 7
+    b.preset.setCurrentIndex(b.preset.findText("Quiet"))
+    assert b.preset_values() == {"gain": 0.25}
+    with qtbot.waitSignal(b.chosen, timeout=1000) as chosen:
+        b.use_truth.click()
+    assert chosen.args == ["truth", PROBE, 0, {"gain": 0.25}]
+    assert not b.isVisible()
+    wait_loaded(qtbot, window, 2)
+    assert s.spec.plugin == PROBE and s.spec.target == "y = plugin"
+    assert s.hidden()["gain"] == 0.25                                  # not the default 1.0
+    assert window.hidden.title().startswith("Ground truth: Dualtone probe")
+
+    # the insert starts from a preset too; a plugin without presets shows no choice
+    assert window.plugin_dialog("insert") is b
+    assert b.select(LPF) and not b.preset.isVisible() and b.preset_values() == {}
+    assert b.select("lv2:urn:dualtone:test:enum") and not b.preset.isVisible()
+    assert b.select(PROBE) and b.preset.isVisible() and b.preset.currentText() == "defaults"
+    b.preset.setCurrentIndex(b.preset.findText("Loud"))
+    b.use_insert.click()
+    qtbot.waitUntil(lambda: not window.busy and s.insert() is not None, timeout=30000)
+    assert s.insert()["plugin"] == PROBE and s.insert()["controls"]["gain"] == 2.5
+    assert s.hidden()["gain"] == 0.25                                  # the ground truth is unchanged
+    assert window.use_insert_plugin(None) and s.insert() is None
+
+
+def test_preset_values_are_clamped_and_foreign_symbols_left_out(qtbot, window, with_presets):
+    s = window.session
+    assert window.use_plugin(PROBE, controls={"gain": 9.0, "gone": 3.0})    # gain is 0 … 4
+    wait_loaded(qtbot, window, 2)
+    assert s.hidden()["gain"] == 4.0 and "gone" not in s.hidden()
 
 
 def test_toggle_and_integer_controls_get_their_widgets_and_midi_turns_them(qtbot, window):

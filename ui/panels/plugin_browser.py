@@ -5,7 +5,8 @@ child process (a second or two the first time), so it runs on a background threa
 selected plugin; the dialog stays responsive meanwhile.
 
 Two actions: use the plugin as the ground truth, or insert it on the output (`chosen` carries
-the action, the plugin's id and, for a stereo plugin, the channel that is learned)."""
+the action, the plugin's id, for a stereo plugin the channel that is learned, and the starting
+control values: those of the factory preset chosen in "start from preset", {} for the defaults)."""
 from __future__ import annotations
 
 import html
@@ -104,8 +105,21 @@ class _ProbeBridge(QtCore.QObject):
     done = QtCore.Signal(str)
 
 
+def plugin_presets(info) -> dict:
+    """The plugin's factory presets (label -> {symbol: value}); {} when it has none or they
+    cannot be read (an API module or library missing: the plugin still starts at its defaults)."""
+    if info is None or info.unusable:
+        return {}
+    try:
+        return registry.factory_presets(info)
+    except Exception:
+        return {}
+
+
 class PluginBrowser(QtWidgets.QDialog):
-    chosen = QtCore.Signal(str, str, int)        # action (truth | insert), plugin id, channel
+    # action (truth | insert), plugin id, channel, starting control values {symbol: value}
+    chosen = QtCore.Signal(str, str, int, object)
+    DEFAULTS = "defaults"
 
     def __init__(self, sample_rate: float = 48000.0, parent=None, mode: str = TRUTH, probe=None):
         super().__init__(parent)
@@ -117,6 +131,7 @@ class PluginBrowser(QtWidgets.QDialog):
         self.plugins = load_catalogue(self.sample_rate)
         self.by_id = {i.id: i for i in self.plugins}
         self.probes: dict = {}                   # id -> ProbeResult (filled by the probe thread)
+        self.presets: dict = {}                  # id -> its factory presets (read on first selection)
         self._lock = threading.Lock()
         self.probing: str | None = None          # the id a thread probes now
         self._pending: str | None = None         # the selected id waiting for that thread
@@ -148,6 +163,9 @@ class PluginBrowser(QtWidgets.QDialog):
         self.channel = QtWidgets.QComboBox()
         self.channel.addItems(["left", "right"])
         self.channel.setToolTip("a stereo plugin: which of its outputs the circuit learns (and you hear)")
+        self.preset_label = QtWidgets.QLabel("start from preset")
+        self.preset = QtWidgets.QComboBox()
+        self.preset.setToolTip("the plugin's own presets: the chosen one's values are where its knobs start")
         self.use_truth = QtWidgets.QPushButton("Use as ground truth")
         self.use_truth.clicked.connect(lambda: self._choose(TRUTH))
         self.use_insert = QtWidgets.QPushButton("Insert on the output")
@@ -173,6 +191,8 @@ class PluginBrowser(QtWidgets.QDialog):
         buttons = QtWidgets.QHBoxLayout()
         buttons.addWidget(self.channel_label)
         buttons.addWidget(self.channel)
+        buttons.addWidget(self.preset_label)
+        buttons.addWidget(self.preset)
         buttons.addStretch(1)
         for b in (self.use_truth, self.use_insert, self.cancel):
             buttons.addWidget(b)
@@ -268,9 +288,36 @@ class PluginBrowser(QtWidgets.QDialog):
         stereo = info is not None and len(info.audio_outputs) > 1
         self.channel_label.setVisible(stereo)
         self.channel.setVisible(stereo)
+        self._show_presets(info)
         if info is not None:
             self._show_probe(info)
         self._enable()
+
+    def _show_presets(self, info):
+        """The "start from preset" choice: defaults, then the plugin's presets (hidden when none)."""
+        presets = {}
+        if info is not None and not info.unusable:
+            if info.id not in self.presets:
+                self.presets[info.id] = plugin_presets(info)
+            presets = self.presets[info.id]
+        self.preset.clear()
+        self.preset.addItem(self.DEFAULTS)
+        self.preset.setItemData(0, "the plugin's default values", QtCore.Qt.ItemDataRole.ToolTipRole)
+        for label, values in presets.items():
+            self.preset.addItem(label)
+            tip = ", ".join(f"{sym} = {v:g}" for sym, v in values.items()) or "no control values"
+            self.preset.setItemData(self.preset.count() - 1, tip, QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.preset.setCurrentIndex(0)
+        self.preset.setEnabled(bool(presets))
+        self.preset_label.setVisible(bool(presets))
+        self.preset.setVisible(bool(presets))
+
+    def preset_values(self) -> dict:
+        """The chosen preset's control values ({} for the defaults, or a plugin without presets)."""
+        info = self.selected
+        if info is None or self.preset.currentIndex() <= 0:
+            return {}
+        return dict(self.presets.get(info.id, {}).get(self.preset.currentText(), {}))
 
     def _show_probe(self, info):
         result = self.probes.get(info.id)
@@ -332,5 +379,6 @@ class PluginBrowser(QtWidgets.QDialog):
         if info is None or not (self.use_truth if action == TRUTH else self.use_insert).isEnabled():
             return
         channel = self.channel.currentIndex() if len(info.audio_outputs) > 1 else 0
+        values = self.preset_values()
         self.accept()
-        self.chosen.emit(action, info.id, channel)
+        self.chosen.emit(action, info.id, channel, values)
