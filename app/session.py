@@ -323,12 +323,25 @@ class Session:
                     controls = controls or name in slot.model_controls
             if controls:                          # a model's coefficients wait for a block start
                 self._latch_controls()
+            self._restart_schedule()
             if self.spec is not None:
                 truth = None if self.memory.active is None else self.memory.active.truth
                 # a spec holds a ground truth's controls in its own units (a plugin's enumerated
                 # control by its value, where the knob holds the index)
                 self.spec.hidden[name] = value if truth is None else truth.stored_value(name, value)
         return write
+
+    def _restart_schedule(self):
+        """A hidden knob turned: the target moved, so a decaying learning rate (the default
+        against a plugin) starts over from its initial value to follow it."""
+        slots = [s for s in dict.fromkeys(self.memory.slots) if s is not None]
+        if not any(s.learner.settings.lr_decay_every > 0 for s in slots):
+            return
+        if self.running:
+            self.memory.ctl[H.C_SCHEDULE_REQ] += 1.0      # taken at the next block start
+        else:
+            for s in slots:
+                s.learner.restart_schedule()
 
     @staticmethod
     def _has_knob(slot: Slot, name: str) -> bool:

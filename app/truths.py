@@ -10,6 +10,21 @@ from app.host.memory import ChannelProcessors
 from app.knobs import KnobSpec
 
 
+# Learning against a plugin: float32 rounding noise would keep a constant-rate optimiser moving
+# after it converged, so the rate decays by default (x0.7 every 4800 steps, down to 0.1 % of it),
+# and starts over whenever a knob is turned.
+PLUGIN_DECAY = (0.7, 4800, 0.001)
+
+
+def plugin_settings(settings):
+    """Settings with the plugin default decay, unless they already have a schedule."""
+    import dataclasses
+    if settings.lr_decay_every > 0:
+        return settings
+    decay, every, floor = PLUGIN_DECAY
+    return dataclasses.replace(settings, lr_decay=decay, lr_decay_every=every, lr_min=floor * settings.lr)
+
+
 class GroundTruth:
     kind = ""                 # the name the target reads it by
     title = ""                # what it is, in a sentence

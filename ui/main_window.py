@@ -421,10 +421,12 @@ class MainWindow(QtWidgets.QMainWindow):
             channel = spec.plugin_channel if spec.plugin == info.id else 0
         channel = int(channel) if 0 <= int(channel) < len(info.audio_outputs) else 0
         hidden = self._plugin_start(info, controls)
+        from app.truths import plugin_settings             # the rate decays against float32 output
         return self.apply_spec(
             dataclasses.replace(spec, target="y = plugin", hidden=hidden, hidden_params=[], model=None,
-                                model_sha256=None, plugin=info.id, plugin_channel=channel),
-            f"ground truth: the plugin {info.name} ({info.id})",
+                                model_sha256=None, plugin=info.id, plugin_channel=channel,
+                                settings=plugin_settings(spec.settings)),
+            f"ground truth: the plugin {info.name} ({info.id}); the learning rate decays as it converges",
             problem=("Cannot use the plugin", f"{info.name} ({info.id}) was not loaded:"))
 
     def use_insert_plugin(self, plugin_id: str | None, controls: dict | None = None) -> bool:

@@ -5,6 +5,7 @@ import argparse
 import math
 
 from app.cli.errors import UsageError, parse_float as _float
+from app.truths import PLUGIN_DECAY
 from engine.learn.losses import DEFAULT as DEFAULT_LOSS, LOSSES, NAMES as LOSS_NAMES
 from engine.learn.optimizers import BY_NAME, DEFAULT as DEFAULT_OPTIMIZER, NAMES as OPTIMIZER_NAMES, OPTIMIZERS
 
@@ -49,10 +50,6 @@ def _positive_seconds(text):
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"'{text}': must be a positive number of seconds")
     return v
-
-
-# against a plugin: multiply the learning rate by 0.7 every 4800 steps, down to 0.1 % of it
-PLUGIN_DECAY = (0.7, 4800, 0.001)
 
 
 def _json_float(v):

@@ -175,6 +175,14 @@ def _reset_slot(slot):
 
 
 @njit(nogil=True, cache=True)
+def _restart_schedule(slot):
+    """The learning-rate schedule back to its start (the rate decays again from --lr)."""
+    st = _f64(slot[B.S_ST], slot[B.S_ST_LEN])
+    st[LY.ST_SCHED] = 1.0
+    st[LY.ST_SCHED_COUNT] = 0.0
+
+
+@njit(nogil=True, cache=True)
 def _run_slot(slot, n, x):
     """Run the slot's kernel on the shared source block x; False when the slot is empty. A slot
     whose target reads `sptmod` first runs its ground-truth processor on x (app/host/processors)."""
@@ -286,6 +294,11 @@ def _take_requests(h, ctl, slot_a, slot_b):
         if slot_a[B.S_BLOCK_FN] != 0:
             _reset_slot(slot_a)
         ctl[H.C_RESET_ACK] = ctl[H.C_RESET_REQ]
+    if ctl[H.C_SCHEDULE_REQ] != ctl[H.C_SCHEDULE_ACK]:
+        for slot in (slot_a, slot_b):
+            if slot[B.S_BLOCK_FN] != 0:
+                _restart_schedule(slot)
+        ctl[H.C_SCHEDULE_ACK] = ctl[H.C_SCHEDULE_REQ]
     fading = ctl[H.C_FADE_POS] >= 0.0
     if not fading and ctl[H.C_SWAP_REQ] != ctl[H.C_SWAP_ACK]:
         ctl[H.C_FADE_POS] = 0.0

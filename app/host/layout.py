@@ -62,6 +62,7 @@ declare(globals(), "C_", """
     RESET_ACK
     FILE_ACK
     CONTROL_ACK        # the last control request taken (processors' prepared controls latched)
+    SCHEDULE_ACK       # the last learning-rate schedule restart taken
     ACTIVE_SLOT
     FADE_POS           # samples into the current circuit crossfade, -1 when none
     LIMIT_GAIN
@@ -95,6 +96,7 @@ declare(globals(), "C_", """
     RESET_REQ
     FILE_REQ
     CONTROL_REQ        # +1: take every processor's prepared controls at the next block start
+    SCHEDULE_REQ       # +1: the learning-rate schedule starts over (a knob turned: the target moved)
     KNOB_TAU           # seconds for hidden knobs to glide to a new value (no zipper clicks)
     IN_CHANNEL
     MUTE

@@ -218,6 +218,12 @@ class Learner:
         c[LY.CF_RANGE_MODE] = RANGE_MODES[s.range_mode]
         c[LY.CF_LEARN] = 1.0 if s.learning else 0.0
 
+    def restart_schedule(self):
+        """The learning-rate schedule starts over: the rate decays again from its initial value
+        (the host asks the callback for the same at a block start when audio runs)."""
+        self.st[LY.ST_SCHED] = 1.0
+        self.st[LY.ST_SCHED_COUNT] = 0.0
+
     def reset(self, values: dict | None = None):
         """Parameters back to their initial values (or to `values`, by name); all circuit, window
         and optimiser state cleared. Needs no recompilation."""

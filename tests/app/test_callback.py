@@ -141,6 +141,17 @@ def test_the_safety_stage_turns_non_finite_output_into_silence_and_counts_it():
     assert h.ctl[H.C_NONFINITE_OUT] > 0
 
 
+def test_a_schedule_restart_request_sets_the_decaying_rate_back_at_a_block_boundary():
+    learner = make_learner(window=1, lr=0.01, lr_decay=0.5, lr_decay_every=100)
+    h = Harness(learner)
+    h.run_many(10, 128)                         # 1280 learning steps: 12 decays, 80 steps into the 13th
+    assert learner.st[LY.ST_SCHED] == 0.5 ** 12 and learner.st[LY.ST_SCHED_COUNT] == 80
+    h.ctl[H.C_SCHEDULE_REQ] += 1
+    h.run(64)                                   # taken before this block's 64 steps
+    assert h.ctl[H.C_SCHEDULE_ACK] == h.ctl[H.C_SCHEDULE_REQ]
+    assert learner.st[LY.ST_SCHED] == 1.0 and learner.st[LY.ST_SCHED_COUNT] == 64
+
+
 def test_reset_request_restores_the_initial_values_at_a_block_boundary():
     learner = make_learner(window=8, lr=0.01)
     h = Harness(learner)

@@ -90,3 +90,17 @@ def test_a_plugin_insert_is_saved_in_a_preset_and_restored(tmp_path):
     doc["insert"]["controls"] = {"gain": 0.5, "volume": 1.0}
     with pytest.raises(presets.PresetError, match="has no control 'volume'"):
         presets.loads(json.dumps(doc))
+
+
+def test_turning_a_knob_restarts_a_decaying_learning_rate():
+    from engine import layout as LY
+    from app.truths import plugin_settings
+    with Session(48000, 128) as s:
+        s.load(_spec(settings=plugin_settings(Settings(optimizer="adam", lr=20.0))))
+        learner = s.learner
+        assert learner.settings.lr_decay_every == 4800 and learner.settings.lr_min == 20.0 * 0.001
+        learner.process(np.random.default_rng(0).uniform(-1, 1, 48000),
+                        external=np.zeros(48000))                     # ten decays
+        assert learner.st[LY.ST_SCHED] == pytest.approx(0.7 ** 10)
+        s.set_hidden("cutoff_frequency_hz", 900.0)
+        assert learner.st[LY.ST_SCHED] == 1.0 and learner.st[LY.ST_SCHED_COUNT] == 0.0
