@@ -1,6 +1,7 @@
 """A 20-second soak of the window on the JACK dummy server: live plots at 30 fps, resizes, a menu
 opened and closed, a slow plot — and the audio keeps its pace with no more xruns than the host's
 own rate, measured side by side (tests/live/host_xruns.py), and no callback late by its own doing."""
+import sys
 import time
 
 import numpy as np
@@ -31,7 +32,7 @@ def test_twenty_second_soak_with_live_plots_keeps_the_hosts_xrun_rate(qtbot, jac
         rows = drain()
         cpu_us.append(rows[:, H.T_CPU_US].copy())
         return rows
-    monkeypatch.setattr(session.telemetry, "drain", recording_drain)
+    session.telemetry.drain = recording_drain       # an instance attribute over the method
     c0 = session.counters()
     t0 = time.monotonic()
     step = 0
@@ -61,12 +62,14 @@ def test_twenty_second_soak_with_live_plots_keeps_the_hosts_xrun_rate(qtbot, jac
     expected = elapsed * info.sample_rate / info.blocksize
     assert callbacks >= 0.95 * expected, (callbacks, expected)
     assert heard.count <= xrun_allowance(callbacks, host), (heard.count, callbacks, host)
-    cpu_us = np.concatenate(cpu_us + [drain()[:, H.T_CPU_US]])
-    late = int(np.count_nonzero(cpu_us > 1e6 * info.blocksize / info.sample_rate))
-    assert cpu_us.size >= 0.95 * callbacks and late <= 0.001 * callbacks, (late, cpu_us.size, callbacks)
+    del session.telemetry.drain                # the window's later ticks drain as before
+    block_us = np.concatenate(cpu_us + [session.telemetry.drain()[:, H.T_CPU_US]])
+    late = int(np.count_nonzero(block_us > 1e6 * info.blocksize / info.sample_rate))
+    assert block_us.size >= 0.95 * callbacks and late <= 0.001 * callbacks, (late, block_us.size, callbacks)
     assert c1["nonfinite_out"] == 0
     # the plots were live the whole time
     t, loss = w.loss_history.visible_data()
     assert len(loss) > 100 and np.all(np.isfinite(loss))
+    print(f"{len(w.frame_ms)} frames in 20 s", file=sys.stderr)
     assert len(w.frame_ms) > 20 * 20
     w.close()
