@@ -1,12 +1,11 @@
 """Fixtures for the plugin tests: a LADSPA library of misbehaving plugins built from
 crash_plugin.c with the system gcc, the config folder (the probe's cache) in a temporary folder."""
-import shutil
-import subprocess
 
 import pytest
 
 from app.plugins import registry
 from tests.paths import TESTS
+from tests.plugins.build import shared_object
 
 CRASH_SOURCE = TESTS / "plugins" / "crash_plugin.c"
 CRASH_IDS = {"crash": "ladspa:4242001", "hang": "ladspa:4242002", "nan": "ladspa:4242003",
@@ -22,13 +21,8 @@ def _private_config(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def crash_library_dir(tmp_path_factory):
     """A folder holding only dualtone_test.so, built from crash_plugin.c."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail("gcc is needed to build tests/plugins/crash_plugin.c")
     folder = tmp_path_factory.mktemp("ladspa")
-    done = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(folder / "dualtone_test.so"),
-                           str(CRASH_SOURCE)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    shared_object(CRASH_SOURCE, folder / "dualtone_test.so")
     return folder
 
 

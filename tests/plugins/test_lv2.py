@@ -4,8 +4,6 @@ own (a tiny plugin written here against lv2.h's layout and built with the system
 descriptions and presets) checks what the host passes: options, the URID map, atom headers."""
 import ctypes
 import json
-import shutil
-import subprocess
 import threading
 import time
 
@@ -16,6 +14,7 @@ from app.plugins import lv2
 from app.plugins import urid as U
 from app.plugins.catalogue import PluginInfo, Port
 from app.plugins.instance import PluginError
+from tests.plugins.build import lv2_test_bundle
 
 SWH = "http://plugin.org.uk/swh-plugins/"
 FOMP = "http://drobilla.net/plugins/fomp/"
@@ -192,20 +191,7 @@ PRESETS = PREFIXES + """
 @pytest.fixture(scope="module")
 def test_bundle(tmp_path_factory):
     """A folder holding dualtone-test.lv2 (the probe plugin built with gcc, descriptions, presets)."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail("gcc is needed to build the test LV2 plugin")
-    root = tmp_path_factory.mktemp("lv2")
-    bundle = root / "dualtone-test.lv2"
-    bundle.mkdir()
-    (bundle / "probe.c").write_text(PROBE_C)
-    done = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(bundle / "probe.so"),
-                           str(bundle / "probe.c")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    (bundle / "manifest.ttl").write_text(MANIFEST)
-    (bundle / "plugins.ttl").write_text(PLUGINS)
-    (bundle / "presets.ttl").write_text(PRESETS)
-    return root
+    return lv2_test_bundle(tmp_path_factory.mktemp("lv2"))
 
 
 @pytest.fixture(scope="module")
