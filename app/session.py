@@ -150,7 +150,7 @@ class Session:
         for slot in dict.fromkeys(s for s in self.memory.slots if s is not None):
             slot.close()                          # the stream is closed: nothing runs them
         self.memory.free_retired(stopped=True)
-        if hasattr(self.memory.insert, "close"):
+        if self.memory.insert is not None:
             self.memory.insert.close()
 
     def __enter__(self):

@@ -181,8 +181,7 @@ class OfflineTruth:
             target[k:k + n] = self._out[:n, 0]
             dry[k:k + n] = p.dry[:n]
             self.latencies.add(p.latency)
-            if hasattr(p, "service"):
-                p.service()                    # a restart the step asked for, here and now
+            p.service()                        # e.g. a restart the step asked for, here and now
         return dry, target
 
     def summary(self) -> dict:

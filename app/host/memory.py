@@ -111,6 +111,9 @@ class ChannelProcessors:
     """What every output insert has: one processor per speaker channel (left, right)."""
     processors: list
 
+    def close(self):
+        """Free what the processors hold (only once no callback runs them); nothing by default."""
+
     @property
     def restarts(self) -> int:
         return sum(p.restarts for p in self.processors)
@@ -224,8 +227,7 @@ class HostMemory:
         keep = []
         for insert, stamp in self._retired:
             if stopped or self.ctl[H.C_CALLBACKS] >= stamp + 2:
-                if hasattr(insert, "close"):
-                    insert.close()
+                insert.close()
             else:
                 keep.append((insert, stamp))
         self._retired = keep

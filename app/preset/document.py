@@ -149,6 +149,26 @@ def _plugin_json(preset: Preset) -> dict | None:
     return {"id": s.plugin, "version": preset.plugin_version, "channel": "right" if s.plugin_channel else "left"}
 
 
+def _installed_plugin(c: _Check, key: str, pid: str, version: str):
+    """The installed plugin a preset names (its PluginInfo), with problems recorded: not
+    installed (and the Debian package that usually ships it), unusable, another version."""
+    from app.plugins import registry
+    from app.plugins.instance import PluginError
+    from app.plugins.packages import debian_package
+    try:
+        info = registry.find(pid)
+    except PluginError:
+        package = debian_package(pid)
+        c.add(f"{key}: the plugin '{pid}' is not installed" + (f" (Debian ships it in the package {package})"
+                                                                if package else ""))
+        return None
+    if info.unusable:
+        c.add(f"{key}: {info.id} ({info.name}) cannot be used: {info.unusable}")
+    if version and info.version and version != info.version:
+        c.add(f"{key}: {info.id} is version {info.version} here; the preset was made with {version}")
+    return info
+
+
 def _plugin(c: _Check, doc, tgraph, hidden: dict) -> tuple:
     """(plugin id, channel, version, its control symbols) of a preset's plugin field: the plugin
     must be installed, the same version, and have every control the hidden values set, in range.
@@ -174,20 +194,9 @@ def _plugin(c: _Check, doc, tgraph, hidden: dict) -> tuple:
         return None, 0, "", []
     if tgraph is not None and reads != "plugin":
         c.add("plugin: a plugin is given but the target does not read 'plugin' (e.g. y = plugin)")
-    from app.plugins import registry
-    from app.plugins.instance import PluginError
-    from app.plugins.packages import debian_package
-    try:
-        info = registry.find(pid)
-    except PluginError:
-        package = debian_package(pid)
-        c.add(f"plugin: '{pid}' is not installed" + (f" (Debian ships it in the package {package})"
-                                                     if package else ""))
+    info = _installed_plugin(c, "plugin", pid, version)
+    if info is None:
         return pid, 0, version, []
-    if info.unusable:
-        c.add(f"plugin: {info.id} ({info.name}) cannot be used: {info.unusable}")
-    if version and info.version and version != info.version:
-        c.add(f"plugin: {info.id} is version {info.version} here; the preset was made with {version}")
     symbols = [ctl.symbol for ctl in info.controls]
     for name, v in hidden.items():
         ctl = info.control(name)
@@ -258,20 +267,9 @@ def _plugin_insert(c: _Check, doc: dict) -> dict | None:
         c.add("insert: controls must be an object of control symbol to a finite number")
     if len(c.problems) != n:
         return None
-    from app.plugins import registry
-    from app.plugins.instance import PluginError
-    from app.plugins.packages import debian_package
-    try:
-        info = registry.find(pid)
-    except PluginError:
-        package = debian_package(pid)
-        c.add(f"insert: the plugin '{pid}' is not installed" + (f" (Debian ships it in the package {package})"
-                                                                 if package else ""))
+    info = _installed_plugin(c, "insert", pid, version)
+    if info is None:
         return None
-    if info.unusable:
-        c.add(f"insert: {info.id} ({info.name}) cannot be used: {info.unusable}")
-    if version and info.version and version != info.version:
-        c.add(f"insert: {info.id} is version {info.version} here; the preset was made with {version}")
     for name, v in controls.items():
         ctl = info.control(name)
         if ctl is None:

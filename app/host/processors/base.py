@@ -55,6 +55,9 @@ class Processor:
         """Take the prepared controls here (only while the callback does not run this table)."""
         latch_controls(self.table)
 
+    def service(self):
+        """Work the audio thread asked for, done here off it (none for most kinds)."""
+
     @property
     def restarts(self) -> int:
         return int(self.table[PR_RESTARTS])
