@@ -28,6 +28,8 @@ from app.host.stream import AudioUnavailable, open_stream
 from app.host.memory import HostMemory, Slot
 from app.host.telemetry import TelemetryReader
 from app.knobs import KnobBank, KnobSpec, around
+from app.recordings.hardware import DeviceSpec, check_channels
+from app.recordings.pair import RecordingSpec
 
 
 LOSSES = LOSS_NAMES                 # the choices a window offers (engine/learn's tables)
@@ -55,6 +57,10 @@ class CircuitSpec:
     # plugin_channel: the output channel of a stereo plugin that is learned and heard (0 left)
     plugin: str | None = None
     plugin_channel: int = 0
+    # a dry/wet recording pair whose wet file is the target's `recording` signal (its alignment
+    # is the knob 'align' in `hidden`), or a device on the audio interface (`device`)
+    recording: RecordingSpec | None = None
+    device: DeviceSpec | None = None
 
     def declaration(self, name: str) -> ParamSpec | None:
         return next((p for p in list(self.params) + list(self.hidden_params) if p.name == name), None)
@@ -105,13 +111,14 @@ class Session:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualtone-compile")
         self.on_program_change: list = []
         self.midi_dropped = 0
+        self.channels = (2, 2)        # (inputs, outputs) to open beyond stereo: a device in the loop
 
     # ---- stream
     def open(self):
         """Open the audio device (or the virtual clock) without starting it."""
         if self.stream is None:
             self.stream = open_stream(self.memory, self.sample_rate, self.blocksize, self.device,
-                                      self.want_input, self.allow_virtual)
+                                      self.want_input, self.allow_virtual, self.channels)
         return self.stream.info
 
     def start(self):
@@ -181,8 +188,10 @@ class Session:
         """Compile spec into a slot (any thread; seconds on first use, cached afterwards)."""
         progress("compiling (the first use of a circuit takes a few seconds)", 0.1)
         settings = dataclasses.replace(spec.settings)
-        if spec.model is not None and spec.plugin is not None:
-            raise SessionError("one ground truth at a time: an SPTMod model or a plugin, not both")
+        given = [what for what, v in (("an SPTMod model", spec.model), ("a plugin", spec.plugin),
+                                      ("a recording", spec.recording), ("a device", spec.device)) if v is not None]
+        if len(given) > 1:
+            raise SessionError(f"one ground truth at a time: {given[0]} or {given[1]}, not both")
         truth = None
         if spec.model is not None:
             progress("loading the SPTMod model", 0.05)
@@ -190,6 +199,11 @@ class Session:
         elif spec.plugin is not None:
             progress("loading the plugin (probed in a subprocess on first use)", 0.05)
             truth = self._open_plugin(spec)
+        elif spec.recording is not None:
+            progress("reading the recordings", 0.05)
+            truth = self._open_recording(spec)
+        elif spec.device is not None:
+            truth = self._open_device(spec)
         controls = {} if truth is None else truth.controls
         hidden = {k: v for k, v in spec.hidden.items() if k not in controls}
         try:
@@ -217,6 +231,104 @@ class Session:
                                channel=spec.plugin_channel)
         except PluginError as e:
             raise SessionError(str(e)) from None
+
+    def _open_recording(self, spec: CircuitSpec):
+        """The pair of spec at the session's rate (checked against the content hashes it was saved
+        with), aligned by spec.hidden['align']."""
+        from app.recordings.pair import RecordingError, load_pair
+        from app.truths import RecordingTruth
+        r = spec.recording
+        try:
+            rec = load_pair(r.dry, r.wet, r.channel, rate=self.sample_rate)
+        except RecordingError as e:
+            raise SessionError(str(e)) from None
+        for path, want, got in ((r.dry, r.dry_sha256, rec.dry_sha256), (r.wet, r.wet_sha256, rec.wet_sha256)):
+            if want is not None and want != got:
+                raise SessionError(f"{path}: not the recording this was saved with (content hash "
+                                   f"{got[:12]}…, expected {want[:12]}…)")
+        r.dry_sha256, r.wet_sha256 = rec.dry_sha256, rec.wet_sha256
+        align = self.memory.finite(spec.hidden.get("align", 0.0), "the alignment")
+        return RecordingTruth(rec, int(round(align)), self.memory.max_frames)
+
+    def _open_device(self, spec: CircuitSpec):
+        from app.truths import DeviceTruth
+        self._check_device(spec.device)
+        return DeviceTruth(self.memory, spec.device.return_channel, spec.device.send_channel,
+                           spec.device.latency or 0)
+
+    def _check_device(self, device: DeviceSpec):
+        info = self.info
+        if info is None:
+            return                                  # checked again when measured
+        if info.virtual:
+            raise SessionError("a device in the loop needs an audio interface, but the audio runs on "
+                               f"a virtual clock ({info.reason})")
+        problem = check_channels(device, info.n_in, info.n_out)
+        if problem:
+            raise SessionError(problem)
+
+    def _route_device(self, slot: Slot):
+        """The callback reads the return channel and plays the send channel of the device the
+        playing slot learns from (-1: none)."""
+        truth = slot.truth if slot.truth is not None and slot.truth.kind == "device" else None
+        ctl = self.memory.ctl
+        ctl[H.C_RETURN_CHANNEL] = -1.0 if truth is None else float(truth.return_channel)
+        ctl[H.C_SEND_CHANNEL] = -1.0 if truth is None else float(truth.send_channel)
+
+    def measure_latency(self):
+        """Send the test signal to the device in the loop, record its return and delay the
+        learner's input by the round trip found. Learning pauses meanwhile and starts over after
+        (parameters back to their initial values). Returns the align.Alignment; SessionError (one
+        line) when the return is silent, clips, has no echo in range or is ambiguous; the
+        latency is then left as it was."""
+        from app.recordings.align import AlignmentError, measure_round_trip
+        slot = self.memory.active
+        truth = None if slot is None else slot.truth
+        if truth is None or truth.kind != "device":
+            raise SessionError("no device is in the loop (the ground truth is not an input channel)")
+        if not self.running:
+            raise SessionError("start the audio first: the latency is measured through the device")
+        self._check_device(DeviceSpec(truth.return_channel, truth.send_channel))
+        p = truth.processor
+        learning = slot.learner.settings.learning
+        self.set_learning(False)
+        try:
+            p.start_probe(truth.probe_signal)
+            self._wait(p.probe_done, timeout=p.probe.size / self.sample_rate + 2.0)
+            if not p.probe_done():
+                raise SessionError("the audio stopped during the latency measurement")
+            try:
+                found = measure_round_trip(p.probe.copy(), p.capture.copy(), self.sample_rate, truth.max_latency)
+            except AlignmentError as e:
+                raise SessionError(str(e)) from None
+            p.set_latency(found.lag)
+            truth.alignment = found
+            if self.spec is not None and self.spec.device is not None:
+                self.spec.device.latency, self.spec.device.polarity = found.lag, found.polarity
+        finally:
+            self.reset_learning()
+            self.set_learning(learning)
+        return found
+
+    def ground_truth(self) -> dict | None:
+        """What the running ground truth from outside is, for a summary: its kind and its
+        particulars (None for a circuit target)."""
+        slot = self.memory.active
+        truth = None if slot is None else slot.truth
+        if truth is None:
+            return None
+        out = {"kind": truth.kind, "restarts": truth.processor.restarts}
+        if truth.kind == "recording":
+            r = truth.recording
+            out.update(dry=r.dry_path, wet=r.wet_path, align=truth.align, seconds=round(r.seconds, 6))
+        elif truth.kind == "device":
+            al = truth.alignment
+            out.update(return_channel=truth.return_channel + 1, send_channel=truth.send_channel + 1,
+                       latency=truth.processor.latency,
+                       latency_ms=round(1000.0 * truth.processor.latency / self.sample_rate, 3))
+            if al is not None:
+                out.update(confidence=round(al.confidence, 3), polarity="inverted" if al.polarity < 0 else "normal")
+        return out
 
     def _open_model(self, spec: CircuitSpec):
         """The model of spec (checked against its hash) as a ground truth: a float64 stream of it
@@ -253,6 +365,7 @@ class Session:
             with self._knob_lock:               # no turn slips between catching up and installing
                 self._catch_up(slot, spec, knob_seq)
                 self._define_circuit_knobs(slot, spec)
+                self._route_device(slot)
                 if not self.running or mem.active is None:
                     old = mem.active
                     mem.install(mem.active_index, slot)
@@ -643,4 +756,4 @@ class Session:
                 "model_restarts": 0 if self.memory.active is None else self.memory.active.model_restarts}
 
 
-__all__ = ["Session", "CircuitSpec", "SessionError", "AudioUnavailable", "KnobSpec", "ParamSpec", "Settings"]
+__all__ = ["Session", "CircuitSpec", "SessionError", "RecordingSpec", "DeviceSpec", "AudioUnavailable", "KnobSpec", "ParamSpec", "Settings"]

@@ -1,18 +1,21 @@
-"""Ground truths from outside, ready for a slot: an SPTMod model or a plugin, each with its
-processor (what the callback runs), its controls as knobs (KnobSpec, value) and a way to turn
-them. The target reads the output under the kind's name (`sptmod`, `plugin`). Built off the
+"""Ground truths from outside, ready for a slot: an SPTMod model, a plugin, a recording pair or a
+device on the audio interface, each with its processor (what the callback runs), its controls as
+knobs (KnobSpec, value) and a way to turn them. The target reads the output under the kind's
+name (`sptmod`, `plugin`, `recording`, `device`). Built off the
 audio thread; a control turned here takes effect at the next latch (HostMemory.latch_controls)."""
 from __future__ import annotations
 
 import numpy as np
 
+from app.host import layout as H
 from app.host.memory import ChannelProcessors
 from app.knobs import KnobSpec
 
 
-# Learning against a plugin: float32 rounding noise would keep a constant-rate optimiser moving
-# after it converged, so the rate decays by default (x0.7 every 4800 steps, down to 0.1 % of it),
-# and starts over whenever a knob is turned.
+# Learning against a plugin, a recording or a device: float32 rounding noise (a recording's loop
+# seam, where the device's state starts from silence again; a device's own noise) would keep a
+# constant-rate optimiser moving after it converged, so the rate decays by default (x0.7 every
+# 4800 steps, down to 0.1 % of it), and starts over whenever a knob is turned.
 PLUGIN_DECAY = (0.7, 4800, 0.001)
 
 
@@ -159,6 +162,65 @@ def open_plugin(plugin_id: str, values: dict[str, float], sample_rate: float, ma
     return PluginTruth(instance, values, max_frames, channel, prefix)
 
 
+class RecordingTruth(GroundTruth):
+    """A dry/wet pair played in sample lock: the learner hears the dry file, the target reads
+    the wet one as `recording`. Its one knob is the alignment, in samples (the wet file played
+    that much earlier: the device's latency)."""
+    kind = "recording"
+    title = "a recording"
+
+    def __init__(self, recording, align: int, max_frames: int):
+        from app.host.processors import RecordingProcessor
+        self.recording = recording
+        n = recording.dry.size
+        reach = min(n // 2, max(int(0.5 * recording.rate), 2 * abs(int(align))))
+        align = max(-reach, min(reach, int(align)))
+        specs = {"align": KnobSpec("hidden:align", -reach, reach, "integer")}
+        super().__init__(RecordingProcessor(recording.dry, recording.wet, align, max_frames),
+                         specs, {"align": float(align)})
+        self.processor.latch_now()
+
+    @property
+    def align(self) -> int:
+        return int(round(self.controls["align"]))
+
+    def _prepare(self):
+        self.processor.prepare_controls([self.controls["align"]])
+
+    def stored_value(self, name: str, knob: float) -> float:
+        return float(round(knob))
+
+    def summary(self) -> dict:
+        r = self.recording
+        return {"align": self.align, "seconds": round(r.seconds, 6), "rate": r.file_rate}
+
+
+class DeviceTruth(GroundTruth):
+    """A device on the audio interface: the learner's input is sent to it on an output channel
+    and its return, on an input channel, is the target (`device`). No knobs: the device's own
+    are on the device. Its latency (the round trip) is measured before learning."""
+    kind = "device"
+    title = "a device on the audio interface"
+
+    def __init__(self, memory, return_channel: int, send_channel: int, latency: int = 0,
+                 max_latency: int | None = None):
+        from app.host.processors import DeviceProcessor
+        from app.recordings.align import probe_signal
+        sr = float(memory.ctl[H.C_SAMPLE_RATE])
+        self.max_latency = int(max_latency if max_latency is not None else 0.5 * sr)
+        self.probe_signal = probe_signal(sr)
+        # the signal, then twice the search range of silence (align.measure_round_trip)
+        super().__init__(DeviceProcessor(memory.device_return, memory.device_send,
+                                         self.probe_signal.size + 2 * self.max_latency, self.max_latency,
+                                         memory.max_frames), {}, {})
+        self.return_channel, self.send_channel = int(return_channel), int(send_channel)
+        self.alignment = None                   # the last measurement (align.Alignment)
+        self.processor.set_latency(min(max(int(latency), 0), self.max_latency))
+
+    def _prepare(self):
+        pass
+
+
 class OfflineTruth:
     """A ground truth run outside the callback (learn, render) through the callback's own code
     (processors.run_as_target), a block of FRAMES at a time: the learner's input delayed by the
@@ -186,6 +248,8 @@ class OfflineTruth:
 
     def summary(self) -> dict:
         t = self.truth
+        if not isinstance(t, PluginTruth):
+            return t.summary()
         out = {"id": t.info.id, "name": t.info.name, "controls": t.plugin_values(),
                "latency": t.processor.latency, "restarts": t.processor.restarts}
         if len(t.info.audio_outputs) > 1:

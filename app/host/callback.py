@@ -214,6 +214,7 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
     insert -> safety -> speakers."""
     x = _f64(h[H.H_X], h[H.H_MAX_FRAMES])
     _fill_source(h, ctl, ridx, x, inp, nin, pos, n, t_now, offsets, rows)
+    _device_io(h, ctl, inp, nin, pos, n)
     active = int(ctl[H.C_ACTIVE_SLOT])
     slot_a = _slot(h[H.H_SLOT0 + active])
     slot_b = _slot(h[H.H_SLOT0 + 1 - active])
@@ -281,6 +282,25 @@ def _fill_source(h, ctl, ridx, x, inp, nin, pos, n, t_now, offsets, rows):
         else:
             in_peak = max(in_peak, abs(v))
     ctl[H.C_IN_PEAK] = max(ctl[H.C_IN_PEAK], in_peak)
+
+
+@njit(nogil=True, cache=True)
+def _device_io(h, ctl, inp, nin, pos, n):
+    """A device in the loop: its return channel into H_RETURN (garbage becomes silence, counted
+    as bad input) and H_SEND cleared, so the send channel is silent unless a device ground
+    truth fills it this chunk."""
+    maxf = h[H.H_MAX_FRAMES]
+    ret = _f64(h[H.H_RETURN], maxf)
+    send = _f64(h[H.H_SEND], maxf)
+    ch = int(ctl[H.C_RETURN_CHANNEL])
+    live = 0 <= ch < nin
+    for i in range(n):
+        send[i] = 0.0
+        v = inp[(pos + i) * nin + ch] if live else 0.0
+        if not (abs(v) <= HUGE_INPUT):
+            v = 0.0
+            ctl[H.C_BAD_INPUT] += 1.0
+        ret[i] = v
 
 
 @njit(nogil=True, cache=True)
@@ -416,6 +436,8 @@ def _safety(h, ctl, ridx, outp, nout, pos, n):
     dc_r = math.exp(-2.0 * math.pi * DC_BLOCK_HZ / sr)
     dxl, dyl = ctl[H.C_DC_STATE], ctl[H.C_DC_STATE + 1]
     dxr, dyr = ctl[H.C_DC_STATE + 2], ctl[H.C_DC_STATE + 3]
+    send_ch = int(ctl[H.C_SEND_CHANNEL])
+    send = _f64(h[H.H_SEND], maxf)
     for i in range(n):
         left = pre_l[i] * master
         right = pre_r[i] * master
@@ -461,6 +483,9 @@ def _safety(h, ctl, ridx, outp, nout, pos, n):
             outp[o + 1] = right
         for c in range(2, nout):
             outp[o + c] = left
+        if 0 <= send_ch < nout:          # the device's feed replaces the monitor on its channel
+            v = send[i]
+            outp[o + send_ch] = min(max(v, -1.0), 1.0) if v - v == 0.0 else 0.0
         scope[(shead + i) % srows, H.SC_OUT_LEFT] = left
     ridx[H.R_SCOPE_HEAD] = shead + n
     ctl[H.C_LIMIT_GAIN] = g

@@ -34,6 +34,8 @@ declare(globals(), "H_", """
     NOISE              # uint64[1]: white-noise generator state
     INSERT             # int64[2]: processor tables of the output insert (left, right); 0: none
     PRE                # float64[2, max_frames]: the output before the insert and safety stage
+    RETURN             # float64[max_frames]: input channel C_RETURN_CHANNEL this chunk (a device's return)
+    SEND               # float64[max_frames]: what output channel C_SEND_CHANNEL plays (to a device)
 """, end=HOST_WORDS)
 
 # ---- ring positions (int64): heads are written by producers, tails by consumers
@@ -102,6 +104,8 @@ declare(globals(), "C_", """
     MUTE
     RELEASE_S          # limiter release time
     DC_BLOCK           # 1: a DC blocker on the speaker path (never on what the learner sees)
+    RETURN_CHANNEL     # the input channel a device returns on (-1: none), copied to H_RETURN
+    SEND_CHANNEL       # the output channel that feeds a device (-1: none), played from H_SEND
 """, start=CALLBACK_WRITES, end=CTL_WORDS)
 
 # ---- outputs and sources (values of C_OUTPUT_MODE / C_SOURCE)

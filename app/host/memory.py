@@ -166,10 +166,12 @@ class HostMemory:
         self.empty_slots = [np.zeros(B.SLOT_WORDS, dtype=np.int64) for _ in range(2)]
         self.empty_out = np.zeros((self.max_frames, 3))
         self.pre = np.zeros((2, self.max_frames))     # the output before the insert and limiter
+        self.device_return = np.zeros(self.max_frames)  # a device's return channel, each chunk
+        self.device_send = np.zeros(self.max_frames)    # what the send channel plays to it
         for t in self.empty_slots:
             t[B.S_OUT], t[B.S_MAX_FRAMES], t[B.S_BANK_INDEX] = B.address(self.empty_out), self.max_frames, -1
         for a in (self.ctl, self.ring_index, self.x, self.telemetry, self.scope, self.midi,
-                  self.scratch, self.empty_out, self.pre):
+                  self.scratch, self.empty_out, self.pre, self.device_return, self.device_send):
             resident(a)
         self.slots: list[Slot | None] = [None, None]
         self.insert: Insert | None = None
@@ -180,6 +182,7 @@ class HostMemory:
         h[H.H_SLOT0], h[H.H_SLOT1] = (B.address(t) for t in self.empty_slots)
         h[H.H_X], h[H.H_MAX_FRAMES] = B.address(self.x), self.max_frames
         h[H.H_PRE] = B.address(self.pre)
+        h[H.H_RETURN], h[H.H_SEND] = B.address(self.device_return), B.address(self.device_send)
         h[H.H_TEL], h[H.H_TEL_ROWS] = B.address(self.telemetry), telemetry_rows
         h[H.H_SCOPE], h[H.H_SCOPE_ROWS] = B.address(self.scope), scope_rows
         h[H.H_MIDI], h[H.H_MIDI_ROWS] = B.address(self.midi), midi_rows
@@ -199,6 +202,7 @@ class HostMemory:
         c[H.C_RELEASE_S] = 0.05
         c[H.C_LIMIT_GAIN] = 1.0
         c[H.C_DC_BLOCK] = 1.0
+        c[H.C_RETURN_CHANNEL] = c[H.C_SEND_CHANNEL] = -1.0    # no device in the loop
         c[H.C_FADE_LEN] = round(0.02 * sample_rate)      # 20 ms circuit crossfade
         c[H.C_FADE_POS] = -1.0
         c[H.C_KNOB_TAU] = 0.02

@@ -49,7 +49,8 @@ def _pick_device(sd, device, kind):
 
 
 class PortAudioStream:
-    def __init__(self, memory, sample_rate: float, blocksize: int, device=None, want_input=True):
+    def __init__(self, memory, sample_rate: float, blocksize: int, device=None, want_input=True,
+                 channels: tuple[int, int] = (2, 2)):
         sd = _sounddevice()
         out_dev = _pick_device(sd, device, "output")
         if out_dev is None:
@@ -57,8 +58,9 @@ class PortAudioStream:
             what = f"no audio output device matches '{device}'" if device else "no audio output device"
             raise AudioUnavailable(f"{what} (output devices: {have})")
         in_dev = _pick_device(sd, out_dev["name"] if device is None else device, "input") if want_input else None
-        n_out = min(2, out_dev["max_output_channels"])
-        n_in = min(2, in_dev["max_input_channels"]) if in_dev is not None else 0
+        # stereo, or as many channels as a device in the loop needs (channels: inputs, outputs)
+        n_out = min(max(2, channels[1]), out_dev["max_output_channels"])
+        n_in = min(max(2, channels[0]), in_dev["max_input_channels"]) if in_dev is not None else 0
         memory.set_channels(n_in, n_out)
         ffi = sd._ffi
         kw = dict(samplerate=sample_rate, blocksize=blocksize, dtype="float32",
@@ -148,13 +150,14 @@ class VirtualClockStream:
 
 
 def open_stream(memory, sample_rate: float, blocksize: int, device=None, want_input=True,
-                allow_virtual=True):
+                allow_virtual=True, channels: tuple[int, int] = (2, 2)):
     """A PortAudio stream on `device` (default: the system's), else the virtual clock.
-    device="virtual" asks for the virtual clock outright."""
+    device="virtual" asks for the virtual clock outright. channels: the (input, output) channels
+    wanted beyond stereo (a device in the loop on channel 3, ...), as far as the device has them."""
     if device == "virtual":
         return VirtualClockStream(memory, sample_rate, blocksize, "--device virtual was chosen")
     try:
-        return PortAudioStream(memory, sample_rate, blocksize, device, want_input)
+        return PortAudioStream(memory, sample_rate, blocksize, device, want_input, channels)
     except (AudioUnavailable, OSError) as e:
         if device is not None or not allow_virtual:
             raise AudioUnavailable(str(e)) from None

@@ -22,9 +22,10 @@ from engine.circuit.analysis import MAX_STATE_BYTES, state_bytes
 from engine.circuit.primitives import CALLABLE, TABLE
 
 INPUT = "x"
-# the output of the ground truth the host runs on x (an SPTMod model, a plugin): only a target
-# may read it, under the name of what produces it
-EXTERNALS = ("sptmod", "plugin")
+# the output of the ground truth the host runs on x (an SPTMod model, a plugin, a recording of a
+# device, a device on the audio interface): only a target may read it, under the name of what
+# produces it
+EXTERNALS = ("sptmod", "plugin", "recording", "device")
 EXTERNAL = EXTERNALS[0]
 # live control values read from cfg (layout.py); reserved for LACTOSE bank conditions
 CONTROLS = {"lactose_note": LY.CF_NOTE, "lactose_velocity": LY.CF_VELOCITY}

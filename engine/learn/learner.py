@@ -256,7 +256,7 @@ class Learner:
             raise ValueError(f"the target reads '{name}': pass the {'model' if name == 'sptmod' else name}'s "
                              "output as external=")
         if not self.external and external is not None:
-            raise ValueError("external= is only for a target that reads 'sptmod' or 'plugin'")
+            raise ValueError("external= is only for a target that reads an outside ground truth (sptmod, plugin, recording, device)")
         if external is not None and np.shape(external) != shape:
             raise ValueError(f"external must have shape {shape}, got {np.shape(external)}")
 

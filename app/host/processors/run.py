@@ -5,13 +5,16 @@ reset), and one whose output goes non-finite restarts silent and is counted."""
 from numba import njit
 
 from app.host.processors.base import f64, latch_controls  # noqa: F401  (the callback calls it from here)
+from app.host.processors.device import device_reset, device_step
 from app.host.processors.plugin import plugin_reset, plugin_step
+from app.host.processors.recording import recording_reset, recording_step
 from app.host.processors.sptmod import sptmod_reset, sptmod_step
 from app.host.processors.words import (
-    KINDS, PR_DRY, PR_IN, PR_KIND, PR_LATENCY, PR_MAX_FRAMES, PR_OUT, PR_RESTARTS, PR_RING, PR_RING_LEN,
-    PR_RING_POS)
+    KINDS, PR_DRY, PR_IN, PR_KIND, PR_LATENCY, PR_MAX_FRAMES, PR_OUT, PR_OWN_DRY, PR_RESTARTS, PR_RING,
+    PR_RING_LEN, PR_RING_POS)
 
-KIND_SPTMOD, KIND_PLUGIN = KINDS["sptmod"], KINDS["plugin"]
+KIND_SPTMOD, KIND_PLUGIN, KIND_RECORDING, KIND_DEVICE = (
+    KINDS["sptmod"], KINDS["plugin"], KINDS["recording"], KINDS["device"])
 
 
 @njit(nogil=True, cache=True)
@@ -21,6 +24,10 @@ def _step(t, n):
         return sptmod_step(t, n)
     if kind == KIND_PLUGIN:
         return plugin_step(t, n)
+    if kind == KIND_RECORDING:
+        return recording_step(t, n)
+    if kind == KIND_DEVICE:
+        return device_step(t, n)
     return False
 
 
@@ -31,6 +38,10 @@ def _reset(t):
         sptmod_reset(t)
     elif kind == KIND_PLUGIN:
         plugin_reset(t)
+    elif kind == KIND_RECORDING:
+        recording_reset(t)
+    elif kind == KIND_DEVICE:
+        device_reset(t)
 
 
 @njit(nogil=True, cache=True)
@@ -57,10 +68,13 @@ def _process(t, x, n):
 @njit(nogil=True, cache=True)
 def run_as_target(t, x, out, n):
     """One chunk as a ground truth: processor(x) -> out[:n, 0]; x delayed by the processor's
-    latency -> the dry buffer (the learner's input), so both compare the same input samples."""
+    latency -> the dry buffer (the learner's input), so both compare the same input samples
+    (unless the kind writes the dry buffer itself: PR_OWN_DRY)."""
     y = _process(t, x, n)
     for i in range(n):
         out[i, 0] = y[i]
+    if t[PR_OWN_DRY] != 0:
+        return
     dry = f64(t[PR_DRY], t[PR_MAX_FRAMES])
     ring = f64(t[PR_RING], t[PR_RING_LEN])
     lat = t[PR_LATENCY]

@@ -20,7 +20,8 @@ HEADER_WORDS = declare(globals(), "PR_", """
     CTL_TARGET         # float64[ctl_target_len]: what the kind reads its controls from
     CTL_TARGET_LEN
     CTL_READY          # 1: pending controls wait for the next block start
+    OWN_DRY            # 1: the kind writes PR_DRY itself (a recording's dry file), no delay line
 """, end=PROCESSOR_WORDS)
 KIND_WORDS = HEADER_WORDS      # a kind's own words start here
 
-KINDS = {"sptmod": 1, "plugin": 2}
+KINDS = {"sptmod": 1, "plugin": 2, "recording": 3, "device": 4}

@@ -1,0 +1,73 @@
+"""A recording pair as a processor kind: the dry file (what went into the device) and the wet
+file (what came out), played together in sample lock. The kind writes the learner's input (the
+dry file) itself, so nothing can drift between the two; x is ignored. The alignment (the wet
+file played `align` samples earlier: the device's latency) is the kind's one control, so it
+changes at a block start like any knob. Both files loop over the stretch where they overlap
+once aligned: dry[d0 + k] with wet[w0 + k], d0 = max(-align, 0), w0 = max(align, 0)."""
+import numpy as np
+from numba import njit
+
+from engine import blockabi as B
+from engine.words import declare
+from app.host.processors.base import Processor, f64
+from app.host.processors.words import KIND_WORDS, PR_DRY, PR_MAX_FRAMES, PR_OUT, PR_OWN_DRY, PROCESSOR_WORDS
+
+declare(globals(), "RC_", """
+    DRY                # float64[len]: the dry file at the session's rate
+    WET                # float64[len]: the wet file at the session's rate (same length)
+    LEN
+    ALIGN              # float64[1]: the alignment in samples (the control, PR_CTL_TARGET)
+    POS                # samples into the aligned overlap
+""", start=KIND_WORDS, end=PROCESSOR_WORDS)
+
+
+class RecordingProcessor(Processor):
+    def __init__(self, dry: np.ndarray, wet: np.ndarray, align: int, max_frames: int):
+        dry = np.ascontiguousarray(dry, dtype=np.float64)
+        wet = np.ascontiguousarray(wet, dtype=np.float64)
+        if dry.shape != wet.shape or dry.ndim != 1:
+            raise ValueError("the dry and wet recordings must be mono and of one length")
+        self.align_value = np.array([float(align)])
+        super().__init__("recording", max_frames, 0, self.align_value, np.zeros(1, dtype=np.int64))
+        t = self.table
+        t[PR_OWN_DRY] = 1
+        t[RC_DRY], t[RC_WET], t[RC_LEN] = self._keep(dry), self._keep(wet), dry.size
+        t[RC_ALIGN] = B.address(self.align_value)
+        self.buffers.append(self.align_value)
+
+    def prepare_controls(self, values):
+        """values: [align] (samples; rounded to a whole number)."""
+        self.prepare(np.array([float(round(values[0]))]))
+
+
+@njit(nogil=True, cache=True)
+def recording_step(t, n):
+    maxf = t[PR_MAX_FRAMES]
+    dry_out = f64(t[PR_DRY], maxf)
+    y = f64(t[PR_OUT], maxf)
+    dry = f64(t[RC_DRY], t[RC_LEN])
+    wet = f64(t[RC_WET], t[RC_LEN])
+    align = int(f64(t[RC_ALIGN], 1)[0])
+    span = t[RC_LEN] - abs(align)
+    if span <= 0:                       # an alignment as long as the files: nothing overlaps
+        for i in range(n):
+            dry_out[i] = 0.0
+            y[i] = 0.0
+        return True
+    d0 = max(-align, 0)
+    w0 = max(align, 0)
+    pos = t[RC_POS] % span
+    for i in range(n):
+        dry_out[i] = dry[d0 + pos]
+        y[i] = wet[w0 + pos]
+        pos += 1
+        if pos >= span:
+            pos = 0
+    t[RC_POS] = pos
+    return True
+
+
+@njit(nogil=True, cache=True)
+def recording_reset(t):
+    """The files' samples are finite (checked when loaded): nothing to clear but the position."""
+    t[RC_POS] = 0
