@@ -80,9 +80,10 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
     p.add_argument("--clip", type=float, default=0.0, help="clip the gradient's L2 norm to this (0 = off)")
     p.add_argument("--lr-decay", type=float, default=None, metavar="F",
                    help="multiply the learning rate by F every --lr-decay-every steps (default 1; "
-                        f"against a --plugin {PLUGIN_DECAY[0]:g} every {PLUGIN_DECAY[1]} steps, down to "
-                        f"{PLUGIN_DECAY[2]:g} x --lr, so float32 rounding noise does not keep moving "
-                        "the parameters once they converged)")
+                        f"against a --plugin, a recording or a device {PLUGIN_DECAY[0]:g} every "
+                        f"{PLUGIN_DECAY[1]} steps, down to {PLUGIN_DECAY[2]:g} x --lr, so float32 "
+                        "rounding noise, a recording's loop seam or a device's noise do not keep "
+                        "moving the parameters once they converged)")
     p.add_argument("--lr-decay-every", type=int, default=None, metavar="E")
     p.add_argument("--lr-min", type=float, default=None)
     p.add_argument("--plugin", metavar="ID",
@@ -121,7 +122,8 @@ def settings_from_args(a):
     from engine.learn.learner import Settings
     constants = [getattr(a, flag) for flag, _ in BY_NAME[a.optimizer].constants] + [None, None]
     decay, every, lr_min = a.lr_decay, a.lr_decay_every, a.lr_min
-    if getattr(a, "plugin", None) and decay is None and every is None:
+    outside = any(getattr(a, k, None) for k in ("plugin", "target_file", "target_input"))
+    if outside and decay is None and every is None:
         decay, every = PLUGIN_DECAY[0], PLUGIN_DECAY[1]
         lr_min = PLUGIN_DECAY[2] * a.lr if lr_min is None else lr_min
     return Settings(loss=a.loss, huber_delta=a.huber_delta, window=a.window, optimizer=a.optimizer,
@@ -185,7 +187,8 @@ def build_learner(a, sample_rate, streams: int = 1):
     if dup:
         raise UsageError(f"--param {sorted(dup)[0]} is given twice")
     _, _, _, hidden = plugin_args(a)
-    target = a.target or ("y = plugin" if getattr(a, "plugin", None) else None)
+    target = a.target or ("y = plugin" if getattr(a, "plugin", None) else
+                          "y = recording" if getattr(a, "target_file", None) else None)
     try:
         return Learner(a.circuit, specs, target=target, hidden=hidden,
                        settings=settings_from_args(a), sample_rate=sample_rate, banks=banks_from_args(a),

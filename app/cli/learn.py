@@ -10,6 +10,7 @@ import numpy as np
 from app.cli.args import add_learning_args, build_learner, plugin_args, _json_float
 from app.cli.errors import UsageError
 from app.cli.inputs import make_sources
+from app.cli.recordings import add_recording_args, open_pairs, report
 from app.progress import Progress
 
 
@@ -22,10 +23,19 @@ def cmd_learn(a) -> int:
     sample_rate = a.sr if sr_given else 48000.0
     if not (math.isfinite(sample_rate) and sample_rate > 0):
         raise UsageError("--sr must be a positive number")
-    sources, sample_rate = make_sources(a.input or ["lcg-noise"], sample_rate, a.seed, sr_given)
-    streams = len(sources)
+    pairs = None
+    if a.target_file:
+        pairs = open_pairs(a)
+        sample_rate, streams = pairs[0][0].rate, len(pairs)
+        sources = []
+    else:
+        if a.align is not None or a.channel is not None:
+            raise UsageError(f"{'--align' if a.align is not None else '--channel'} is for recording "
+                             "pairs: give --target-file WET with --input DRY")
+        sources, sample_rate = make_sources(a.input or ["lcg-noise"], sample_rate, a.seed, sr_given)
+        streams = len(sources)
     learner = build_learner(a, sample_rate, streams)
-    truth = _open_truth(a, learner, sample_rate, streams)
+    truths = _open_truths(a, learner, sample_rate, streams, pairs)
     names = learner.param_names
     if not names:
         raise UsageError("the circuit has no parameters to learn (every free name is a parameter)")
@@ -52,10 +62,16 @@ def cmd_learn(a) -> int:
         while done < a.samples:
             nb = min(block, a.samples - done)
             every = a.trace_every if trace_file else 0
-            if truth is not None:
-                x, target = truth.render(sources[0].read(nb))
+            if len(truths) == 1:
+                x, target = truths[0].render(sources[0].read(nb) if sources else np.zeros(nb))
                 t0 = time.perf_counter()
                 _, rows = learner.process(x, trace_every=every, external=target)
+            elif truths:                         # pairs in batches
+                rendered = [t.render(np.zeros(nb)) for t in truths]
+                x = np.stack([d for d, _ in rendered], axis=1)
+                target = np.stack([y for _, y in rendered], axis=1)
+                t0 = time.perf_counter()
+                _, rows = learner.process_batch(x, trace_every=every, external=target)
             elif streams == 1:
                 x = sources[0].read(nb)
                 t0 = time.perf_counter()
@@ -73,30 +89,60 @@ def cmd_learn(a) -> int:
         progress.close()
         if trace_file is not None:
             trace_file.close()
-        if truth is not None:
-            truth.close()
+        if not pairs:
+            for t in truths:
+                t.close()
     result = {"samples": a.samples, "seconds": kernel_seconds,
               "samples_per_second": a.samples / kernel_seconds if kernel_seconds > 0 else None,
               "loss": _json_float(learner.loss), "params": learner.params(),
               "skipped": learner.skipped}
     if streams > 1:              # batches; a single --input prints what it always did
         result["streams"] = streams
-    if truth is not None:
-        result["plugin"] = truth.summary()
+    if pairs:
+        result["align"] = [t.truth.align for t in truths] if streams > 1 else truths[0].truth.align
+        found = [al for _, _, al in pairs if al is not None]
+        if found:
+            result["align_confidence"] = [round(al.confidence, 3) for al in found] if streams > 1 \
+                else round(found[0].confidence, 3)
+            inverted = [k for k, al in enumerate(found) if al.polarity < 0]
+            if inverted:
+                result["polarity_inverted"] = inverted if streams > 1 else True
+        result.update(report(learner, truths, a.report, sample_rate))
+        for t in truths:
+            t.close()
+    elif truths:
+        result["plugin"] = truths[0].summary()
     if learner.banks is not None:
         result["banks"] = _bank_summary(learner)
     print(json.dumps(result))
     return 0
 
 
-def _open_truth(a, learner, sample_rate, streams):
-    """--plugin: the plugin, probed and instantiated, run offline through the callback's own
-    processor code (so learn, run and render hear the same thing); None without --plugin."""
+# what gives the target the outside signal it reads, on learn's command line
+_EXTERNAL_FLAGS = {"plugin": "give --plugin ID", "recording": "give --target-file WET (with --input DRY)",
+                   "sptmod": "an SPTMod model is learned live (run --headless --sptmod MODEL) or "
+                             "trained with train-sptmod",
+                   "device": "a device is learned live: run --headless --target-input CH"}
+
+
+def _open_truths(a, learner, sample_rate, streams, pairs) -> list:
+    """The ground truths from outside, run offline through the callback's own processor code
+    (so learn, run and render hear the same thing): one per recording pair, or the --plugin,
+    probed and instantiated; [] for a circuit target."""
+    reads = learner.target_graph.external_name
+    if pairs:
+        if getattr(a, "plugin", None):
+            raise UsageError("--plugin and --target-file: one ground truth at a time")
+        if reads != "recording":
+            raise UsageError("--target-file is given but the target does not read 'recording' "
+                             "(e.g. --target \"y = recording\")")
+        from app.truths import OfflineTruth, RecordingTruth
+        return [OfflineTruth(RecordingTruth(rec, align, OfflineTruth.FRAMES)) for rec, align, _ in pairs]
     plugin, channel, controls, _ = plugin_args(a)
     if plugin is None:
-        if learner.external:
-            raise UsageError(f"the target reads '{learner.target_graph.external_name}': give --plugin ID")
-        return None
+        if reads is not None:
+            raise UsageError(f"the target reads '{reads}': {_EXTERNAL_FLAGS[reads]}")
+        return []
     if streams > 1:
         raise UsageError("--plugin learns from one --input (one plugin instance)")
     if not learner.external:
@@ -104,7 +150,7 @@ def _open_truth(a, learner, sample_rate, streams):
     from app.plugins.instance import PluginError
     from app.truths import OfflineTruth, open_plugin
     try:
-        return OfflineTruth(open_plugin(plugin, controls, sample_rate, OfflineTruth.FRAMES, channel=channel))
+        return [OfflineTruth(open_plugin(plugin, controls, sample_rate, OfflineTruth.FRAMES, channel=channel))]
     except PluginError as e:
         raise UsageError(f"--plugin {e}") from None
 
@@ -127,6 +173,10 @@ def add_parser(sub):
                          "parameters step once per sample with the mean of the streams' gradients, "
                          "and the loss is their mean. Stream s (from 0) of lcg-noise starts the LCG "
                          "at state s, of noise uses --seed + s; files must share one sample rate"),
+    add_recording_args(lp, live=False)
+    lp.add_argument("--report", metavar="FILE.png",
+                    help="with --target-file: plot the target's and the learned output's spectra "
+                         "and a stretch of both waveforms (needs matplotlib)")
     lp.add_argument("--samples", type=int, required=True, metavar="N")
     lp.add_argument("--trace", metavar="FILE.csv", help="write n, loss, parameters per sample")
     lp.add_argument("--trace-every", type=int, default=1, metavar="K", help="one trace row every K samples")

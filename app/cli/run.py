@@ -11,6 +11,7 @@ from app.cli.args import (_json_float, _positive_seconds, add_learning_args, ban
                           parse_hidden, parse_param, plugin_args, settings_from_args)
 from app.cli.errors import UsageError, one_line as _one_line, parse_float as _float
 from app.cli.learn import _bank_summary
+from app.cli.recordings import add_recording_args
 
 
 def _live_source(session, spec: str):
@@ -72,11 +73,54 @@ def cmd_run(a) -> int:
         target = target or "y = sptmod"
     if plugin is not None:
         target = target or "y = plugin"
+    recording, device = _recording_args(a, hidden, sample_rate), _device_args(a)
+    given = [f for f, v in (("--sptmod", a.sptmod), ("--plugin", plugin), ("--target-file", recording),
+                            ("--target-input", device)) if v is not None]
+    if len(given) > 1:
+        raise UsageError(f"{given[0]} and {given[1]}: one ground truth at a time")
+    if recording is not None:
+        target = target or "y = recording"
+    if device is not None:
+        target = target or "y = device"
     spec = CircuitSpec(a.circuit, specs, target=target, hidden={**hidden, **controls},
                        settings=settings_from_args(a), banks=banks_from_args(a, live=True),
                        model=None if a.sptmod is None else os.path.abspath(a.sptmod),
-                       plugin=plugin, plugin_channel=channel)
+                       plugin=plugin, plugin_channel=channel, recording=recording, device=device)
     return _run_spec(a, spec, sample_rate, a.source or "lcg-noise", _insert_args(a))
+
+
+def _recording_args(a, hidden: dict, sample_rate: float):
+    """--target-file WET with --source DRY: the pair (its alignment goes into hidden['align'])."""
+    from app.cli.recordings import open_pair
+    from app.recordings.pair import RecordingSpec, parse_channel
+    if not a.target_file:
+        if a.align is not None or a.channel is not None:
+            raise UsageError(f"{'--align' if a.align is not None else '--channel'} is for a recording "
+                             "pair: give --target-file WET with --source DRY")
+        return None
+    if len(a.target_file) > 1:
+        raise UsageError("run plays one recording pair: give --target-file once")
+    if a.source is None or not os.path.isfile(a.source):
+        raise UsageError("--target-file needs --source DRY: the file that went into the device")
+    _, align, found = open_pair(a.source, a.target_file[0], a.channel, a.align, sample_rate)
+    hidden["align"] = float(align)
+    if found is not None and not a.quiet:
+        print(f"alignment: {found.describe(sample_rate)}", file=sys.stderr)
+    return RecordingSpec(os.path.abspath(a.source), os.path.abspath(a.target_file[0]), parse_channel(a.channel))
+
+
+def _device_args(a):
+    """--target-input CH [--send-output K]: a device in the loop (channels from 1)."""
+    from app.recordings.hardware import DeviceSpec
+    if a.target_input is None:
+        if a.send_output is not None:
+            raise UsageError("--send-output needs --target-input CH (the channel the device returns on)")
+        return None
+    send = 2 if a.send_output is None else a.send_output
+    for flag, v in (("--target-input", a.target_input), ("--send-output", send)):
+        if v < 1:
+            raise UsageError(f"{flag} {v}: channels are numbered from 1")
+    return DeviceSpec(a.target_input - 1, send - 1)
 
 
 def _insert_args(a):
@@ -146,6 +190,8 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
                 session.set_insert(*insert)
             except SessionError as e:
                 raise UsageError(f"--insert {_one_line(e)}") from None
+        if spec.device is not None:      # open as many channels as the device's routing needs
+            session.channels = (spec.device.return_channel + 1, spec.device.send_channel + 1)
         try:
             info = session.open()
         except AudioUnavailable as e:
@@ -159,6 +205,8 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
         stats = RunStats()
         try:
             session.start()
+            if spec.device is not None:
+                _measure(a, session, spec.device)
             t0 = time.monotonic()
             if not a.quiet:
                 print(session.status_message, file=sys.stderr)
@@ -204,6 +252,8 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
             result["sptmod"] = {"model": spec.model, "sha256": spec.model_sha256,
                                 "controls": session.model_controls(),
                                 "restarts": counters["model_restarts"]}
+        if spec.recording is not None or spec.device is not None:
+            result[session.ground_truth()["kind"]] = session.ground_truth()
         if spec.plugin is not None:
             truth = session.memory.active.truth
             result["plugin"] = {"id": truth.info.id, "name": truth.info.name,
@@ -211,6 +261,23 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
                                 "restarts": counters["model_restarts"]}
     print(json.dumps(result))
     return 0
+
+
+def _measure(a, session, device):
+    """The round trip through the device, before learning starts (refused: exit 2, no learning)."""
+    from app.session import SessionError
+    if not a.quiet:
+        print(f"measuring the round trip: a test signal on output {device.send_channel + 1}, "
+              f"its return on input {device.return_channel + 1}...", file=sys.stderr)
+    settle = time.monotonic() + 5.0       # the stream's first quarter second is not measured
+    while session.counters()["frames"] < 0.25 * session.sample_rate and time.monotonic() < settle:
+        time.sleep(0.01)
+    try:
+        found = session.measure_latency()
+    except SessionError as e:
+        raise UsageError(f"--target-input {device.return_channel + 1}: {_one_line(e)}") from None
+    if not a.quiet:
+        print(f"device: {found.describe(session.sample_rate)}", file=sys.stderr)
 
 
 def add_parser(sub):
@@ -232,6 +299,16 @@ def add_parser(sub):
                     help="an SPTMod model file as the ground truth: its output is the target's "
                          "'sptmod' signal (the target defaults to  y = sptmod); set its controls "
                          "with --hidden NAME=VALUE")
+    add_recording_args(rp, live=True)
+    rp.add_argument("--target-input", type=int, metavar="CH",
+                    help="a device on the audio interface as the ground truth (hardware in the "
+                         "loop): the source is sent to it on --send-output, and what comes back on "
+                         "input channel CH (from 1) is the target's 'device' signal (the target "
+                         "defaults to  y = device). The round trip is measured first with a test "
+                         "signal, and the learner's input is delayed to match")
+    rp.add_argument("--send-output", type=int, metavar="K",
+                    help="the output channel (from 1) that feeds the device (default 2; it then "
+                         "carries the device's feed instead of the monitor)")
     rp.add_argument("--seconds", type=_positive_seconds, required=True, metavar="S")
     rp.add_argument("--source", default=None,
                     metavar="lcg-noise|noise|sine:HZ|saw:HZ|midi|input|FILE",

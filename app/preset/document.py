@@ -17,6 +17,9 @@ Schema version 2 (written now):
      "sptmod": null,                # or {"model": "models/x.npz", "sha256": ...}: the ground truth
      "plugin": null,                # or {"id": "ladspa:lpf", "version": "", "channel": "left"}: the
                                     # ground truth (its control values are in "hidden", by symbol)
+     "recording": null,             # or a dry/wet pair as the ground truth (app/preset/outside.py;
+                                    # its alignment is hidden["align"])
+     "device": null,                # or a device on the audio interface (channels, last latency)
      "insert": null}                # or {"model", "sha256", "controls": {...}}: an output insert
                                     # (or a plugin: {"plugin": id, "version", "controls": {...}})
 
@@ -47,8 +50,9 @@ from engine.learn.spec_check import (DEAD, HIDDEN_KINDS, HIDDEN_NEEDED, HIDDEN_N
                                      MISSING, NOT_IN_TARGET, SYNTAX, TARGET_LEARNABLE, UNDECLARED,
                                      UNREADABLE, Problem, check_spec)
 from app.preset.fields import (VALIDATION_RATE, _Check, _audio, _bank_spec, _banks, _declarations, _midi,
-                            _settings, _show, _sptmod, _values)
+                            _settings, _show, _sptmod, _values, path_to_store, stored_path)
 from app.preset.fields import banks_to_json  # noqa: F401  (part of this module's API)
+from app.preset.outside import device_from, device_json, recording_from, recording_json
 from app.session import CircuitSpec
 
 SCHEMA_VERSION = 2
@@ -58,7 +62,7 @@ MAX_PROBLEMS = 50              # beyond this a hostile file would only produce a
 
 TOP_FIELDS = ("format", "version", "name", "description", "circuit", "target", "params",
               "target_params", "hidden", "learned", "settings", "audio", "midi", "banks", "sptmod",
-              "plugin", "insert")
+              "plugin", "recording", "device", "insert")
 
 
 class PresetError(Exception):
@@ -110,17 +114,8 @@ def to_json(preset: Preset) -> dict:
                       "source_file": preset.source_file, "output": preset.output},
             "midi": {"mappings": {str(cc): knob for cc, knob in sorted(preset.midi.items())}},
             "banks": preset.banks, "sptmod": _sptmod_json(preset, None), "plugin": _plugin_json(preset),
+            "recording": recording_json(s.recording, None), "device": device_json(s.device),
             "insert": _insert_json(preset, None)}
-
-
-def _relative(model: str, folder: Path | None) -> str:
-    p = Path(model)
-    if folder is not None:
-        try:
-            return p.resolve().relative_to(Path(folder).resolve()).as_posix()
-        except ValueError:
-            return p.resolve().as_posix()
-    return p.as_posix()
 
 
 def _insert_json(preset: Preset, folder: Path | None) -> dict | None:
@@ -129,7 +124,7 @@ def _insert_json(preset: Preset, folder: Path | None) -> dict | None:
     if "plugin" in preset.insert:
         return {"plugin": preset.insert["plugin"], "version": preset.insert.get("version", ""),
                 "controls": {k: float(v) for k, v in preset.insert.get("controls", {}).items()}}
-    return {"model": _relative(preset.insert["model"], folder), "sha256": preset.insert["sha256"],
+    return {"model": path_to_store(preset.insert["model"], folder), "sha256": preset.insert["sha256"],
             "controls": {k: float(v) for k, v in preset.insert.get("controls", {}).items()}}
 
 
@@ -139,7 +134,7 @@ def _sptmod_json(preset: Preset, folder: Path | None) -> dict | None:
     s = preset.spec
     if s.model is None:
         return None
-    return {"model": _relative(s.model, folder), "sha256": s.model_sha256}
+    return {"model": path_to_store(s.model, folder), "sha256": s.model_sha256}
 
 
 def _plugin_json(preset: Preset) -> dict | None:
@@ -209,14 +204,6 @@ def _plugin(c: _Check, doc, tgraph, hidden: dict) -> tuple:
     return info.id, 1 if channel == "right" else 0, version or info.version, symbols
 
 
-def _model_path(model: str, origin: str) -> Path:
-    """A preset's model path: relative paths are relative to the preset file's folder."""
-    p = Path(model).expanduser()
-    if p.is_absolute() or origin.startswith("<"):
-        return p
-    return Path(origin).parent / p
-
-
 def _model_controls(c: _Check, sptmod: dict | None, origin: str, spec_target, given: bool,
                     plugin_given: bool = False) -> tuple:
     """(absolute model path, its control names) for a preset's sptmod field; problems recorded.
@@ -230,7 +217,7 @@ def _model_controls(c: _Check, sptmod: dict | None, origin: str, spec_target, gi
         return None, []
     if spec_target is not None and not reads:
         c.add("sptmod: a model is given but the target does not read 'sptmod' (e.g. y = sptmod)")
-    path = _model_path(sptmod["model"], origin)
+    path = stored_path(sptmod["model"], origin)
     model = _checked_model(c, "sptmod", path, sptmod["sha256"])
     return path, [] if model is None else model.control_names
 
@@ -289,7 +276,7 @@ def _insert(c: _Check, doc, origin: str) -> dict | None:
     ref = _sptmod(c, doc, "insert", ("controls",))
     if ref is None:
         return None
-    path = _model_path(ref["model"], origin)
+    path = stored_path(ref["model"], origin)
     model = _checked_model(c, "insert", path, ref["sha256"])
     if model is None:
         return None
@@ -312,6 +299,8 @@ def dumps(preset: Preset, origin: str = "<text>") -> str:
         doc["sptmod"] = _sptmod_json(preset, Path(origin).parent)
     if preset.insert is not None and not origin.startswith("<"):
         doc["insert"] = _insert_json(preset, Path(origin).parent)
+    if preset.spec.recording is not None and not origin.startswith("<"):
+        doc["recording"] = recording_json(preset.spec.recording, Path(origin).parent)
     parse_document(doc, origin)
     return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -504,7 +493,13 @@ def _parse_document(doc: Any, origin: str) -> Preset:
     plugin, plugin_channel, plugin_version, plugin_controls = _plugin(c, doc.get("plugin"), tgraph, hidden)
     model_path, model_controls = _model_controls(c, sptmod, origin, tgraph, doc.get("sptmod") is not None,
                                                  doc.get("plugin") is not None)
-    model_controls = list(model_controls) + plugin_controls
+    reads = None if tgraph is None else tgraph.external_name
+    recording = recording_from(c, doc.get("recording"), origin, reads)
+    device = device_from(c, doc.get("device"), reads)
+    given = [k for k in ("sptmod", "plugin", "recording", "device") if doc.get(k) is not None]
+    if len(given) > 1:
+        c.add(f"{given[0]} and {given[1]}: one ground truth at a time")
+    model_controls = list(model_controls) + plugin_controls + (["align"] if recording is not None else [])
     for p in found:
         if _ORDER[p.kind] >= _ORDER[HIDDEN_NEEDED] and not (p.kind == HIDDEN_UNKNOWN and p.name in model_controls):
             c.add(_worded(p, sptmod is not None or plugin is not None))
@@ -535,7 +530,7 @@ def _parse_document(doc: Any, origin: str) -> Preset:
                        hidden_params=target_params, banks=bank_spec,
                        model=None if sptmod is None else str(model_path),
                        model_sha256=None if sptmod is None else sptmod["sha256"].lower(),
-                       plugin=plugin, plugin_channel=plugin_channel)
+                       plugin=plugin, plugin_channel=plugin_channel, recording=recording, device=device)
     return Preset(name=name, description=description, spec=spec, learned=learned, midi=midi,
                   banks=banks, sptmod=sptmod, insert=insert, plugin_version=plugin_version, **audio)
 

@@ -6,6 +6,7 @@ import json
 import keyword
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from engine.learn.banks import Banks
@@ -367,3 +368,24 @@ def _sptmod(c: _Check, doc: Any, key: str = "sptmod", extra: tuple = ()) -> dict
                 and math.isfinite(v) for k, v in controls.items()):
             c.add(f"{key}: controls must be an object of control name to a finite number")
     return dict(doc) if len(c.problems) == n else None
+
+
+def stored_path(text: str, origin: str) -> Path:
+    """A file a preset names: relative paths are relative to the preset file's folder."""
+    p = Path(text).expanduser()
+    if p.is_absolute() or origin.startswith("<"):
+        return p
+    return Path(origin).parent / p
+
+
+def path_to_store(path: str, folder: Path | None) -> str:
+    """How a preset in `folder` names a file: relative when the file sits inside the folder (so
+    a folder of presets and their files can move), else absolute."""
+    p = Path(path)
+    if folder is not None:
+        try:
+            return p.resolve().relative_to(Path(folder).resolve()).as_posix()
+        except ValueError:
+            return p.resolve().as_posix()
+    return p.as_posix()
+

@@ -617,6 +617,13 @@ def test_factory_preset_learns(name):
         truth = OfflineTruth(open_plugin(s.plugin, controls, SR, OfflineTruth.FRAMES, s.plugin_channel))
         x, model = truth.render(x)
         truth.close()
+    if s.recording is not None:                 # the pair, in lock: its dry file is the input
+        from app.recordings.pair import load_pair
+        from app.truths import OfflineTruth, RecordingTruth
+        r = s.recording
+        truth = OfflineTruth(RecordingTruth(load_pair(r.dry, r.wet, r.channel, rate=SR), hidden.pop("align"),
+                                            OfflineTruth.FRAMES))
+        x, model = truth.render(x)
     learner = Learner(s.circuit, s.params, target=s.target, hidden=hidden,
                       settings=dataclasses.replace(s.settings, learning=False), banks=s.banks)
     if s.model is not None:

@@ -1,0 +1,139 @@
+"""A stand-in for a device plugged into the audio interface, for the hardware-in-the-loop tests:
+a second JACK client, in its own process, that applies a known circuit to what it hears, with a
+known extra delay of its own, and sends the result back.
+
+    python tests/live/loop_device.py --name dev --delay 37 --khz 1.2 --drive 3 \\
+        --listen PortAudio:out_2 --answer PortAudio:in_1
+
+Per sample: v = (1 - c) x + c v[-1] with c = exp(-2 pi 1000 khz / 48000), y = post tanh(drive v),
+played `delay` samples late. --listen/--answer: connect our input from that port and our output
+to it, as soon as the ports exist (their client may start after us), and keep the return
+exclusive (PortAudio connects its inputs to the system's capture ports when it starts). Prints
+"ready" once active; runs until stdin closes."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def device_block(x, y, state, line, c, drive, post):
+    """state: [v, ring position]; line: the delay ring (its length is delay + 1)."""
+    v = state[0]
+    pos = int(state[1])
+    size = line.shape[0]
+    for i in range(x.shape[0]):
+        v = (1.0 - c) * x[i] + c * v
+        line[pos] = post * math.tanh(drive * v)
+        y[i] = line[(pos + 1) % size]              # written `size - 1` samples ago
+        pos = (pos + 1) % size
+    state[0] = v
+    state[1] = pos
+
+
+def device_response(x, delay, khz, drive, post=1.0, rate=48000.0):
+    """The same device offline, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.empty_like(x)
+    device_block(x, y, np.zeros(2), np.zeros(delay + 1), math.exp(-2 * math.pi * 1000 * khz / rate), drive, post)
+    return y
+
+
+def _keep_routed(client, ours_in, ours_out, listen, answer, stop):
+    """Connect listen -> our in and our out -> answer whenever they exist, and keep everything
+    else off `answer` (PortAudio connects the system's capture ports to its inputs at start)."""
+    while not stop.is_set():
+        try:
+            names = {p.name for p in client.get_ports()}
+            if listen in names and not any(p.name == listen for p in client.get_all_connections(ours_in)):
+                client.connect(listen, ours_in)
+            if answer in names:
+                for p in client.get_all_connections(answer):
+                    if p.name != ours_out.name:
+                        client.disconnect(p, answer)
+                if not any(p.name == answer for p in client.get_all_connections(ours_out)):
+                    client.connect(ours_out, answer)
+        except Exception:                          # a port that vanished meanwhile: try again
+            pass
+        time.sleep(0.002)
+
+
+def main(argv=None) -> int:
+    import jack
+    p = argparse.ArgumentParser()
+    p.add_argument("--name", required=True)
+    p.add_argument("--delay", type=int, default=0)
+    p.add_argument("--khz", type=float, default=1.2)
+    p.add_argument("--drive", type=float, default=3.0)
+    p.add_argument("--post", type=float, default=1.0)
+    p.add_argument("--listen")
+    p.add_argument("--answer")
+    a = p.parse_args(argv)
+    client = jack.Client(a.name, no_start_server=True)
+    rate = client.samplerate
+    ours_in = client.inports.register("in")
+    ours_out = client.outports.register("out")
+    state, line = np.zeros(2), np.zeros(a.delay + 1)
+    heard, said = np.zeros(client.blocksize * 8), np.zeros(client.blocksize * 8)
+    c = math.exp(-2 * math.pi * 1000 * a.khz / rate)
+    device_block(heard[:16], said[:16], np.zeros(2), np.zeros(2), c, a.drive, a.post)   # compiled now
+
+    @client.set_process_callback
+    def process(frames):
+        x, out = heard[:frames], said[:frames]
+        x[:] = ours_in.get_array()
+        device_block(x, out, state, line, c, a.drive, a.post)
+        ours_out.get_array()[:] = out
+
+    stop = threading.Event()
+    client.activate()
+    router = threading.Thread(target=_keep_routed, args=(client, ours_in, ours_out, a.listen, a.answer, stop),
+                              daemon=True)
+    if a.listen or a.answer:
+        router.start()
+    print("ready", flush=True)
+    try:
+        sys.stdin.read()                            # until the test closes our stdin
+    finally:
+        stop.set()
+        client.deactivate(ignore_errors=True)
+        client.close()
+    return 0
+
+
+@contextlib.contextmanager
+def loop_device(name: str, delay: int, khz: float = 1.2, drive: float = 3.0, post: float = 1.0,
+                listen: str | None = None, answer: str | None = None, timeout: float = 60.0):
+    """Run the device in a child process; yields it once its JACK client is active."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--name", name, "--delay", str(delay), "--khz", str(khz),
+           "--drive", str(drive), "--post", str(post)]
+    cmd += ["--listen", listen] if listen else []
+    cmd += ["--answer", answer] if answer else []
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()               # "ready", or nothing when it failed
+        if line.strip() != "ready":
+            proc.kill()
+            raise RuntimeError(f"the loop device did not start: {proc.stderr.read()[-2000:]}")
+        yield proc
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
