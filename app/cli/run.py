@@ -205,6 +205,7 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
         stats = RunStats()
         try:
             session.start()
+            started = time.monotonic()          # the callbacks count from here (a measurement too)
             if spec.device is not None:
                 _measure(a, session, spec.device)
             t0 = time.monotonic()
@@ -223,7 +224,7 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
                     snap = session.telemetry.decode(stats.last)
                     print(_telemetry_line(snap, time.monotonic() - t0, session.counters()), file=sys.stderr)
             session.stop()
-            elapsed = time.monotonic() - t0
+            elapsed = time.monotonic() - started
         finally:
             if midi is not None:
                 midi.close()
@@ -252,8 +253,10 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
             result["sptmod"] = {"model": spec.model, "sha256": spec.model_sha256,
                                 "controls": session.model_controls(),
                                 "restarts": counters["model_restarts"]}
-        if spec.recording is not None or spec.device is not None:
-            result[session.ground_truth()["kind"]] = session.ground_truth()
+        if spec.recording is not None:
+            result["recording"] = session.ground_truth()
+        if spec.device is not None:           # "device" names the audio device already
+            result["hardware"] = session.ground_truth()
         if spec.plugin is not None:
             truth = session.memory.active.truth
             result["plugin"] = {"id": truth.info.id, "name": truth.info.name,

@@ -3,7 +3,7 @@ a second JACK client, in its own process, that applies a known circuit to what i
 known extra delay of its own, and sends the result back.
 
     python tests/live/loop_device.py --name dev --delay 37 --khz 1.2 --drive 3 \\
-        --listen PortAudio:out_2 --answer PortAudio:in_1
+        --listen PortAudio:out_1 --answer PortAudio:in_0
 
 Per sample: v = (1 - c) x + c v[-1] with c = exp(-2 pi 1000 khz / 48000), y = post tanh(drive v),
 played `delay` samples late. --listen/--answer: connect our input from that port and our output
