@@ -41,8 +41,8 @@ class _Bridge(QtCore.QObject):
 
 
 def _reads(spec) -> str | None:
-    """The outside ground truth spec's target reads (`sptmod`, `plugin`), None when none (the
-    texts were checked already; a failure is none)."""
+    """The outside ground truth spec's target reads (`sptmod`, `plugin`, `recording`, `device`),
+    None when none (the texts were checked already; a failure is none)."""
     from engine.circuit.language import CircuitError, parse
     if not spec.target:
         return None
@@ -80,6 +80,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.hidden = HiddenPanel(self.session, workspace.midi)
         self.hidden.channel_requested.connect(self.set_plugin_channel)
         self.plugin_browser = None                     # made on first use, then kept
+        self.recording_window = self.device_window = None
         self.learned = LearnedPanel()
         self.bank_view = BankView()
         self.bank_view.setVisible(False)
@@ -173,7 +174,9 @@ class MainWindow(QtWidgets.QMainWindow):
         file.addSeparator()
         file.addAction("Ground truth from an SPTMod &model…", self.use_model_dialog)
         file.addAction("Ground truth from a &plugin…", lambda: self.plugin_dialog("truth"))
-        file.addAction("Ground truth from the circuit (no model or plugin)", self.drop_model)
+        file.addAction("Ground truth from a &recording…", self.recording_dialog)
+        file.addAction("Ground truth from an input &channel (a device in the loop)…", self.device_dialog)
+        file.addAction("Ground truth from the circuit (no model, plugin, recording or device)", self.drop_model)
         file.addAction("&Insert an SPTMod model on the output…", self.insert_dialog)
         file.addAction("Insert a plugin on the output…", lambda: self.plugin_dialog("insert"))
         file.addAction("Remove the output insert", lambda: self.use_insert(None))
@@ -183,6 +186,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_action = learn.addAction("Run / pause", self.learning.run.toggle)
         self.run_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Space))
         learn.addAction("Reset parameters", self.reset_learning)
+        learn.addAction("Measure the device's round trip again", self.measure_device)
         tool = self.addToolBar("main")
         tool.setMovable(False)
         tool.addAction("Open…", self.open_dialog)
@@ -251,14 +255,17 @@ class MainWindow(QtWidgets.QMainWindow):
         on_done(error)
 
     # ---- circuits and presets
-    def apply_spec(self, spec, message: str = "circuit applied", problem: tuple[str, str] | None = None) -> bool:
+    def apply_spec(self, spec, message: str = "circuit applied", problem: tuple[str, str] | None = None,
+                   on_error=None) -> bool:
         """Compile and swap spec in; parameters whose names survive keep what they learned. An
         edited circuit keeps the SPTMod model or the plugin (and its knob positions) the running
         one uses while its target still reads it. problem: (title, intro) of the dialog a failure
-        gives (else the circuit panel's error line). False when the worker was busy."""
+        gives (else the circuit panel's error line); on_error(text) is told too. False when the
+        worker was busy."""
         kept = self.session.params()
         current = self.session.spec
-        if spec.model is None and spec.plugin is None and current is not None:
+        outside = (spec.model, spec.plugin, spec.recording, spec.device)
+        if all(v is None for v in outside) and current is not None:
             reads = _reads(spec)
             if current.model is not None and reads == "sptmod":
                 controls = {k: v for k, v in self.session.hidden().items()
@@ -268,6 +275,11 @@ class MainWindow(QtWidgets.QMainWindow):
             elif current.plugin is not None and reads == "plugin":
                 spec = dataclasses.replace(spec, plugin=current.plugin, plugin_channel=current.plugin_channel,
                                            hidden={**self._plugin_values(), **spec.hidden})
+            elif current.recording is not None and reads == "recording":
+                spec = dataclasses.replace(spec, recording=current.recording,
+                                           hidden={"align": self.session.hidden().get("align", 0.0), **spec.hidden})
+            elif current.device is not None and reads == "device":
+                spec = dataclasses.replace(spec, device=current.device)
 
         def work(progress):
             self.session.load(spec, progress)
@@ -276,6 +288,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
         def done(error):
             if error is not None:
+                if on_error is not None:
+                    on_error(str(error))
                 if problem is not None:
                     self.show_problems(problem[0], problem[1], [str(error)])
                     return
@@ -342,13 +356,110 @@ class MainWindow(QtWidgets.QMainWindow):
         """Back to a circuit as the ground truth (the learnable circuit with its hidden values),
         from an SPTMod model or a plugin."""
         spec = self.session.spec
-        if spec is None or (spec.model is None and spec.plugin is None):
+        if spec is None:
             return
-        what = "SPTMod model" if spec.model is not None else "plugin"
+        what = next((w for w, v in (("SPTMod model", spec.model), ("plugin", spec.plugin),
+                                    ("recording", spec.recording), ("device", spec.device)) if v is not None), None)
+        if what is None:
+            return
         hidden = {p.name: p.init for p in spec.params}
         self.apply_spec(dataclasses.replace(spec, target=None, hidden=hidden, hidden_params=[],
-                                            model=None, model_sha256=None, plugin=None, plugin_channel=0),
+                                            model=None, model_sha256=None, plugin=None, plugin_channel=0,
+                                            recording=None, device=None),
                         f"ground truth: the circuit again (no {what})")
+
+    def _outside_spec(self, target: str, **truth):
+        """The running spec with a new ground truth from outside (the others cleared), its
+        target reading it, and the learning rate decaying as it converges."""
+        from app.truths import plugin_settings
+        spec = self.session.spec
+        fields = dict(model=None, model_sha256=None, plugin=None, plugin_channel=0, recording=None, device=None)
+        fields.update(truth)
+        return dataclasses.replace(spec, target=target, hidden_params=[], settings=plugin_settings(spec.settings),
+                                   **fields)
+
+    # ---- recordings and devices
+    def recording_dialog(self):
+        from ui.panels.recording import RecordingDialog
+        spec = self.session.spec
+        if spec is None:
+            return None
+        align = int(self.session.hidden().get("align", 0)) if spec.recording is not None else 0
+        dialog = RecordingDialog(self.session.sample_rate, spec.recording, align, self)
+        dialog.accepted.connect(lambda: self.use_recording(dialog.spec(), dialog.align()))
+        dialog.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        dialog.open()
+        self.recording_window = dialog
+        return dialog
+
+    def use_recording(self, recording, align: int) -> bool:
+        """Make a dry/wet pair the ground truth: the target reads `recording`, the alignment is
+        the knob 'align'. A pair that cannot be used: one dialog, nothing changes."""
+        if self.session.spec is None:
+            return False
+        name = Path(recording.wet).name
+        spec = self._outside_spec("y = recording", recording=recording)
+        return self.apply_spec(dataclasses.replace(spec, hidden={"align": float(align)}),
+                               f"ground truth: the recording {name}, aligned by {align} samples",
+                               problem=("Cannot use the recording", f"{name} was not loaded:"))
+
+    def device_dialog(self):
+        from ui.panels.device import DeviceDialog
+        spec = self.session.spec
+        if spec is None:
+            return None
+        info = self.session.info
+        dialog = DeviceDialog(spec.device, (info.n_in, info.n_out) if info is not None else (2, 2), self)
+        dialog.measure_requested.connect(self.use_device)
+        dialog.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        dialog.open()
+        self.device_window = dialog
+        return dialog
+
+    def use_device(self, device) -> bool:
+        """Make a device on the audio interface the ground truth (input channel as the target,
+        the source sent to it), then measure its round trip."""
+        s = self.session
+        if s.spec is None:
+            return False
+        dialog = self.device_window
+        if s.info is not None and s.info.virtual:
+            text = f"a device in the loop needs an audio interface, but the audio runs on a virtual clock ({s.info.reason})"
+            self.say(text)
+            if dialog is not None:
+                dialog.show_error(text)
+            return False
+        if s.spec.device == device and s.memory.active.truth is not None:
+            return self.measure_device()             # the same channels: measure again
+        spec = dataclasses.replace(self._outside_spec("y = device", device=device), hidden={})
+        return self.apply_spec(spec, f"ground truth: the device on input {device.return_channel + 1}",
+                               problem=("Cannot use the device", "the input channel was not set up:"),
+                               on_error=None if dialog is None else dialog.show_error)
+
+    def measure_device(self) -> bool:
+        """Measure the device's round trip on the worker thread (learning waits meanwhile); the
+        result goes to the status bar and the device dialog. A failure leaves learning paused."""
+        s = self.session
+        if s.spec is None or s.spec.device is None:
+            self.say("no device is in the loop: File > Ground truth from an input channel…")
+            return False
+
+        def done(error):
+            dialog = getattr(self, "device_window", None)
+            if error is not None:
+                s.set_learning(False)
+                self.learning.show_settings(s.learner.settings)
+                self.say(f"the round trip was not measured: {error}")
+                if dialog is not None:
+                    dialog.show_error(str(error))
+                self.hidden.rebuild()
+                return
+            found = s.memory.active.truth.alignment
+            self.say(f"device: {found.describe(s.sample_rate)}")
+            if dialog is not None:
+                dialog.show_result(found, s.sample_rate)
+            self.hidden.rebuild()
+        return self._run_job(lambda progress: s.measure_latency(), done, "measuring the round trip…")
 
     # ---- plugins
     def plugin_dialog(self, mode: str = "truth"):
@@ -556,6 +667,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bank_view.set_banks(spec.banks, [sp.name for sp in s.learner.base_specs])
         self.scope.set_sample_rate(s.sample_rate)
         self.setWindowTitle(f"Dualtone — {self.workspace.name}")
+        truth = s.memory.active.truth
+        if spec.device is not None and truth is not None and truth.alignment is None:
+            QtCore.QTimer.singleShot(0, self.measure_device)      # a device is measured whenever loaded
 
     def _hidden_values(self) -> dict:
         return self.session.hidden() if self.session.learner is not None else {}

@@ -271,6 +271,9 @@ class HiddenPanel(QtWidgets.QGroupBox):
             spec = self.session.spec
             if spec.model:
                 text = f"nothing to turn: the SPTMod model {Path(spec.model).name} has no controls"
+            elif spec.device is not None:
+                text = ("nothing to turn here: turn the device's own knobs, and the circuit follows "
+                        "(Learning > Measure the device's round trip again after changing cables)")
             elif spec.plugin:
                 text = f"nothing to turn: the plugin {spec.plugin} has no controls"
             else:
@@ -291,7 +294,15 @@ class HiddenPanel(QtWidgets.QGroupBox):
                 self.plugin = registry.find(spec.plugin, self.session.sample_rate)
             except Exception:                  # it was loaded, so this is unlikely: the id will do
                 self.plugin = None
-        if spec is None or not spec.plugin:
+        if spec is not None and spec.recording is not None:
+            self.setTitle(f"Ground truth: the recording {Path(spec.recording.wet).name}")
+        elif spec is not None and spec.device is not None:
+            truth = self.session.memory.active.truth if self.session.memory.active is not None else None
+            lat = (f", round trip {truth.processor.latency} samples"
+                   if truth is not None and getattr(truth, "alignment", None) is not None else ", not measured")
+            self.setTitle(f"Ground truth: a device, input {spec.device.return_channel + 1} "
+                          f"(fed from output {spec.device.send_channel + 1}{lat})")
+        elif spec is None or not spec.plugin:
             self.setTitle(self.TITLE)
         elif self.plugin is None:
             self.setTitle(f"Ground truth: {spec.plugin}")
