@@ -9,6 +9,7 @@ import numpy as np
 
 from app.host import layout as H
 from app.host.memory import ChannelProcessors
+from app.host.processors.words import PR_SEAM
 from app.knobs import KnobSpec
 
 
@@ -16,15 +17,16 @@ from app.knobs import KnobSpec
 # seam, where the device's state starts from silence again; a device's own noise) would keep a
 # constant-rate optimiser moving after it converged, so the rate decays by default (x0.7 every
 # 4800 steps, down to 0.1 % of it), and starts over whenever a knob is turned.
-PLUGIN_DECAY = (0.7, 4800, 0.001)
+OUTSIDE_DECAY = (0.7, 4800, 0.001)
 
 
-def plugin_settings(settings):
-    """Settings with the plugin default decay, unless they already have a schedule."""
+def outside_settings(settings):
+    """Settings with the default decay against an outside ground truth, unless they already have
+    a schedule."""
     import dataclasses
     if settings.lr_decay_every > 0:
         return settings
-    decay, every, floor = PLUGIN_DECAY
+    decay, every, floor = OUTSIDE_DECAY
     return dataclasses.replace(settings, lr_decay=decay, lr_decay_every=every, lr_min=floor * settings.lr)
 
 
@@ -224,22 +226,27 @@ class DeviceTruth(GroundTruth):
 class OfflineTruth:
     """A ground truth run outside the callback (learn, render) through the callback's own code
     (processors.run_as_target), a block of FRAMES at a time: the learner's input delayed by the
-    latency, and the target."""
+    latency, and the target; `seams`: where a looping recording started over (the learner's
+    circuits restart there: learn_from)."""
     FRAMES = 4096
 
     def __init__(self, truth: GroundTruth):
         self.truth = truth
         self._out = np.zeros((self.FRAMES, 3))
         self.latencies: set[int] = set()
+        self.seams: list[int] = []          # where the last render's ground truth started over
 
     def render(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from app.host.processors import run_as_target
         p = self.truth.processor
         x = np.ascontiguousarray(x, dtype=np.float64)
         dry, target = np.empty_like(x), np.empty_like(x)
+        self.seams = []
         for k in range(0, x.size, self.FRAMES):
             n = min(self.FRAMES, x.size - k)
             run_as_target(p.table, x[k:k + n], self._out, n)
+            if p.table[PR_SEAM] >= 0:
+                self.seams.append(k + int(p.table[PR_SEAM]))
             target[k:k + n] = self._out[:n, 0]
             dry[k:k + n] = p.dry[:n]
             self.latencies.add(p.latency)

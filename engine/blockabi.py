@@ -34,6 +34,7 @@ declare(globals(), "S_", """
     HI                 # offset of hi[] in cfg
     BANK_INDEX         # st index of the active bank (LACTOSE), -1 when there are no banks
     PROCESSOR          # host only: the processor table (a ground truth) that feeds `sptmod` (0: none)
+    REST:4             # st ranges [lo, hi) of the target's and the learnable circuit's state (-1: unknown)
 """, end=SLOT_WORDS)
 
 BLOCK_SIGNATURE = types.int64(types.voidptr, types.int64)

@@ -371,11 +371,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _outside_spec(self, target: str, **truth):
         """The running spec with a new ground truth from outside (the others cleared), its
         target reading it, and the learning rate decaying as it converges."""
-        from app.truths import plugin_settings
+        from app.truths import outside_settings
         spec = self.session.spec
         fields = dict(model=None, model_sha256=None, plugin=None, plugin_channel=0, recording=None, device=None)
         fields.update(truth)
-        return dataclasses.replace(spec, target=target, hidden_params=[], settings=plugin_settings(spec.settings),
+        return dataclasses.replace(spec, target=target, hidden_params=[], settings=outside_settings(spec.settings),
                                    **fields)
 
     # ---- recordings and devices
@@ -532,11 +532,9 @@ class MainWindow(QtWidgets.QMainWindow):
             channel = spec.plugin_channel if spec.plugin == info.id else 0
         channel = int(channel) if 0 <= int(channel) < len(info.audio_outputs) else 0
         hidden = self._plugin_start(info, controls)
-        from app.truths import plugin_settings             # the rate decays against float32 output
-        return self.apply_spec(
-            dataclasses.replace(spec, target="y = plugin", hidden=hidden, hidden_params=[], model=None,
-                                model_sha256=None, plugin=info.id, plugin_channel=channel,
-                                settings=plugin_settings(spec.settings)),
+        return self.apply_spec(                           # the rate decays against float32 output
+            dataclasses.replace(self._outside_spec("y = plugin", plugin=info.id, plugin_channel=channel),
+                                hidden=hidden),
             f"ground truth: the plugin {info.name} ({info.id}); the learning rate decays as it converges",
             problem=("Cannot use the plugin", f"{info.name} ({info.id}) was not loaded:"))
 

@@ -5,7 +5,7 @@ import argparse
 import math
 
 from app.cli.errors import UsageError, parse_float as _float
-from app.truths import PLUGIN_DECAY
+from app.truths import OUTSIDE_DECAY
 from engine.learn.losses import DEFAULT as DEFAULT_LOSS, LOSSES, NAMES as LOSS_NAMES
 from engine.learn.optimizers import BY_NAME, DEFAULT as DEFAULT_OPTIMIZER, NAMES as OPTIMIZER_NAMES, OPTIMIZERS
 
@@ -80,8 +80,8 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
     p.add_argument("--clip", type=float, default=0.0, help="clip the gradient's L2 norm to this (0 = off)")
     p.add_argument("--lr-decay", type=float, default=None, metavar="F",
                    help="multiply the learning rate by F every --lr-decay-every steps (default 1; "
-                        f"against a --plugin, a recording or a device {PLUGIN_DECAY[0]:g} every "
-                        f"{PLUGIN_DECAY[1]} steps, down to {PLUGIN_DECAY[2]:g} x --lr, so float32 "
+                        f"against a --plugin, a recording or a device {OUTSIDE_DECAY[0]:g} every "
+                        f"{OUTSIDE_DECAY[1]} steps, down to {OUTSIDE_DECAY[2]:g} x --lr, so float32 "
                         "rounding noise, a recording's loop seam or a device's noise do not keep "
                         "moving the parameters once they converged)")
     p.add_argument("--lr-decay-every", type=int, default=None, metavar="E")
@@ -124,8 +124,8 @@ def settings_from_args(a):
     decay, every, lr_min = a.lr_decay, a.lr_decay_every, a.lr_min
     outside = any(getattr(a, k, None) for k in ("plugin", "target_file", "target_input"))
     if outside and decay is None and every is None:
-        decay, every = PLUGIN_DECAY[0], PLUGIN_DECAY[1]
-        lr_min = PLUGIN_DECAY[2] * a.lr if lr_min is None else lr_min
+        decay, every = OUTSIDE_DECAY[0], OUTSIDE_DECAY[1]
+        lr_min = OUTSIDE_DECAY[2] * a.lr if lr_min is None else lr_min
     return Settings(loss=a.loss, huber_delta=a.huber_delta, window=a.window, optimizer=a.optimizer,
                     lr=a.lr, c1=constants[0], c2=constants[1], eps=a.eps,
                     clip=a.clip, lr_decay=1.0 if decay is None else decay,

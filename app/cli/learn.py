@@ -65,7 +65,7 @@ def cmd_learn(a) -> int:
             if len(truths) == 1:
                 x, target = truths[0].render(sources[0].read(nb) if sources else np.zeros(nb))
                 t0 = time.perf_counter()
-                _, rows = learner.process(x, trace_every=every, external=target)
+                rows = learn_across_seams(learner, x, target, truths[0].seams, every)
             elif truths:                         # pairs in batches
                 rendered = [t.render(np.zeros(nb)) for t in truths]
                 x = np.stack([d for d, _ in rendered], axis=1)
@@ -153,6 +153,20 @@ def _open_truths(a, learner, sample_rate, streams, pairs) -> list:
         return [OfflineTruth(open_plugin(plugin, controls, sample_rate, OfflineTruth.FRAMES, channel=channel))]
     except PluginError as e:
         raise UsageError(f"--plugin {e}") from None
+
+
+def learn_across_seams(learner, x, target, seams: list, every: int) -> np.ndarray:
+    """learner.process in pieces, its circuits restarting from rest where a looping recording
+    started over (as the callback does); the trace rows of all pieces."""
+    rows, start = [], 0
+    for seam in [*seams, x.size]:
+        if seam > start:
+            _, r = learner.process(x[start:seam], trace_every=every, external=target[start:seam])
+            rows.append(r.copy())
+        if seam < x.size:
+            learner.restart_circuits()
+        start = seam
+    return np.concatenate(rows) if rows else np.empty((0, learner.layout.trace_width))
 
 
 def _bank_summary(learner) -> list[dict]:

@@ -19,6 +19,7 @@ from engine import layout as LY
 from engine.sources import SOURCE_CODES, blep, lcg_block, loop_block, oscillator_block, white_block
 from app.host import layout as H
 from app.host.processors import PROCESSOR_WORDS, latch_controls, run_as_insert, run_as_target
+from app.host.processors.words import PR_SEAM
 
 CALLBACK_SIGNATURE = types.int32(types.voidptr, types.voidptr, types.uint64, types.voidptr,
                                  types.uint64, types.voidptr)
@@ -188,11 +189,35 @@ def _run_slot(slot, n, x):
     whose target reads `sptmod` first runs its ground-truth processor on x (app/host/processors)."""
     if slot[B.S_BLOCK_FN] == 0:
         return False
+    seam = -1
     if slot[B.S_PROCESSOR] != 0:
         out = carray(B.address_as_voidptr(slot[B.S_OUT]), (slot[B.S_MAX_FRAMES], 3), dtype=np.float64)
-        run_as_target(_processor(slot[B.S_PROCESSOR]), x, out, n)
-    B.call_block(slot[B.S_BLOCK_FN], B.address_as_voidptr(slot.ctypes.data), n)
+        t = _processor(slot[B.S_PROCESSOR])
+        run_as_target(t, x, out, n)
+        seam = t[PR_SEAM]
+    if seam < 0 or slot[B.S_REST] < 0:
+        B.call_block(slot[B.S_BLOCK_FN], B.address_as_voidptr(slot.ctypes.data), n)
+        return True
+    # a looping recording started over at `seam`: the circuits restart from rest there, as the
+    # device's output does (the kernel runs up to it, then on from it)
+    if seam > 0:
+        B.call_block(slot[B.S_BLOCK_FN], B.address_as_voidptr(slot.ctypes.data), seam)
+    _restart_circuits(slot)
+    slot[B.S_X] += 8 * seam
+    slot[B.S_OUT] += 24 * seam
+    B.call_block(slot[B.S_BLOCK_FN], B.address_as_voidptr(slot.ctypes.data), n - seam)
+    slot[B.S_X] -= 8 * seam
+    slot[B.S_OUT] -= 24 * seam
     return True
+
+
+@njit(nogil=True, cache=True)
+def _restart_circuits(slot):
+    """Learner.restart_circuits() for a slot: both circuits' state cleared, parameters kept."""
+    st = _f64(slot[B.S_ST], slot[B.S_ST_LEN])
+    for r in range(2):
+        for i in range(slot[B.S_REST + 2 * r], slot[B.S_REST + 2 * r + 1]):
+            st[i] = 0.0
 
 
 @njit(nogil=True, cache=True)

@@ -69,6 +69,8 @@ class Slot:
         t[B.S_INIT] = B.address(self.init)
         t[B.S_LO], t[B.S_HI] = lay.cfg_lo, lay.cfg_hi
         t[B.S_BANK_INDEX] = lay.bank_index
+        rest = learner.circuit_states()
+        t[B.S_REST:B.S_REST + 4] = [-1] * 4 if rest is None else [*rest[0], *rest[1]]
         t[B.S_BLOCK_FN] = learner.compiled.block_address   # last: the slot is complete
         if truth is not None:
             t[B.S_PROCESSOR] = B.address(self.processor.table)

@@ -224,6 +224,20 @@ class Learner:
         self.st[LY.ST_SCHED] = 1.0
         self.st[LY.ST_SCHED_COUNT] = 0.0
 
+    def circuit_states(self) -> list[tuple[int, int]] | None:
+        """The st ranges holding the target's and the learnable circuit's state (what the kernel
+        clears when a circuit blows up); None where they are not those two (batches, a topology
+        per bank)."""
+        if self.streams > 1 or (self.banks is not None and self.banks.circuits):
+            return None
+        return [tuple(self.layout.target_state), tuple(self.layout.learner_state)]
+
+    def restart_circuits(self):
+        """Both circuits back to rest, the parameters and the optimiser's state kept: where a
+        looping recording starts over (the device's output starts from rest there too)."""
+        for lo, hi in self.circuit_states() or []:
+            self.st[lo:hi] = 0.0
+
     def reset(self, values: dict | None = None):
         """Parameters back to their initial values (or to `values`, by name); all circuit, window
         and optimiser state cleared. Needs no recompilation."""

@@ -94,9 +94,9 @@ def test_a_plugin_insert_is_saved_in_a_preset_and_restored(tmp_path):
 
 def test_turning_a_knob_restarts_a_decaying_learning_rate():
     from engine import layout as LY
-    from app.truths import plugin_settings
+    from app.truths import outside_settings
     with Session(48000, 128) as s:
-        s.load(_spec(settings=plugin_settings(Settings(optimizer="adam", lr=20.0))))
+        s.load(_spec(settings=outside_settings(Settings(optimizer="adam", lr=20.0))))
         learner = s.learner
         assert learner.settings.lr_decay_every == 4800 and learner.settings.lr_min == 20.0 * 0.001
         learner.process(np.random.default_rng(0).uniform(-1, 1, 48000),

@@ -85,3 +85,39 @@ def test_both_files_are_resampled_alike_so_they_stay_in_lock(tmp_path):
     pair = load_pair(dry, wet, rate=48000.0)
     assert pair.rate == 48000.0 and pair.file_rate == 44100 and pair.dry.size == 48000
     np.testing.assert_allclose(pair.wet, 0.5 * pair.dry, atol=1e-7)
+
+
+def test_offline_renders_report_where_the_loop_starts_over():
+    offline = OfflineTruth(_truth(1000, 3))                        # an overlap of 997 samples
+    offline.render(np.zeros(1500))
+    assert offline.seams == [997]
+    offline.render(np.zeros(1000))
+    assert offline.seams == [494]
+    offline.render(np.zeros(300))
+    assert offline.seams == []
+
+
+def test_at_a_seam_the_learners_circuits_restart_from_rest_in_the_callback():
+    """Learning off, a circuit with memory: after the loop starts over the learner's output is
+    exactly what it was the first time through (the state was not carried across the seam),
+    whatever the block size."""
+    from app.host import layout as H
+    from app.host.memory import Slot
+    from engine.learn.learner import Learner, ParamSpec, Settings
+    from tests.host_harness import Harness
+    rng = np.random.default_rng(8)
+    dry = rng.uniform(-0.5, 0.5, 1000)
+    for frames in (128, 100, 1000, 37):
+        h = Harness()
+        learner = Learner("y = (1 - a)*x + a*y@1", [ParamSpec("a", 0.99, 0.0, 0.999)], target="y = recording",
+                          settings=Settings(learning=False))
+        truth = RecordingTruth(Recording(dry, 0.5 * dry, 48000.0, 48000, "d", "w"), 0, h.mem.max_frames)
+        h.mem.install(0, Slot(learner, h.mem.x, h.mem.max_frames, truth=truth))
+        h.ctl[H.C_OUTPUT_MODE] = H.OUTPUT_MODES["learned"]
+        for _ in range(-(-2500 // frames)):
+            h.run(frames)
+        head = int(h.mem.ring_index[H.R_SCOPE_HEAD])
+        learned = h.mem.scope[np.arange(head) % h.mem.scope.shape[0], H.SC_LEARNED]
+        np.testing.assert_array_equal(learned[1000:2000], learned[:1000])
+        np.testing.assert_array_equal(learned[2000:2500], learned[:500])
+        assert learned[999] != 0.0 and abs(learned[1000]) < abs(learned[999])   # from rest, not carried

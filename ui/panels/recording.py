@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from app.recordings.pair import Recording, RecordingError, RecordingSpec, SEARCH_SECONDS, load_pair
-from ui.theme import BG, DIM, ERROR, LEARNED, TARGET, tint
+from ui.theme import BG, DIM, ERROR, FG, LEARNED, TARGET, tint
 
 OVERVIEW_POINTS = 4000
 DETAIL_SECONDS = 0.01
@@ -88,7 +88,7 @@ class RecordingDialog(QtWidgets.QDialog):
         self.detail = pg.PlotWidget(background=BG)
         for plot, title in ((self.overview, "both files"), (self.detail, "where the dry file is loudest")):
             plot.setMinimumHeight(130)
-            plot.addLegend(offset=(5, 5))
+            plot.addLegend(offset=(-5, 5), brush=pg.mkBrush(BG), labelTextColor=FG)
             plot.setTitle(title, color=DIM, size="9pt")
             plot.setLabel("bottom", "time", units="s")
             layout.addWidget(plot)
@@ -212,9 +212,14 @@ class RecordingDialog(QtWidgets.QDialog):
         self.overview.clear()
         r = self.recording
         if r is not None:
-            for data, name, colour in ((r.dry, "dry", TARGET), (r.wet, "wet", LEARNED)):
+            # the wet file under the dry one, which is drawn see-through: both stay visible
+            for data, name, colour, alpha in ((r.wet, "wet", LEARNED, 255), (r.dry, "dry", TARGET, 150)):
                 idx, val = envelope(data)
-                self.overview.plot(idx / r.rate, val, pen=pg.mkPen(colour, width=1), name=name)
+                pen = pg.mkPen(pg.mkColor(colour).lighter(100), width=1)
+                c = pen.color()
+                c.setAlpha(alpha)
+                pen.setColor(c)
+                self.overview.plot(idx / r.rate, val, pen=pen, name=name)
         self._draw_detail()
 
     def _draw_detail(self):

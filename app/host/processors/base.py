@@ -8,7 +8,7 @@ from numba import carray, njit
 from engine import blockabi as B
 from app.host.processors.words import (
     KINDS, PR_CTL_INDEX, PR_CTL_LEN, PR_CTL_PENDING, PR_CTL_READY, PR_CTL_TARGET, PR_CTL_TARGET_LEN,
-    PR_DRY, PR_IN, PR_KIND, PR_LATENCY, PR_MAX_FRAMES, PR_OUT, PR_RESTARTS, PR_RING, PR_RING_LEN,
+    PR_DRY, PR_IN, PR_KIND, PR_LATENCY, PR_MAX_FRAMES, PR_OUT, PR_RESTARTS, PR_RING, PR_RING_LEN, PR_SEAM,
     PROCESSOR_WORDS)
 
 
@@ -21,7 +21,7 @@ class Processor:
                  controls_target: np.ndarray, controls_index: np.ndarray):
         self.buffers: list = []
         t = np.zeros(PROCESSOR_WORDS, dtype=np.int64)
-        t[PR_KIND], t[PR_MAX_FRAMES] = KINDS[kind], max_frames
+        t[PR_KIND], t[PR_MAX_FRAMES], t[PR_SEAM] = KINDS[kind], max_frames, -1
         self.input, self.output, self.dry = (np.zeros(max_frames) for _ in range(3))
         t[PR_IN], t[PR_OUT], t[PR_DRY] = (self._keep(a) for a in (self.input, self.output, self.dry))
         ring_len = 1 << int(math.ceil(math.log2(max(2 * max_latency, 2))))

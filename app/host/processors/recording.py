@@ -3,14 +3,18 @@ file (what came out), played together in sample lock. The kind writes the learne
 dry file) itself, so nothing can drift between the two; x is ignored. The alignment (the wet
 file played `align` samples earlier: the device's latency) is the kind's one control, so it
 changes at a block start like any knob. Both files loop over the stretch where they overlap
-once aligned: dry[d0 + k] with wet[w0 + k], d0 = max(-align, 0), w0 = max(align, 0)."""
+once aligned: dry[d0 + k] with wet[w0 + k], d0 = max(-align, 0), w0 = max(align, 0). Where they
+start over (PR_SEAM) the device's output starts from rest, so the learner's circuits restart
+there too (the callback's _run_slot, OfflineTruth): a state carried across would be a false
+error for the optimiser to chase."""
 import numpy as np
 from numba import njit
 
 from engine import blockabi as B
 from engine.words import declare
 from app.host.processors.base import Processor, f64
-from app.host.processors.words import KIND_WORDS, PR_DRY, PR_MAX_FRAMES, PR_OUT, PR_OWN_DRY, PROCESSOR_WORDS
+from app.host.processors.words import (KIND_WORDS, PR_DRY, PR_MAX_FRAMES, PR_OUT, PR_OWN_DRY, PR_SEAM,
+                                       PROCESSOR_WORDS)
 
 declare(globals(), "RC_", """
     DRY                # float64[len]: the dry file at the session's rate
@@ -18,6 +22,8 @@ declare(globals(), "RC_", """
     LEN
     ALIGN              # float64[1]: the alignment in samples (the control, PR_CTL_TARGET)
     POS                # samples into the aligned overlap
+    PLAYED             # 1 once a sample was played (the very first start is not a seam; a pair
+                       # shorter than a chunk starts over more than once in it: the first counts)
 """, start=KIND_WORDS, end=PROCESSOR_WORDS)
 
 
@@ -57,13 +63,17 @@ def recording_step(t, n):
     d0 = max(-align, 0)
     w0 = max(align, 0)
     pos = t[RC_POS] % span
+    t[PR_SEAM] = -1
     for i in range(n):
+        if pos == 0 and (i > 0 or t[RC_PLAYED] != 0) and t[PR_SEAM] < 0:
+            t[PR_SEAM] = i              # the files start over here: so do the learner's circuits
         dry_out[i] = dry[d0 + pos]
         y[i] = wet[w0 + pos]
         pos += 1
         if pos >= span:
             pos = 0
     t[RC_POS] = pos
+    t[RC_PLAYED] = 1
     return True
 
 
@@ -71,3 +81,4 @@ def recording_step(t, n):
 def recording_reset(t):
     """The files' samples are finite (checked when loaded): nothing to clear but the position."""
     t[RC_POS] = 0
+    t[RC_PLAYED] = 0

@@ -21,6 +21,7 @@ HEADER_WORDS = declare(globals(), "PR_", """
     CTL_TARGET_LEN
     CTL_READY          # 1: pending controls wait for the next block start
     OWN_DRY            # 1: the kind writes PR_DRY itself (a recording's dry file), no delay line
+    SEAM               # where in this chunk a looping kind started over (-1: nowhere)
 """, end=PROCESSOR_WORDS)
 KIND_WORDS = HEADER_WORDS      # a kind's own words start here
 
