@@ -2,20 +2,23 @@
 a second JACK client, in its own process, that applies a known circuit to what it hears, with a
 known extra delay of its own, and sends the result back.
 
-    python tests/live/loop_device.py --name dev --delay 37 --khz 1.2 --drive 3 \\
-        --listen PortAudio:out_1 --answer PortAudio:in_0
+    python tests/live/loop_device.py --name dev --delay 37 --khz 1.2 --drive 3 --send 2 --return 1
 
 Per sample: v = (1 - c) x + c v[-1] with c = exp(-2 pi 1000 khz / 48000), y = post tanh(drive v),
-played `delay` samples late. --listen/--answer: connect our input from that port and our output
-to it, as soon as the ports exist (their client may start after us), and keep the return
-exclusive (PortAudio connects its inputs to the system's capture ports when it starts). Prints
-"ready" once active; runs until stdin closes."""
+played `delay` samples late. --send K / --return C: it listens to the K-th output and answers on
+the C-th input (from 1, as Dualtone's --send-output and --target-input count) of the PortAudio
+stream that opens after it started. PortAudio's JACK client is "PortAudio" (or "PortAudio-01"
+when another process has that name) and numbers its ports on from the last stream it opened in
+that process (a second stream's are in_2, in_3, out_2, out_3), so the ports are found by their
+order among the new ones. The return is kept exclusive (PortAudio connects its inputs to the
+system's capture ports when it starts). Prints "ready" once active; runs until stdin closes."""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -48,22 +51,45 @@ def device_response(x, delay, khz, drive, post=1.0, rate=48000.0):
     return y
 
 
-def _keep_routed(client, ours_in, ours_out, listen, answer, stop):
-    """Connect listen -> our in and our out -> answer whenever they exist, and keep everything
-    else off `answer` (PortAudio connects the system's capture ports to its inputs at start)."""
+SETTLED_S = 1.0       # the routing is left alone once it has been right this long
+STREAM_PORT = re.compile(r"(PortAudio[^:]*):(in|out)_(\d+)")
+
+
+def _stream_port(names: list, direction: str, channel: int):
+    """The `channel`-th (from 1) port of a direction of the PortAudio stream among `names`."""
+    found = sorted((m.group(1), int(m.group(3)), n) for n in names
+                   for m in [STREAM_PORT.fullmatch(n)] if m and m.group(2) == direction)
+    return found[channel - 1][2] if len(found) >= channel else None
+
+
+def _keep_routed(client, ours_in, ours_out, send, ret, stop):
+    """Connect the stream's send output to our input and our output to its return input once
+    they exist, and keep everything else off that input. Once the routing has stayed right for
+    SETTLED_S this thread ends: polling JACK from Python takes the GIL, which the process
+    callback needs on time."""
+    old = {p.name for p in client.get_ports()}
+    right_since = None
     while not stop.is_set():
+        right = False
         try:
-            names = {p.name for p in client.get_ports()}
-            if listen in names and not any(p.name == listen for p in client.get_all_connections(ours_in)):
-                client.connect(listen, ours_in)
-            if answer in names:
+            new = [p.name for p in client.get_ports() if p.name not in old]
+            listen, answer = _stream_port(new, "out", send), _stream_port(new, "in", ret)
+            if listen is not None and answer is not None:
+                if not any(p.name == listen for p in client.get_all_connections(ours_in)):
+                    client.connect(listen, ours_in)
                 for p in client.get_all_connections(answer):
                     if p.name != ours_out.name:
                         client.disconnect(p, answer)
                 if not any(p.name == answer for p in client.get_all_connections(ours_out)):
                     client.connect(ours_out, answer)
+                right = any(p.name == listen for p in client.get_all_connections(ours_in)) and \
+                    [p.name for p in client.get_all_connections(answer)] == [ours_out.name]
         except Exception:                          # a port that vanished meanwhile: try again
             pass
+        now = time.monotonic()
+        right_since = (right_since or now) if right else None
+        if right_since is not None and now - right_since >= SETTLED_S:
+            return
         time.sleep(0.002)
 
 
@@ -75,8 +101,8 @@ def main(argv=None) -> int:
     p.add_argument("--khz", type=float, default=1.2)
     p.add_argument("--drive", type=float, default=3.0)
     p.add_argument("--post", type=float, default=1.0)
-    p.add_argument("--listen")
-    p.add_argument("--answer")
+    p.add_argument("--send", type=int, help="the stream's output channel the device listens to (from 1)")
+    p.add_argument("--return", dest="ret", type=int, help="the stream's input channel it answers on (from 1)")
     a = p.parse_args(argv)
     client = jack.Client(a.name, no_start_server=True)
     rate = client.samplerate
@@ -96,9 +122,9 @@ def main(argv=None) -> int:
 
     stop = threading.Event()
     client.activate()
-    router = threading.Thread(target=_keep_routed, args=(client, ours_in, ours_out, a.listen, a.answer, stop),
+    router = threading.Thread(target=_keep_routed, args=(client, ours_in, ours_out, a.send, a.ret, stop),
                               daemon=True)
-    if a.listen or a.answer:
+    if a.send and a.ret:
         router.start()
     print("ready", flush=True)
     try:
@@ -112,12 +138,11 @@ def main(argv=None) -> int:
 
 @contextlib.contextmanager
 def loop_device(name: str, delay: int, khz: float = 1.2, drive: float = 3.0, post: float = 1.0,
-                listen: str | None = None, answer: str | None = None, timeout: float = 60.0):
+                send: int | None = 2, ret: int | None = 1):
     """Run the device in a child process; yields it once its JACK client is active."""
     cmd = [sys.executable, os.path.abspath(__file__), "--name", name, "--delay", str(delay), "--khz", str(khz),
            "--drive", str(drive), "--post", str(post)]
-    cmd += ["--listen", listen] if listen else []
-    cmd += ["--answer", answer] if answer else []
+    cmd += ["--send", str(send), "--return", str(ret)] if send and ret else []
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()               # "ready", or nothing when it failed

@@ -7,21 +7,19 @@ from app.session import Session
 from app.workspace import Workspace
 from tests.live.loop_device import loop_device
 
-CIRCUIT = "c = exp(-2*pi*1000*cutoff_khz/SR)\nv = (1 - c)*x + c*v@1\ny = tanh(drive*v)"
-
 
 def test_the_window_measures_the_device_and_learns_it(qtbot, jack_server, tmp_path, monkeypatch):
     from ui.main_window import MainWindow
     monkeypatch.setenv("DUALTONE_CONFIG_DIR", str(tmp_path))
-    session = Session(48000, 128)
-    w = MainWindow(Workspace(session), [], [], autosave=False)
-    qtbot.addWidget(w)
-    w.show()
-    w.open_preset("recording-drive")                # its circuit; the ground truth is replaced
-    qtbot.waitUntil(lambda: w.loaded >= 1 and not w.busy, timeout=60000)
-    assert not session.info.virtual
-    with loop_device(f"gui-device-{os.getpid()}", 37, khz=1.2, drive=3.0,
-                     listen="PortAudio:out_1", answer="PortAudio:in_0"):
+    # the device first: it routes itself to the ports our stream opens after it
+    with loop_device(f"gui-device-{os.getpid()}", 37, khz=1.2, drive=3.0):
+        session = Session(48000, 128)
+        w = MainWindow(Workspace(session), [], [], autosave=False)
+        qtbot.addWidget(w)
+        w.show()
+        w.open_preset("recording-drive")            # its circuit; the ground truth is replaced
+        qtbot.waitUntil(lambda: w.loaded >= 1 and not w.busy, timeout=60000)
+        assert not session.info.virtual
         qtbot.wait(300)                              # the device's router has connected it
         dialog = w.device_dialog()
         dialog.return_box.setValue(1)
@@ -33,4 +31,4 @@ def test_the_window_measures_the_device_and_learns_it(qtbot, jack_server, tmp_pa
         assert "round trip 293 samples" in w.hidden.title()
         qtbot.waitUntil(lambda: abs(session.params()["cutoff_khz"] - 1.2) < 2e-3
                         and abs(session.params()["drive"] - 3.0) < 5e-3, timeout=30000)
-    w.close()
+        w.close()

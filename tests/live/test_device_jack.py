@@ -1,5 +1,4 @@
-"""Hardware in the loop on the JACK dummy server (PortAudio names its ports from 0: output 2 is
-PortAudio:out_1, input 1 is PortAudio:in_0): a second JACK client, in its own process, plays
+"""Hardware in the loop on the JACK dummy server: a second JACK client, in its own process, plays
 "the device" (tests/live/loop_device.py: a one-pole at 1.2 kHz into tanh drive 3, with an extra
 delay of its own). `run --headless --target-input 1 --send-output 2` sends the source to it,
 measures the round trip with its test signal, and learns the device from its return; the audio
@@ -23,8 +22,7 @@ def _run(delay, seconds="10"):
            "--target-input", "1", "--send-output", "2", "--source", "lcg-noise", "--circuit", CIRCUIT,
            "--param", "khz=5:0.02:20", "--param", "drive=1:0.1:10", "--optimizer", "adam", "--lr", "0.01",
            "--blocksize", str(BLOCK)]
-    with loop_device(f"device-{os.getpid()}-{delay}", delay, khz=1.2, drive=3.0,
-                     listen="PortAudio:out_1", answer="PortAudio:in_0"):
+    with loop_device(f"device-{os.getpid()}-{delay}", delay, khz=1.2, drive=3.0):
         return run_live(cmd)
 
 
@@ -56,8 +54,7 @@ def _refused(post):
     cmd = [sys.executable, os.path.join(str(REPO), "main.py"), "run", "--headless", "--seconds", "1",
            "--target-input", "1", "--send-output", "2", "--circuit", CIRCUIT, "--param", "khz=5:0.02:20",
            "--param", "drive=1:0.1:10"]
-    with loop_device(f"device-{os.getpid()}-post{post}", 10, khz=1.2, drive=3.0, post=post,
-                     listen="PortAudio:out_1", answer="PortAudio:in_0"):
+    with loop_device(f"device-{os.getpid()}-post{post}", 10, khz=1.2, drive=3.0, post=post):
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -73,8 +70,7 @@ def test_an_inverting_device_is_measured_and_reported(jack_server):
     cmd = [sys.executable, os.path.join(str(REPO), "main.py"), "run", "--headless", "--seconds", "1",
            "--target-input", "1", "--send-output", "2", "--circuit", CIRCUIT, "--param", "khz=5:0.02:20",
            "--param", "drive=1:0.1:10", "--quiet"]
-    with loop_device(f"device-{os.getpid()}-inverted", 10, khz=1.2, drive=3.0, post=-1.0,
-                     listen="PortAudio:out_1", answer="PortAudio:in_0"):
+    with loop_device(f"device-{os.getpid()}-inverted", 10, khz=1.2, drive=3.0, post=-1.0):
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)

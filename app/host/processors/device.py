@@ -59,15 +59,6 @@ class DeviceProcessor(Processor):
     def probe_done(self) -> bool:
         return self.table[DV_PROBE_ACK] == self.table[DV_PROBE_REQ]
 
-    def run_probe_offline(self, chunk: int = 256):
-        """Complete a requested probe with no callback running (tests and `learn` do not; a
-        stopped stream must not leave the session waiting)."""
-        from app.host.processors.run import run_as_target
-        out = np.zeros((self.table[PR_MAX_FRAMES], 3))
-        x = np.zeros(chunk)
-        while not self.probe_done():
-            run_as_target(self.table, x, out, chunk)
-
 
 @njit(nogil=True, cache=True)
 def device_step(t, n):
