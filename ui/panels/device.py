@@ -73,12 +73,21 @@ class DeviceDialog(QtWidgets.QDialog):
         self._idle()
         self.result.setText(f"{alignment.describe(sample_rate)}: learning from the device")
         tint(self.result, LEARNED if alignment.polarity < 0 else DIM)
+        self._fit()
 
     def show_error(self, text: str):
         self._idle()
         self.result.setText(f"{text} (learning is paused until a measurement succeeds)")
         tint(self.result, ERROR)
+        self._fit()
 
     def _idle(self):
         self.measure_button.setEnabled(True)
         self.progress.hide()
+
+    def _fit(self):
+        """Grow to show a long result whole (wrapped labels do not grow their window themselves)."""
+        self.layout().activate()
+        needed = self.heightForWidth(self.width())
+        if needed > self.height():
+            self.resize(self.width(), needed)

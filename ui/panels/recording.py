@@ -152,6 +152,12 @@ class RecordingDialog(QtWidgets.QDialog):
             self._say("pick the dry and the wet file")
             self._draw()
             return
+        missing = [f"the {what} file does not exist: {path}" for what, path in (("dry", dry), ("wet", wet))
+                   if not os.path.isfile(path)]
+        if missing:
+            self._say(missing[0], error=True)
+            self._draw()
+            return
         try:
             count = max(sf.info(dry).channels, sf.info(wet).channels)
         except (RuntimeError, OSError) as e:
