@@ -10,7 +10,7 @@ import numpy as np
 
 from app.cli.errors import UsageError
 
-from app.recordings.pair import SEARCH_SECONDS as AUTO_SEARCH_SECONDS
+from app.recordings.pair import SEARCH_SECONDS
 
 
 def add_recording_args(p, live: bool):
@@ -24,7 +24,7 @@ def add_recording_args(p, live: bool):
     p.add_argument("--align", default=None, metavar="N|auto",
                    help="the wet file is played N samples earlier (the device's latency); auto "
                         "estimates it by cross-correlation (GCC-PHAT) and refuses when it is "
-                        f"ambiguous (search range ±{AUTO_SEARCH_SECONDS:g} s; default 0)")
+                        f"ambiguous (search range ±{SEARCH_SECONDS:g} s; default 0)")
     p.add_argument("--channel", default=None, metavar="K|mix",
                    help="the channel read from multichannel dry/wet files (from 1), or mix to "
                         "average them (default: the files must be mono)")
@@ -43,18 +43,15 @@ def parse_align(text: str | None):
 def open_pair(dry_path: str, wet_path: str, channel_text, align_text, sample_rate=None):
     """(Recording, align, alignment or None) of one pair; UsageError (one line) when the files
     do not make a pair or an automatic alignment is ambiguous."""
-    from app.recordings.pair import RecordingError, load_pair, parse_channel, read_channel
+    from app.recordings.pair import RecordingError, estimate_alignment, load_pair, parse_channel
     align = parse_align(align_text)
     try:
         channel = parse_channel(channel_text)
         if align == "auto":
-            from app.recordings.align import AlignmentError, estimate_lag
-            _, rate = read_channel(dry_path, channel)
-            reach = int(AUTO_SEARCH_SECONDS * rate)
-            rec = load_pair(dry_path, wet_path, channel, tolerance=reach, rate=sample_rate)
+            from app.recordings.align import AlignmentError
+            rec = load_pair(dry_path, wet_path, channel, rate=sample_rate)   # lengths within the search
             try:
-                found = estimate_lag(rec.dry, rec.wet, max_lag=min(int(AUTO_SEARCH_SECONDS * rec.rate),
-                                                                   rec.dry.size // 2))
+                found = estimate_alignment(rec)
             except AlignmentError as e:
                 raise UsageError(f"--align auto ({wet_path}): {e}") from None
             return rec, found.lag, found

@@ -253,10 +253,8 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
             result["sptmod"] = {"model": spec.model, "sha256": spec.model_sha256,
                                 "controls": session.model_controls(),
                                 "restarts": counters["model_restarts"]}
-        if spec.recording is not None:
-            result["recording"] = session.ground_truth()
-        if spec.device is not None:           # "device" names the audio device already
-            result["hardware"] = session.ground_truth()
+        if spec.recording is not None or spec.device is not None:   # "device" names the audio device
+            result["recording" if spec.recording is not None else "hardware"] = session.ground_truth()
         if spec.plugin is not None:
             truth = session.memory.active.truth
             result["plugin"] = {"id": truth.info.id, "name": truth.info.name,

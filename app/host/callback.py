@@ -314,6 +314,8 @@ def _device_io(h, ctl, inp, nin, pos, n):
     """A device in the loop: its return channel into H_RETURN (garbage becomes silence, counted
     as bad input) and H_SEND cleared, so the send channel is silent unless a device ground
     truth fills it this chunk."""
+    if ctl[H.C_RETURN_CHANNEL] < 0.0 and ctl[H.C_SEND_CHANNEL] < 0.0:
+        return                           # no device in the loop: nothing to copy or clear
     maxf = h[H.H_MAX_FRAMES]
     ret = _f64(h[H.H_RETURN], maxf)
     send = _f64(h[H.H_SEND], maxf)

@@ -20,17 +20,25 @@ RECORDING_FIELDS = ("dry", "wet", "channel", "dry_sha256", "wet_sha256")
 DEVICE_FIELDS = ("return_channel", "send_channel", "latency", "polarity")
 
 
+def _given(c: _Check, doc, key: str, fields: tuple, reads: str | None) -> bool:
+    """Whether the field `key` holds an object to check further (its unknown fields noted); a
+    null one is a problem only when the target reads `key`."""
+    if doc is None:
+        if reads == key:
+            c.add(f"target: it reads '{key}' but the preset names no {key} ({key}: null)")
+        return False
+    if not isinstance(doc, dict):
+        c.add(f"{key} must be an object or null, got {_show(doc)}")
+        return False
+    c.fields(doc, fields, f"{key}: ")
+    return True
+
+
 def recording_from(c: _Check, doc, origin: str, reads: str | None) -> RecordingSpec | None:
     """The recording field checked: shape, both files there, the same content as saved."""
-    if doc is None:
-        if reads == "recording":
-            c.add("target: it reads 'recording' but the preset names no recording (recording: null)")
-        return None
-    if not isinstance(doc, dict):
-        c.add(f"recording must be an object or null, got {_show(doc)}")
-        return None
     n = len(c.problems)
-    c.fields(doc, RECORDING_FIELDS, "recording: ")
+    if not _given(c, doc, "recording", RECORDING_FIELDS, reads):
+        return None
     for key in ("dry", "wet"):
         v = doc.get(key)
         if not (isinstance(v, str) and 0 < len(v) <= MAX_PATH and _encodable(v)):
@@ -67,15 +75,9 @@ def recording_json(spec: RecordingSpec | None, folder: Path | None) -> dict | No
 
 
 def device_from(c: _Check, doc, reads: str | None) -> DeviceSpec | None:
-    if doc is None:
-        if reads == "device":
-            c.add("target: it reads 'device' but the preset names no device (device: null)")
-        return None
-    if not isinstance(doc, dict):
-        c.add(f"device must be an object or null, got {_show(doc)}")
-        return None
     n = len(c.problems)
-    c.fields(doc, DEVICE_FIELDS, "device: ")
+    if not _given(c, doc, "device", DEVICE_FIELDS, reads):
+        return None
     for key in ("return_channel", "send_channel"):
         v = doc.get(key)
         if not (type(v) is int and 1 <= v <= 64):

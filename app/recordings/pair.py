@@ -103,6 +103,14 @@ def resample(x: np.ndarray, rate_from: float, rate_to: float) -> np.ndarray:
     return np.ascontiguousarray(resample_poly(x, int(rate_to) // g, int(rate_from) // g))
 
 
+def estimate_alignment(recording: Recording):
+    """--align auto / the window's Estimate: the lag of the wet file within SEARCH_SECONDS
+    (and half the pair) either way; align.AlignmentError when it cannot be trusted."""
+    from app.recordings.align import estimate_lag
+    reach = min(int(SEARCH_SECONDS * recording.rate), recording.dry.size // 2)
+    return estimate_lag(recording.dry, recording.wet, max_lag=reach)
+
+
 def load_pair(dry_path: str, wet_path: str, channel=None, tolerance: int | None = None,
               rate: float | None = None) -> Recording:
     """Read a pair. tolerance: how many samples their lengths may differ by (the alignment: a

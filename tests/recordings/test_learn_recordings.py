@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.app.test_cli import assert_one_line_error
 from tests.paths import REPO
 
 DEVICE = "c = exp(-2*pi*1000*khz/SR)\nv = (1 - c)*x + c*v@1\ny = tanh(drive*v)"
@@ -26,16 +27,6 @@ def result_of(r):
     lines = r.stdout.splitlines()
     assert len(lines) == 1, r.stdout
     return json.loads(lines[0])
-
-
-def refused(r, *words):
-    assert r.returncode == 2, r.stderr
-    assert r.stdout == ""
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 def make_pair(folder, name, khz, drive, delay, seconds=1.5, seed=0, rate=48000):  # noqa: PLR0913
@@ -121,23 +112,23 @@ def test_bad_pairs_are_refused_in_one_line(pair, tmp_path):
     x, _ = sf.read(dry)
     stereo = str(tmp_path / "stereo.wav")
     sf.write(stereo, np.stack([x, x], axis=1), 48000, subtype="FLOAT")
-    refused(main("learn", "--input", stereo, "--target-file", wet, "--samples", "100", *LEARN),
+    assert_one_line_error(main("learn", "--input", stereo, "--target-file", wet, "--samples", "100", *LEARN),
             "has 2 channels", "--channel")
     other_rate = str(tmp_path / "w44.wav")
     sf.write(other_rate, x, 44100, subtype="FLOAT")
-    refused(main("learn", "--input", dry, "--target-file", other_rate, "--samples", "100", *LEARN),
+    assert_one_line_error(main("learn", "--input", dry, "--target-file", other_rate, "--samples", "100", *LEARN),
             "48000 Hz", "44100 Hz")
     short = str(tmp_path / "short.wav")
     sf.write(short, x[:-1000], 48000, subtype="FLOAT")
-    refused(main("learn", "--input", dry, "--target-file", short, "--align", "10", "--samples", "100", *LEARN),
+    assert_one_line_error(main("learn", "--input", dry, "--target-file", short, "--align", "10", "--samples", "100", *LEARN),
             "differ by 1000")
-    refused(main("learn", "--input", dry, "--target-file", wet, "--target-file", wet, "--samples", "100", *LEARN),
+    assert_one_line_error(main("learn", "--input", dry, "--target-file", wet, "--target-file", wet, "--samples", "100", *LEARN),
             "--target-file is given 2 time(s) and --input 1")
-    refused(main("learn", "--input", dry, "--target-file", wet, "--target", "y = 2*x", "--samples", "100", *LEARN),
+    assert_one_line_error(main("learn", "--input", dry, "--target-file", wet, "--target", "y = 2*x", "--samples", "100", *LEARN),
             "does not read 'recording'")
-    refused(main("learn", "--input", dry, "--align", "3", "--samples", "100", *LEARN), "--target-file")
-    refused(main("learn", "--target", "y = recording", "--samples", "100", *LEARN), "--target-file WET")
-    refused(main("learn", "--input", dry, "--target-file", wet, "--align", "soon", "--samples", "100", *LEARN),
+    assert_one_line_error(main("learn", "--input", dry, "--align", "3", "--samples", "100", *LEARN), "--target-file")
+    assert_one_line_error(main("learn", "--target", "y = recording", "--samples", "100", *LEARN), "--target-file WET")
+    assert_one_line_error(main("learn", "--input", dry, "--target-file", wet, "--align", "soon", "--samples", "100", *LEARN),
             "--align soon")
 
 
@@ -148,5 +139,5 @@ def test_an_ambiguous_alignment_is_refused(tmp_path):
     sf.write(dry, 0.5 * np.sin(2 * np.pi * 441 * t), rate, subtype="FLOAT")
     wet = str(tmp_path / "sine-wet.wav")
     sf.write(wet, 0.5 * np.sin(2 * np.pi * 441 * (t - 37 / rate)), rate, subtype="FLOAT")
-    refused(main("learn", "--input", dry, "--target-file", wet, "--align", "auto", "--samples", "100", *LEARN),
+    assert_one_line_error(main("learn", "--input", dry, "--target-file", wet, "--align", "auto", "--samples", "100", *LEARN),
             "--align auto", "ambiguous")

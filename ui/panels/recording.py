@@ -11,7 +11,8 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
-from app.recordings.pair import Recording, RecordingError, RecordingSpec, SEARCH_SECONDS, load_pair
+from app.recordings.pair import (Recording, RecordingError, RecordingSpec, SEARCH_SECONDS, estimate_alignment,
+                                 load_pair)
 from ui.theme import BG, DIM, ERROR, FG, LEARNED, TARGET, tint
 
 OVERVIEW_POINTS = 4000
@@ -187,10 +188,7 @@ class RecordingDialog(QtWidgets.QDialog):
     def estimate(self):
         if self.recording is None or self._estimate is not None:
             return
-        from app.recordings.align import estimate_lag
-        r = self.recording
-        reach = min(int(SEARCH_SECONDS * self.sample_rate), r.dry.size // 2)
-        self._estimate = self._pool.submit(estimate_lag, r.dry, r.wet, reach)
+        self._estimate = self._pool.submit(estimate_alignment, self.recording)
         self.estimate_button.setEnabled(False)
         self._say("estimating the alignment…")
         self._timer.start()

@@ -10,17 +10,15 @@ error for the optimiser to chase."""
 import numpy as np
 from numba import njit
 
-from engine import blockabi as B
 from engine.words import declare
 from app.host.processors.base import Processor, f64
-from app.host.processors.words import (KIND_WORDS, PR_DRY, PR_MAX_FRAMES, PR_OUT, PR_OWN_DRY, PR_SEAM,
-                                       PROCESSOR_WORDS)
+from app.host.processors.words import (KIND_WORDS, PR_CTL_TARGET, PR_DRY, PR_MAX_FRAMES, PR_OUT, PR_OWN_DRY,
+                                       PR_SEAM, PROCESSOR_WORDS)
 
 declare(globals(), "RC_", """
     DRY                # float64[len]: the dry file at the session's rate
     WET                # float64[len]: the wet file at the session's rate (same length)
     LEN
-    ALIGN              # float64[1]: the alignment in samples (the control, PR_CTL_TARGET)
     POS                # samples into the aligned overlap
     PLAYED             # 1 once a sample was played (the very first start is not a seam; a pair
                        # shorter than a chunk starts over more than once in it: the first counts)
@@ -38,8 +36,7 @@ class RecordingProcessor(Processor):
         t = self.table
         t[PR_OWN_DRY] = 1
         t[RC_DRY], t[RC_WET], t[RC_LEN] = self._keep(dry), self._keep(wet), dry.size
-        t[RC_ALIGN] = B.address(self.align_value)
-        self.buffers.append(self.align_value)
+        self.buffers.append(self.align_value)       # the control the step reads (PR_CTL_TARGET)
 
     def prepare_controls(self, values):
         """values: [align] (samples; rounded to a whole number)."""
@@ -53,7 +50,7 @@ def recording_step(t, n):
     y = f64(t[PR_OUT], maxf)
     dry = f64(t[RC_DRY], t[RC_LEN])
     wet = f64(t[RC_WET], t[RC_LEN])
-    align = int(f64(t[RC_ALIGN], 1)[0])
+    align = int(f64(t[PR_CTL_TARGET], 1)[0])
     span = t[RC_LEN] - abs(align)
     if span <= 0:                       # an alignment as long as the files: nothing overlaps
         for i in range(n):
