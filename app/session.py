@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.learn.banks import Banks
+from engine.learn.health import LearningWatch
 from engine.learn.learner import Learner, ParamSpec, Settings
 from engine.learn.losses import NAMES as LOSS_NAMES
 from engine.learn.optimizers import NAMES as OPTIMIZER_NAMES
@@ -112,6 +113,8 @@ class Session:
         self.on_program_change: list = []
         self.midi_dropped = 0
         self.channels = (2, 2)        # (inputs, outputs) to open beyond stereo: a device in the loop
+        self.health = LearningWatch(self.sample_rate)     # divergence and stalls, from the telemetry
+        self._watched = None          # the slot the health watch follows
 
     # ---- stream
     def open(self):
@@ -591,6 +594,36 @@ class Session:
 
     def set_learning(self, on: bool):
         self.configure(learning=bool(on))
+        if on:
+            self._watch_from_now()
+
+    def _watch_from_now(self):
+        """The health watch starts over from the learner's counts now (resume, reset, new circuit)."""
+        learner = self.learner
+        self._watched = self.memory.active
+        self.health = LearningWatch(self.sample_rate, learner.param_ranges())
+        self.health.reset(learner.diverged_steps, learner.samples)
+
+    def check_learning(self, rows: np.ndarray):
+        """Feed the health watch the telemetry rows just drained (the window's frames, run's loop).
+        A divergence pauses learning and is returned, once; the stall hint is in health.stall."""
+        learner = self.learner
+        if learner is None or not rows.shape[0]:
+            return None
+        if self._watched is not self.memory.active:
+            self._watch_from_now()
+        names = self.param_names
+        keep = rows[(rows[:, H.T_SLOT] == self.memory.active_index) & (rows[:, H.T_N_PARAMS] == len(names))
+                    & (rows[:, H.T_LEARNING] != 0.0)]
+        if not keep.shape[0]:
+            return None
+        last = keep[-1]
+        params = dict(zip(names, last[H.TEL_HEADER:H.TEL_HEADER + len(names)].tolist()))
+        found = self.health.observe(int(last[H.T_SAMPLES]), float(last[H.T_LOSS]), params,
+                                    int(last[H.T_DIVERGED]), learner.first_diverged_sample)
+        if found is not None:
+            self.configure(learning=False)
+        return found
 
     def reset_learning(self, values: dict | None = None):
         """Parameters back to their initial values (or `values`), optimiser state cleared."""
@@ -610,6 +643,7 @@ class Session:
             self._wait(lambda: ctl[H.C_RESET_ACK] == ctl[H.C_RESET_REQ])
         else:
             learner.reset({name: slot.init[k] for k, name in enumerate(names)})
+        self._watch_from_now()
 
     def _wait(self, done, timeout=1.0):
         end = time.monotonic() + timeout
@@ -734,8 +768,10 @@ class Session:
     # ---- readings
     def frame(self):
         """Drain the telemetry: what the running circuit published since the last call, as a
-        telemetry.Frame (None when nothing new belongs to it). The window's one reading per frame."""
+        telemetry.Frame (None when nothing new belongs to it). The window's one reading per frame;
+        the health watch reads it too (a divergence pauses learning: see health.diverged)."""
         rows = self.telemetry.drain()
+        self.check_learning(rows)
         return self.telemetry.frame(rows, self.memory.active_index, self.param_names,
                                     1e6 * self.blocksize / self.sample_rate)
 
@@ -753,6 +789,7 @@ class Session:
                 "limited": int(c[H.C_LIMITED]), "bad_input": int(c[H.C_BAD_INPUT]),
                 "telemetry_dropped": int(c[H.C_TEL_DROPPED]), "midi_applied": int(c[H.C_MIDI_APPLIED]),
                 "skipped": 0 if self.learner is None else self.learner.skipped,
+                "diverged_steps": 0 if self.learner is None else self.learner.diverged_steps,
                 "model_restarts": 0 if self.memory.active is None else self.memory.active.model_restarts}
 
 

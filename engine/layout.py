@@ -35,7 +35,8 @@ CF_HEADER = declare(globals(), "CF_", """
 ST_HEADER = 16
 declare(globals(), "ST_", """
     N                  # samples processed so far
-    SKIPPED            # samples that took no learning step (non-finite input or state)
+    SKIPPED            # samples that took no learning step because the input or the target
+                       #   was non-finite (bad input)
     LOSS               # loss at the last sample
     WCUR               # window length the running sums currently hold
     WCOUNT             # samples until the window sums are recomputed exactly
@@ -43,6 +44,9 @@ declare(globals(), "ST_", """
     SCHED_COUNT        # samples until the next schedule step
     T                  # optimiser update count (Adam's t)
     RESETS             # times a circuit's state was reset after going non-finite
+    DIVERGED           # steps not taken because the learner diverged: its circuit's output
+                       #   or the gradient went non-finite
+    DIVERGED_AT        # 1 + the sample count at the first diverged step (0: none yet)
 """, end=ST_HEADER)    # then: theta [P], m [P], v [P], last gradient [P], window sums, rings...
 
 RANGE_PROJECT = 0

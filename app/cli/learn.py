@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 
 import numpy as np
@@ -12,6 +13,9 @@ from app.cli.errors import UsageError
 from app.cli.inputs import make_sources
 from app.cli.recordings import add_recording_args, open_pairs, report
 from app.progress import Progress
+from engine.learn.health import LearningWatch
+
+EXIT_DIVERGED = 3          # the run completed but learning diverged (the JSON says where and why)
 
 
 def cmd_learn(a) -> int:
@@ -55,6 +59,8 @@ def cmd_learn(a) -> int:
             fmt.append("%d")
         trace_file.write(",".join(cols) + "\n")
     block = 1 << 16
+    watch = LearningWatch(sample_rate, learner.param_ranges())
+    diverged = None
     progress = Progress(a.samples, not a.quiet)
     kernel_seconds = 0.0
     done = 0
@@ -85,6 +91,10 @@ def cmd_learn(a) -> int:
                 np.savetxt(trace_file, rows[:, keep], fmt=fmt, delimiter=",")
             done += nb
             progress.update(done, learner.loss)
+            diverged = watch.observe(learner.samples, learner.loss, learner.params(),
+                                     learner.diverged_steps, learner.first_diverged_sample)
+            if diverged is not None:         # learning stops here: what follows would be noise
+                break
     finally:
         progress.close()
         if trace_file is not None:
@@ -92,10 +102,12 @@ def cmd_learn(a) -> int:
         if not pairs:
             for t in truths:
                 t.close()
-    result = {"samples": a.samples, "seconds": kernel_seconds,
-              "samples_per_second": a.samples / kernel_seconds if kernel_seconds > 0 else None,
+    result = {"samples": done, "seconds": kernel_seconds,
+              "samples_per_second": done / kernel_seconds if kernel_seconds > 0 else None,
               "loss": _json_float(learner.loss), "params": learner.params(),
               "skipped": learner.skipped}
+    if learner.diverged_steps or diverged is not None:
+        result["diverged_steps"] = learner.diverged_steps
     if streams > 1:              # batches; a single --input prints what it always did
         result["streams"] = streams
     if pairs:
@@ -114,8 +126,12 @@ def cmd_learn(a) -> int:
         result["plugin"] = truths[0].summary()
     if learner.banks is not None:
         result["banks"] = _bank_summary(learner)
+    if diverged is not None:
+        result["diverged"] = diverged.as_json()
+        print(f"warning: learning {diverged.describe(sample_rate)}; stopped after {done} samples",
+              file=sys.stderr)
     print(json.dumps(result))
-    return 0
+    return EXIT_DIVERGED if diverged is not None else 0
 
 
 # what gives the target the outside signal it reads, on learn's command line

@@ -10,7 +10,7 @@ import time
 from app.cli.args import (_json_float, _positive_seconds, add_learning_args, banks_from_args,
                           parse_hidden, parse_param, plugin_args, settings_from_args)
 from app.cli.errors import UsageError, one_line as _one_line, parse_float as _float
-from app.cli.learn import _bank_summary
+from app.cli.learn import EXIT_DIVERGED, _bank_summary
 from app.cli.recordings import add_recording_args
 
 
@@ -47,7 +47,8 @@ def _telemetry_line(snap, elapsed, counters) -> str:
     params = " ".join(f"{k}={v:.6g}" for k, v in list(snap.params.items())[:8])
     return (f"t={elapsed:6.2f}s loss={snap.loss:.3e} {params} cpu={snap.cpu_us:.1f}us "
             f"in={snap.in_peak:.2f} out={snap.out_peak:.2f} xruns={counters['xruns']} "
-            f"skipped={snap.skipped} callbacks={counters['callbacks']}")
+            f"skipped={snap.skipped} callbacks={counters['callbacks']}"
+            + (f" diverged={snap.diverged_steps}" if snap.diverged_steps else ""))
 
 
 def cmd_run(a) -> int:
@@ -219,6 +220,10 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
                 time.sleep(min(0.05, a.seconds - (now - t0)))
                 rows = session.telemetry.drain()
                 stats.add(rows)
+                found = session.check_learning(rows)       # a divergence pauses learning
+                if found is not None:
+                    print(f"warning: learning {found.describe(session.sample_rate)}; learning paused",
+                          file=sys.stderr)
                 if not a.quiet and stats.last is not None and time.monotonic() >= next_line:
                     next_line += a.every
                     snap = session.telemetry.decode(stats.last)
@@ -228,7 +233,9 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
         finally:
             if midi is not None:
                 midi.close()
-        stats.add(session.telemetry.drain())
+        rows = session.telemetry.drain()
+        stats.add(rows)
+        session.check_learning(rows)
         counters = session.counters()
         med, p99, worst = stats.cpu_percentiles()
         learner = session.learner
@@ -244,6 +251,10 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
                   "output_latency_s": info.output_latency, "input_latency_s": info.input_latency,
                   "nonfinite_out": counters["nonfinite_out"], "limited": counters["limited"],
                   "bad_input": counters["bad_input"]}
+        if counters["diverged_steps"] or session.health.diverged is not None:
+            result["diverged_steps"] = counters["diverged_steps"]
+        if session.health.diverged is not None:
+            result["diverged"] = session.health.diverged.as_json()
         if learner.banks is not None:
             result["banks"] = _bank_summary(learner)
             result["active_bank"] = learner.active_bank
@@ -261,7 +272,7 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
                                 "controls": truth.plugin_values(), "latency": truth.processor.latency,
                                 "restarts": counters["model_restarts"]}
     print(json.dumps(result))
-    return 0
+    return EXIT_DIVERGED if "diverged" in result else 0
 
 
 def _measure(a, session, device):

@@ -550,6 +550,7 @@ def _publish(h, ctl, ridx, t_start, frames, status, cpu_us):
         cfg = _f64(slot[B.S_CFG], slot[B.S_CFG_LEN])
         row[H.T_LOSS] = st[LY.ST_LOSS]
         row[H.T_SKIPPED] = st[LY.ST_SKIPPED]
+        row[H.T_DIVERGED] = st[LY.ST_DIVERGED]
         row[H.T_SAMPLES] = st[LY.ST_N]
         row[H.T_RESETS] = st[LY.ST_RESETS]
         row[H.T_LEARNING] = cfg[LY.CF_LEARN]
@@ -561,6 +562,7 @@ def _publish(h, ctl, ridx, t_start, frames, status, cpu_us):
     else:
         row[H.T_LOSS] = math.nan
         row[H.T_SKIPPED] = 0.0
+        row[H.T_DIVERGED] = 0.0
         row[H.T_SAMPLES] = 0.0
         row[H.T_RESETS] = 0.0
         row[H.T_LEARNING] = 0.0

@@ -135,6 +135,7 @@ TEL_HEADER = declare(globals(), "T_", """
     XRUNS
     BAD_INPUT
     CONDITION          # the bank condition's value (LACTOSE banks)
+    DIVERGED           # learner's steps not taken because it diverged, so far
 """)
 TEL_MAX_PARAMS = 64            # then the parameter values
 TEL_COLS = TEL_HEADER + TEL_MAX_PARAMS

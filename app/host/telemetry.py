@@ -30,6 +30,7 @@ class Snapshot:
     bank: int
     samples: int
     condition: float = 0.0
+    diverged_steps: int = 0
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Frame:
     bank: int                   # at the newest row
     condition: float
     cpu_load: float             # the slowest callback's time / the block's duration
+    samples: int = 0            # the learner's sample count at the newest row
+    diverged_steps: int = 0     # the learner's steps lost to divergence so far (newest row)
 
     @property
     def latest(self) -> dict:
@@ -79,7 +82,8 @@ class TelemetryReader:
             in_peak=float(row[H.T_IN_PEAK]), out_peak=float(row[H.T_OUT_PEAK]),
             nonfinite_out=int(row[H.T_NONFINITE]), limited=int(row[H.T_LIMITED]),
             bad_input=int(row[H.T_BAD_INPUT]), learning=bool(row[H.T_LEARNING]),
-            bank=int(row[H.T_BANK]), samples=int(row[H.T_SAMPLES]), condition=float(row[H.T_CONDITION]))
+            bank=int(row[H.T_BANK]), samples=int(row[H.T_SAMPLES]), condition=float(row[H.T_CONDITION]),
+            diverged_steps=int(row[H.T_DIVERGED]))
 
     def frame(self, rows: np.ndarray, active_slot: int, names: list[str], deadline_us: float) -> Frame | None:
         """The rows of the active slot as a Frame (None when none of them belongs to it)."""
@@ -92,7 +96,8 @@ class TelemetryReader:
         return Frame(names=list(names), time=keep[:, H.T_TIME], loss=keep[:, H.T_LOSS],
                      params=keep[:, H.TEL_HEADER:H.TEL_HEADER + len(names)], bank=int(last[H.T_BANK]),
                      condition=float(last[H.T_CONDITION]),
-                     cpu_load=float(np.max(keep[:, H.T_CPU_US])) / deadline_us)
+                     cpu_load=float(np.max(keep[:, H.T_CPU_US])) / deadline_us,
+                     samples=int(last[H.T_SAMPLES]), diverged_steps=int(last[H.T_DIVERGED]))
 
     def signals(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The most recent n samples of the target and the learned output (for the scope)."""

@@ -233,6 +233,7 @@ class _KernelWriter:
             f"loss = st[{LY.ST_LOSS}]", f"wcount = int64(st[{LY.ST_WCOUNT}])",
             f"if int64(st[{LY.ST_WCUR}]) != W:", "    wcount = 0", f"sched = st[{LY.ST_SCHED}]",
             f"schedc = int64(st[{LY.ST_SCHED_COUNT}])", f"t = st[{LY.ST_T}]", f"resets = st[{LY.ST_RESETS}]",
+            f"diverged = st[{LY.ST_DIVERGED}]",
         ] + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
             w(1, line)
         _emit_glide_setup(w, 1, lay, H)
@@ -261,6 +262,7 @@ class _KernelWriter:
             w(2, "ok = " + " and ".join(f"xi{s} - xi{s} == 0.0" for s in range(B)) + "   # no forward pass, no step")
         else:
             w(2, "ok = xi - xi == 0.0              # NaN or Inf input: no forward pass, no step")
+        w(2, "blew = False                     # the learnable circuit went non-finite: diverged")
         w(2, "if ok:")
         for s, ring in enumerate(self.input_rings):
             if ring is not None:
@@ -277,7 +279,10 @@ class _KernelWriter:
         """A non-finite input (or a restarted circuit): zeros out, a trace row, no step."""
         w, lay = self.w, self.lay
         w(2, "if not ok:")
-        w(3, "skipped += 1.0")
+        w(3, "if blew:")
+        self.count_divergence(4)
+        w(3, "else:")
+        w(4, "skipped += 1.0")
         if self.batch:
             for s in range(self.B):
                 w(3, f"out[i, {s}, 0] = 0.0")
@@ -296,6 +301,12 @@ class _KernelWriter:
         else:
             w(2, f"y = {self.WVs[0][0]}")
             w(2, f"yh = {self.WVs[0][1]}")
+
+    def count_divergence(self, depth):
+        """A step lost to divergence; the first one's sample is kept (the rare path only)."""
+        self.w(depth, "if diverged == 0.0:")
+        self.w(depth + 1, f"st[{LY.ST_DIVERGED_AT}] = n + 1.0")
+        self.w(depth, "diverged += 1.0")
 
     def sliding_windows(self):
         w, NW, small, mask = self.w, self.NW, self.small, self.mask
@@ -345,7 +356,7 @@ class _KernelWriter:
         w, P, small, banks, lay = self.w, self.P, self.small, self.banks, self.lay
         TH, M, V, G, LO, HI = self.TH, self.M, self.V, self.G, self.LO, self.HI
         w(2, "if not (gchk - gchk == 0.0):")
-        w(3, "skipped += 1.0")
+        self.count_divergence(3)
         w(2, "elif learn:")
         w(3, "sc = 1.0")
         w(3, "if clip > 0.0:")
@@ -394,7 +405,7 @@ class _KernelWriter:
         for line in [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
                      f"st[{LY.ST_WCUR}] = W", f"st[{LY.ST_WCOUNT}] = wcount", f"st[{LY.ST_SCHED}] = sched",
                      f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t",
-                     f"st[{LY.ST_RESETS}] = resets"]:
+                     f"st[{LY.ST_RESETS}] = resets", f"st[{LY.ST_DIVERGED}] = diverged"]:
             w(1, line)
         _emit_glide_store(w, 1, self.lay, self.H)
         w(1, "return rows")
@@ -425,6 +436,7 @@ def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks
     w(depth + 1, f"st[{lrn.state_range[0]}:{lrn.state_range[1]}] = 0.0")
     w(depth + 1, "resets += 1.0")
     w(depth + 1, "ok = False")
+    w(depth + 1, "blew = True")
 
 
 def _emit_dispatch(w, name: str, args: str, entries: list):

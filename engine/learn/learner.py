@@ -311,8 +311,9 @@ class Learner:
 
         A sample on which any stream's input is NaN or Inf runs no circuit and takes no step (the
         streams stay in lockstep); a stream whose target or learnable circuit goes non-finite has
-        that circuit's state restarted, and the sample takes no step. Either way the sample counts
-        once in `skipped`.
+        that circuit's state restarted, and the sample takes no step. A bad input or target
+        sample counts once in `skipped`; a learnable circuit that blew up counts in
+        `diverged_steps`.
 
         Returns (out, trace). out has shape (n, B, 3): per sample and stream, the target, the
         learned output and that stream's loss (a skipped sample: 0, 0 and the stream's last loss).
@@ -359,6 +360,18 @@ class Learner:
         return int(self.st[LY.ST_SKIPPED])
 
     @property
+    def diverged_steps(self) -> int:
+        """Steps not taken because the learner diverged (its circuit's output or the gradient
+        went non-finite); apart from `skipped`, which counts bad input."""
+        return int(self.st[LY.ST_DIVERGED])
+
+    @property
+    def first_diverged_sample(self) -> int | None:
+        """The sample at which the first step was lost to divergence (None: none yet)."""
+        at = int(self.st[LY.ST_DIVERGED_AT])
+        return at - 1 if at > 0 else None
+
+    @property
     def loss(self) -> float:
         return float(self.st[LY.ST_LOSS])
 
@@ -369,6 +382,10 @@ class Learner:
     def params(self) -> dict:
         """The parameter values the circuit uses now (accumulators clamped to their ranges)."""
         return {self._display[sp.name]: float(min(max(t, sp.lo), sp.hi)) for sp, t in zip(self.specs, self.theta())}
+
+    def param_ranges(self) -> dict:
+        """Each parameter's declared range, by the names params() uses: {name: (lo, hi)}."""
+        return {self._display[sp.name]: (sp.lo, sp.hi) for sp in self.specs}
 
     def gradients(self) -> dict:
         P = len(self.specs)

@@ -109,7 +109,9 @@ def test_a_circuit_that_blows_up_is_restarted_not_propagated():
     learner = Learner("y = x + a*y@1", [ParamSpec("a", 1.5, -2, 2)], hidden={"a": 0.5},
                       settings=Settings(loss="mse", window=1, lr=1e-9))
     out, _ = learner.process(WhiteNoise(0).read(10000) * 1e300)
-    assert learner.skipped > 0
+    assert learner.diverged_steps > 0             # counted as divergence, not as bad input
+    assert learner.skipped == 0
+    assert learner.first_diverged_sample is not None and 0 <= learner.first_diverged_sample < 10000
     assert int(learner.st[LY.ST_RESETS]) > 0
     assert np.all(np.isfinite(out[:, :2]))        # the signals; the loss itself may overflow
     assert math.isfinite(learner.params()["a"])

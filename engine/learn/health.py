@@ -1,0 +1,116 @@
+"""Is learning healthy? One watch for the command line and the window: it tells divergence (the
+loss or a parameter gone non-finite, the learnable circuit blowing up, or the loss grown by orders
+of magnitude) and a stall (no progress for a while with a parameter pinned at its range edge).
+It reads what the learner publishes anyway (sample count, loss, parameters, diverged steps), so it
+costs nothing in the kernel."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+GROWTH_LIMIT = 1e4          # the loss 40 dB above its early scale: diverged, not a turned knob
+LOSS_SCALE_FLOOR = 1e-2     # a loss that starts near 0 still needs a real explosion to count
+EARLY_SECONDS = 0.25        # the loss's scale is its peak over this first stretch
+STALL_SECONDS = 10.0        # no 10 % improvement for this long ...
+EDGE_FRACTION = 1e-6        # ... and a parameter this close to an end of its range: stalled
+TOO_FAST = "the learning rate is probably too high"
+
+
+@dataclass(frozen=True)
+class Divergence:
+    at_sample: int
+    reason: str
+
+    def as_json(self) -> dict:
+        return {"at_sample": self.at_sample, "reason": self.reason}
+
+    def describe(self, sample_rate: float) -> str:
+        return (f"diverged at {self.at_sample / sample_rate:.2f} s (sample {self.at_sample}): {self.reason} "
+                f"— {TOO_FAST}")
+
+
+@dataclass(frozen=True)
+class Stall:
+    at_sample: int
+    pinned: dict                # name -> the range end it sits at
+    quiet_seconds: float
+
+    def describe(self) -> str:
+        which = ", ".join(f"'{n}' at {v:.4g}" for n, v in self.pinned.items())
+        return (f"stalled: the loss has not improved for {self.quiet_seconds:.0f} s and {which} "
+                f"sits at its range edge — widen the range, or Reset")
+
+
+class LearningWatch:
+    """Feed it one observation per block (or per window frame); it returns a Divergence the first
+    time learning diverges (then keeps it in `diverged` until reset) and exposes a Stall hint."""
+
+    def __init__(self, sample_rate: float, ranges: dict | None = None):
+        self.sample_rate = float(sample_rate)
+        self.ranges = dict(ranges or {})        # name -> (lo, hi), for the stall hint
+        self.reset()
+
+    def reset(self, diverged_steps: int = 0, samples: int = 0):
+        """Start over (a new circuit, a reset, a halved learning rate): counts so far are the baseline."""
+        self.diverged: Divergence | None = None
+        self.stall: Stall | None = None
+        self._steps0 = int(diverged_steps)
+        self._start = int(samples)
+        self._scale = 0.0
+        self._best = math.inf
+        self._best_at = int(samples)
+
+    def observe(self, samples: int, loss: float, params: dict, diverged_steps: int = 0,
+                first_diverged: int | None = None) -> Divergence | None:
+        """A new Divergence when this observation shows one (None otherwise, also once one was
+        reported). first_diverged: the learner's first diverged sample, when it knows it."""
+        if self.diverged is not None:
+            return None
+        samples = int(samples)
+        reason = self._reason(samples, loss, params, int(diverged_steps))
+        if reason is None:
+            self._track(samples, loss, params)
+            return None
+        known = first_diverged is not None and self._start <= first_diverged <= samples
+        at = first_diverged if known else samples
+        self.diverged = Divergence(int(at), reason)
+        return self.diverged
+
+    def _reason(self, samples, loss, params, steps) -> str | None:
+        bad = next((n for n, v in params.items() if not math.isfinite(v)), None)
+        if bad is not None:
+            return f"the parameter '{bad}' became non-finite"
+        if steps > self._steps0:
+            return "the learnable circuit's output or its gradient went non-finite"
+        if samples <= self._start:
+            return None                          # nothing learned yet
+        if not math.isfinite(loss):
+            return "the loss became non-finite"
+        if samples - self._start <= EARLY_SECONDS * self.sample_rate:
+            self._scale = max(self._scale, loss)
+            return None
+        limit = GROWTH_LIMIT * max(self._scale, LOSS_SCALE_FLOOR)
+        if loss > limit:
+            return f"the loss grew to {loss:.3g}, over {GROWTH_LIMIT:.0e} times its early scale"
+        return None
+
+    def _track(self, samples, loss, params):
+        """Progress for the stall hint: the best loss and when it last improved by 10 %."""
+        if samples <= self._start or not math.isfinite(loss):
+            return
+        if loss < 0.9 * self._best:
+            self._best, self._best_at = loss, samples
+            self.stall = None
+            return
+        quiet = (samples - self._best_at) / self.sample_rate
+        if quiet < STALL_SECONDS:
+            return
+        pinned = {}
+        for name, value in params.items():
+            lo, hi = self.ranges.get(name, (None, None))
+            if lo is None or not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+                continue
+            edge = EDGE_FRACTION * (hi - lo)
+            if value <= lo + edge or value >= hi - edge:
+                pinned[name] = lo if value <= lo + edge else hi
+        self.stall = Stall(samples, pinned, quiet) if pinned else None
