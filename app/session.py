@@ -722,6 +722,23 @@ class Session:
     def set_mute(self, on: bool):
         self.memory.ctl[H.C_MUTE] = 1.0 if on else 0.0
 
+    @property
+    def muted(self) -> bool:
+        return bool(self.memory.ctl[H.C_MUTE] != 0.0)
+
+    def set_volume_db(self, db: float):
+        """The output volume in dB (speakers only: the learner and the limiter's ceiling are
+        unchanged); from -60 to +12 dB."""
+        db = self.memory.finite(db, "the output volume")
+        if not -60.0 <= db <= 12.0:
+            raise SessionError(f"the output volume must be from -60 to +12 dB, got {db:g}")
+        self.set_master_gain(10.0 ** (db / 20.0))
+
+    @property
+    def volume_db(self) -> float:
+        g = float(self.memory.ctl[H.C_MASTER_GAIN])
+        return -60.0 if g <= 1e-3 else round(20.0 * math.log10(g), 2)
+
     # ---- MIDI (called from the MIDI thread or the GUI; reaches the callback with its time)
     def voice(self, freq_hz: float, gate: bool, amplitude: float, timestamp: float | None = None):
         mem = self.memory

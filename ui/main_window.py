@@ -52,6 +52,31 @@ def _reads(spec) -> str | None:
         return None
 
 
+class DivergenceBanner(QtWidgets.QFrame):
+    """Says that learning diverged (and paused itself), with the one click that usually helps."""
+    halve_requested = QtCore.Signal()
+
+    def __init__(self):
+        super().__init__()
+        self.setObjectName("divergence")
+        self.setStyleSheet("#divergence { background: #5a1d1d; border-radius: 4px; }")
+        self.text = QtWidgets.QLabel()
+        self.text.setWordWrap(True)
+        self.halve = QtWidgets.QPushButton("Halve the learning rate and start over")
+        self.halve.clicked.connect(self.halve_requested.emit)
+        dismiss = QtWidgets.QPushButton("Dismiss")
+        dismiss.clicked.connect(self.hide)
+        row = QtWidgets.QHBoxLayout(self)
+        row.addWidget(self.text, 1)
+        row.addWidget(self.halve)
+        row.addWidget(dismiss)
+        self.hide()
+
+    def show_divergence(self, text: str):
+        self.text.setText(f"Learning paused: {text}.")
+        self.show()
+
+
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, workspace: Workspace, devices=(), midi_ports=(), autosave_seconds: float = 5.0,
                  autosave: bool = True):
@@ -104,6 +129,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.span.setCurrentIndex(2)
         self.span.currentIndexChanged.connect(lambda _: self.set_span(self.span.currentData()))
         self.set_span(self.span.currentData())
+        self.banner = DivergenceBanner()
+        self.banner.halve_requested.connect(self.halve_and_restart)
         self._build_layout()
         self._build_menus()
 
@@ -149,13 +176,18 @@ class MainWindow(QtWidgets.QMainWindow):
         for w in (loss_box, self.trajectories, self.scope):
             right.addWidget(w)
         right.setSizes([280, 280, 440])
+        right_box = QtWidgets.QWidget()
+        rb = QtWidgets.QVBoxLayout(right_box)
+        rb.setContentsMargins(0, 0, 0, 0)
+        rb.addWidget(self.banner)
+        rb.addWidget(right, 1)
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         scroll = QtWidgets.QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
         split.addWidget(scroll)
         split.addWidget(middle)
-        split.addWidget(right)
+        split.addWidget(right_box)
         split.setSizes([430, 400, 770])
         self.setCentralWidget(split)
 
@@ -185,6 +217,8 @@ class MainWindow(QtWidgets.QMainWindow):
         learn = bar.addMenu("&Learning")
         self.run_action = learn.addAction("Run / pause", self.learning.run.toggle)
         self.run_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Space))
+        mute = learn.addAction("Mute / unmute the output", self.audio.mute.toggle)
+        mute.setShortcut(QtGui.QKeySequence("M"))
         learn.addAction("Reset parameters", self.reset_learning)
         learn.addAction("Measure the device's round trip again", self.measure_device)
         tool = self.addToolBar("main")
@@ -660,6 +694,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.learned.rebuild(s)
         self.learning.show_settings(s.learner.settings)
         self.audio.show_state(self.workspace.source, self.workspace.source_hz, s.output)
+        self.audio.show_volume(s.volume_db, s.muted)
         self.loss_history.clear_data()            # a new circuit's loss starts a new history
         self.trajectories.set_names(s.param_names, list(s.hidden()))
         self.bank_view.set_banks(spec.banks, [sp.name for sp in s.learner.base_specs])
@@ -731,6 +766,30 @@ class MainWindow(QtWidgets.QMainWindow):
         except Exception as e:
             self.say(str(e))
 
+    def halve_and_restart(self):
+        """The divergence banner's one click: half the learning rate, parameters reset, learning on."""
+        s = self.session
+        try:
+            lr = s.learner.settings.lr / 2
+            s.configure(lr=lr)
+            s.reset_learning()
+            s.set_learning(True)
+        except Exception as e:
+            self.say(str(e))
+            return
+        self.banner.hide()
+        self.loss_history.clear_data()
+        self.learning.show_settings(s.learner.settings)
+        self.say(f"learning again from the start at learning rate {lr:.3g}")
+
+    def _show_health(self):
+        """The banner when learning diverged (it paused itself); the stall hint on the status line."""
+        s = self.session
+        found = s.health.diverged
+        if found is not None and not self.banner.isVisible():
+            self.banner.show_divergence(found.describe(s.sample_rate))
+            self.learning.show_settings(s.learner.settings)
+
     def change_device(self, device, blocksize: int):
         try:
             self.session.reopen(device=device, blocksize=blocksize)
@@ -782,6 +841,7 @@ class MainWindow(QtWidgets.QMainWindow):
                         per_bank[k][base] = v
                 self.bank_view.show_state(f.bank, f.condition, per_bank, hidden)
             self.audio.show_meters(f.cpu_load, s.counters()["xruns"])
+            self._show_health()
         if self.scope.isVisible() and s.running:
             self.scope.show_signals(*s.telemetry.signals(SCOPE_SAMPLES))
         self.loss_history.refresh()
@@ -802,8 +862,12 @@ class MainWindow(QtWidgets.QMainWindow):
         problems = [f"{c[k]} {label}" for k, label in (("nonfinite_out", "NaN/Inf samples silenced"),
                                                        ("limited", "limiter onsets"),
                                                        ("bad_input", "bad input samples"),
-                                                       ("skipped", "learning steps skipped"))
+                                                       ("skipped", "bad samples skipped by the learner"),
+                                                       ("diverged_steps", "steps lost to divergence"))
                     if c.get(k)]
+        stall = s.health.stall if s.learner is not None else None
+        if stall is not None:
+            problems.append(stall.describe())
         return text + (" — " + ", ".join(problems) if problems else "")
 
     def closeEvent(self, e):

@@ -56,6 +56,8 @@ def cmd_run(a) -> int:
         raise UsageError("`run` is the headless runner: add --headless, or open the window with "
                          "python main.py [--preset NAME]")
     from app.session import CircuitSpec
+    if a.volume is not None and not -60.0 <= a.volume <= 12.0:     # before anything compiles
+        raise UsageError(f"--volume: the output volume must be from -60 to +12 dB, got {a.volume:g}")
     sample_rate = 48000.0 if a.sr is None else a.sr
     if not (math.isfinite(sample_rate) and 8000 <= sample_rate <= 384000):
         raise UsageError("--sr must be between 8000 and 384000 Hz")
@@ -201,6 +203,11 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
             print(f"note: {session.status_message}", file=sys.stderr)
         _live_source(session, source)
         session.set_output(a.output)
+        if a.volume is not None:
+            try:
+                session.set_volume_db(a.volume)
+            except SessionError as e:
+                raise UsageError(f"--volume: {e}") from None
         if a.source == "midi" or a.midi_connect:
             midi = _open_midi(session, a.midi_connect)
         stats = RunStats()
@@ -251,8 +258,9 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
                   "output_latency_s": info.output_latency, "input_latency_s": info.input_latency,
                   "nonfinite_out": counters["nonfinite_out"], "limited": counters["limited"],
                   "bad_input": counters["bad_input"]}
-        if counters["diverged_steps"] or session.health.diverged is not None:
-            result["diverged_steps"] = counters["diverged_steps"]
+        lost = 0 if stats.last is None else session.telemetry.decode(stats.last).diverged_steps
+        if lost or session.health.diverged is not None:
+            result["diverged_steps"] = lost
         if session.health.diverged is not None:
             result["diverged"] = session.health.diverged.as_json()
         if learner.banks is not None:
@@ -327,6 +335,9 @@ def add_parser(sub):
                     help="what feeds both circuits (default lcg-noise)")
     rp.add_argument("--output", default="stereo", choices=["target", "learned", "stereo", "error", "loss"],
                     help="what you hear (default stereo: target left, learned right)")
+    rp.add_argument("--volume", type=float, metavar="DB",
+                    help="output volume in dB, -60 to +12 (default 0; what you hear only, the "
+                         "learner is unaffected)")
     rp.add_argument("--device", help="audio device name (substring) or index; default: the system's")
     rp.add_argument("--blocksize", type=int, default=128, metavar="B", help="frames per callback")
     rp.add_argument("--midi-connect", metavar="NAME", help="also connect the MIDI input to this port")

@@ -22,7 +22,8 @@ MAX_SOURCE_HZ = 24000.0        # Nyquist at 48 kHz; the session checks its own r
 VALIDATION_RATE = 48000.0      # circuits are parsed at this rate only to check them
 KNOBS = ("lr", "master", "source_hz")
 PARAM_FIELDS = ("name", "init", "min", "max", "scale")
-AUDIO_FIELDS = ("source", "source_hz", "source_file", "output")
+AUDIO_FIELDS = ("source", "source_hz", "source_file", "output", "volume_db", "mute")
+VOLUME_DB_RANGE = (-60.0, 12.0)      # the output volume; below the range is mute's job
 SETTING_TYPES = {"loss": str, "huber_delta": float, "window": int, "optimizer": str, "lr": float,
                  "c1": (float, None), "c2": (float, None), "eps": (float, None), "clip": float,
                  "lr_decay": float, "lr_decay_every": int, "lr_min": float, "range_mode": str,
@@ -200,10 +201,22 @@ def _values(c: _Check, doc: Any, key: str) -> dict[str, float]:
 
 
 def _audio(c: _Check, doc: Any) -> dict:
-    out = {"source": "lcg-noise", "source_hz": 220.0, "source_file": None, "output": "stereo"}
+    out = {"source": "lcg-noise", "source_hz": 220.0, "source_file": None, "output": "stereo",
+           "volume_db": 0.0, "mute": False}
     if not isinstance(doc, dict):
         c.add(f"audio must be an object, got {_show(doc)}")
         return out
+    volume = c.number(doc.get("volume_db", 0.0), "audio: volume_db")
+    lo, hi = VOLUME_DB_RANGE
+    if volume is not None and not lo <= volume <= hi:
+        c.add(f"audio: volume_db must be from {lo:g} to {hi:g} dB, got {volume:g}")
+    elif volume is not None:
+        out["volume_db"] = volume
+    mute = doc.get("mute", False)
+    if isinstance(mute, bool):
+        out["mute"] = mute
+    else:
+        c.add(f"audio: mute must be true or false, got {_show(mute)}")
     c.fields(doc, AUDIO_FIELDS, "audio: ")
     source = doc.get("source", out["source"])
     if isinstance(source, str) and source in SOURCES:

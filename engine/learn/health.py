@@ -11,6 +11,9 @@ from dataclasses import dataclass
 GROWTH_LIMIT = 1e4          # the loss 40 dB above its early scale: diverged, not a turned knob
 LOSS_SCALE_FLOOR = 1e-2     # a loss that starts near 0 still needs a real explosion to count
 EARLY_SECONDS = 0.25        # the loss's scale is its peak over this first stretch
+BLOWUP_SECONDS = 0.5        # blow-ups on more than BLOWUP_SHARE of the samples over this long:
+BLOWUP_SHARE = 0.1          #   diverged (a resonant filter may overflow a few times, then settle)
+PERSIST_SECONDS = 0.1       # a non-finite or exploded loss must last this long to count
 STALL_SECONDS = 10.0        # no 10 % improvement for this long ...
 EDGE_FRACTION = 1e-6        # ... and a parameter this close to an end of its range: stalled
 TOO_FAST = "the learning rate is probably too high"
@@ -59,6 +62,8 @@ class LearningWatch:
         self._scale = 0.0
         self._best = math.inf
         self._best_at = int(samples)
+        self._history = [(int(samples), int(diverged_steps))]   # (samples, diverged steps) seen
+        self._bad_since: int | None = None      # where the loss went bad (non-finite or exploded)
 
     def observe(self, samples: int, loss: float, params: dict, diverged_steps: int = 0,
                 first_diverged: int | None = None) -> Divergence | None:
@@ -71,8 +76,11 @@ class LearningWatch:
         if reason is None:
             self._track(samples, loss, params)
             return None
-        known = first_diverged is not None and self._start <= first_diverged <= samples
-        at = first_diverged if known else samples
+        start = self._bad_since if self._bad_since is not None else self._history[0][0]
+        if reason.startswith("the parameter"):
+            start = samples
+        known = first_diverged is not None and start <= first_diverged <= samples
+        at = first_diverged if known else start
         self.diverged = Divergence(int(at), reason)
         return self.diverged
 
@@ -80,19 +88,37 @@ class LearningWatch:
         bad = next((n for n, v in params.items() if not math.isfinite(v)), None)
         if bad is not None:
             return f"the parameter '{bad}' became non-finite"
-        if steps > self._steps0:
-            return "the learnable circuit's output or its gradient went non-finite"
         if samples <= self._start:
             return None                          # nothing learned yet
-        if not math.isfinite(loss):
-            return "the loss became non-finite"
-        if samples - self._start <= EARLY_SECONDS * self.sample_rate:
+        if self._blowup_share(samples, steps) > BLOWUP_SHARE:
+            return "the learnable circuit's output or its gradient keeps going non-finite"
+        if samples - self._start <= EARLY_SECONDS * self.sample_rate and math.isfinite(loss):
             self._scale = max(self._scale, loss)
             return None
         limit = GROWTH_LIMIT * max(self._scale, LOSS_SCALE_FLOOR)
-        if loss > limit:
-            return f"the loss grew to {loss:.3g}, over {GROWTH_LIMIT:.0e} times its early scale"
-        return None
+        if math.isfinite(loss) and loss <= limit:
+            self._bad_since = None
+            return None
+        if self._bad_since is None:
+            self._bad_since = samples
+        if samples - self._bad_since < PERSIST_SECONDS * self.sample_rate:
+            return None
+        if not math.isfinite(loss):
+            return "the loss became non-finite"
+        return f"the loss grew to {loss:.3g}, over {GROWTH_LIMIT:.0e} times its early scale"
+
+    def _blowup_share(self, samples, steps) -> float:
+        """The share of samples lost to blow-ups over the last BLOWUP_SECONDS (0 until that
+        much has been seen)."""
+        span = BLOWUP_SECONDS * self.sample_rate
+        history = self._history
+        history.append((samples, steps))
+        while len(history) > 2 and samples - history[1][0] >= span:
+            history.pop(0)                      # keep one observation at or before the span's start
+        s0, d0 = history[0]
+        if samples - s0 < span:
+            return 0.0
+        return (steps - d0) / (samples - s0)
 
     def _track(self, samples, loss, params):
         """Progress for the stall hint: the best loss and when it last improved by 10 %."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.session import CircuitSpec, Session
-from engine.learn.health import GROWTH_LIMIT, LearningWatch, STALL_SECONDS
+from engine.learn.health import GROWTH_LIMIT, PERSIST_SECONDS, LearningWatch, STALL_SECONDS
 from engine.learn.learner import ParamSpec, Settings
 from tests.app.test_cli import learn, result_of
 from tests.paths import REPO
@@ -21,24 +21,38 @@ SR = 48000.0
 
 # ---------------------------------------------------------------- the watch's rules
 
-def test_a_non_finite_parameter_or_loss_is_divergence():
+def test_a_non_finite_parameter_is_divergence_at_once_a_non_finite_loss_once_it_lasts():
     w = LearningWatch(SR)
     assert w.observe(100, 0.1, {"a": 0.3}) is None
     found = w.observe(200, 0.1, {"a": math.nan})
     assert found is not None and found.at_sample == 200 and "'a'" in found.reason
     assert w.observe(300, 0.1, {"a": math.nan}) is None          # said once
     w = LearningWatch(SR)
-    found = w.observe(200, math.inf, {"a": 0.3})
-    assert found.reason == "the loss became non-finite"
+    assert w.observe(20000, math.inf, {"a": 0.3}) is None         # one bad reading: not yet
+    assert w.observe(20000 + int(0.05 * SR), 0.2, {"a": 0.3}) is None     # it recovered
+    assert w.observe(40000, math.inf, {"a": 0.3}) is None
+    found = w.observe(40000 + int(PERSIST_SECONDS * SR), math.inf, {"a": 0.3})
+    assert found.reason == "the loss became non-finite" and found.at_sample == 40000
 
 
-def test_diverged_steps_after_the_baseline_are_divergence_at_the_first_one():
+def test_blow_ups_on_many_samples_for_half_a_second_are_divergence_a_few_are_not():
     w = LearningWatch(SR)
     w.reset(diverged_steps=5, samples=1000)                      # counted before: the baseline
-    assert w.observe(2000, 0.1, {"a": 0.3}, diverged_steps=5) is None
-    found = w.observe(3000, 0.1, {"a": 0.3}, diverged_steps=9, first_diverged=2500)
-    assert found.at_sample == 2500 and "non-finite" in found.reason
-    assert "diverged at 0.05 s (sample 2500)" in found.describe(SR)
+    step = int(0.1 * SR)
+    # a resonant filter overflowing a few hundred times early on, then settling: not divergence
+    for k in range(1, 20):
+        assert w.observe(1000 + k * step, 0.1, {"a": 0.3}, diverged_steps=5 + min(k, 3) * 400) is None
+    w = LearningWatch(SR)
+    w.reset(diverged_steps=5, samples=1000)
+    found = None
+    k = 0
+    while found is None and k < 20:
+        k += 1
+        found = w.observe(1000 + k * step, 0.1, {"a": 0.3}, diverged_steps=5 + k * step // 2,
+                          first_diverged=1100)
+    assert found is not None and k == 5                           # half a second of blow-ups
+    assert found.at_sample == 1100 and "keeps going non-finite" in found.reason
+    assert "diverged at 0.02 s (sample 1100)" in found.describe(SR)
     assert "learning rate is probably too high" in found.describe(SR)
 
 
@@ -49,7 +63,8 @@ def test_loss_growth_by_orders_of_magnitude_counts_a_turned_knob_does_not():
     assert w.observe(int(SR), 1e-12, {"a": 0.1}) is None         # converged
     assert w.observe(int(2 * SR), 0.4, {"a": 0.1}) is None       # a knob turned: back to the scale
     assert w.observe(int(3 * SR), 0.5 * GROWTH_LIMIT * 0.9, {"a": 0.1}) is None
-    found = w.observe(int(4 * SR), 0.5 * GROWTH_LIMIT * 1.1, {"a": 0.1})
+    assert w.observe(int(4 * SR), 0.5 * GROWTH_LIMIT * 1.1, {"a": 0.1}) is None    # must last
+    found = w.observe(int(4.2 * SR), 0.5 * GROWTH_LIMIT * 2, {"a": 0.1})
     assert found is not None and "grew" in found.reason and found.at_sample == int(4 * SR)
 
 

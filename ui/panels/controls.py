@@ -137,6 +137,17 @@ class AudioControls(QtWidgets.QGroupBox):
         self.output = _combo(H.OUTPUT_MODES, "output")
         self.output.setToolTip("stereo: target left, learned right; error: their difference; "
                                "loss: the loss as a pitch")
+        self.volume = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.volume.setObjectName("volume")
+        self.volume.setRange(-60, 12)
+        self.volume.setToolTip("output volume in dB (what you hear only; the learner is unaffected)")
+        self.volume_label = QtWidgets.QLabel("0 dB")
+        self.volume_label.setFixedWidth(48)
+        self.mute = QtWidgets.QPushButton("Mute")
+        self.mute.setObjectName("mute")
+        self.mute.setCheckable(True)
+        self.volume.valueChanged.connect(self._volume_changed)
+        self.mute.toggled.connect(lambda on: _guard(self.status.emit, lambda: session.set_mute(on)))
         self.midi = QtWidgets.QComboBox()
         self.midi.setObjectName("midi")
         self.midi.addItem("MIDI off", None)
@@ -161,10 +172,30 @@ class AudioControls(QtWidgets.QGroupBox):
         for r, (label, w) in enumerate(rows):
             g.addWidget(QtWidgets.QLabel(label), r, 0)
             g.addWidget(w, r, 1)
+        volume = QtWidgets.QHBoxLayout()
+        volume.addWidget(self.volume, 1)
+        volume.addWidget(self.volume_label)
+        volume.addWidget(self.mute)
+        g.addWidget(QtWidgets.QLabel("volume"), len(rows), 0)
+        g.addLayout(volume, len(rows), 1)
+        rows = rows + (None,)
         meters = QtWidgets.QHBoxLayout()
         meters.addWidget(self.cpu, 1)
         meters.addWidget(self.xruns)
         g.addLayout(meters, len(rows), 0, 1, 2)
+
+    def _volume_changed(self, db: int):
+        self.volume_label.setText(f"{db:+d} dB" if db else "0 dB")
+        _guard(self.status.emit, lambda: self.session.set_volume_db(float(db)))
+
+    def show_volume(self, db: float, muted: bool):
+        for w in (self.volume, self.mute):
+            w.blockSignals(True)
+        self.volume.setValue(int(round(db)))
+        self.volume_label.setText(f"{int(round(db)):+d} dB" if round(db) else "0 dB")
+        self.mute.setChecked(muted)
+        for w in (self.volume, self.mute):
+            w.blockSignals(False)
 
     def _device_changed(self):
         self.device_requested.emit(self.device.currentData(), int(self.blocksize.currentText()))

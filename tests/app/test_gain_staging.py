@@ -1,0 +1,62 @@
+"""Gain staging: an output volume and mute (session, `run --volume`, presets) on the speaker path
+only — the learner hears the same thing at any volume."""
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from app.host import layout as H
+from app.preset import document as presets
+from app.session import Session, SessionError
+from tests.app.test_cli import assert_one_line_error
+from tests.app.test_presets import good_doc, problems_of
+from tests.app.test_session import GAIN_DC, _wait
+from tests.paths import REPO
+
+
+def _speaker_peak(s: Session, seconds: float = 0.3) -> float:
+    s.telemetry.drain()
+    t0 = s.counters()["callbacks"]
+    _wait(lambda: s.counters()["callbacks"] > t0 + int(seconds * 48000 / 256))
+    return float(np.max(np.abs(s.telemetry.scope(4096, [H.SC_OUT_LEFT]))))
+
+
+def test_volume_scales_the_speakers_only_and_mute_silences_them():
+    with Session(48000, 256, device="virtual") as s:
+        s.load(GAIN_DC)
+        s.set_output("target")
+        s.start()
+        loud = _speaker_peak(s)
+        s.set_volume_db(-20.0)
+        assert s.volume_db == pytest.approx(-20.0)
+        quiet = _speaker_peak(s)
+        assert quiet == pytest.approx(0.1 * loud, rel=0.15)
+        s.set_mute(True)
+        assert s.muted and _speaker_peak(s) < 1e-6          # the DC blocker's tail, then silence
+        s.set_mute(False)
+        learned_loud = s.params()
+        assert abs(learned_loud["gain"] - 0.5) < 0.05          # learning never heard the volume
+        with pytest.raises(SessionError, match="from -60 to \\+12 dB, got 30"):
+            s.set_volume_db(30.0)
+
+
+def test_volume_and_mute_round_trip_through_a_preset_and_are_checked():
+    doc = good_doc()
+    doc["audio"].update(volume_db=-12.5, mute=True)
+    p = presets.parse_document(doc)
+    assert (p.volume_db, p.mute) == (-12.5, True)
+    back = presets.parse_document(presets.to_json(p))
+    assert (back.volume_db, back.mute) == (-12.5, True)
+    doc["audio"].update(volume_db=40, mute="yes")
+    problems = problems_of(doc)
+    assert "audio: volume_db must be from -60 to 12 dB, got 40" in problems
+    assert "audio: mute must be true or false, got 'yes'" in problems
+
+
+def test_run_volume_out_of_range_is_one_line_before_anything_plays():
+    r = subprocess.run([sys.executable, "main.py", "run", "--headless", "--preset", "gain+dc",
+                        "--seconds", "0.2", "--device", "virtual", "--volume", "30"],
+                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert_one_line_error(r, "--volume", "from -60 to +12 dB")
