@@ -116,6 +116,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.audio.device_requested.connect(self.change_device)
         self.audio.source_requested.connect(self.change_source)
         self.audio.midi_requested.connect(self.change_midi)
+        self.audio.insert_remove.clicked.connect(lambda: self.use_insert(None))
         for panel in (self.hidden, self.learning, self.audio):
             panel.status.connect(self.say)
 
@@ -221,12 +222,49 @@ class MainWindow(QtWidgets.QMainWindow):
         mute.setShortcut(QtGui.QKeySequence("M"))
         learn.addAction("Reset parameters", self.reset_learning)
         learn.addAction("Measure the device's round trip again", self.measure_device)
+        helpm = bar.addMenu("&Help")
+        helpm.addAction("Quick tour", self.show_tour)
+        helpm.addAction("Circuit language", lambda: self.open_doc("circuit-language.md"))
+        helpm.addAction("Learning: losses and optimisers", lambda: self.open_doc("learning.md"))
+        helpm.addAction("Keyboard shortcuts", self.show_shortcuts)
         tool = self.addToolBar("main")
         tool.setMovable(False)
         tool.addAction("Open…", self.open_dialog)
         tool.addAction("Save", self.save)
         tool.addSeparator()
         tool.addWidget(self.learning.run)
+
+    TOUR = ("Circuit (left): pick a factory preset, edit the learnable circuit, the ground truth "
+            "and the declarations; Apply swaps them in live.\n"
+            "Learning: pause/run, reset, optimiser, loss, window, learning rate.\n"
+            "Audio / MIDI: device, source, what you hear, output insert, volume and mute, meters.\n"
+            "Ground truth (middle): the hidden knobs you turn; Learned: where the learner is now.\n"
+            "Right: the loss over time, each parameter's trajectory, and the scope and spectra "
+            "of target and learned output.")
+
+    def show_tour(self):
+        QtWidgets.QMessageBox.information(self, "Quick tour", self.TOUR)
+
+    def shortcuts(self) -> list[tuple[str, str]]:
+        """Every menu action with a shortcut, as (keys, what it does)."""
+        out = []
+        for menu in self.menuBar().findChildren(QtWidgets.QMenu):
+            for action in menu.actions():
+                keys = action.shortcut().toString()
+                if keys:
+                    out.append((keys, action.text().replace("&", "")))
+        return sorted(set(out))
+
+    def show_shortcuts(self):
+        QtWidgets.QMessageBox.information(self, "Keyboard shortcuts",
+                                          "\n".join(f"{k}\t{t}" for k, t in self.shortcuts()))
+
+    def open_doc(self, name: str) -> Path:
+        """A page of the docs in the system's viewer (the path is returned, and said)."""
+        path = Path(__file__).resolve().parent.parent / "docs" / name
+        QtGui.QDesktopServices.openUrl(QtCore.QUrl.fromLocalFile(str(path)))
+        self.say(f"opened {path}")
+        return path
 
     def _fill_recent(self):
         self.recent_menu.clear()
@@ -383,6 +421,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                [str(e)])
             return False
         self.hidden.rebuild()
+        self._show_insert()
         self.say("output insert removed" if path is None else f"output insert: the SPTMod model {Path(path).name}")
         return True
 
@@ -593,6 +632,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                    [str(error)])
                 return
             self.hidden.rebuild()
+            self._show_insert()
             self.say(f"output insert: the plugin {info.name} ({info.id})")
         return self._run_job(work, done, f"inserting {info.name}…")
 
@@ -661,7 +701,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self._circuit_changed()
             for w in self.workspace.warnings:
                 self.say(w)
-            self.say(f"opened {preset.name}")
+            ins = self.session.insert()
+            self.say(f"opened {preset.name}" + ("" if ins is None else
+                     f" — with its output insert {self.audio.insert_label.text()} (Remove it under Audio / MIDI)"))
         return self._run_job(lambda progress: self.workspace.apply(preset, progress, None if factory else path),
                              done, f"opening {preset.name}…")
 
@@ -673,7 +715,9 @@ class MainWindow(QtWidgets.QMainWindow):
         def done(error):
             if error is None:
                 self._circuit_changed()
-                self.say(f"restored your last session ({preset.name})")
+                ins = self.session.insert()
+                self.say(f"restored your last session ({preset.name})" + ("" if ins is None else
+                         f" — with its output insert {self.audio.insert_label.text()}"))
             else:
                 self.say(f"the autosaved session could not be restored: {error}")
                 self.open_preset("gain+dc")
@@ -693,7 +737,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.hidden.rebuild()
         self.learned.rebuild(s)
         self.learning.show_settings(s.learner.settings)
-        self.audio.show_state(self.workspace.source, self.workspace.source_hz, s.output)
+        self._show_source()
+        self._show_insert()
         self.audio.show_volume(s.volume_db, s.muted)
         self.loss_history.clear_data()            # a new circuit's loss starts a new history
         self.trajectories.set_names(s.param_names, list(s.hidden()))
@@ -806,8 +851,29 @@ class MainWindow(QtWidgets.QMainWindow):
                 return
         self.workspace.warnings = []
         self.workspace.set_source(kind, hz, file)
-        for w in self.workspace.warnings:
-            self.say(w)
+        if self.workspace.warnings:        # the workspace fell back to lcg-noise: say it plainly
+            self.show_problems("Cannot play the source", f"{Path(file).name if file else kind} was not played:",
+                               list(self.workspace.warnings))
+        self._show_source()
+
+    def _show_source(self):
+        """The source box as the workspace has it (a failed choice does not stick), the file's name
+        and length beside it."""
+        ws, s = self.workspace, self.session
+        self.audio.show_state(ws.source, ws.source_hz, s.output)
+        text = ""
+        if ws.source == "file" and ws.source_file:
+            seconds = len(s.memory.files[0]) / s.sample_rate      # resampled to the session's rate
+            text = f"{Path(ws.source_file).name} ({seconds:.1f} s, looping)"
+        self.audio.show_source_file(text)
+
+    def _show_insert(self):
+        ins = self.session.insert()
+        if ins is None:
+            self.audio.show_insert(None)
+            return
+        what = ins.get("plugin") or Path(str(ins.get("model", "?"))).name
+        self.audio.show_insert(f"{what}")
 
     def change_midi(self, choice):
         try:

@@ -37,3 +37,42 @@ def test_the_volume_slider_and_mute_button_reach_the_speaker_path(qtbot, window)
     assert (snap.volume_db, snap.mute) == (-20.0, True)
     window.audio.mute.click()
     assert not s.muted
+
+
+def test_a_file_that_cannot_play_says_so_in_a_dialog_and_the_source_box_reverts(qtbot, window, tmp_path, monkeypatch):
+    from pyqtgraph.Qt import QtWidgets
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not audio")
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    window.change_source("file", 220.0)
+    assert window.error_dialog is not None and "notes.txt was not played" in window.error_dialog.text()
+    assert window.audio.source.currentText() == "lcg-noise"       # not a "file" that is not playing
+    assert not window.audio.source_note.isVisible()
+
+
+def test_a_playing_file_is_named_with_its_length(qtbot, window, tmp_path, monkeypatch):
+    import numpy as np
+    import soundfile as sf
+    from pyqtgraph.Qt import QtWidgets
+    good = tmp_path / "loop.wav"
+    sf.write(good, np.zeros(24000), 48000)
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, **k: (str(good), ""))
+    window.change_source("file", 220.0)
+    assert window.audio.source.currentText() == "file"
+    assert window.audio.source_note.text() == "loop.wav (0.5 s, looping)"
+
+
+def test_the_output_insert_is_shown_with_a_remove_button(qtbot, window):
+    from app.preset import store
+    model = next(store.FACTORY_DIR.rglob("*.npz"))
+    assert window.audio.insert_label.text() == "none" and not window.audio.insert_remove.isEnabled()
+    assert window.use_insert(str(model))
+    assert window.audio.insert_label.text() == model.name and window.audio.insert_remove.isEnabled()
+    window.audio.insert_remove.click()
+    assert window.session.insert() is None and window.audio.insert_label.text() == "none"
+
+
+def test_help_lists_the_shortcuts_and_opens_the_circuit_language(qtbot, window):
+    keys = dict(window.shortcuts())
+    assert keys.get("Space") == "Run / pause" and keys.get("M") == "Mute / unmute the output"
+    assert window.open_doc("circuit-language.md").is_file()

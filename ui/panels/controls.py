@@ -154,6 +154,12 @@ class AudioControls(QtWidgets.QGroupBox):
         self.midi.addItem("Dualtone MIDI in (virtual port)", "")
         for p in midi_ports:
             self.midi.addItem(f"connect: {p}", p)
+        self.source_note = QtWidgets.QLabel()         # the file playing: its name and length
+        self.source_note.setObjectName("source_note")
+        self.insert_label = QtWidgets.QLabel("none")
+        self.insert_label.setObjectName("insert")
+        self.insert_remove = QtWidgets.QPushButton("Remove")
+        self.insert_remove.setEnabled(False)
         self.cpu = QtWidgets.QProgressBar()
         self.cpu.setRange(0, 100)
         self.cpu.setFormat("CPU %p%")
@@ -172,6 +178,14 @@ class AudioControls(QtWidgets.QGroupBox):
         for r, (label, w) in enumerate(rows):
             g.addWidget(QtWidgets.QLabel(label), r, 0)
             g.addWidget(w, r, 1)
+        g.addWidget(self.source_note, len(rows), 1)
+        rows = rows + (None,)
+        insert = QtWidgets.QHBoxLayout()
+        insert.addWidget(self.insert_label, 1)
+        insert.addWidget(self.insert_remove)
+        g.addWidget(QtWidgets.QLabel("output insert"), len(rows), 0)
+        g.addLayout(insert, len(rows), 1)
+        rows = rows + (None,)
         volume = QtWidgets.QHBoxLayout()
         volume.addWidget(self.volume, 1)
         volume.addWidget(self.volume_label)
@@ -208,6 +222,16 @@ class AudioControls(QtWidgets.QGroupBox):
         self.output.setCurrentText(output)
         for w in (self.source, self.hz, self.output):
             w.blockSignals(False)
+
+    def show_source_file(self, text: str):
+        """The file source's name and length under the source box ('' hides it)."""
+        self.source_note.setText(text)
+        self.source_note.setVisible(bool(text))
+
+    def show_insert(self, text: str | None):
+        """The output insert in words (None: no insert), with its Remove button."""
+        self.insert_label.setText(text or "none")
+        self.insert_remove.setEnabled(text is not None)
 
     def show_meters(self, cpu_fraction: float, xruns: int):
         self.cpu.setValue(int(min(max(cpu_fraction, 0.0), 1.0) * 100))
