@@ -120,7 +120,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for panel in (self.hidden, self.learning, self.audio):
             panel.status.connect(self.say)
 
-        self.loss_meter = LossMeter()
+        self.loss_meter = LossMeter(orientation=QtCore.Qt.Orientation.Horizontal)
         self.loss_history = LossHistory()
         self.trajectories = TrajectoryPlot()
         self.scope = ScopeView(self.session.sample_rate)
@@ -149,28 +149,30 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ---- layout
     def _build_layout(self):
+        """Three columns: the circuit (its editors take the height); the knobs with the learning
+        and audio controls; the plots, the loss meter a bar above the loss history. Nothing
+        scrolls at 1280x720, and at 1024x640 only the middle column may."""
         left = QtWidgets.QWidget()
         lv = QtWidgets.QVBoxLayout(left)
-        for w in (self.circuit, self.learning, self.audio):
-            lv.addWidget(w)
-        lv.addStretch(1)
+        lv.setContentsMargins(4, 4, 4, 4)
+        lv.addWidget(self.circuit, 1)
         middle = QtWidgets.QWidget()
         mv = QtWidgets.QVBoxLayout(middle)
-        mv.addWidget(self.hidden)
-        mv.addWidget(self.learned)
+        mv.setContentsMargins(4, 4, 4, 4)
+        for w in (self.hidden, self.learned, self.learning, self.audio):
+            mv.addWidget(w)
         mv.addWidget(self.bank_view, 2)
-        meter_box = QtWidgets.QGroupBox("Loss")
-        mb = QtWidgets.QHBoxLayout(meter_box)
-        mb.addWidget(self.loss_meter)
-        mv.addWidget(meter_box, 1)
+        mv.addStretch(1)
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         loss_box = QtWidgets.QWidget()
         lb = QtWidgets.QVBoxLayout(loss_box)
         lb.setContentsMargins(0, 0, 0, 0)
         row = QtWidgets.QHBoxLayout()
-        title = QtWidgets.QLabel("loss (log) — drag to pan, wheel to zoom, double-click to follow")
+        title = QtWidgets.QLabel("loss (log)")
+        title.setToolTip("drag to pan, wheel to zoom, double-click to follow")
         tint(title, DIM)
-        row.addWidget(title, 1)
+        row.addWidget(title)
+        row.addWidget(self.loss_meter, 1)
         row.addWidget(self.span)
         lb.addLayout(row)
         lb.addWidget(self.loss_history, 1)
@@ -183,14 +185,24 @@ class MainWindow(QtWidgets.QMainWindow):
         rb.addWidget(self.banner)
         rb.addWidget(right, 1)
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        scroll = QtWidgets.QScrollArea()
-        scroll.setWidget(left)
-        scroll.setWidgetResizable(True)
-        split.addWidget(scroll)
-        split.addWidget(middle)
+        self.middle_scroll = QtWidgets.QScrollArea()
+        self.middle_scroll.setWidget(middle)
+        self.middle_scroll.setWidgetResizable(True)
+        self.middle_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._fit_middle()
+        split.addWidget(left)
+        split.addWidget(self.middle_scroll)
         split.addWidget(right_box)
-        split.setSizes([430, 400, 770])
+        for k, stretch in enumerate((3, 3, 5)):        # the same proportions for every preset
+            split.setStretchFactor(k, stretch)
+        split.setSizes([360, 360, 600])
+        self.columns = split
         self.setCentralWidget(split)
+
+    def _fit_middle(self):
+        """The knobs' column never narrower than its panels (they were clipped at 1280x720)."""
+        bar = self.middle_scroll.verticalScrollBar().sizeHint().width()
+        self.middle_scroll.setMinimumWidth(self.middle_scroll.widget().minimumSizeHint().width() + bar + 4)
 
     def _build_menus(self):
         bar = self.menuBar()
@@ -740,6 +752,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._show_source()
         self._show_insert()
         self.audio.show_volume(s.volume_db, s.muted)
+        QtCore.QTimer.singleShot(0, self._fit_middle)        # once the new rows are laid out
         self.loss_history.clear_data()            # a new circuit's loss starts a new history
         self.trajectories.set_names(s.param_names, list(s.hidden()))
         self.bank_view.set_banks(spec.banks, [sp.name for sp in s.learner.base_specs])

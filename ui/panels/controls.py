@@ -16,8 +16,15 @@ BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
 LIVE_SOURCES = tuple(s.name for s in SOURCES)
 
 
+def _narrow(combo: QtWidgets.QComboBox) -> QtWidgets.QComboBox:
+    """A combo box whose long entries (device and port names) do not widen the column."""
+    combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(10)
+    return combo
+
+
 def _combo(items, name):
-    c = QtWidgets.QComboBox()
+    c = _narrow(QtWidgets.QComboBox())
     c.addItems(list(items))
     c.setObjectName(name)
     return c
@@ -59,6 +66,7 @@ class LearningControls(QtWidgets.QGroupBox):
         self.optimizer.currentTextChanged.connect(lambda t: self._set(optimizer=t))
         self.loss.currentTextChanged.connect(lambda t: self._set(loss=t))
         self.window.valueChanged.connect(lambda v: self._set(window=int(v)))
+        self.window.valueChanged.connect(self._window_suffix)
         self.lr.valueChanged.connect(lambda v: self._set(lr=self.lr_at(v)))
         g = QtWidgets.QGridLayout(self)
         g.addWidget(self.run, 0, 0)
@@ -74,6 +82,9 @@ class LearningControls(QtWidgets.QGroupBox):
         row.addWidget(self.lr, 1)
         row.addWidget(self.lr_label)
         g.addLayout(row, 4, 1)
+
+    def _window_suffix(self, v: int):
+        self.window.setSuffix(" sample" if v == 1 else " samples")
 
     @staticmethod
     def lr_at(position: int) -> float:
@@ -102,6 +113,7 @@ class LearningControls(QtWidgets.QGroupBox):
         self.optimizer.setCurrentText(s.optimizer)
         self.loss.setCurrentText(s.loss)
         self.window.setValue(int(s.window))
+        self._window_suffix(int(s.window))
         self.lr.setValue(self.lr_position(s.lr))
         self.lr_label.setText(f"{s.lr:.2e}")
         self.run.setChecked(bool(s.learning))
@@ -119,7 +131,7 @@ class AudioControls(QtWidgets.QGroupBox):
     def __init__(self, session, devices: list[dict], midi_ports: list[str]):
         super().__init__("Audio / MIDI")
         self.session = session
-        self.device = QtWidgets.QComboBox()
+        self.device = _narrow(QtWidgets.QComboBox())
         self.device.setObjectName("device")
         self.device.addItem("system default", None)
         for d in devices:
@@ -148,7 +160,7 @@ class AudioControls(QtWidgets.QGroupBox):
         self.mute.setCheckable(True)
         self.volume.valueChanged.connect(self._volume_changed)
         self.mute.toggled.connect(lambda on: _guard(self.status.emit, lambda: session.set_mute(on)))
-        self.midi = QtWidgets.QComboBox()
+        self.midi = _narrow(QtWidgets.QComboBox())
         self.midi.setObjectName("midi")
         self.midi.addItem("MIDI off", None)
         self.midi.addItem("Dualtone MIDI in (virtual port)", "")
@@ -173,11 +185,16 @@ class AudioControls(QtWidgets.QGroupBox):
         self.output.currentTextChanged.connect(lambda t: _guard(self.status.emit, lambda: session.set_output(t)))
         self.midi.activated.connect(lambda _: self.midi_requested.emit(self.midi.currentData()))
         g = QtWidgets.QGridLayout(self)
-        rows = (("device", self.device), ("block size", self.blocksize), ("source", self.source),
-                ("frequency", self.hz), ("you hear", self.output), ("MIDI", self.midi))
-        for r, (label, w) in enumerate(rows):
+        self.blocksize.setToolTip("block size: frames per callback")
+        self.hz.setToolTip("the sine or saw source's frequency")
+        rows = (("device", (self.device, self.blocksize)), ("source", (self.source, self.hz)),
+                ("you hear", (self.output,)), ("MIDI", (self.midi,)))
+        for r, (label, widgets) in enumerate(rows):      # paired widgets share a row: 720 px fit
             g.addWidget(QtWidgets.QLabel(label), r, 0)
-            g.addWidget(w, r, 1)
+            line = QtWidgets.QHBoxLayout()
+            for k, w in enumerate(widgets):
+                line.addWidget(w, 2 if k == 0 else 1)
+            g.addLayout(line, r, 1)
         g.addWidget(self.source_note, len(rows), 1)
         rows = rows + (None,)
         insert = QtWidgets.QHBoxLayout()

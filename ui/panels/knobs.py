@@ -399,7 +399,7 @@ class ParamBar(QtWidgets.QWidget):
         self.learned: float | None = None
         self.hidden: float | None = None
         self.setMinimumHeight(18)
-        self.setMinimumWidth(120)
+        self.setMinimumWidth(80)
 
     def set_values(self, learned, hidden):
         if (learned, hidden) != (self.learned, self.hidden):
@@ -448,9 +448,9 @@ class LearnedPanel(QtWidgets.QGroupBox):
             bar = ParamBar(knob)
             bar.setObjectName(f"learned:{name}")
             value, dist = QtWidgets.QLabel("—"), QtWidgets.QLabel("")
-            value.setFixedWidth(90)
+            value.setFixedWidth(72)
             value.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
-            dist.setFixedWidth(110)
+            dist.setFixedWidth(86)
             tint(dist, DIM)
             for c, w in enumerate((QtWidgets.QLabel(name), bar, value, dist)):
                 self.grid.addWidget(w, r, c)
