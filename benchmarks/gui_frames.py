@@ -10,6 +10,9 @@ b) frame time: the window with every plot live (tanh-drive preset, 8 frames of t
 c) xruns attributable to the GUI: the same session headless (main thread draining every 50 ms)
    and then with the window open at 30 fps (resized every 0.5 s, a menu opened every 2 s), each
    for --seconds; PortAudio-flagged callbacks / callbacks for both, side by side.
+d) idle cost: the window open on the default preset (gain+dc) with nothing changing on screen but
+   the live plots, for --seconds; the GUI thread's CPU time / wall time (the issue's target: at
+   most 10 % of a core).
 Nothing is asserted.
 """
 import argparse
@@ -117,6 +120,31 @@ def xruns(session_factory, seconds, with_gui):
                 expected=round(elapsed * 48000 / session.blocksize))
 
 
+def idle_cost(session_factory, seconds) -> float:
+    """The GUI thread's share of one core with the window open on gain+dc for `seconds`."""
+    from pyqtgraph.Qt import QtWidgets
+    from app.workspace import Workspace
+    from ui.main_window import MainWindow
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    w = MainWindow(Workspace(session_factory()), [], [], autosave=False)
+    w.show()
+    w.open_preset("gain+dc")
+    while w.busy or w.loaded < 1:
+        app.processEvents()
+        time.sleep(0.005)
+    end = time.monotonic() + 2.0                # settle: the first frames draw everything
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.002)
+    cpu0, t0 = time.thread_time(), time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        app.processEvents()
+        time.sleep(0.002)
+    share = (time.thread_time() - cpu0) / (time.monotonic() - t0)
+    w.close()
+    return share
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0)
@@ -142,6 +170,8 @@ def main():
         r = xruns(session, a.seconds, gui)
         print(f"| {label} | {r['seconds']:.1f} | {r['callbacks']} | {r['expected']} | {r['xruns']} | "
               f"{r['xruns'] / max(r['callbacks'], 1):.4%} |", flush=True)
+    share = idle_cost(session, a.seconds)
+    print(f"\nidle: the window open on gain+dc for {a.seconds:g} s: the GUI thread used {share:.1%} of a core")
 
 
 if __name__ == "__main__":

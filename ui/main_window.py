@@ -145,6 +145,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if autosave:
             self._autosave.start()
         self._last_status = 0.0
+        self._ticks = 0
         self.resize(1600, 1000)
 
     # ---- layout
@@ -921,7 +922,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.bank_view.show_state(f.bank, f.condition, per_bank, hidden)
             self.audio.show_meters(f.cpu_load, s.counters()["xruns"])
             self._show_health()
-        if self.scope.isVisible() and s.running:
+        self._ticks += 1
+        if self.scope.isVisible() and s.running and self._ticks % 2 == 0:   # 15 fps: the eye cannot follow noise faster
             self.scope.show_signals(*s.telemetry.signals(SCOPE_SAMPLES))
         self.loss_history.refresh()
         self.trajectories.refresh()
