@@ -24,7 +24,7 @@ from ui.panels.knobs import HiddenPanel, LearnedPanel
 from ui.theme import DIM, dark_palette, tint
 from ui.plots.loss import LossHistory, LossMeter
 from ui.plots.scope import ScopeView
-from ui.plots.trajectory import TrajectoryPlot
+from ui.plots.trajectory import TrajectoryPlot, trajectory_ranges
 
 FPS = 30
 SPANS = (("10 s", 10), ("30 s", 30), ("1 min", 60), ("2 min", 120), ("5 min", 300), ("10 min", 600))
@@ -755,7 +755,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.audio.show_volume(s.volume_db, s.muted)
         QtCore.QTimer.singleShot(0, self._fit_middle)        # once the new rows are laid out
         self.loss_history.clear_data()            # a new circuit's loss starts a new history
-        self.trajectories.set_names(s.param_names, list(s.hidden()))
+        self.trajectories.set_names(s.param_names, list(s.hidden()),
+                                    trajectory_ranges(s.learner.param_names, s.learner.specs, s.knobs()))
         self.bank_view.set_banks(spec.banks, [sp.name for sp in s.learner.base_specs])
         self.scope.set_sample_rate(s.sample_rate)
         self.setWindowTitle(f"Dualtone — {self.workspace.name}")
@@ -821,6 +822,7 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             self.session.reset_learning()
             self.loss_history.clear_data()
+            self.trajectories.clear_data()        # every history view starts over
             self.say("parameters reset to their initial values")
         except Exception as e:
             self.say(str(e))
@@ -838,6 +840,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.banner.hide()
         self.loss_history.clear_data()
+        self.trajectories.clear_data()
         self.learning.show_settings(s.learner.settings)
         self.say(f"learning again from the start at learning rate {lr:.3g}")
 

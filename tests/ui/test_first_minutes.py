@@ -76,3 +76,36 @@ def test_help_lists_the_shortcuts_and_opens_the_circuit_language(qtbot, window):
     keys = dict(window.shortcuts())
     assert keys.get("Space") == "Run / pause" and keys.get("M") == "Mute / unmute the output"
     assert window.open_doc("circuit-language.md").is_file()
+
+
+def _fully_shown(widget) -> bool:
+    return widget.isVisible() and widget.visibleRegion().boundingRect().size() == widget.size()
+
+
+@pytest.mark.parametrize("preset", ["biquad", "tanh-drive", "gain+dc"])
+def test_the_panels_fit_at_1280x720_and_1024x640_without_being_cut(qtbot, window, preset, tmp_path):
+    window.open_preset(preset)
+    wait_loaded(qtbot, window, 2)
+    for width, height in ((1280, 720), (1024, 640)):
+        window.resize(width, height)
+        qtbot.wait(100)
+        assert window.width() == width and window.height() == height, "the window cannot shrink this far"
+        window.grab().save(str(tmp_path / f"{preset}-{width}.png"))     # the screenshot renders
+        assert _fully_shown(window.learning), (preset, width)
+        assert _fully_shown(window.circuit), (preset, width)
+        if width == 1280:
+            assert _fully_shown(window.audio), (preset, width)       # nothing scrolls at 1280x720
+        else:                                  # the knobs' column may scroll, never clip sideways
+            assert window.audio.visibleRegion().boundingRect().width() == window.audio.width()
+
+
+def test_reset_clears_every_history_view_and_the_trajectories_use_the_declared_ranges(qtbot, window):
+    window.open_preset("biquad")
+    wait_loaded(qtbot, window, 2)
+    qtbot.waitUntil(lambda: len(window.trajectories._hist) > 5 and len(window.loss_history.visible_data()[1]) > 5,
+                    timeout=20000)
+    texts = window.trajectories.legend_texts()
+    assert any(t.startswith("cutoff") and t.endswith("(20…20000)") for t in texts), texts   # ranges reached it
+    window.reset_learning()
+    assert len(window.trajectories._hist) == 0
+    assert len(window.loss_history.visible_data()[1]) == 0

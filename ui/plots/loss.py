@@ -17,9 +17,13 @@ class LossMeter(QtWidgets.QWidget):
     """A vertical (or horizontal) bar in dB: 10*log10(loss) over [lo_db, hi_db] (default -160..+20),
     with a peak-hold tick that holds the highest value for 1.5 s then falls at 20 dB/s, and a
     numeric label ("-87.3 dB", "—" for no value). Non-finite or <= 0 losses show the floor and
-    "—" and never raise. Painted with QPainter."""
+    "—" and never raise. Painted with QPainter.
+
+    Vertical: a column with the label below the bar. Horizontal: a compact strip HEIGHT pixels
+    high (to sit above the loss history) with the label inside the bar."""
     HOLD_S = 1.5
     FALL_DB_PER_S = 20.0
+    HEIGHT = 24                 # the horizontal meter's fixed height
 
     def __init__(self, parent=None, orientation=QtCore.Qt.Orientation.Vertical,
                  lo_db: float = -160.0, hi_db: float = 20.0):
@@ -39,20 +43,41 @@ class LossMeter(QtWidgets.QWidget):
             self.setMinimumSize(48, 120)
             self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed, QtWidgets.QSizePolicy.Policy.Expanding)
         else:
-            self.setMinimumSize(160, 22)
+            self.setMinimumSize(120, self.HEIGHT)
+            self.setMaximumHeight(self.HEIGHT)
             self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
-        self.setToolTip("loss in dB (10·log10 loss); the tick holds the recent peak")
+
+    @property
+    def orientation(self) -> QtCore.Qt.Orientation:
+        return self._orientation
 
     def sizeHint(self):
         if self._orientation == QtCore.Qt.Orientation.Vertical:
             return QtCore.QSize(58, 240)
-        return QtCore.QSize(320, 24)
+        return QtCore.QSize(320, self.HEIGHT)
+
+    def minimumSizeHint(self):
+        return self.minimumSize()
+
+    def layout_rects(self) -> tuple[QtCore.QRect, QtCore.QRect]:
+        """(the bar's track, the value text's box) at the current size: horizontally the text
+        sits inside the bar; vertically below it."""
+        fm = QtGui.QFontMetrics(self._font)
+        w, h = self.width(), self.height()
+        if self._orientation == QtCore.Qt.Orientation.Vertical:
+            label_h = fm.height() + 4
+            return (QtCore.QRect(w // 2 - 7, 4, 14, max(1, h - label_h - 8)),
+                    QtCore.QRect(0, h - label_h, w, label_h))
+        track = QtCore.QRect(2, 2, max(1, w - 4), max(1, h - 4))
+        return track, QtCore.QRect(track)
 
     def set_range(self, lo_db: float, hi_db: float):
         lo, hi = float(lo_db), float(hi_db)
         if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
             raise ValueError("the meter range needs finite lo_db < hi_db")
         self._lo, self._hi = lo, hi
+        self.setToolTip(f"loss in dB (10·log10 loss) on {lo:g}…{hi:g} dB, ticks every 20 dB; "
+                        "the light tick holds the recent peak")
         self.update()
 
     @property
@@ -104,16 +129,8 @@ class LossMeter(QtWidgets.QWidget):
         w, h = self.width(), self.height()
         p.fillRect(0, 0, w, h, c["bg"])
         p.setFont(self._font)
-        fm = p.fontMetrics()
-        label_h = fm.height() + 4
         vertical = self._orientation == QtCore.Qt.Orientation.Vertical
-        if vertical:
-            track = QtCore.QRect(w // 2 - 7, 4, 14, max(1, h - label_h - 8))
-            label = QtCore.QRect(0, h - label_h, w, label_h)
-        else:
-            lw = fm.horizontalAdvance("-188.8 dB") + 8
-            track = QtCore.QRect(4, h // 2 - 6, max(1, w - lw - 8), 12)
-            label = QtCore.QRect(w - lw, 0, lw, h)
+        track, label = self.layout_rects()
         p.fillRect(track, c["track"])
         # scale ticks every 20 dB
         p.setPen(QtGui.QPen(c["fg"].darker(220), 1))
@@ -127,15 +144,17 @@ class LossMeter(QtWidgets.QWidget):
                 p.drawLine(track.right() + 1, y, track.right() + 4, y)
             else:
                 x = track.left() + int(round(f * (track.width() - 1)))
-                p.drawLine(x, track.top() - 4, x, track.top() - 1)
+                p.drawLine(x, track.bottom() - 3, x, track.bottom())
             d += step
         f = self._frac(self._value)
+        bar = QtCore.QRect()
         if f > 0:
             if vertical:
                 bh = int(round(f * track.height()))
-                p.fillRect(track.left(), track.bottom() - bh + 1, track.width(), bh, c["bar"])
+                bar = QtCore.QRect(track.left(), track.bottom() - bh + 1, track.width(), bh)
             else:
-                p.fillRect(track.left(), track.top(), int(round(f * track.width())), track.height(), c["bar"])
+                bar = QtCore.QRect(track.left(), track.top(), int(round(f * track.width())), track.height())
+            p.fillRect(bar, c["bar"])
         if self._peak is not None:
             p.setPen(QtGui.QPen(c["fg"], 2))
             f = self._frac(self._peak)
@@ -145,9 +164,23 @@ class LossMeter(QtWidgets.QWidget):
             else:
                 x = track.left() + int(round(f * (track.width() - 1)))
                 p.drawLine(x, track.top(), x, track.bottom())
-        p.setPen(c["fg"])
-        p.drawText(label, QtCore.Qt.AlignmentFlag.AlignCenter, self.text)
+        self._draw_text(p, label, QtCore.QRect() if vertical else bar)
         p.end()
+
+    def _draw_text(self, p: QtGui.QPainter, label: QtCore.QRect, bar: QtCore.QRect):
+        """The value, centred in `label`: dark where it lies over the bar, light elsewhere."""
+        align = QtCore.Qt.AlignmentFlag.AlignCenter
+        p.setPen(self._colors["fg"])
+        if bar.isEmpty():
+            p.drawText(label, align, self.text)
+            return
+        rest = QtGui.QRegion(label).subtracted(QtGui.QRegion(bar))
+        p.setClipRegion(rest)
+        p.drawText(label, align, self.text)
+        p.setClipRect(bar)
+        p.setPen(self._colors["bg"])
+        p.drawText(label, align, self.text)
+        p.setClipping(False)
 
 
 class LossHistory(_TimePlot):

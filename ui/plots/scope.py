@@ -8,10 +8,43 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtGui, QtWidgets
 
 from ui.plots.base import _Plot, _curve, _nice_up
-from ui.theme import LEARNED, TARGET
+from ui.theme import DIM, LEARNED, TARGET, tint
 
 DB_FLOOR = -200.0           # what the spectrum reports for silence (below the -120 dB plot floor)
 FFT_SIZE = 4096
+ERROR_COLOR = QtGui.QColor(229, 115, 115, 110)      # faint: the difference is a hint, not a trace
+
+
+class ScopeKey(QtWidgets.QWidget):
+    """The scope's legend as one line of coloured labels above the plots, so it never hides a
+    trace: '━ target', '━ learned' and (while it is shown) '━ error'. The labels are set once;
+    the frames never touch them."""
+
+    def __init__(self, entries: list[tuple[str, str, QtGui.QColor]], parent=None):
+        super().__init__(parent)
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(6, 0, 6, 0)
+        lay.setSpacing(14)
+        self.labels: dict[str, QtWidgets.QLabel] = {}
+        self.colors: dict[str, QtGui.QColor] = {}
+        for name, text, color in entries:
+            label = QtWidgets.QLabel(f"━ {text}")
+            label.setToolTip(text)
+            tint(label, QtGui.QColor(color).name())         # opaque: a faint colour is unreadable
+            lay.addWidget(label)
+            self.labels[name], self.colors[name] = label, QtGui.QColor(color)
+        lay.addStretch(1)
+        hint = QtWidgets.QLabel("spectra below: same colours")
+        tint(hint, DIM)
+        # the hint gives way first: the key must never widen the plots' column
+        hint.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        lay.addWidget(hint)
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Preferred, QtWidgets.QSizePolicy.Policy.Fixed)
+
+    def entries(self) -> list[tuple[str, str]]:
+        """The visible entries as (name, colour '#rrggbb')."""
+        return [(name, self.colors[name].name()) for name, label in self.labels.items()
+                if not label.isHidden()]
 
 
 class ScopeView(QtWidgets.QWidget):
@@ -32,12 +65,16 @@ class ScopeView(QtWidgets.QWidget):
         lay.setSpacing(2)
         self.wave = _Plot()
         self.spec = _Plot()
+        self.key = ScopeKey([("target", "target", QtGui.QColor(TARGET)),
+                             ("learned", "learned", QtGui.QColor(LEARNED)),
+                             ("error", "error (target − learned)", ERROR_COLOR)])
+        lay.addWidget(self.key)
         lay.addWidget(self.wave, 1)
         lay.addWidget(self.spec, 1)
 
         wp = self.wave.getPlotItem()
         wp.setLabel("bottom", "time", units="s")
-        self._err_curve = _curve(wp, pen=pg.mkPen(QtGui.QColor(229, 115, 115, 110), width=1))
+        self._err_curve = _curve(wp, pen=pg.mkPen(ERROR_COLOR, width=1))
         self._t_curve = _curve(wp, pen=pg.mkPen(TARGET, width=1))
         self._l_curve = _curve(wp, pen=pg.mkPen(LEARNED, width=1))
         self._show_error = True
@@ -111,6 +148,7 @@ class ScopeView(QtWidgets.QWidget):
         if self._err_action.isChecked() != self._show_error:
             self._err_action.setChecked(self._show_error)
         self._err_curve.setVisible(self._show_error)
+        self.key.labels["error"].setHidden(not self._show_error)
         if not self._show_error:
             self._err_curve.setData([], [])
         elif self._pending is not None:
