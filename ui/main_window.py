@@ -203,7 +203,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _fit_middle(self):
         """The knobs' column never narrower than its panels (they were clipped at 1280x720)."""
         bar = self.middle_scroll.verticalScrollBar().sizeHint().width()
-        self.middle_scroll.setMinimumWidth(self.middle_scroll.widget().minimumSizeHint().width() + bar + 4)
+        need = self.middle_scroll.widget().minimumSizeHint().width() + bar + 4
+        if need != self.middle_scroll.minimumWidth():
+            self.middle_scroll.setMinimumWidth(need)
 
     def _build_menus(self):
         bar = self.menuBar()
@@ -753,7 +755,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._show_source()
         self._show_insert()
         self.audio.show_volume(s.volume_db, s.muted)
-        QtCore.QTimer.singleShot(0, self._fit_middle)        # once the new rows are laid out
+        QtCore.QTimer.singleShot(100, self._fit_middle)      # once the new rows are laid out
         self.loss_history.clear_data()            # a new circuit's loss starts a new history
         self.trajectories.set_names(s.param_names, list(s.hidden()),
                                     trajectory_ranges(s.learner.param_names, s.learner.specs, s.knobs()))
@@ -934,6 +936,7 @@ class MainWindow(QtWidgets.QMainWindow):
         now = time.monotonic()
         if now - self._last_status > 0.5:
             self._last_status = now
+            self._fit_middle()                    # panels that grew since (a plugin's knobs)
             self.status_label.setText(self.status_text())
         self.frame_ms.append(1000 * (time.perf_counter() - t0))
 
