@@ -107,8 +107,9 @@ def _render_circuit(a) -> int:
     finally:
         progress.close()
     seconds = time.perf_counter() - t0
-    # the kernel silences (and counts as skipped) samples where the circuit went non-finite
-    bad = int(learner.skipped) + int(np.count_nonzero(~np.isfinite(out)))
+    # the kernel silences (and counts as skipped) samples where the circuit went non-finite; an
+    # output so large that the (idle) learner's loss overflowed counts as a diverged step
+    bad = int(learner.skipped) + int(learner.diverged_steps) + int(np.count_nonzero(~np.isfinite(out)))
     if bad:
         raise UsageError(f"--circuit: the output was NaN/Inf at {bad} samples; nothing was written")
     _write_render_output(a.output, out, rate)

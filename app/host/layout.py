@@ -159,40 +159,6 @@ MIDI_COLS = declare(globals(), "M_", """
 """)
 EV_VOICE = 1.0        # a: frequency Hz, b: gate 0/1, c: amplitude 0..1
 
-# PortAudio status flags of this callback
-T_CPU_US = 8          # time spent in the callback, microseconds
-T_BANK = 9
-T_NONFINITE = 10
-T_LIMITED = 11
-T_LEARNING = 12
-T_SLOT = 13
-T_N_PARAMS = 14
-T_SAMPLES = 15        # learner's sample count
-T_RESETS = 16         # learner state resets after a non-finite value
-T_XRUNS = 17
-T_BAD_INPUT = 18
-T_CONDITION = 19      # the bank condition's value (LACTOSE banks)
-TEL_HEADER = 20
-TEL_MAX_PARAMS = 64
-TEL_COLS = TEL_HEADER + TEL_MAX_PARAMS
-
-# ---- scope sample (float64)
-SC_SOURCE = 0         # what the learner saw
-SC_INPUT = 1          # raw input channel (before source selection)
-SC_TARGET = 2
-SC_LEARNED = 3
-SC_OUT_LEFT = 4       # what went to the speakers, after the safety stage
-SCOPE_COLS = 5
-
-# ---- MIDI event row (float64)
-M_TIME = 0            # CLOCK_MONOTONIC seconds when it arrived
-M_KIND = 1
-M_A = 2
-M_B = 3
-M_C = 4
-MIDI_COLS = 5
-EV_VOICE = 1.0        # a: frequency Hz, b: gate 0/1, c: amplitude 0..1
-
 # PortAudio status flags that mean audio was lost
 PA_INPUT_UNDERFLOW = 1
 PA_INPUT_OVERFLOW = 2
