@@ -69,7 +69,7 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
                    help="; ".join(f"{loss.name}: {loss.description}" for loss in LOSSES))
     p.add_argument("--huber-delta", type=float, default=1.0, metavar="D")
     p.add_argument("--window", type=int, default=1, metavar="W", help="sliding-window length in samples")
-    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=DEFAULT_OPTIMIZER,
+    p.add_argument("--optimizer", "--optimiser", choices=OPTIMIZER_NAMES, default=DEFAULT_OPTIMIZER,
                    help="; ".join(f"{o.name}: {o.description}" for o in OPTIMIZERS))
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     for o in OPTIMIZERS:                       # one flag per named constant: --momentum, --beta1, ...
@@ -179,6 +179,15 @@ def banks_from_args(a, live: bool = False):
     return banks
 
 
+def check_hidden_in_range(specs, hidden: dict):
+    """A --hidden value must lie in its parameter's declared range (a hidden value the learner
+    cannot reach is a typo, not an experiment)."""
+    for sp in specs:
+        v = hidden.get(sp.name)
+        if v is not None and not sp.lo <= v <= sp.hi:
+            raise UsageError(f"--hidden {sp.name}={v:g} is outside {sp.name}'s range {sp.lo:g} … {sp.hi:g}")
+
+
 def build_learner(a, sample_rate, streams: int = 1):
     from engine.learn.learner import Learner
     specs = [parse_param(t) for t in a.param]
@@ -187,6 +196,7 @@ def build_learner(a, sample_rate, streams: int = 1):
     if dup:
         raise UsageError(f"--param {sorted(dup)[0]} is given twice")
     _, _, _, hidden = plugin_args(a)
+    check_hidden_in_range(specs, hidden)
     target = a.target or ("y = plugin" if getattr(a, "plugin", None) else
                           "y = recording" if getattr(a, "target_file", None) else None)
     try:

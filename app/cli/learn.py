@@ -16,6 +16,7 @@ from app.progress import Progress
 from engine.learn.health import LearningWatch
 
 EXIT_DIVERGED = 3          # the run completed but learning diverged (the JSON says where and why)
+EXIT_INTERRUPTED = 130     # Ctrl-C, as shells report it; the JSON still says what was learned
 
 
 def cmd_learn(a) -> int:
@@ -64,6 +65,7 @@ def cmd_learn(a) -> int:
     progress = Progress(a.samples, not a.quiet)
     kernel_seconds = 0.0
     done = 0
+    interrupted = False
     try:
         while done < a.samples:
             nb = min(block, a.samples - done)
@@ -95,6 +97,8 @@ def cmd_learn(a) -> int:
                                      learner.diverged_steps, learner.first_diverged_sample)
             if diverged is not None:         # learning stops here: what follows would be noise
                 break
+    except KeyboardInterrupt:                # Ctrl-C: report what was learned so far
+        interrupted = True
     finally:
         progress.close()
         if trace_file is not None:
@@ -126,12 +130,14 @@ def cmd_learn(a) -> int:
         result["plugin"] = truths[0].summary()
     if learner.banks is not None:
         result["banks"] = _bank_summary(learner)
+    if interrupted:
+        result["interrupted"] = True
     if diverged is not None:
         result["diverged"] = diverged.as_json()
         print(f"warning: learning {diverged.describe(sample_rate)}; stopped after {done} samples",
               file=sys.stderr)
     print(json.dumps(result))
-    return EXIT_DIVERGED if diverged is not None else 0
+    return EXIT_INTERRUPTED if interrupted else EXIT_DIVERGED if diverged is not None else 0
 
 
 # what gives the target the outside signal it reads, on learn's command line

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 
 from app.cli import devices, learn, plugins, propose_banks, render, run, train_sptmod
@@ -10,8 +12,52 @@ from app.cli.args import _positive_seconds
 from app.cli.errors import EXIT_USAGE, UsageError
 
 
+NEGATIVE_VALUE = re.compile(r"^-[\d.]")     # -1, -0.5, -1,0,1: a value, never a flag
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one `error:` line (exit 2, as every other bad input) that
+    suggests the nearest flag for a typo (Python 3.11's argparse has no suggestions)."""
+
+    def error(self, message):
+        hint = self._suggestion(message)
+        print(f"error: {self.prog.split()[-1] if ' ' in self.prog else self.prog}: {message}{hint}",
+              file=sys.stderr)
+        raise SystemExit(2)
+
+    def _suggestion(self, message) -> str:
+        m = re.search(r"unrecognized arguments: (\S+)", message)
+        if m is None:
+            return ""
+        flags = {s for parser in _all_parsers(self) for action in parser._actions for s in action.option_strings}
+        close = difflib.get_close_matches(m.group(1).split("=")[0], sorted(flags), n=1, cutoff=0.7)
+        return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _all_parsers(parser):
+    """This parser and its subcommands' parsers."""
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out.extend(_all_parsers(sub))
+    return out
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """`--banks -1,0,1` as `--banks=-1,0,1`: argparse reads a value that starts with '-' and is
+    not a plain number as a flag ("expected one argument")."""
+    out = []
+    for token in argv:
+        if out and NEGATIVE_VALUE.match(token) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="main.py", description="Dualtone: learn audio circuits live. Without a command it opens "
                                     "the window; the commands below work without one.")
     p.add_argument("--preset", metavar="NAME|FILE", help="open this preset (a factory name or a file) "
@@ -35,7 +81,7 @@ def main(argv=None, gui=None) -> int:
     passes it in (app/ never imports ui/)."""
     parser = build_parser()
     # argparse exits with 2 on bad flags, which is the contract's code for bad input
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         if gui is None:
             parser.print_help()

@@ -8,28 +8,49 @@ import sys
 import time
 
 from app.cli.args import (_json_float, _positive_seconds, add_learning_args, banks_from_args,
-                          parse_hidden, parse_param, plugin_args, settings_from_args)
+                          check_hidden_in_range, parse_hidden, parse_param, plugin_args, settings_from_args)
 from app.cli.errors import UsageError, one_line as _one_line, parse_float as _float
 from app.cli.learn import EXIT_DIVERGED, _bank_summary
 from app.cli.recordings import add_recording_args
+
+
+def _source_kind(spec: str):
+    """--source for `run` read without playing it: (kind, Hz or None) for a named source, or
+    ("file", None) for a file that exists; anything else is one line, before anything compiles."""
+    from engine.sources import BY_NAME, spellings
+    kind, colon, hz = spec.partition(":")
+    source = BY_NAME.get(kind) if kind != "file" else None
+    if source is not None and source.needs_hz == bool(colon):
+        return kind, (_float(hz, f"--source {kind} frequency") if colon else None)
+    if os.path.isfile(spec):
+        return "file", None
+    raise UsageError(f"--source {spec}: no such file (or use {', '.join(spellings(offline=False))})")
 
 
 def _live_source(session, spec: str):
     """--source for `run`: lcg-noise | noise | sine:HZ | saw:HZ | midi | input | FILE."""
     from app.audiofile import AudioFileError
     from app.session import SessionError
-    from engine.sources import BY_NAME, spellings
-    kind, colon, hz = spec.partition(":")
-    source = BY_NAME.get(kind) if kind != "file" else None
+    kind, hz = _source_kind(spec)
     try:
-        if source is not None and source.needs_hz == bool(colon):
-            session.set_source(kind, hz=_float(hz, f"--source {kind} frequency") if colon else None)
-        elif os.path.exists(spec):
+        if kind == "file":
             session.load_file(spec)
         else:
-            raise UsageError(f"--source {spec}: no such file (or use {', '.join(spellings(offline=False))})")
+            session.set_source(kind, hz=hz)
     except (SessionError, AudioFileError) as e:
         raise UsageError(f"--source {spec}: {e}") from None
+
+
+def _check_before_compiling(a, source: str):
+    """What can be refused without compiling: the source and the audio device (a compile takes
+    seconds on a cold cache; a typo should not)."""
+    _source_kind(source)
+    if a.device is not None and a.device != "virtual":
+        from app.host.stream import AudioUnavailable, find_output_device
+        try:
+            find_output_device(a.device)          # as the session will ask for it
+        except AudioUnavailable as e:
+            raise UsageError(f"--device {a.device}: {e}") from None
 
 
 def _open_midi(session, connect):
@@ -67,6 +88,7 @@ def cmd_run(a) -> int:
         raise UsageError("run needs --circuit TEXT (or --preset NAME)")
     specs = [parse_param(t) for t in a.param]
     plugin, channel, controls, hidden = plugin_args(a)
+    check_hidden_in_range(specs, hidden)
     target = a.target
     if a.sptmod is not None:
         if plugin is not None:
@@ -171,6 +193,7 @@ def _run_preset(a, sample_rate) -> int:
 def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
     """insert: (model path, controls, sha256) of an output insert, or None."""
     from app.session import Session, SessionError
+    _check_before_compiling(a, source)
     from app.host.stream import AudioUnavailable
     from app.host.telemetry import RunStats
     try:

@@ -48,15 +48,24 @@ def _pick_device(sd, device, kind):
         return None
 
 
+def find_output_device(device=None) -> dict:
+    """The output device PortAudio would open for `device` (name substring or index; None: the
+    default); AudioUnavailable naming the devices there are when none matches. Cheap: the command
+    line asks it before compiling anything."""
+    sd = _sounddevice()
+    out_dev = _pick_device(sd, device, "output")
+    if out_dev is None:
+        have = ", ".join(d["name"] for d in sd.query_devices() if d["max_output_channels"] > 0) or "none"
+        what = f"no audio output device matches '{device}'" if device else "no audio output device"
+        raise AudioUnavailable(f"{what} (output devices: {have})")
+    return out_dev
+
+
 class PortAudioStream:
     def __init__(self, memory, sample_rate: float, blocksize: int, device=None, want_input=True,
                  channels: tuple[int, int] = (2, 2)):
         sd = _sounddevice()
-        out_dev = _pick_device(sd, device, "output")
-        if out_dev is None:
-            have = ", ".join(d["name"] for d in sd.query_devices() if d["max_output_channels"] > 0) or "none"
-            what = f"no audio output device matches '{device}'" if device else "no audio output device"
-            raise AudioUnavailable(f"{what} (output devices: {have})")
+        out_dev = find_output_device(device)
         in_dev = _pick_device(sd, out_dev["name"] if device is None else device, "input") if want_input else None
         # stereo, or as many channels as a device in the loop needs (channels: inputs, outputs)
         n_out = min(max(2, channels[1]), out_dev["max_output_channels"])
