@@ -186,3 +186,9 @@ class KnobBank:
         except KeyError:
             known = ", ".join(self._knobs) or "none"
             raise KnobError(f"no knob named '{name}' (knobs: {known})") from None
+
+
+# the session's own knobs, beside the bank's (a preset's MIDI mappings may name them)
+SETTING_KNOBS = {"lr": KnobSpec("lr", 1e-6, 1.0, "log"), "master": KnobSpec("master", 0.0, 1.0),
+                 "source_hz": KnobSpec("source_hz", 20.0, 20000.0, "log"),
+                 "volume": KnobSpec("volume", -60.0, 12.0), "mute": KnobSpec("mute", 0.0, 1.0, "toggle")}

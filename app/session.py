@@ -28,7 +28,7 @@ from app.host import layout as H
 from app.host.stream import AudioUnavailable, open_stream
 from app.host.memory import HostMemory, Slot
 from app.host.telemetry import TelemetryReader
-from app.knobs import KnobBank, KnobSpec, around
+from app.knobs import SETTING_KNOBS, KnobBank, KnobSpec, around
 from app.recordings.hardware import DeviceSpec, check_channels
 from app.recordings.pair import RecordingSpec
 
@@ -115,6 +115,7 @@ class Session:
         self.channels = (2, 2)        # (inputs, outputs) to open beyond stereo: a device in the loop
         self.health = LearningWatch(self.sample_rate)     # divergence and stalls, from the telemetry
         self._watched = None          # the slot the health watch follows
+        self._limiter_from = (0.0, 0.0, 0.0)  # (onsets, samples, frames) when the count last started
 
     # ---- stream
     def open(self):
@@ -356,6 +357,7 @@ class Session:
         slot = self.build(spec, progress)
         progress("switching", 0.95)
         self._install(slot, spec, knob_seq)
+        self.restart_limiter_count()          # a new circuit's level is counted on its own
         progress("ready", 1.0)
 
     def load_async(self, spec: CircuitSpec, progress=_progress_none) -> concurrent.futures.Future:
@@ -739,6 +741,24 @@ class Session:
         g = float(self.memory.ctl[H.C_MASTER_GAIN])
         return -60.0 if g <= 1e-3 else round(20.0 * math.log10(g), 2)
 
+    def restart_limiter_count(self):
+        """The limiter's onsets and time in gain reduction count from now (the callback's words
+        keep counting; this session remembers where they stood)."""
+        c = self.memory.ctl
+        self._limiter_from = (float(c[H.C_LIMITED]), float(c[H.C_LIMITED_SAMPLES]), float(c[H.C_FRAMES]))
+
+    def limiter(self) -> dict:
+        """The safety limiter since the circuit was loaded: onsets, samples held below unity gain,
+        their fraction of the samples played, and the gain reduction right now (dB, >= 0)."""
+        c = self.memory.ctl
+        onsets0, samples0, frames0 = self._limiter_from
+        samples = int(c[H.C_LIMITED_SAMPLES] - samples0)
+        frames = int(c[H.C_FRAMES] - frames0)
+        gain = float(c[H.C_LIMIT_GAIN])
+        return {"onsets": int(c[H.C_LIMITED] - onsets0), "samples": samples,
+                "fraction": samples / frames if frames > 0 else 0.0,
+                "reduction_db": 0.0 if not 0.0 < gain < 1.0 else -20.0 * math.log10(gain)}
+
     # ---- MIDI (called from the MIDI thread or the GUI; reaches the callback with its time)
     def voice(self, freq_hz: float, gate: bool, amplitude: float, timestamp: float | None = None):
         mem = self.memory
@@ -754,11 +774,10 @@ class Session:
             row[H.M_A], row[H.M_B], row[H.M_C] = freq_hz, 1.0 if gate else 0.0, amplitude
             idx[H.R_MIDI_HEAD] = head + 1
 
-    _SETTING_KNOBS = {"lr": KnobSpec("lr", 1e-6, 1.0, "log"), "master": KnobSpec("master", 0.0, 1.0),
-                      "source_hz": KnobSpec("source_hz", 20.0, 20000.0, "log")}
+    _SETTING_KNOBS = SETTING_KNOBS
 
     def knobs(self) -> dict:
-        """Everything a MIDI CC (or a GUI slider) can turn, with its range: three settings and
+        """Everything a MIDI CC (or a GUI slider) can turn, with its range: the settings and
         the bank's knobs (the ground truth's hidden parameters and controls, the insert's)."""
         return {**self._SETTING_KNOBS, **self.knob_bank.specs()}
 
@@ -775,6 +794,10 @@ class Session:
             self.configure(lr=v)
         elif name == "master":
             self.set_master_gain(v)
+        elif name == "volume":
+            self.set_volume_db(v)
+        elif name == "mute":
+            self.set_mute(v >= 0.5)
         else:
             self.memory.ctl[H.C_SOURCE_HZ] = v
 
@@ -800,10 +823,11 @@ class Session:
         return {n: v for n, v in self.knob_bank.values("hidden:").items() if n in slot.model_controls}
 
     def counters(self) -> dict:
-        c = self.memory.ctl
+        c, limiter = self.memory.ctl, self.limiter()
         return {"callbacks": int(c[H.C_CALLBACKS]), "frames": int(c[H.C_FRAMES]),
                 "xruns": int(c[H.C_XRUNS]), "nonfinite_out": int(c[H.C_NONFINITE_OUT]),
-                "limited": int(c[H.C_LIMITED]), "bad_input": int(c[H.C_BAD_INPUT]),
+                "limited": limiter["onsets"], "limited_samples": limiter["samples"],
+                "bad_input": int(c[H.C_BAD_INPUT]),
                 "telemetry_dropped": int(c[H.C_TEL_DROPPED]), "midi_applied": int(c[H.C_MIDI_APPLIED]),
                 "skipped": 0 if self.learner is None else self.learner.skipped,
                 "diverged_steps": 0 if self.learner is None else self.learner.diverged_steps,

@@ -823,6 +823,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def reset_learning(self):
         try:
             self.session.reset_learning()
+            self.session.restart_limiter_count()
             self.loss_history.clear_data()
             self.trajectories.clear_data()        # every history view starts over
             self.say("parameters reset to their initial values")
@@ -925,7 +926,7 @@ class MainWindow(QtWidgets.QMainWindow):
                     if k is not None:
                         per_bank[k][base] = v
                 self.bank_view.show_state(f.bank, f.condition, per_bank, hidden)
-            self.audio.show_meters(f.cpu_load, s.counters()["xruns"])
+            self.audio.show_meters(f.cpu_load, s.counters()["xruns"], s.limiter())
             self._show_health()
         self._ticks += 1
         if self.scope.isVisible() and s.running and self._ticks % 2 == 0:   # 15 fps: the eye cannot follow noise faster
@@ -937,6 +938,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if now - self._last_status > 0.5:
             self._last_status = now
             self._fit_middle()                    # panels that grew since (a plugin's knobs)
+            self.audio.follow_volume(self.session.volume_db, self.session.muted)   # MIDI may turn it
             self.status_label.setText(self.status_text())
         self.frame_ms.append(1000 * (time.perf_counter() - t0))
 
@@ -947,7 +949,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if s.learner is not None:
             text += f" — learning {'on' if s.learner.settings.learning else 'paused'}"
         problems = [f"{c[k]} {label}" for k, label in (("nonfinite_out", "NaN/Inf samples silenced"),
-                                                       ("limited", "limiter onsets"),
                                                        ("bad_input", "bad input samples"),
                                                        ("skipped", "bad samples skipped by the learner"),
                                                        ("diverged_steps", "steps lost to divergence"))

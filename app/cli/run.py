@@ -187,6 +187,8 @@ def _run_preset(a, sample_rate) -> int:
         insert = "plugin", preset.insert["plugin"], preset.insert["controls"]
     elif insert is None and preset.insert is not None:
         insert = preset.insert["model"], preset.insert["controls"], preset.insert["sha256"]
+    if a.volume is None:
+        a.volume = preset.volume_db      # the preset's level at the speakers, as the window plays it
     return _run_spec(a, spec, sample_rate, source, insert)
 
 
@@ -280,6 +282,7 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
                   "blocksize": info.blocksize, "sample_rate": info.sample_rate,
                   "output_latency_s": info.output_latency, "input_latency_s": info.input_latency,
                   "nonfinite_out": counters["nonfinite_out"], "limited": counters["limited"],
+                  "limited_samples": counters["limited_samples"],
                   "bad_input": counters["bad_input"]}
         lost = 0 if stats.last is None else session.telemetry.decode(stats.last).diverged_steps
         if lost or session.health.diverged is not None:

@@ -495,8 +495,10 @@ def _safety(h, ctl, ridx, outp, nout, pos, n):
             g = min(g + release, 1.0)    # linear release back to exactly 1 (bit-exact when quiet)
             if peak * g > ceiling:
                 g = ceiling / peak
-        if g < 1.0 and not was_limiting:
-            ctl[H.C_LIMITED] += 1.0      # an onset: a count that means something at any level
+        if g < 1.0:
+            ctl[H.C_LIMITED_SAMPLES] += 1.0
+            if not was_limiting:
+                ctl[H.C_LIMITED] += 1.0  # an onset: a count that means something at any level
         left *= g
         right *= g
         # float32 rounding can lift a value just above the ceiling; clamp to keep the promise

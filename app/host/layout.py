@@ -84,6 +84,7 @@ declare(globals(), "C_", """
     IN_PEAK
     OUT_PEAK
     DC_STATE:4         # the DC blocker's last input and output, left then right
+    LIMITED_SAMPLES    # samples the limiter held below unity gain (time in gain reduction)
 """, start=0, end=CALLBACK_WRITES)
 declare(globals(), "C_", """
     SAMPLE_RATE

@@ -13,6 +13,7 @@ from engine.learn.banks import Banks
 from engine.circuit.language import CircuitError, parse
 from engine.learn.learner import ParamSpec, Settings
 from app.host.layout import OUTPUT_MODES, SOURCES, TEL_MAX_PARAMS
+from app.knobs import SETTING_KNOBS
 from app.midi.control import MAX_MAPPABLE_CC
 
 MAX_BANKS_BYTES = 100_000
@@ -20,7 +21,7 @@ TEXT_LIMITS = {"name": 200, "description": 5000, "circuit": 20000, "target": 200
 MAX_PATH = 4096
 MAX_SOURCE_HZ = 24000.0        # Nyquist at 48 kHz; the session checks its own rate again
 VALIDATION_RATE = 48000.0      # circuits are parsed at this rate only to check them
-KNOBS = ("lr", "master", "source_hz")
+KNOBS = tuple(SETTING_KNOBS)         # the session's own knobs a MIDI mapping may name
 PARAM_FIELDS = ("name", "init", "min", "max", "scale")
 AUDIO_FIELDS = ("source", "source_hz", "source_file", "output", "volume_db", "mute")
 VOLUME_DB_RANGE = (-60.0, 12.0)      # the output volume; below the range is mute's job

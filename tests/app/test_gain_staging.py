@@ -1,5 +1,6 @@
 """Gain staging: an output volume and mute (session, `run --volume`, presets) on the speaker path
 only — the learner hears the same thing at any volume."""
+import dataclasses
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ import pytest
 
 from app.host import layout as H
 from app.preset import document as presets
-from app.session import Session, SessionError
+from app.session import Session, SessionError, Settings
 from tests.app.test_cli import assert_one_line_error
 from tests.app.test_presets import good_doc, problems_of
 from tests.app.test_session import GAIN_DC, _wait
@@ -60,3 +61,44 @@ def test_run_volume_out_of_range_is_one_line_before_anything_plays():
                         "--seconds", "0.2", "--device", "virtual", "--volume", "30"],
                        cwd=REPO, capture_output=True, text=True, timeout=600)
     assert_one_line_error(r, "--volume", "from -60 to +12 dB")
+
+
+def test_the_volume_and_mute_are_midi_knobs_and_a_preset_may_map_them():
+    with Session(48000, 256, device="virtual") as s:
+        s.load(GAIN_DC)
+        assert {"volume", "mute"} <= set(s.knobs())
+        s.set_knob("volume", 0.5)                    # half way along -60 ... +12 dB
+        assert s.volume_db == pytest.approx(-24.0)
+        s.set_knob("mute", 1.0)
+        assert s.muted
+        s.set_knob("mute", 0.2)
+        assert not s.muted
+    doc = good_doc()
+    doc["midi"]["mappings"] = {"7": "volume", "8": "mute"}
+    assert presets.parse_document(doc).midi == {7: "volume", 8: "mute"}
+
+
+LOUD = dataclasses.replace(GAIN_DC, hidden={"gain": 2.0, "dc": 0.0},
+                           settings=Settings(window=32, lr=0.01, learning=False))
+
+
+def test_the_limiter_counts_time_in_gain_reduction_and_starts_over_with_each_circuit():
+    with Session(48000, 256, device="virtual") as s:
+        s.load(LOUD)
+        s.set_source("sine", hz=220.0)
+        s.set_output("target")
+        s.start()
+        _wait(lambda: s.counters()["frames"] > 24000)
+        loud = s.limiter()
+        # a steady sine at twice full scale: one onset, then held down all the time, about 7 dB
+        assert loud["onsets"] == 1 and loud["fraction"] > 0.95 and loud["samples"] > 20000
+        assert 5.0 < loud["reduction_db"] < 8.0
+        assert s.counters()["limited_samples"] == loud["samples"]
+        s.load(dataclasses.replace(LOUD, hidden={"gain": 0.1, "dc": 0.0}))
+        start = s.counters()["frames"]
+        _wait(lambda: s.counters()["frames"] > start + 48000)
+        quiet = s.limiter()
+        assert quiet["onsets"] == 0 and quiet["reduction_db"] == 0.0
+        assert quiet["fraction"] < 0.1            # only the release after the switch was counted
+        s.restart_limiter_count()
+        assert s.limiter() == {"onsets": 0, "samples": 0, "fraction": 0.0, "reduction_db": 0.0}

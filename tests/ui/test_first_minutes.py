@@ -109,3 +109,29 @@ def test_reset_clears_every_history_view_and_the_trajectories_use_the_declared_r
     window.reset_learning()
     assert len(window.trajectories._hist) == 0
     assert len(window.loss_history.visible_data()[1]) == 0
+
+
+def test_the_limiter_is_a_meter_and_a_midi_turned_volume_moves_the_slider(qtbot, window):
+    s = window.session
+    loud = dataclasses.replace(s.spec, hidden={"gain": 2.0, "dc": 0.0})
+    window.apply_spec(loud)
+    wait_loaded(qtbot, window, 2)
+    s.set_source("sine", hz=220.0)
+    qtbot.waitUntil(lambda: window.audio.limiter.value() > 30, timeout=10000)   # > 3 dB of reduction
+    assert window.audio.limiter.format().startswith("limiter -")
+    assert " %" in window.audio.limiter.format()             # the share of time it turned us down
+    assert "limiter" not in window.status_text()               # a meter, not an alarm
+    s.set_knob("volume", 0.25)                                 # a MIDI controller turns it: -42 dB
+    s.set_knob("mute", 1.0)
+    qtbot.waitUntil(lambda: window.audio.volume.value() == -42, timeout=5000)
+    assert window.audio.mute.isChecked() and window.audio.volume_label.text() == "-42 dB"
+    before = s.limiter()["samples"]
+    window.reset_learning()                                    # the count starts over with Reset
+    assert s.limiter()["samples"] < before
+
+
+def test_limiter_text_reads_the_reduction_and_the_share_of_time():
+    from ui.panels.controls import limiter_text
+    assert limiter_text(0.0, 0.0) == "limiter 0 dB"
+    assert limiter_text(2.54, 0.004) == "limiter -2.5 dB · 0.4 %"
+    assert limiter_text(0.0, 0.0004) == "limiter 0 dB"

@@ -14,6 +14,7 @@ from app.session import LOSSES, OPTIMIZERS
 LR_LO, LR_HI, LR_STEPS = 1e-6, 1.0, 600
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
 LIVE_SOURCES = tuple(s.name for s in SOURCES)
+LIMITER_METER_DB = 12          # the limiter meter's full scale, dB of gain reduction
 
 
 def _narrow(combo: QtWidgets.QComboBox) -> QtWidgets.QComboBox:
@@ -178,6 +179,12 @@ class AudioControls(QtWidgets.QGroupBox):
         self.cpu.setObjectName("cpu")
         self.xruns = QtWidgets.QLabel("xruns 0")
         self.xruns.setObjectName("xruns")
+        self.limiter = QtWidgets.QProgressBar()       # a meter, not an alarm: how hard, how often
+        self.limiter.setObjectName("limiter")
+        self.limiter.setRange(0, LIMITER_METER_DB * 10)
+        self.limiter.setToolTip("the safety limiter on the speakers: gain reduction now, and the share "
+                                "of the time it has turned the output down since the circuit was loaded")
+        self.limiter.setFormat("limiter 0 dB")
         self.device.activated.connect(lambda _: self._device_changed())
         self.blocksize.activated.connect(lambda _: self._device_changed())
         self.source.activated.connect(lambda _: self.source_requested.emit(self.source.currentText(), self.hz.value()))
@@ -212,6 +219,7 @@ class AudioControls(QtWidgets.QGroupBox):
         rows = rows + (None,)
         meters = QtWidgets.QHBoxLayout()
         meters.addWidget(self.cpu, 1)
+        meters.addWidget(self.limiter, 1)
         meters.addWidget(self.xruns)
         g.addLayout(meters, len(rows), 0, 1, 2)
 
@@ -227,6 +235,11 @@ class AudioControls(QtWidgets.QGroupBox):
         self.mute.setChecked(muted)
         for w in (self.volume, self.mute):
             w.blockSignals(False)
+
+    def follow_volume(self, db: float, muted: bool):
+        """Show a volume or mute changed elsewhere (a MIDI controller); a no-op when nothing did."""
+        if int(round(db)) != self.volume.value() or muted != self.mute.isChecked():
+            self.show_volume(db, muted)
 
     def _device_changed(self):
         self.device_requested.emit(self.device.currentData(), int(self.blocksize.currentText()))
@@ -250,6 +263,17 @@ class AudioControls(QtWidgets.QGroupBox):
         self.insert_label.setText(text or "none")
         self.insert_remove.setEnabled(text is not None)
 
-    def show_meters(self, cpu_fraction: float, xruns: int):
+    def show_meters(self, cpu_fraction: float, xruns: int, limiter: dict | None = None):
         self.cpu.setValue(int(min(max(cpu_fraction, 0.0), 1.0) * 100))
         self.xruns.setText(f"xruns {xruns}")
+        if limiter is not None:
+            db = limiter["reduction_db"]
+            self.limiter.setValue(int(round(10 * min(db, LIMITER_METER_DB))))
+            self.limiter.setFormat(limiter_text(db, limiter["fraction"]))
+
+
+def limiter_text(reduction_db: float, fraction: float) -> str:
+    """'limiter -2.5 dB · 0.4 %': the reduction now and the share of time spent reducing."""
+    now = f"-{reduction_db:.1f} dB" if reduction_db >= 0.05 else "0 dB"
+    share = f" · {100 * fraction:.1f} %" if fraction >= 0.0005 else ""
+    return f"limiter {now}{share}"
