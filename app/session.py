@@ -28,7 +28,7 @@ from app.host import layout as H
 from app.host.stream import AudioUnavailable, open_stream
 from app.host.memory import HostMemory, Slot
 from app.host.telemetry import TelemetryReader
-from app.knobs import SETTING_KNOBS, KnobBank, KnobSpec, around
+from app.knobs import SETTING_KNOBS, SOURCE_LEVEL, KnobBank, KnobSpec, around
 from app.recordings.hardware import DeviceSpec, check_channels
 from app.recordings.pair import RecordingSpec
 
@@ -715,6 +715,20 @@ class Session:
     def set_source_gain(self, gain: float):
         self.memory.ctl[H.C_SOURCE_GAIN] = self.memory.finite(gain, "the source level")
 
+    def set_source_level_db(self, db: float):
+        """The source's level in dB (0: each generator's full scale — noise at -4.8 dBFS RMS, a
+        sine at -3): what the circuits and the learner hear, so it is part of the modelling task."""
+        db = self.memory.finite(db, "the source level")
+        if not SOURCE_LEVEL.lo <= db <= SOURCE_LEVEL.hi:
+            raise SessionError(f"the source level must be from {SOURCE_LEVEL.lo:g} to "
+                               f"+{SOURCE_LEVEL.hi:g} dB, got {db:g}")
+        self.set_source_gain(10.0 ** (db / 20.0))
+
+    @property
+    def source_level_db(self) -> float:
+        g = float(self.memory.ctl[H.C_SOURCE_GAIN])
+        return SOURCE_LEVEL.lo if g <= 10.0 ** (SOURCE_LEVEL.lo / 20.0) else round(20.0 * math.log10(g), 2)
+
     def set_master_gain(self, gain: float):
         gain = self.memory.finite(gain, "the output level")
         if not 0.0 <= gain <= 4.0:
@@ -796,6 +810,8 @@ class Session:
             self.set_master_gain(v)
         elif name == "volume":
             self.set_volume_db(v)
+        elif name == "source_level":
+            self.set_source_level_db(v)
         elif name == "mute":
             self.set_mute(v >= 0.5)
         else:

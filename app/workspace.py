@@ -172,6 +172,7 @@ class Workspace:
         self.set_source(preset.source, preset.source_hz, preset.source_file)
         s.set_output(preset.output)
         s.set_volume_db(preset.volume_db)
+        s.set_source_level_db(preset.source_db)
         s.set_mute(preset.mute)
         ins = preset.insert
         if ins is not None and "plugin" in ins:
@@ -218,7 +219,7 @@ class Workspace:
         return presets.Preset(name=self.name, description=self.description, spec=spec,
                               learned=learned, source=self.source, source_hz=self.source_hz,
                               source_file=self.source_file, output=s.output,
-                              volume_db=s.volume_db, mute=s.muted,
+                              source_db=s.source_level_db, volume_db=s.volume_db, mute=s.muted,
                               midi=self._live_mappings(), banks=banks, sptmod=self.sptmod,
                               insert=self._model_insert(), plugin_version=version)
 

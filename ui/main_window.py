@@ -755,6 +755,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._show_source()
         self._show_insert()
         self.audio.show_volume(s.volume_db, s.muted)
+        self.audio.show_source_level(s.source_level_db)
         QtCore.QTimer.singleShot(100, self._fit_middle)      # once the new rows are laid out
         self.loss_history.clear_data()            # a new circuit's loss starts a new history
         self.trajectories.set_names(s.param_names, list(s.hidden()),
@@ -938,7 +939,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if now - self._last_status > 0.5:
             self._last_status = now
             self._fit_middle()                    # panels that grew since (a plugin's knobs)
-            self.audio.follow_volume(self.session.volume_db, self.session.muted)   # MIDI may turn it
+            self.audio.follow_volume(self.session.volume_db, self.session.muted,   # MIDI may turn them
+                                     self.session.source_level_db)
             self.status_label.setText(self.status_text())
         self.frame_ms.append(1000 * (time.perf_counter() - t0))
 

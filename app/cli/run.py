@@ -10,6 +10,7 @@ import time
 from app.cli.args import (_json_float, _positive_seconds, add_learning_args, banks_from_args,
                           check_hidden_in_range, parse_hidden, parse_param, plugin_args, settings_from_args)
 from app.cli.errors import UsageError, one_line as _one_line, parse_float as _float
+from app.knobs import SOURCE_LEVEL
 from app.cli.learn import EXIT_DIVERGED, _bank_summary
 from app.cli.recordings import add_recording_args
 
@@ -79,6 +80,9 @@ def cmd_run(a) -> int:
     from app.session import CircuitSpec
     if a.volume is not None and not -60.0 <= a.volume <= 12.0:     # before anything compiles
         raise UsageError(f"--volume: the output volume must be from -60 to +12 dB, got {a.volume:g}")
+    if a.source_level is not None and not SOURCE_LEVEL.lo <= a.source_level <= SOURCE_LEVEL.hi:
+        raise UsageError(f"--source-level: the source level must be from {SOURCE_LEVEL.lo:g} to "
+                         f"+{SOURCE_LEVEL.hi:g} dB, got {a.source_level:g}")
     sample_rate = 48000.0 if a.sr is None else a.sr
     if not (math.isfinite(sample_rate) and 8000 <= sample_rate <= 384000):
         raise UsageError("--sr must be between 8000 and 384000 Hz")
@@ -188,7 +192,9 @@ def _run_preset(a, sample_rate) -> int:
     elif insert is None and preset.insert is not None:
         insert = preset.insert["model"], preset.insert["controls"], preset.insert["sha256"]
     if a.volume is None:
-        a.volume = preset.volume_db      # the preset's level at the speakers, as the window plays it
+        a.volume = preset.volume_db      # the preset's levels, as the window plays them
+    if a.source_level is None:
+        a.source_level = preset.source_db
     return _run_spec(a, spec, sample_rate, source, insert)
 
 
@@ -228,11 +234,13 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
             print(f"note: {session.status_message}", file=sys.stderr)
         _live_source(session, source)
         session.set_output(a.output)
-        if a.volume is not None:
-            try:
-                session.set_volume_db(a.volume)
-            except SessionError as e:
-                raise UsageError(f"--volume: {e}") from None
+        for flag, value, set_level in (("--volume", a.volume, session.set_volume_db),
+                                       ("--source-level", a.source_level, session.set_source_level_db)):
+            if value is not None:
+                try:
+                    set_level(value)
+                except SessionError as e:
+                    raise UsageError(f"{flag}: {e}") from None
         if a.source == "midi" or a.midi_connect:
             midi = _open_midi(session, a.midi_connect)
         stats = RunStats()
@@ -364,6 +372,9 @@ def add_parser(sub):
     rp.add_argument("--volume", type=float, metavar="DB",
                     help="output volume in dB, -60 to +12 (default 0; what you hear only, the "
                          "learner is unaffected)")
+    rp.add_argument("--source-level", type=float, metavar="DB",
+                    help="the source's level in dB from its full scale, -40 to +6 (default 0: noise "
+                         "at -4.8 dBFS RMS; -13 puts it near -18 dBFS RMS). The circuits hear it")
     rp.add_argument("--device", help="audio device name (substring) or index; default: the system's")
     rp.add_argument("--blocksize", type=int, default=128, metavar="B", help="frames per callback")
     rp.add_argument("--midi-connect", metavar="NAME", help="also connect the MIDI input to this port")

@@ -12,8 +12,9 @@ Schema version 2 (written now):
      "target_params": [],           # declarations of target-only parameters (knob ranges)
      "hidden": {...}, "learned": {...},
      "settings": {"loss": "mse", "window": 32, "optimizer": "sgd", "lr": 0.01, ...},
-     "audio": {"source": "lcg-noise", "source_hz": 220.0, "source_file": null, "output": "stereo",
-               "volume_db": 0.0, "mute": false},
+     "audio": {"source": "lcg-noise", "source_hz": 220.0, "source_file": null,
+               "source_db": 0.0,             # the source's level, dB from its full scale
+               "output": "stereo", "volume_db": 0.0, "mute": false},
      "midi": {"mappings": {"74": "hidden:gain"}}, "banks": null,
      "sptmod": null,                # or {"model": "models/x.npz", "sha256": ...}: the ground truth
      "plugin": null,                # or {"id": "ladspa:lpf", "version": "", "channel": "left"}: the
@@ -82,6 +83,7 @@ class Preset:
     source_hz: float = 220.0
     source_file: str | None = None
     output: str = "stereo"
+    source_db: float = 0.0           # the source's level (what the circuits hear; 0 = full scale)
     volume_db: float = 0.0           # the output volume (speaker path only; the learner never hears it)
     mute: bool = False
     midi: dict[int, str] = field(default_factory=dict)
@@ -114,7 +116,8 @@ def to_json(preset: Preset) -> dict:
             "learned": {k: float(v) for k, v in preset.learned.items()},
             "settings": asdict(s.settings),
             "audio": {"source": preset.source, "source_hz": float(preset.source_hz),
-                      "source_file": preset.source_file, "output": preset.output,
+                      "source_file": preset.source_file, "source_db": float(preset.source_db),
+                      "output": preset.output,
                       "volume_db": float(preset.volume_db), "mute": bool(preset.mute)},
             "midi": {"mappings": {str(cc): knob for cc, knob in sorted(preset.midi.items())}},
             "banks": preset.banks, "sptmod": _sptmod_json(preset, None), "plugin": _plugin_json(preset),

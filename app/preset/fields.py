@@ -13,7 +13,7 @@ from engine.learn.banks import Banks
 from engine.circuit.language import CircuitError, parse
 from engine.learn.learner import ParamSpec, Settings
 from app.host.layout import OUTPUT_MODES, SOURCES, TEL_MAX_PARAMS
-from app.knobs import SETTING_KNOBS
+from app.knobs import SETTING_KNOBS, SOURCE_LEVEL
 from app.midi.control import MAX_MAPPABLE_CC
 
 MAX_BANKS_BYTES = 100_000
@@ -23,7 +23,7 @@ MAX_SOURCE_HZ = 24000.0        # Nyquist at 48 kHz; the session checks its own r
 VALIDATION_RATE = 48000.0      # circuits are parsed at this rate only to check them
 KNOBS = tuple(SETTING_KNOBS)         # the session's own knobs a MIDI mapping may name
 PARAM_FIELDS = ("name", "init", "min", "max", "scale")
-AUDIO_FIELDS = ("source", "source_hz", "source_file", "output", "volume_db", "mute")
+AUDIO_FIELDS = ("source", "source_hz", "source_file", "source_db", "output", "volume_db", "mute")
 VOLUME_DB_RANGE = (-60.0, 12.0)      # the output volume; below the range is mute's job
 SETTING_TYPES = {"loss": str, "huber_delta": float, "window": int, "optimizer": str, "lr": float,
                  "c1": (float, None), "c2": (float, None), "eps": (float, None), "clip": float,
@@ -203,7 +203,7 @@ def _values(c: _Check, doc: Any, key: str) -> dict[str, float]:
 
 def _audio(c: _Check, doc: Any) -> dict:
     out = {"source": "lcg-noise", "source_hz": 220.0, "source_file": None, "output": "stereo",
-           "volume_db": 0.0, "mute": False}
+           "source_db": 0.0, "volume_db": 0.0, "mute": False}
     if not isinstance(doc, dict):
         c.add(f"audio must be an object, got {_show(doc)}")
         return out
@@ -213,6 +213,11 @@ def _audio(c: _Check, doc: Any) -> dict:
         c.add(f"audio: volume_db must be from {lo:g} to {hi:g} dB, got {volume:g}")
     elif volume is not None:
         out["volume_db"] = volume
+    level = c.number(doc.get("source_db", 0.0), "audio: source_db")
+    if level is not None and not SOURCE_LEVEL.lo <= level <= SOURCE_LEVEL.hi:
+        c.add(f"audio: source_db must be from {SOURCE_LEVEL.lo:g} to {SOURCE_LEVEL.hi:g} dB, got {level:g}")
+    elif level is not None:
+        out["source_db"] = level
     mute = doc.get("mute", False)
     if isinstance(mute, bool):
         out["mute"] = mute

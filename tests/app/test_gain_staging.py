@@ -102,3 +102,34 @@ def test_the_limiter_counts_time_in_gain_reduction_and_starts_over_with_each_cir
         assert quiet["fraction"] < 0.1            # only the release after the switch was counted
         s.restart_limiter_count()
         assert s.limiter() == {"onsets": 0, "samples": 0, "fraction": 0.0, "reduction_db": 0.0}
+
+
+def test_the_source_level_scales_what_the_circuits_hear_and_round_trips_through_a_preset():
+    with Session(48000, 256, device="virtual") as s:
+        s.load(dataclasses.replace(GAIN_DC, settings=Settings(window=32, lr=0.01, learning=False)))
+        s.set_source("sine", hz=220.0)
+        s.start()
+        _wait(lambda: s.counters()["callbacks"] > 40)
+        full = float(np.max(np.abs(s.telemetry.scope(4096, [H.SC_SOURCE]))))
+        s.set_source_level_db(-20.0)
+        assert s.source_level_db == pytest.approx(-20.0)
+        t0 = s.counters()["callbacks"]
+        _wait(lambda: s.counters()["callbacks"] > t0 + 40)
+        quiet = float(np.max(np.abs(s.telemetry.scope(4096, [H.SC_SOURCE]))))
+        assert full == pytest.approx(1.0, abs=0.01) and quiet == pytest.approx(0.1, abs=0.005)
+        s.set_knob("source_level", 1.0)                    # a MIDI knob too: the top is +6 dB
+        assert s.source_level_db == pytest.approx(6.0)
+        with pytest.raises(SessionError, match="from -40 to \\+6 dB, got -50"):
+            s.set_source_level_db(-50.0)
+    doc = good_doc()
+    doc["audio"]["source_db"] = -13.0
+    assert presets.parse_document(presets.to_json(presets.parse_document(doc))).source_db == -13.0
+    doc["audio"]["source_db"] = 20
+    assert "audio: source_db must be from -40 to 6 dB, got 20" in problems_of(doc)
+
+
+def test_run_source_level_out_of_range_is_one_line_before_anything_plays():
+    r = subprocess.run([sys.executable, "main.py", "run", "--headless", "--preset", "gain+dc",
+                        "--seconds", "0.2", "--device", "virtual", "--source-level", "-90"],
+                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert_one_line_error(r, "--source-level", "from -40 to +6 dB")

@@ -8,12 +8,17 @@ import math
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from app.host import layout as H
+from app.knobs import SOURCE_LEVEL
 from engine.sources import SOURCES
 from app.session import LOSSES, OPTIMIZERS
 
 LR_LO, LR_HI, LR_STEPS = 1e-6, 1.0, 600
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
 LIVE_SOURCES = tuple(s.name for s in SOURCES)
+def _db_text(db: int) -> str:
+    return f"{db:+d} dB" if db else "0 dB"
+
+
 LIMITER_METER_DB = 12          # the limiter meter's full scale, dB of gain reduction
 
 
@@ -160,6 +165,14 @@ class AudioControls(QtWidgets.QGroupBox):
         self.mute.setObjectName("mute")
         self.mute.setCheckable(True)
         self.volume.valueChanged.connect(self._volume_changed)
+        self.level = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.level.setObjectName("source_level")
+        self.level.setRange(int(SOURCE_LEVEL.lo), int(SOURCE_LEVEL.hi))
+        self.level.setToolTip("the source's level in dB from its full scale (noise: -4.8 dBFS RMS at 0 dB; "
+                              "-13 dB puts it near -18 dBFS RMS). The circuits and the learner hear it")
+        self.level_label = QtWidgets.QLabel("0 dB")
+        self.level_label.setFixedWidth(48)
+        self.level.valueChanged.connect(self._level_changed)
         self.mute.toggled.connect(lambda on: _guard(self.status.emit, lambda: session.set_mute(on)))
         self.midi = _narrow(QtWidgets.QComboBox())
         self.midi.setObjectName("midi")
@@ -217,6 +230,12 @@ class AudioControls(QtWidgets.QGroupBox):
         g.addWidget(QtWidgets.QLabel("volume"), len(rows), 0)
         g.addLayout(volume, len(rows), 1)
         rows = rows + (None,)
+        level = QtWidgets.QHBoxLayout()
+        level.addWidget(self.level, 1)
+        level.addWidget(self.level_label)
+        g.addWidget(QtWidgets.QLabel("source level"), len(rows), 0)
+        g.addLayout(level, len(rows), 1)
+        rows = rows + (None,)
         meters = QtWidgets.QHBoxLayout()
         meters.addWidget(self.cpu, 1)
         meters.addWidget(self.limiter, 1)
@@ -224,22 +243,35 @@ class AudioControls(QtWidgets.QGroupBox):
         g.addLayout(meters, len(rows), 0, 1, 2)
 
     def _volume_changed(self, db: int):
-        self.volume_label.setText(f"{db:+d} dB" if db else "0 dB")
+        self.volume_label.setText(_db_text(db))
         _guard(self.status.emit, lambda: self.session.set_volume_db(float(db)))
 
     def show_volume(self, db: float, muted: bool):
         for w in (self.volume, self.mute):
             w.blockSignals(True)
         self.volume.setValue(int(round(db)))
-        self.volume_label.setText(f"{int(round(db)):+d} dB" if round(db) else "0 dB")
+        self.volume_label.setText(_db_text(int(round(db))))
         self.mute.setChecked(muted)
         for w in (self.volume, self.mute):
             w.blockSignals(False)
 
-    def follow_volume(self, db: float, muted: bool):
-        """Show a volume or mute changed elsewhere (a MIDI controller); a no-op when nothing did."""
+    def follow_volume(self, db: float, muted: bool, source_db: float = 0.0):
+        """Show a volume, mute or source level changed elsewhere (a MIDI controller); a no-op when
+        nothing did."""
         if int(round(db)) != self.volume.value() or muted != self.mute.isChecked():
             self.show_volume(db, muted)
+        if int(round(source_db)) != self.level.value():
+            self.show_source_level(source_db)
+
+    def _level_changed(self, db: int):
+        self.level_label.setText(_db_text(db))
+        _guard(self.status.emit, lambda: self.session.set_source_level_db(float(db)))
+
+    def show_source_level(self, db: float):
+        self.level.blockSignals(True)
+        self.level.setValue(int(round(db)))
+        self.level.blockSignals(False)
+        self.level_label.setText(_db_text(int(round(db))))
 
     def _device_changed(self):
         self.device_requested.emit(self.device.currentData(), int(self.blocksize.currentText()))
