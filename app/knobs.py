@@ -189,7 +189,8 @@ class KnobBank:
 
 
 # the session's own knobs, beside the bank's (a preset's MIDI mappings may name them)
-SETTING_KNOBS = {"lr": KnobSpec("lr", 1e-6, 1.0, "log"), "master": KnobSpec("master", 0.0, 1.0),
+# the learning rate's one range, wide enough for every optimiser's scale (factory presets use 5e-4 … 50)
+SETTING_KNOBS = {"lr": KnobSpec("lr", 1e-6, 100.0, "log"), "master": KnobSpec("master", 0.0, 1.0),
                  "source_hz": KnobSpec("source_hz", 20.0, 20000.0, "log"),
                  "volume": KnobSpec("volume", -60.0, 12.0), "mute": KnobSpec("mute", 0.0, 1.0, "toggle"),
                  "source_level": KnobSpec("source_level", -40.0, 6.0)}

@@ -122,8 +122,8 @@ def test_knobs_map_midi_fractions_to_values(session):
     assert knobs["hidden:dc"].lo == -1.0                 # unbounded params get a [-1, 1] knob
     session.set_knob("hidden:gain", 0.75)
     assert session.hidden()["gain"] == 1.0
-    session.set_knob("lr", 0.5)
-    assert math.isclose(session.learner.settings.lr, 1e-3)
+    session.set_knob("lr", 0.5)                          # half way along 1e-6 ... 100, log
+    assert math.isclose(session.learner.settings.lr, 1e-2)
     with pytest.raises(SessionError, match="no knob named"):
         session.set_knob("volume11", 0.5)
     got = []

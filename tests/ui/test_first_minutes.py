@@ -135,3 +135,14 @@ def test_limiter_text_reads_the_reduction_and_the_share_of_time():
     assert limiter_text(0.0, 0.0) == "limiter 0 dB"
     assert limiter_text(2.54, 0.004) == "limiter -2.5 dB · 0.4 %"
     assert limiter_text(0.0, 0.0004) == "limiter 0 dB"
+
+
+def test_the_learning_rate_slider_has_one_range_that_holds_every_factory_presets_rate():
+    from app.preset import document as presets
+    from app.preset import store
+    from ui.panels.controls import LearningControls
+    for name, path in store.factory_presets().items():
+        lr = presets.load(path).spec.settings.lr
+        shown = LearningControls.lr_at(LearningControls.lr_position(lr))
+        assert abs(shown / lr - 1) < 0.013, f"{name}: lr {lr:g} shows as {shown:g}"  # 100 steps a decade
+    assert LearningControls.lr_at(0) == 1e-6 and LearningControls.lr_at(800) == 100.0

@@ -3,16 +3,15 @@ controls (device, source, output, block size, MIDI port, CPU and xrun meters). E
 session or workspace call; errors come back as one status line, never an exception in Qt."""
 from __future__ import annotations
 
-import math
 
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from app.host import layout as H
-from app.knobs import SOURCE_LEVEL
+from app.knobs import SETTING_KNOBS, SOURCE_LEVEL
 from engine.sources import SOURCES
 from app.session import LOSSES, OPTIMIZERS
 
-LR_LO, LR_HI, LR_STEPS = 1e-6, 1.0, 600
+LR_KNOB, LR_STEPS = SETTING_KNOBS["lr"], 800     # one range for every preset: 100 steps a decade
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
 LIVE_SOURCES = tuple(s.name for s in SOURCES)
 def _db_text(db: int) -> str:
@@ -94,12 +93,11 @@ class LearningControls(QtWidgets.QGroupBox):
 
     @staticmethod
     def lr_at(position: int) -> float:
-        return LR_LO * (LR_HI / LR_LO) ** (position / LR_STEPS)
+        return LR_KNOB.value_at(position / LR_STEPS)
 
     @staticmethod
     def lr_position(lr: float) -> int:
-        f = math.log(min(max(lr, LR_LO), LR_HI) / LR_LO) / math.log(LR_HI / LR_LO)
-        return int(round(f * LR_STEPS))
+        return int(round(LR_KNOB.fraction_of(lr) * LR_STEPS))
 
     def _set(self, **change):
         if self.session.learner is not None:
