@@ -146,3 +146,23 @@ def test_the_learning_rate_slider_has_one_range_that_holds_every_factory_presets
         shown = LearningControls.lr_at(LearningControls.lr_position(lr))
         assert abs(shown / lr - 1) < 0.013, f"{name}: lr {lr:g} shows as {shown:g}"  # 100 steps a decade
     assert LearningControls.lr_at(0) == 1e-6 and LearningControls.lr_at(800) == 100.0
+
+
+def test_a_lactose_preset_fits_1024x640_its_knobs_scroll_and_its_legend_goes_under_the_data(qtbot, window):
+    """Ten learned and hidden rows and a bank view do not fit one column at 720 px: that column
+    scrolls (never clips sideways), and at 1024 px the window still shrinks to the screen (the
+    bank view's title set a 1154 px minimum) with the trajectory legend under the data."""
+    window.open_preset("lactose-asymmetric")
+    wait_loaded(qtbot, window, 2)
+    for width, height in ((1280, 720), (1024, 640)):
+        window.resize(width, height)
+        qtbot.wait(100)
+        assert window.width() == width and window.height() == height, "the window cannot shrink this far"
+        assert _fully_shown(window.learning) and _fully_shown(window.circuit), width
+        assert window.audio.visibleRegion().boundingRect().width() == window.audio.width()
+        assert window.bank_view.width() <= window.middle_scroll.viewport().width()   # below, not beside
+    tp = window.trajectories
+    vb = tp.getPlotItem().getViewBox()
+    data = vb.mapRectToScene(vb.rect())
+    assert data.width() > 0.5 * tp.width()
+    assert tp.legend.mapRectToScene(tp.legend.rect()).top() >= data.bottom()

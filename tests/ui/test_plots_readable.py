@@ -212,3 +212,30 @@ def test_vertical_loss_meter_keeps_its_column(qtbot):
     assert text.top() >= track.bottom() and track.height() > 200
     assert meter.text == "-60.0 dB"
     meter.grab()
+
+
+def test_a_narrow_plot_puts_the_legend_under_the_data_not_beside_it(qtbot):
+    """At 1024 px the LACTOSE preset's trajectories got 320 px, and the side legend left the data
+    a 40 px sliver: a narrow plot lays the legend out under the data, which keeps the width."""
+    tp = shown(qtbot, TrajectoryPlot(), (320, 300))
+    learned = [f"{n}@{k}" for n in ("a", "d") for k in range(4)]
+    tp.set_names(learned, ["drive", "soft"], {"a": (0.0, 4.0, False), "d": (0.1, 10.0, True),
+                                              "drive": (0.5, 8.0, False), "soft": (0.1, 1.0, False)})
+    feed(tp, np.linspace(0.5, 1.5, 8), {"drive": 2.0, "soft": 0.5})
+    tp.update_legend()
+    tp.refresh(force=True)
+    tp.grab()
+    QtWidgets.QApplication.processEvents()
+    vb = tp.getPlotItem().getViewBox()
+    data = vb.mapRectToScene(vb.rect())
+    legend = tp.legend.mapRectToScene(tp.legend.rect())
+    assert data.width() > 0.5 * 320, data
+    assert not legend.intersects(data) and legend.top() >= data.bottom()
+    view = QtCore.QRectF(tp.viewport().rect())
+    for sample, label in tp.legend.items:
+        assert view.contains(label.sceneBoundingRect()), label.text
+    tp.resize(900, 300)                            # room again: back beside the data
+    tp.grab()
+    QtWidgets.QApplication.processEvents()
+    data = vb.mapRectToScene(vb.rect())
+    assert tp.legend.mapRectToScene(tp.legend.rect()).left() >= data.right()

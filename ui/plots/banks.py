@@ -27,6 +27,8 @@ class BankView(QtWidgets.QWidget):
         self.param = QtWidgets.QComboBox()
         self.param.currentTextChanged.connect(lambda _: self._draw_values())
         self.title = QtWidgets.QLabel("banks")
+        self.title.setWordWrap(True)          # never what sets the knobs' column width
+        self.setToolTip("drag an inner boundary to move it (what was learned is kept)")
         row = QtWidgets.QHBoxLayout()
         row.addWidget(self.title, 1)
         row.addWidget(self.param)
@@ -73,7 +75,7 @@ class BankView(QtWidgets.QWidget):
         pi.setXRange(lo, hi, padding=0.02)
         pi.setLabel("bottom", UNITS.get(banks.condition, banks.condition))
         self.title.setText(f"{banks.K} banks on the {UNITS.get(banks.condition, banks.condition)} "
-                           f"({banks.mode}) — drag a boundary to move it")
+                           f"({banks.mode})")
         self.param.blockSignals(True)
         self.param.clear()
         self.param.addItems(names)

@@ -17,6 +17,7 @@ from ui.plots.history import History, _thin
 from ui.theme import FG, PALETTE
 
 Range = tuple[float, float, bool]           # (lo, hi, log)
+MIN_DATA_WIDTH = 0.5                        # the legend moves under the data rather than take more
 LEGEND_INTERVAL_S = 0.25                    # the legend's values change at most 4 times a second
 LEGEND_FONT_PT = 8
 
@@ -135,6 +136,11 @@ class _SideLegend(pg.LegendItem):
         self._compact(self.items[-1][1])
         return value
 
+    def entry_width(self) -> float:
+        """One column of entries: swatch, the widest name, the widest value, the spacing."""
+        names = [label.item.boundingRect().width() for _, label in self.items] or [0.0]
+        return _Swatch.W + max(names) + self._value_width + 4 * 2 + 12 + 8
+
     @property
     def row_height(self) -> float:
         """One entry's height: a line of text (or the swatch, if taller)."""
@@ -228,6 +234,7 @@ class TrajectoryPlot(_TimePlot):
         pi.getAxis("left").enableAutoSIPrefix(False)
         self._legend = _SideLegend()
         pi.layout.addItem(self._legend, 2, 3, alignment=QtCore.Qt.AlignmentFlag.AlignTop)
+        self._legend_beside = True
         self._legend.sigSampleClicked.connect(self._sample_clicked)
         self._learned: list[str] = []
         self._hidden: list[str] = []
@@ -342,10 +349,23 @@ class TrajectoryPlot(_TimePlot):
             curve.setVisible(item.isVisible())
 
     def _fit_legend(self):
-        """As many legend rows per column as fit beside the view box."""
-        axis = self.getPlotItem().getAxis("bottom")
-        room = self.viewport().height() - axis.height() - 12
-        self._legend.set_rows(max(1, int(room // self._legend.row_height)))
+        """Beside the view box, as many rows per column as fit, while that leaves the data most
+        of the width; under it, as many columns as fit, when the plot is narrow (at 1024 px the
+        knobs' column takes the room and a LACTOSE legend left the data a sliver)."""
+        pi = self.getPlotItem()
+        n = max(1, len(self._legend.items))
+        entry = self._legend.entry_width()
+        room = self.viewport().height() - pi.getAxis("bottom").height() - 12
+        rows = max(1, int(room // self._legend.row_height))
+        beside = entry * math.ceil(n / rows) <= (1 - MIN_DATA_WIDTH) * self.width()
+        if beside != self._legend_beside:
+            self._legend_beside = beside
+            pi.layout.removeItem(self._legend)
+            pi.layout.addItem(self._legend, *((2, 3) if beside else (4, 1)),
+                              alignment=QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
+        if not beside:
+            rows = math.ceil(n / max(1, int(self.width() // entry)))
+        self._legend.set_rows(rows)
 
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
@@ -376,11 +396,14 @@ class TrajectoryPlot(_TimePlot):
         if not force and (shown == self._appended or now - at < LEGEND_INTERVAL_S):
             return
         self._legend_state = (self._appended, now)
+        widest = self._legend.entry_width()
         for k, e in enumerate(self._entries):
             text = self._entry_text(e)
             if text != e.text:
                 e.text = text
                 self._legend.set_value(k, text)
+        if self._legend.entry_width() != widest:     # wider values: beside or under may change
+            self._fit_legend()
 
     def update_legend(self):
         """Show the newest values in the legend now (refresh does it at its own pace)."""
