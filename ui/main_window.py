@@ -248,11 +248,13 @@ class MainWindow(QtWidgets.QMainWindow):
         tool.addAction("Save", self.save)
         tool.addSeparator()
         tool.addWidget(self.learning.run)
+        tool.addWidget(self.learning.reset)      # beside run/pause: a row less in the knobs' column
 
     TOUR = ("Circuit (left): pick a factory preset, edit the learnable circuit, the ground truth "
             "and the declarations; Apply swaps them in live.\n"
-            "Learning: pause/run, reset, optimiser, loss, window, learning rate.\n"
-            "Audio / MIDI: device, source, what you hear, output insert, volume and mute, meters.\n"
+            "Learning: optimiser, loss, window, learning rate (Pause/Run and Reset in the toolbar).\n"
+            "Audio / MIDI: device, source, what you hear, output insert, volume and mute, source "
+            "level, CPU/limiter/xrun meters.\n"
             "Ground truth (middle): the hidden knobs you turn; Learned: where the learner is now.\n"
             "Right: the loss over time, each parameter's trajectory, and the scope and spectra "
             "of target and learned output.")

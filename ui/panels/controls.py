@@ -73,9 +73,7 @@ class LearningControls(QtWidgets.QGroupBox):
         self.window.valueChanged.connect(lambda v: self._set(window=int(v)))
         self.window.valueChanged.connect(self._window_suffix)
         self.lr.valueChanged.connect(lambda v: self._set(lr=self.lr_at(v)))
-        g = QtWidgets.QGridLayout(self)
-        g.addWidget(self.run, 0, 0)
-        g.addWidget(self.reset, 0, 1)
+        g = QtWidgets.QGridLayout(self)          # run/pause and reset live in the window's toolbar
         g.addWidget(QtWidgets.QLabel("optimiser"), 1, 0)
         g.addWidget(self.optimizer, 1, 1)
         g.addWidget(QtWidgets.QLabel("loss"), 2, 0)
