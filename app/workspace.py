@@ -53,11 +53,15 @@ def parse_declarations(text: str) -> tuple[list[ParamSpec], list[Problem]]:
             continue
         seen.add(name)
         try:
-            spec = ParamSpec(name, _number(init, 0.0), _number(lo, -math.inf), _number(hi, math.inf),
-                             log=bool(log))
+            lo_v, hi_v = _number(lo, -math.inf), _number(hi, math.inf)
+            if lo_v > hi_v:              # one message (the parameter is declared, only wrongly)
+                raise ValueError(f"min {lo_v:g} is above max {hi_v:g}")
+            spec = ParamSpec(name, _number(init, 0.0), lo_v, hi_v, log=bool(log))
         except ValueError as e:
+            why = str(e).removeprefix(f"parameter '{name}': ")
             problems.append(Problem("params", n, line.index(name) + 1,
-                                    f"'{name}': {e}" if str(e) != "NaN" else f"'{name}': NaN is not a number"))
+                                    f"'{name}': {why}" if why != "NaN" else f"'{name}': NaN is not a number",
+                                    name=name))
             continue
         specs.append(spec)
     return specs, problems
@@ -121,8 +125,13 @@ def check_edit(circuit: str, target: str, declarations: str, hidden: dict, setti
         if p.kind == UNREADABLE:
             raise p.error                # not a circuit error: as from the parser itself
     found.sort(key=lambda p: _ORDER.get(p.kind, len(_ORDER)))
+    # a name whose declaration is wrong is not new: its one problem is on the declaration's line
+    miswritten = {p.name for p in problems if p.where == "params" and p.name}
+    found = [p for p in found if not (p.kind == UNDECLARED and p.name in miswritten)]
     undeclared = [p.name for p in found if p.kind == UNDECLARED]
-    problems += [Problem("params", 1, 1, f"'{p.name}' needs a declaration: {NEW_DECLARATION.format(name=p.name)}")
+    # a new name is not an error: Apply declares it; say so where it was typed
+    problems += [Problem(p.where, p.line, p.col, f"new parameter '{p.name}' — it will be declared as "
+                         f"{NEW_DECLARATION.format(name=p.name)} on Apply", p.kind, p.name)
                  if p.kind == UNDECLARED else p for p in found]
     if problems:
         return Checked(None, problems, undeclared)

@@ -102,6 +102,9 @@ class MainWindow(QtWidgets.QMainWindow):
                                     self._hidden_values, self._settings)
         self.circuit.apply_requested.connect(self.apply_spec)
         self.circuit.factory_chosen.connect(lambda name: self.open_preset(name))
+        self.circuit.edited.connect(self._edited)
+        self.circuit.description.textChanged.connect(self._description_typed)
+        self._clean: tuple = ()             # the editors' texts and the description when opened or saved
         self.hidden = HiddenPanel(self.session, workspace.midi)
         self.hidden.channel_requested.connect(self.set_plugin_channel)
         self.plugin_browser = None                     # made on first use, then kept
@@ -696,7 +699,17 @@ class MainWindow(QtWidgets.QMainWindow):
                         "bank boundaries moved: " + ", ".join(f"{b:.3g}" for b in boundaries))
 
     def open_preset(self, name_or_path) -> bool:
-        """Validate and apply a preset (factory name or file). Problems: one dialog, nothing changes."""
+        """Validate and apply a preset (factory name or file). Problems: one dialog, nothing changes.
+        Unapplied edits in the circuit panel are never dropped without asking."""
+        if self.circuit.has_unapplied_edits():
+            answer = self.ask_unapplied_edits()
+            if answer == "cancel":
+                self.say("kept your edits; nothing was opened")
+                return False
+            if answer == "apply":
+                self.circuit.request_apply()
+                self.say("applied your edits; nothing was opened")
+                return False
         try:
             path = store.resolve(str(name_or_path))
             preset = presets.load(path)
@@ -716,6 +729,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if not factory:
                 store.add_recent(path)
             self._circuit_changed()
+            self._mark_clean()
             for w in self.workspace.warnings:
                 self.say(w)
             ins = self.session.insert()
@@ -732,6 +746,7 @@ class MainWindow(QtWidgets.QMainWindow):
         def done(error):
             if error is None:
                 self._circuit_changed()
+                self._mark_clean()
                 ins = self.session.insert()
                 self.say(f"restored your last session ({preset.name})" + ("" if ins is None else
                          f" — with its output insert {self.audio.insert_label.text()}"))
@@ -764,7 +779,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                     trajectory_ranges(s.learner.param_names, s.learner.specs, s.knobs()))
         self.bank_view.set_banks(spec.banks, [sp.name for sp in s.learner.base_specs])
         self.scope.set_sample_rate(s.sample_rate)
-        self.setWindowTitle(f"Dualtone — {self.workspace.name}")
+        self._edited()
         truth = s.memory.active.truth
         if spec.device is not None and truth is not None and truth.alignment is None:
             QtCore.QTimer.singleShot(0, self.measure_device)      # a device is measured whenever loaded
@@ -789,6 +804,14 @@ class MainWindow(QtWidgets.QMainWindow):
         return self._write(Path(path), overwrite=True)
 
     def save_as(self, path=None):
+        if self._clean and self.circuit.texts()[:2] != self._clean[0][:2]:   # the circuits, not knobs or banks
+            # a different circuit under the old words would mislead whoever opens it
+            text = self.ask_description(self.workspace.description)
+            if text is None:
+                self.say("not saved")
+                return None
+            self.workspace.description = text
+            self.circuit.show_description(text)
         if path is None:
             try:
                 start = str(store.config_dir() / f"{self.workspace.name}.json")
@@ -812,9 +835,50 @@ class MainWindow(QtWidgets.QMainWindow):
         except (OSError, presets.PresetError) as e:
             self.show_problems("Cannot save preset", f"{path} was not written:", [str(e)])
             return None
-        self.setWindowTitle(f"Dualtone — {self.workspace.name}")
+        self._mark_clean()
         self.say(f"saved {out}")
         return out
+
+    # ---- what is open, and whether it changed
+    def _mark_clean(self):
+        self.circuit.show_description(self.workspace.description)
+        self._clean = (self.circuit.texts(), self.workspace.description)
+        self._edited()
+
+    def _description_typed(self):
+        self.workspace.description = self.circuit.description.toPlainText()
+        self._edited()
+
+    def modified(self) -> bool:
+        """Changed since opened or saved: edits (applied or not) or the description."""
+        return bool(self._clean) and (self.circuit.texts(), self.workspace.description) != self._clean
+
+    def _edited(self):
+        modified = self.modified()
+        name = self.workspace.name
+        self.circuit.show_name(name, modified)
+        title = f"Dualtone — {name}" + (" •" if modified else "")
+        if title != self.windowTitle():
+            self.setWindowTitle(title)
+
+    def ask_unapplied_edits(self) -> str:
+        """'apply', 'discard' or 'cancel': what to do with the circuit panel's unapplied edits
+        before another preset replaces them."""
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Question, "Unapplied edits",
+                                    "The circuit panel has edits that were not applied. Opening another "
+                                    "preset replaces them.", parent=self)
+        apply = box.addButton("Apply them", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton("Discard and open", QtWidgets.QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QtWidgets.QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return {apply: "apply", discard: "discard"}.get(box.clickedButton(), "cancel")
+
+    def ask_description(self, current: str) -> str | None:
+        """A description for a preset whose circuit changed (None: cancel the save)."""
+        text, ok = QtWidgets.QInputDialog.getMultiLineText(
+            self, "Describe the preset", "The circuit changed since this preset was opened. "
+            "What is it for now?", current)
+        return text if ok else None
 
     def autosave(self):
         try:

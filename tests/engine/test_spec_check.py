@@ -200,10 +200,11 @@ def test_check_edit_shows_check_specs_problems():
                           spec_lines={"g": 1, "q": 3})
     assert c.spec is None and c.problems == expected
     assert c.problems == [Problem("params", 3, 1, "'q' is declared but neither circuit uses it")]
-    # an undeclared name is worded as the panel's offer to declare it
+    # an undeclared name is worded as the panel's offer to declare it, and placed where it was typed
     c = check_edit("y = g*x + w", "", "g = 0 : -1 : 1", {}, Settings(), SR)
     assert c.undeclared == ["w"]
-    assert c.problems == [Problem("params", 1, 1, "'w' needs a declaration: w = 0 : -1 : 1")]
+    assert c.problems == [Problem("circuit", 1, 11, "new parameter 'w' — it will be declared as "
+                                                    "w = 0 : -1 : 1 on Apply")]
     assert workspace.Problem is Problem          # the old import place still works
 
 
@@ -240,3 +241,14 @@ def test_a_presets_problems_come_from_check_spec(monkeypatch):
     assert e.value.problems == [
         "params 'gain': does not affect the output (its line does not feed the last line)",
         "hidden 'nope': the target has no parameter named 'nope'"]
+
+
+@pytest.mark.parametrize("declaration, message", [
+    ("g = 0 : 2 : -1", "'g': min 2 is above max -1"),
+    ("g = 0 : 1 : 0.5 log", "'g': min 1 is above max 0.5"),
+    ("g = 1 : -1 : 1 log", "'g': a logarithmic scale needs a range above 0, got [-1.0, 1.0]"),
+])
+def test_a_wrong_range_is_one_message_on_its_line_not_also_a_new_parameter(declaration, message):
+    c = check_edit("y = g*x", "", declaration, {}, Settings(), SR)
+    assert c.spec is None and c.undeclared == []
+    assert c.problems == [Problem("params", 1, 1, message)]

@@ -9,6 +9,7 @@ from ui.theme import DIM, ERROR, UNDERLINE, tint
 
 from app.workspace import NEW_DECLARATION, Problem, check_edit, parse_banks
 
+ERROR_LINES = 3                 # problems shown under the editors (all of them in the tooltip)
 MONO = QtGui.QFont("DejaVu Sans Mono")
 MONO.setStyleHint(QtGui.QFont.StyleHint.Monospace)
 
@@ -53,14 +54,25 @@ class CodeEdit(QtWidgets.QPlainTextEdit):
 class CircuitPanel(QtWidgets.QGroupBox):
     apply_requested = QtCore.Signal(object)       # a CircuitSpec
     factory_chosen = QtCore.Signal(str)           # a factory preset name
+    edited = QtCore.Signal()                      # the texts or the description changed
 
     def __init__(self, factory_names, sample_rate_fn, hidden_fn, settings_fn):
         super().__init__("Circuit")
         self._sample_rate, self._hidden, self._settings = sample_rate_fn, hidden_fn, settings_fn
         self.factory = QtWidgets.QComboBox()
-        self.factory.addItem("factory presets…")
+        self.factory.setObjectName("preset")
+        self.factory.setToolTip("the preset you are working on (• : changed since it was opened or "
+                                "saved); pick a factory preset to open it")
+        self.factory.addItem("untitled")              # item 0: the current preset's name
         self.factory.addItems(list(factory_names))
         self.factory.activated.connect(self._factory_activated)
+        self.description = QtWidgets.QPlainTextEdit()
+        self.description.setObjectName("description")
+        self.description.setPlaceholderText("what this preset is for (saved with it)")
+        lines = self.description.fontMetrics().lineSpacing()
+        self.description.setFixedHeight(2 * lines + 12)
+        tint(self.description, DIM)
+        self.applied_texts: tuple = ()                # what show_spec last put in the editors (set below)
         self.circuit = CodeEdit("y = gain*x + dc", 6)
         self.target = CodeEdit("ground truth (blank: the same circuit with the hidden values)", 2)
         self.params = CodeEdit("gain = 0 : -1 : 2", 3)
@@ -74,17 +86,27 @@ class CircuitPanel(QtWidgets.QGroupBox):
         self.error = QtWidgets.QLabel()
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
+        self.error.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
+        # a fixed place for messages: one appearing never pushes the editors or the meters around
+        self.error.setFixedHeight(self.error.fontMetrics().lineSpacing() * ERROR_LINES + 4)
         tint(self.error, ERROR)
         self.apply = QtWidgets.QPushButton("Apply")
         self.apply.setToolTip("compile and swap the circuit in while audio keeps playing (Ctrl+Return)")
         self.apply.clicked.connect(self.request_apply)
         QtGui.QShortcut(QtGui.QKeySequence("Ctrl+Return"), self, self.request_apply)
-        self.progress = QtWidgets.QProgressBar()
+        self.progress = QtWidgets.QProgressBar()       # a thin bar; its stage is said in words below
         self.progress.setRange(0, 100)
-        self.progress.setTextVisible(True)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(8)
         self.progress.hide()
+        self.stage = QtWidgets.QLabel()
+        self.stage.setObjectName("stage")
+        self.stage.setWordWrap(True)
+        tint(self.stage, DIM)
+        self.stage.hide()
         form = QtWidgets.QVBoxLayout(self)
         form.addWidget(self.factory)
+        form.addWidget(self.description)
         for title, w in (("learnable circuit", self.circuit), ("ground truth", self.target),
                          ("parameters  (name = init : min : max [log])", self.params)):
             lab = QtWidgets.QLabel(title)
@@ -101,6 +123,7 @@ class CircuitPanel(QtWidgets.QGroupBox):
         row.addWidget(self.progress, 1)
         row.addWidget(self.apply)
         form.addLayout(row)
+        form.addWidget(self.stage)
         self._timer = QtCore.QTimer(self, singleShot=True, interval=250)
         self._timer.timeout.connect(self.check)
         for w in (self.circuit, self.target, self.params, self.banks):
@@ -108,11 +131,29 @@ class CircuitPanel(QtWidgets.QGroupBox):
         for w in (self.condition, self.bank_mode):
             w.currentTextChanged.connect(self._timer.start)
         self.checked = None
+        self.applied_texts = self.texts()             # empty editors hold no edits
 
     def _factory_activated(self, index: int):
+        self.factory.setCurrentIndex(0)               # the box names what is open, not what was picked
         if index > 0:
             self.factory_chosen.emit(self.factory.itemText(index))
+
+    def show_name(self, name: str, modified: bool):
+        self.factory.setItemText(0, name + (" •" if modified else ""))
         self.factory.setCurrentIndex(0)
+
+    def show_description(self, text: str):
+        self.description.blockSignals(True)
+        self.description.setPlainText(text)
+        self.description.blockSignals(False)
+
+    def texts(self) -> tuple:
+        """Everything the editors hold that Apply would use."""
+        return (self.circuit.toPlainText(), self.target.toPlainText(), self.params.toPlainText(),
+                self.banks.text(), self.condition.currentText(), self.bank_mode.currentText())
+
+    def has_unapplied_edits(self) -> bool:
+        return self.texts() != self.applied_texts
 
     def show_spec(self, spec, declarations: str):
         for w, text in ((self.circuit, spec.circuit), (self.target, spec.target or ""),
@@ -132,6 +173,7 @@ class CircuitPanel(QtWidgets.QGroupBox):
             self.bank_mode.setCurrentText(b.mode)
         for w in (self.banks, self.condition, self.bank_mode):
             w.blockSignals(False)
+        self.applied_texts = self.texts()
         self.check()
 
     def check(self):
@@ -152,8 +194,12 @@ class CircuitPanel(QtWidgets.QGroupBox):
         for where, editor in editors.items():
             p = first.get(where)
             editor.mark(None if p is None else p.line, None if p is None else p.col)
-        self.error.setText("\n".join(str(p) for p in c.problems[:4]))
+        shown = c.problems[:ERROR_LINES]
+        more = len(c.problems) - len(shown)
+        self.error.setText("\n".join(str(p) for p in shown) + (f" (+{more} more)" if more else ""))
+        self.error.setToolTip("\n".join(str(p) for p in c.problems))
         self.apply.setEnabled(not c.problems or bool(c.undeclared))
+        self.edited.emit()
         return c
 
     def request_apply(self):
@@ -170,9 +216,11 @@ class CircuitPanel(QtWidgets.QGroupBox):
     def set_busy(self, stage: str | None, fraction: float = 0.0):
         if stage is None:
             self.progress.hide()
+            self.stage.hide()
             self.apply.setEnabled(True)
             return
         self.progress.show()
         self.progress.setValue(int(100 * fraction))
-        self.progress.setFormat(stage)
+        self.stage.setText(stage)
+        self.stage.show()
         self.apply.setEnabled(False)

@@ -1,0 +1,136 @@
+"""What is open and whether it changed: the preset's description shown, edited and saved; its name
+with a modified marker in the title and the preset box; unapplied edits never dropped without
+asking; a changed circuit asks for new words on Save As; the circuit panel's notes placed where
+the word was typed; the compile stage said in words."""
+import json
+
+from app.preset import document as presets
+from app.preset import store
+from tests.ui.test_gui import config_dir, make_window, wait_loaded, window   # noqa: F401 (fixtures)
+
+
+def test_the_description_is_shown_edited_and_saved(qtbot, window, tmp_path):
+    shown = window.circuit.description.toPlainText()
+    assert shown == presets.load(store.resolve("gain+dc")).description and shown.strip()
+    window.circuit.description.setPlainText("Two knobs, one noise: my first capture.")
+    assert window.workspace.description == "Two knobs, one noise: my first capture."
+    assert window.windowTitle() == "Dualtone — gain+dc •"
+    path = tmp_path / "mine.json"
+    assert window.save_as(path) == path
+    assert json.loads(path.read_text())["description"] == "Two knobs, one noise: my first capture."
+    assert window.windowTitle() == "Dualtone — mine"
+
+
+def test_the_title_and_the_preset_box_name_what_is_open_and_mark_changes(qtbot, window, tmp_path):
+    box = window.circuit.factory
+    assert window.windowTitle() == "Dualtone — gain+dc" and box.currentText() == "gain+dc"
+    window.circuit.circuit.setPlainText("y = gain*x")                   # typed, not applied
+    window.circuit.check()
+    assert window.windowTitle() == "Dualtone — gain+dc •" and box.currentText() == "gain+dc •"
+    window.circuit.circuit.setPlainText("y = gain*x + dc")              # typed back: unchanged
+    window.circuit.check()
+    assert window.windowTitle() == "Dualtone — gain+dc"
+    window.circuit.params.setPlainText("gain = 0 : -1 : 2")
+    window.circuit.circuit.setPlainText("y = gain*x")
+    window.circuit.request_apply()                                      # applied: still not saved
+    wait_loaded(qtbot, window, 2)
+    assert window.windowTitle() == "Dualtone — gain+dc •" and box.currentText() == "gain+dc •"
+    window.ask_description = lambda current: current                   # (Save As asks: see below)
+    window.save_as(tmp_path / "gain-only.json")
+    assert window.windowTitle() == "Dualtone — gain-only" and box.currentText() == "gain-only"
+    box.activated.emit(box.findText("one-pole"))                        # a factory pick
+    wait_loaded(qtbot, window, 3)
+    assert box.currentText() == "one-pole" and window.windowTitle() == "Dualtone — one-pole"
+    assert box.findText("factory presets…") < 0
+
+
+def _type_an_edit(window):
+    window.circuit.circuit.setPlainText("y = 2*gain*x + dc")
+    window.circuit.check()
+    assert window.circuit.has_unapplied_edits()
+
+
+def test_opening_another_preset_over_unapplied_edits_asks_first(qtbot, window):
+    asked = []
+    _type_an_edit(window)
+    window.ask_unapplied_edits = lambda: asked.append("cancel") or "cancel"
+    assert window.open_preset("one-pole") is False
+    assert asked == ["cancel"] and window.busy is False
+    assert window.circuit.circuit.toPlainText() == "y = 2*gain*x + dc"    # the edits are still there
+    assert window.session.param_names == ["gain", "dc"]
+    assert window.circuit.factory.currentText() == "gain+dc •"
+
+    window.ask_unapplied_edits = lambda: asked.append("apply") or "apply"
+    assert window.open_preset("one-pole") is False                      # applies them and stays
+    wait_loaded(qtbot, window, 2)
+    assert window.session.spec.circuit == "y = 2*gain*x + dc" and not window.circuit.has_unapplied_edits()
+
+    window.circuit.circuit.setPlainText("y = 3*gain*x + dc")
+    assert window.circuit.has_unapplied_edits()
+    window.ask_unapplied_edits = lambda: asked.append("discard") or "discard"
+    assert window.open_preset("one-pole")
+    wait_loaded(qtbot, window, 3)
+    assert window.session.param_names == ["a"] and asked == ["cancel", "apply", "discard"]
+
+
+def test_no_question_without_unapplied_edits(qtbot, window):
+    window.ask_unapplied_edits = lambda: (_ for _ in ()).throw(AssertionError("asked for nothing"))
+    assert window.open_preset("one-pole")
+    wait_loaded(qtbot, window, 2)
+
+
+def test_save_as_after_a_changed_circuit_asks_for_a_new_description(qtbot, window, tmp_path):
+    window.circuit.circuit.setPlainText("y = gain*x*x + dc")
+    window.circuit.request_apply()
+    wait_loaded(qtbot, window, 2)
+    asked = []
+    window.ask_description = lambda current: asked.append(current) or None      # Cancel
+    assert window.save_as(tmp_path / "a.json") is None and not (tmp_path / "a.json").exists()
+    window.ask_description = lambda current: "A square law with an offset."
+    assert window.save_as(tmp_path / "b.json") == tmp_path / "b.json"
+    assert presets.load(tmp_path / "b.json").description == "A square law with an offset."
+    assert asked == [presets.load(store.resolve("gain+dc")).description]    # offered the old words
+    assert window.circuit.description.toPlainText() == "A square law with an offset."
+    # saved: the circuit is no longer "changed", so the next Save As does not ask again
+    window.ask_description = lambda current: (_ for _ in ()).throw(AssertionError("asked twice"))
+    assert window.save_as(tmp_path / "c.json") == tmp_path / "c.json"
+
+
+def test_a_new_name_is_a_note_underlined_where_it_was_typed(qtbot, window):
+    panel = window.circuit
+    panel.circuit.setPlainText("y = gain*x + dc\ny2 = y + wobble")
+    c = panel.check()
+    assert c.undeclared == ["wobble"] and panel.apply.isEnabled()
+    assert panel.error.text() == ("circuit line 2, col 10: new parameter 'wobble' — it will be declared "
+                                  "as wobble = 0 : -1 : 1 on Apply")
+    assert panel.circuit.marked == (2, 10) and panel.params.marked is None
+
+
+def test_a_wrong_range_is_one_message(qtbot, window):
+    panel = window.circuit
+    panel.params.setPlainText("gain = 0 : 2 : -1\ndc = 0")
+    panel.check()
+    assert panel.error.text() == "params line 1, col 1: 'gain': min 2 is above max -1"
+    assert not panel.apply.isEnabled() and panel.circuit.marked is None
+
+
+def test_the_compile_stage_is_said_in_words_that_fit(qtbot, window):
+    panel = window.circuit
+    stage = "loading the plugin (probed in a subprocess on first use)"
+    panel.set_busy(stage, 0.3)
+    assert not panel.progress.isTextVisible() and panel.stage.text() == stage
+    assert panel.stage.isVisible() and panel.stage.wordWrap()
+    assert panel.stage.heightForWidth(panel.width()) >= panel.stage.fontMetrics().lineSpacing()
+    panel.set_busy(None)
+    assert not panel.stage.isVisible() and panel.apply.isEnabled()
+
+
+def test_errors_have_a_fixed_place_and_do_not_push_the_editors(qtbot, window):
+    panel = window.circuit
+    before = panel.circuit.geometry()
+    panel.circuit.setPlainText("y = gain*\ny = (\nz = ]")
+    panel.params.setPlainText("gain = 0 : 2 : -1\ndc = x\nq = 1")
+    panel.check()
+    qtbot.wait(50)
+    assert panel.error.text()
+    assert panel.circuit.geometry() == before
