@@ -230,7 +230,8 @@ def cmd_render(a) -> int:
     print(json.dumps({"samples": n, "seconds": seconds,
                       "realtime_factor": seconds / duration if duration > 0 else None,
                       "block": block, "dtype": a.dtype, "latency_samples": latency,
-                      "model": a.sptmod, "model_sha256": model_hash(a.sptmod),
+                      # the content hash, as presets store it; the file's bytes hash named so
+                      "model": a.sptmod, "model_sha256": model.sha256, "model_file_sha256": model_hash(a.sptmod),
                       "sample_rate": rate,
                       "controls": dict(zip(model.control_names, map(float, controls)))}))
     return 0

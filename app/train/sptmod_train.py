@@ -745,7 +745,8 @@ class _Training:
         self.exported = model_hash(o.out)
         seconds = self.seconds0 + time.perf_counter() - self.t_start
         self._checkpoint(epochs_done, seconds)
-        return {"out": o.out, "model_sha256": self.exported, "model_identity": model_obj.sha256,
+        # model_sha256 is the content hash, as presets store it; the file's bytes hash is named so
+        return {"out": o.out, "model_sha256": model_obj.sha256, "model_file_sha256": self.exported,
                 "config": d.cfg_name, "epochs": epochs_done, "iterations": self.iters,
                 "best_epoch": best["epoch"],
                 "validation": provenance["validation"], "seconds": seconds,

@@ -16,7 +16,7 @@ from tests.paths import REPO
 
 ROOT = REPO
 KEYS = {"samples", "seconds", "realtime_factor", "block", "dtype", "latency_samples", "model",
-        "model_sha256"}
+        "model_sha256", "model_file_sha256"}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,8 @@ def test_float64_matches_golden_for_any_block(capsys, data, name, block, tmp_pat
     assert r["samples"] == g["y64"].size
     assert r["block"] == block and r["dtype"] == "float64"
     assert r["latency_samples"] == (0 if block % 64 == 0 else 64 - np.gcd(block, 64))
-    assert r["model"] == str(g["model"]) and r["model_sha256"] == model_hash(g["model"])
+    assert r["model"] == str(g["model"]) and r["model_file_sha256"] == model_hash(g["model"])
+    assert r["model_sha256"] == load_model(g["model"]).sha256          # what a preset stores
     assert r["seconds"] > 0 and r["realtime_factor"] > 0
     y = np.load(out, allow_pickle=False)
     assert y.dtype == np.float64 and y.shape == g["y64"].shape
@@ -108,7 +109,8 @@ def test_a_saved_dualtone_model_renders_the_same(capsys, data, tmp_path):
     model = save_model(load_model(g["model"]), tmp_path / "m.npz")
     out = tmp_path / "y.npy"
     r = render_ok(capsys, "--sptmod", model, "--input", g["x"], "--output", out, "--block", 512)
-    assert r["model_sha256"] == model_hash(model)
+    assert r["model_file_sha256"] == model_hash(model)
+    assert r["model_sha256"] == load_model(model).sha256 != r["model_file_sha256"]
     assert np.max(np.abs(np.load(out) - g["y64"])) <= 1e-9
 
 
