@@ -28,7 +28,7 @@ NO_DISPLAY = ("no display: $DISPLAY and $WAYLAND_DISPLAY are unset, so the windo
 
 
 def run(preset: str | None = None, seconds: float | None = None, screenshot: str | None = None,
-        device=None, blocksize: int = 128, sample_rate: float = 48000.0) -> int:
+        device=None, blocksize: int = 128, sample_rate: float = 48000.0, verbose: bool = False) -> int:
     t_start = time.monotonic()
     if not has_display():
         if screenshot is None:
@@ -37,14 +37,17 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from app.preset import document as presets
     from app.preset import store
-    opening = None
+    opening = refused = None
+    scripted = screenshot is not None or seconds is not None
     if preset is not None:
         try:                        # read and checked once, here: fail early with the problems listed
             path = store.resolve(preset)
             opening = presets.load(path), path
         except presets.PresetError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_USAGE
+            if scripted:            # a script wants the exit code
+                print(f"error: {e}", file=sys.stderr)
+                return EXIT_USAGE
+            refused = e             # a person gets the window, and the problems in its dialog
     if screenshot is not None:
         parent = Path(screenshot).resolve().parent
         if not parent.is_dir():
@@ -52,32 +55,41 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
             return EXIT_USAGE
 
     from pyqtgraph.Qt import QtCore, QtWidgets
-    from app.host.stream import list_devices
-    from app.session import Session, SessionError
+    from app.host.quiet import quiet_stderr
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("Dualtone")
+    splash = _splash(QtWidgets, QtCore)       # the first start compiles the engine: say so
+    with quiet_stderr(not verbose):
+        from app.host.stream import list_devices
+        from app.session import Session, SessionError
     from app.workspace import Workspace
     from ui.main_window import MainWindow
 
     config_problem = store.config_problem()
     if config_problem is not None:          # still useful without them: say so, never crash
         print(f"warning: {config_problem}: running without autosave or the recent list", file=sys.stderr)
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    app.setApplicationName("Dualtone")
     try:
-        session = Session(sample_rate, blocksize, device=device)
+        with quiet_stderr(not verbose):       # libjack's probes print to fd 2
+            session = Session(sample_rate, blocksize, device=device)
     except SessionError as e:
+        splash.close()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        from app.midi.ports import list_ports
-        midi_ports = list_ports()
-    except Exception:
-        midi_ports = []
-    window = MainWindow(Workspace(session), list_devices(), midi_ports,
+    with quiet_stderr(not verbose):
+        try:
+            from app.midi.ports import list_ports
+            midi_ports = list_ports()
+        except Exception:
+            midi_ports = []
+        devices = list_devices()
+    window = MainWindow(Workspace(session), devices, midi_ports,
                         autosave=screenshot is None and config_problem is None)
     if config_problem is not None:
         window.say(f"{config_problem}: no autosave, no recent list")
     window.show()
+    splash.finish(window)
     result = {"code": EXIT_OK}
+    said = {"refused": None}       # the dialog about a refused --preset is not a failed first load
     timing = {}
     # runs once the first paint of the window has been processed
     QtCore.QTimer.singleShot(0, lambda: timing.setdefault("window_shown_s", time.monotonic() - t_start))
@@ -110,7 +122,8 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
             first.stop()
             timing["learning_s"] = time.monotonic() - t_start
             started()
-        elif not window.busy and window.error_dialog is not None:
+        elif not window.busy and window.error_dialog is not None \
+                and window.error_dialog is not said["refused"]:
             first.stop()                     # the preset failed: report and leave
             print(f"error: {window.error_dialog.informativeText()}", file=sys.stderr)
             result["code"] = EXIT_USAGE
@@ -123,8 +136,25 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
         window.apply_preset(*opening)
     elif not window.restore_autosave():
         window.open_preset("gain+dc")
+    if refused is not None:                 # the window is up on the last session: say why not the preset
+        window.show_problems("Cannot open preset", f"{refused.origin} was not opened:", refused.problems)
+        said["refused"] = window.error_dialog
     app.exec()
     return result["code"]
+
+
+def _splash(QtWidgets, QtCore):
+    """A small window while the engine compiles (15 s on a cold numba cache, under 2 s after)."""
+    from pyqtgraph.Qt import QtGui
+    pix = QtGui.QPixmap(460, 90)
+    pix.fill(QtGui.QColor(30, 30, 34))
+    splash = QtWidgets.QSplashScreen(pix)
+    splash.setObjectName("splash")
+    splash.showMessage("Dualtone\nstarting the audio engine (the first start compiles it: about 15 s)…",
+                       QtCore.Qt.AlignmentFlag.AlignCenter, QtGui.QColor(220, 220, 220))
+    splash.show()
+    QtWidgets.QApplication.processEvents()
+    return splash
 
 
 def _summary(window, screenshot, timing) -> str:

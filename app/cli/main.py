@@ -70,24 +70,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", dest="gui_device", metavar="NAME", help="audio device for the window")
     p.add_argument("--blocksize", dest="gui_blocksize", type=int, default=128, metavar="B",
                    help="frames per audio callback for the window (default 128)")
+    p.add_argument("--verbose", action="store_true",
+                   help="let the audio libraries print their own messages (JACK's connection probes)")
     sub = p.add_subparsers(dest="command")
     for command in (learn, run, propose_banks, render, train_sptmod, devices, plugins):
         command.add_parser(sub)
     return p
 
 
+_UNSET = object()
+
+
+def given_options(argv: list[str]) -> set[str]:
+    """The dests of the options typed on this command line (a value typed equal to its default
+    included): what a flag given with --preset overrides. argv has already parsed cleanly once."""
+    parser = build_parser()
+    for p in _all_parsers(parser):
+        for action in p._actions:
+            if action.option_strings:
+                action.default = _UNSET
+    return {k for k, v in vars(parser.parse_args(argv)).items() if v is not _UNSET}
+
+
 def main(argv=None, gui=None) -> int:
-    """gui(preset, seconds, screenshot, device, blocksize) -> exit code opens the window; main.py
+    """gui(preset, seconds, screenshot, device, blocksize, verbose) -> exit code opens the window; main.py
     passes it in (app/ never imports ui/)."""
     parser = build_parser()
     # argparse exits with 2 on bad flags, which is the contract's code for bad input
-    args = parser.parse_args(join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    argv_ = join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(argv_)
     if not getattr(args, "func", None):
         if gui is None:
             parser.print_help()
             return 0
         return gui(preset=args.preset, seconds=args.seconds, screenshot=args.screenshot,
-                   device=args.gui_device, blocksize=args.gui_blocksize)
+                   device=args.gui_device, blocksize=args.gui_blocksize, verbose=args.verbose)
+    args.given = given_options(argv_)
     try:
         return args.func(args)
     except UsageError as e:
