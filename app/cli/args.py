@@ -188,8 +188,9 @@ def check_hidden_in_range(specs, hidden: dict):
             raise UsageError(f"--hidden {sp.name}={v:g} is outside {sp.name}'s range {sp.lo:g} … {sp.hi:g}")
 
 
-def build_learner(a, sample_rate, streams: int = 1):
-    from engine.learn.learner import Learner
+def flags_spec(a):
+    """The circuit flags as a CircuitSpec (what learn builds its learner from and saves)."""
+    from app.session import CircuitSpec
     specs = [parse_param(t) for t in a.param]
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
@@ -199,10 +200,18 @@ def build_learner(a, sample_rate, streams: int = 1):
     check_hidden_in_range(specs, hidden)
     target = a.target or ("y = plugin" if getattr(a, "plugin", None) else
                           "y = recording" if getattr(a, "target_file", None) else None)
+    return CircuitSpec(a.circuit, specs, target=target, hidden=hidden, settings=settings_from_args(a),
+                       banks=banks_from_args(a))
+
+
+def learner_from_spec(spec, sample_rate, streams: int = 1, knobs=()):
+    """The offline Learner of a CircuitSpec, less the hidden values that are the ground truth's
+    knobs (a plugin's controls, a recording's 'align'); a bad circuit is one UsageError line."""
+    from engine.learn.learner import Learner
     try:
-        return Learner(a.circuit, specs, target=target, hidden=hidden,
-                       settings=settings_from_args(a), sample_rate=sample_rate, banks=banks_from_args(a),
-                       streams=streams)
+        return Learner(spec.circuit, list(spec.params), target=spec.target,
+                       hidden={k: v for k, v in spec.hidden.items() if k not in knobs},
+                       settings=spec.settings, sample_rate=sample_rate, banks=spec.banks, streams=streams)
     except ValueError as e:          # CircuitError is a ValueError
         msg = str(e)
         if "has no declaration" in msg:

@@ -8,10 +8,12 @@ import time
 
 import numpy as np
 
-from app.cli.args import add_learning_args, build_learner, plugin_args, _json_float
-from app.cli.errors import UsageError
+from app.cli import presets as cli_presets
+from app.cli.args import add_learning_args, flags_spec, learner_from_spec, plugin_args, _json_float
+from app.cli.errors import EXIT_USAGE, UsageError, one_line
 from app.cli.inputs import make_sources
 from app.cli.recordings import add_recording_args, open_pairs, report
+from app.cli.save_preset import check_save_path, save_learned, source_fields
 from app.progress import Progress
 from engine.learn.health import LearningWatch
 
@@ -24,6 +26,15 @@ def cmd_learn(a) -> int:
         raise UsageError("--samples must be a whole number >= 1")
     if a.trace_every < 1:
         raise UsageError("--trace-every must be >= 1")
+    save_path = check_save_path(a.save_preset, a.force)
+    preset = None
+    if a.learn_preset is not None:
+        preset, spec = cli_presets.open_preset(a, a.learn_preset)
+        _preset_truth(a, spec)
+    elif a.circuit is None:
+        raise UsageError("learn needs --circuit TEXT (or --preset NAME|FILE)")
+    if save_path is not None and a.target_file and len(a.target_file) > 1:
+        raise UsageError("--save-preset holds one recording pair: give --target-file once")
     sr_given = a.sr is not None
     sample_rate = a.sr if sr_given else 48000.0
     if not (math.isfinite(sample_rate) and sample_rate > 0):
@@ -39,8 +50,16 @@ def cmd_learn(a) -> int:
                              "pairs: give --target-file WET with --input DRY")
         sources, sample_rate = make_sources(a.input or ["lcg-noise"], sample_rate, a.seed, sr_given)
         streams = len(sources)
-    learner = build_learner(a, sample_rate, streams)
-    truths = _open_truths(a, learner, sample_rate, streams, pairs)
+    if preset is None:
+        spec, truth = flags_spec(a), plugin_args(a)[:3]
+    else:
+        truth = spec.plugin, spec.plugin_channel, cli_presets.plugin_controls(spec)
+    knobs = set(truth[2]) | ({"align"} if spec.recording is not None else set())
+    learner = learner_from_spec(spec, sample_rate, streams, knobs)
+    start = cli_presets.start_values(preset)
+    if start:                      # a preset resumes from its learned values, as the window does
+        learner.reset({k: v for k, v in start.items() if k in learner.param_names})
+    truths = _open_truths(a, learner, sample_rate, streams, pairs, truth)
     names = learner.param_names
     if not names:
         raise UsageError("the circuit has no parameters to learn (every free name is a parameter)")
@@ -136,8 +155,63 @@ def cmd_learn(a) -> int:
         result["diverged"] = diverged.as_json()
         print(f"warning: learning {diverged.describe(sample_rate)}; stopped after {done} samples",
               file=sys.stderr)
+    code = EXIT_INTERRUPTED if interrupted else EXIT_DIVERGED if diverged is not None else 0
+    why = None if save_path is None else _save(save_path, a, spec, preset, learner, truth, truths, done,
+                                               result)
     print(json.dumps(result))
-    return EXIT_INTERRUPTED if interrupted else EXIT_DIVERGED if diverged is not None else 0
+    if why is not None:             # after the JSON: what was learned is reported all the same
+        print(f"{'warning' if code else 'error'}: --save-preset {save_path}: not written: {why}",
+              file=sys.stderr)
+        return code or EXIT_USAGE
+    return code
+
+
+def _preset_truth(a, spec):
+    """A preset's ground truth on learn's command line: its recording pair as --input DRY
+    --target-file WET --align N --channel K (unless --target-file is given); an SPTMod model or
+    a device is learned live, not here."""
+    if spec.model is not None or spec.device is not None:
+        what = "an SPTMod model" if spec.model is not None else "a device on the audio interface"
+        raise UsageError(f"--preset {a.learn_preset}: its ground truth is {what}, learned live: "
+                         f"run --headless --preset {a.learn_preset} --seconds S")
+    rec = spec.recording
+    if rec is not None and not a.target_file:
+        a.target_file, a.input = [rec.wet], [rec.dry]
+        if a.channel is None and rec.channel is not None:
+            a.channel = str(rec.channel)
+        if a.align is None:
+            a.align = str(int(spec.hidden.get("align", 0)))
+
+
+def _save(path, a, spec, preset, learner, truth, truths, done: int, result: dict) -> str | None:
+    """--save-preset: None once written (result["saved_preset"] says where), else why not. A
+    preset keeps its own audio, MIDI and insert; the recording pair is the one learned (at its
+    alignment); flags give the plugin and its controls, or the first --input as the source."""
+    origin = f"the preset {a.learn_preset}" if preset is not None else f"the circuit '{_short(a.circuit)}'"
+    description = f"learned by `learn` from {origin} over {done} samples (loss {result['loss']})"
+    kept = {} if preset is None else cli_presets.kept_fields(preset)
+    if a.target_file:
+        import os
+        from app.recordings.pair import RecordingSpec, parse_channel
+        rec = truths[0].truth.recording
+        spec.recording = RecordingSpec(os.path.abspath(a.input[0]), os.path.abspath(a.target_file[0]),
+                                       parse_channel(a.channel), rec.dry_sha256, rec.wet_sha256)
+        spec.hidden["align"] = float(truths[0].truth.align)
+    elif preset is None and truth[0] is not None:
+        spec.plugin, spec.plugin_channel = truth[0], truth[1]
+        spec.hidden.update(truths[0].truth.plugin_values())
+        kept["plugin_version"] = truths[0].truth.info.version
+    elif preset is None:
+        kept.update(source_fields((a.input or ["lcg-noise"])[0]))
+    why = save_learned(path, spec, learner, description, force=a.force, **kept)
+    if why is None:
+        result["saved_preset"] = str(path)
+    return why
+
+
+def _short(text: str, limit: int = 120) -> str:
+    line = one_line(text)
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 # what gives the target the outside signal it reads, on learn's command line
@@ -147,20 +221,20 @@ _EXTERNAL_FLAGS = {"plugin": "give --plugin ID", "recording": "give --target-fil
                    "device": "a device is learned live: run --headless --target-input CH"}
 
 
-def _open_truths(a, learner, sample_rate, streams, pairs) -> list:
+def _open_truths(a, learner, sample_rate, streams, pairs, truth) -> list:
     """The ground truths from outside, run offline through the callback's own processor code
-    (so learn, run and render hear the same thing): one per recording pair, or the --plugin,
-    probed and instantiated; [] for a circuit target."""
+    (so learn, run and render hear the same thing): one per recording pair, or the plugin of
+    truth = (id, channel, controls), probed and instantiated; [] for a circuit target."""
     reads = learner.target_graph.external_name
+    plugin, channel, controls = truth
     if pairs:
-        if getattr(a, "plugin", None):
+        if plugin is not None:
             raise UsageError("--plugin and --target-file: one ground truth at a time")
         if reads != "recording":
             raise UsageError("--target-file is given but the target does not read 'recording' "
                              "(e.g. --target \"y = recording\")")
         from app.truths import OfflineTruth, RecordingTruth
         return [OfflineTruth(RecordingTruth(rec, align, OfflineTruth.FRAMES)) for rec, align, _ in pairs]
-    plugin, channel, controls, _ = plugin_args(a)
     if plugin is None:
         if reads is not None:
             raise UsageError(f"the target reads '{reads}': {_EXTERNAL_FLAGS[reads]}")
@@ -199,9 +273,15 @@ def _bank_summary(learner) -> list[dict]:
 
 def add_parser(sub):
     lp = sub.add_parser("learn", help="learn a circuit's parameters offline (headless)",
-                        description="Learn the parameters of --circuit so that it matches the target, "
-                                    "sample by sample, and print one JSON line with the result.")
-    add_learning_args(lp)
+                        description="Learn the parameters of --circuit (or of a --preset) so that it "
+                                    "matches the target, sample by sample, and print one JSON line "
+                                    "with the result.")
+    lp.add_argument("--preset", dest="learn_preset", metavar="NAME|FILE",
+                    help="learn a preset (a factory name or a file) instead of --circuit: its circuit, "
+                         "target, parameter declarations, hidden values, banks, ground truth (a "
+                         "plugin or a recording pair) and learning settings, starting from its "
+                         "learned values. " + cli_presets.OVERRIDE_HELP)
+    add_learning_args(lp, circuit_required=False)
     lp.add_argument("--input", action="append", metavar="lcg-noise|noise|sine:HZ|FILE",
                     help="the input signal fed to both circuits (default lcg-noise, diff.lib's). "
                          "Give it up to 16 times to learn in batches: one stream per --input, all in "
@@ -218,5 +298,8 @@ def add_parser(sub):
     lp.add_argument("--trace-every", type=int, default=1, metavar="K", help="one trace row every K samples")
     lp.add_argument("--trace-grads", action="store_true", help="add grad_<param> columns to the trace")
     lp.add_argument("--quiet", action="store_true", help="no progress bar")
+    lp.add_argument("--save-preset", metavar="FILE.json",
+                    help="write what was learned as a preset (also after Ctrl-C; never NaN values)")
+    lp.add_argument("--force", action="store_true", help="replace an existing --save-preset file")
     lp.set_defaults(func=cmd_learn)
 

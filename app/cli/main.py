@@ -87,9 +87,9 @@ def given_options(argv: list[str]) -> set[str]:
     parser = build_parser()
     for p in _all_parsers(parser):
         for action in p._actions:
-            if action.option_strings:
-                action.default = _UNSET
-    return {k for k, v in vars(parser.parse_args(argv)).items() if v is not _UNSET}
+            if action.option_strings:     # an appending flag starts from None: it has a list once given
+                action.default = None if isinstance(action, argparse._AppendAction) else _UNSET
+    return {k for k, v in vars(parser.parse_args(argv)).items() if v is not _UNSET and v is not None}
 
 
 def main(argv=None, gui=None) -> int:

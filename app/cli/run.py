@@ -1,6 +1,7 @@
 """`run --headless`: learn live in the audio callback and print telemetry and a JSON summary."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -10,6 +11,8 @@ import time
 from app.cli.args import (_json_float, _positive_seconds, add_learning_args, banks_from_args,
                           check_hidden_in_range, parse_hidden, parse_param, plugin_args, settings_from_args)
 from app.cli.errors import UsageError, one_line as _one_line, parse_float as _float
+from app.cli import presets as cli_presets
+from app.cli.save_preset import check_save_path, save_learned, source_fields
 from app.knobs import SOURCE_LEVEL
 from app.cli.learn import EXIT_DIVERGED, _bank_summary
 from app.cli.recordings import add_recording_args
@@ -167,21 +170,10 @@ def _insert_args(a):
 
 
 def _run_preset(a, sample_rate) -> int:
-    """run --preset: the preset's circuits, settings, knobs and source (--source and --hidden
-    override); the circuit flags are refused rather than silently ignored."""
-    from app.preset import document as presets
-    from app.preset import store
-    given = [f for f, v in (("--circuit", a.circuit), ("--target", a.target), ("--param", a.param),
-                            ("--sptmod", a.sptmod), ("--banks", a.banks)) if v]
-    if given:
-        raise UsageError(f"{given[0]} cannot be combined with --preset (edit the preset instead)")
-    try:
-        preset = presets.load(store.resolve(a.run_preset))
-    except presets.PresetError as e:
-        raise UsageError(f"--preset {_one_line(e)}") from None
-    spec = preset.spec
-    for name, v in (parse_hidden(t) for t in a.hidden):
-        spec.hidden[name] = v
+    """run --preset: the preset's circuits, settings, knobs and source (--source, --hidden and the
+    learning settings override: app/cli/presets.py); the circuit flags are refused rather than
+    silently ignored."""
+    preset, spec = cli_presets.open_preset(a, a.run_preset)
     source = a.source
     if source is None:
         source = {"sine": f"sine:{preset.source_hz:g}", "saw": f"saw:{preset.source_hz:g}",
@@ -195,13 +187,15 @@ def _run_preset(a, sample_rate) -> int:
         a.volume = preset.volume_db      # the preset's levels, as the window plays them
     if a.source_level is None:
         a.source_level = preset.source_db
-    return _run_spec(a, spec, sample_rate, source, insert)
+    return _run_spec(a, spec, sample_rate, source, insert, preset)
 
 
-def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
-    """insert: (model path, controls, sha256) of an output insert, or None."""
+def _run_spec(a, spec, sample_rate, source, insert=None, preset=None) -> int:
+    """insert: (model path, controls, sha256) of an output insert, or None; preset: the one
+    learning starts from (its learned values; --save-preset keeps its MIDI mappings)."""
     from app.session import Session, SessionError
     _check_before_compiling(a, source)
+    save_path = check_save_path(a.save_preset, a.force)
     from app.host.stream import AudioUnavailable
     from app.host.telemetry import RunStats
     try:
@@ -214,6 +208,9 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
             session.load(spec, progress=lambda stage, f: a.quiet or print(f"{stage}...", file=sys.stderr))
         except (ValueError, SessionError) as e:
             raise UsageError(_one_line(e)) from None
+        start = cli_presets.start_values(preset)
+        if start:                  # a preset resumes from its learned values, as the window does
+            session.reset_learning({k: v for k, v in start.items() if k in session.param_names})
         if insert is not None and insert[0] == "plugin":
             try:
                 session.set_insert_plugin(insert[1], insert[2])
@@ -313,6 +310,18 @@ def _run_spec(a, spec, sample_rate, source, insert=None) -> int:
             result["plugin"] = {"id": truth.info.id, "name": truth.info.name,
                                 "controls": truth.plugin_values(), "latency": truth.processor.latency,
                                 "restarts": counters["model_restarts"]}
+        if save_path is not None:
+            snap = dataclasses.replace(session.spec, hidden=dict(session.hidden()),
+                                       settings=dataclasses.replace(learner.settings))
+            origin = "its flags" if preset is None else f"the preset {a.run_preset}"
+            kept = {} if preset is None else {"midi": preset.midi, "plugin_version": preset.plugin_version}
+            why = save_learned(save_path, snap, learner, f"learned by `run` from {origin} over {elapsed:.1f} s",
+                               force=a.force, volume_db=session.volume_db, source_db=session.source_level_db,
+                               output=a.output, **kept, **source_fields(source))
+            if why is None:
+                result["saved_preset"] = str(save_path)
+            else:
+                print(f"warning: --save-preset {save_path}: not written: {why}", file=sys.stderr)
     print(json.dumps(result))
     return EXIT_DIVERGED if "diverged" in result else 0
 
@@ -342,7 +351,8 @@ def add_parser(sub):
     rp.add_argument("--headless", action="store_true", help="no window (required until the GUI exists)")
     rp.add_argument("--preset", dest="run_preset", metavar="NAME|FILE",
                     help="run a preset (a factory name or a file): its circuits, settings, hidden "
-                         "values and source; --hidden and --source override")
+                         "values and source, starting from its learned values; --source overrides "
+                         "its source. " + cli_presets.OVERRIDE_HELP)
     rp.add_argument("--insert", metavar="MODEL", help="an SPTMod model as an insert effect on the "
                     "output (one model per channel, before the limiter)")
     rp.add_argument("--insert-plugin", metavar="ID", help="a LADSPA or LV2 plugin as an insert effect "
@@ -372,6 +382,9 @@ def add_parser(sub):
     rp.add_argument("--volume", type=float, metavar="DB",
                     help="output volume in dB, -60 to +12 (default 0; what you hear only, the "
                          "learner is unaffected)")
+    rp.add_argument("--save-preset", metavar="FILE.json",
+                    help="write what was learned as a preset when the run ends (never NaN values)")
+    rp.add_argument("--force", action="store_true", help="replace an existing --save-preset file")
     rp.add_argument("--source-level", type=float, metavar="DB",
                     help="the source's level in dB from its full scale, -40 to +6 (default 0: noise "
                          "at -4.8 dBFS RMS; -13 puts it near -18 dBFS RMS). The circuits hear it")
