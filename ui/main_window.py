@@ -104,7 +104,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.circuit.factory_chosen.connect(lambda name: self.open_preset(name))
         self.circuit.edited.connect(self._edited)
         self.circuit.description.textChanged.connect(self._description_typed)
-        self._clean: tuple = ()             # the editors' texts and the description when opened or saved
+        self._clean: tuple = ()             # the applied texts and the description when opened or saved
         self.hidden = HiddenPanel(self.session, workspace.midi)
         self.hidden.channel_requested.connect(self.set_plugin_channel)
         self.plugin_browser = None                     # made on first use, then kept
@@ -708,7 +708,10 @@ class MainWindow(QtWidgets.QMainWindow):
                 return False
             if answer == "apply":
                 self.circuit.request_apply()
-                self.say("applied your edits; nothing was opened")
+                if self.circuit.checked is None or self.circuit.checked.spec is None:
+                    self.say("your edits have problems (see the circuit panel); nothing was opened")
+                else:
+                    self.say("applying your edits; nothing was opened")
                 return False
         try:
             path = store.resolve(str(name_or_path))
@@ -804,7 +807,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return self._write(Path(path), overwrite=True)
 
     def save_as(self, path=None):
-        if self._clean and self.circuit.texts()[:2] != self._clean[0][:2]:   # the circuits, not knobs or banks
+        if self.runs_another_circuit():
             # a different circuit under the old words would mislead whoever opens it
             text = self.ask_description(self.workspace.description)
             if text is None:
@@ -836,13 +839,17 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_problems("Cannot save preset", f"{path} was not written:", [str(e)])
             return None
         self._mark_clean()
-        self.say(f"saved {out}")
+        if self.circuit.has_unapplied_edits():      # the file holds what runs, not what is typed
+            self.say(f"saved {out} — without the circuit panel's unapplied edits (Apply, then save again)")
+        else:
+            self.say(f"saved {out}")
         return out
 
     # ---- what is open, and whether it changed
     def _mark_clean(self):
+        """What runs now is what was opened or saved."""
         self.circuit.show_description(self.workspace.description)
-        self._clean = (self.circuit.texts(), self.workspace.description)
+        self._clean = (self.circuit.applied_texts, self.workspace.description)
         self._edited()
 
     def _description_typed(self):
@@ -850,8 +857,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._edited()
 
     def modified(self) -> bool:
-        """Changed since opened or saved: edits (applied or not) or the description."""
-        return bool(self._clean) and (self.circuit.texts(), self.workspace.description) != self._clean
+        """Changed since opened or saved: unapplied edits, a different circuit applied, or the
+        description."""
+        return bool(self._clean) and (self.circuit.has_unapplied_edits() or
+                                      (self.circuit.applied_texts, self.workspace.description) != self._clean)
+
+    def runs_another_circuit(self) -> bool:
+        """The running circuits (learnable, ground truth) are not those opened or last saved."""
+        return bool(self._clean) and self.circuit.applied_texts[:2] != self._clean[0][:2]
 
     def _edited(self):
         modified = self.modified()

@@ -134,3 +134,77 @@ def test_errors_have_a_fixed_place_and_do_not_push_the_editors(qtbot, window):
     qtbot.wait(50)
     assert panel.error.text()
     assert panel.circuit.geometry() == before
+
+
+def test_typing_the_old_circuit_back_over_an_applied_change_still_marks_it(qtbot, window):
+    panel = window.circuit
+    panel.circuit.setPlainText("y = 2*gain*x + dc")
+    panel.request_apply()
+    wait_loaded(qtbot, window, 2)
+    panel.circuit.setPlainText("y = gain*x + dc")          # the opened text, but not what runs
+    panel.check()
+    assert panel.has_unapplied_edits() and window.modified()
+    assert window.windowTitle() == "Dualtone — gain+dc •"
+
+
+def test_saving_with_unapplied_edits_keeps_the_marker_and_says_the_file_lacks_them(qtbot, window, tmp_path):
+    _type_an_edit(window)
+    out = window.save_as(tmp_path / "mine.json")            # the running circuit did not change: no question
+    assert out == tmp_path / "mine.json"
+    assert json.loads(out.read_text())["circuit"] == "y = gain*x + dc"     # what runs, not what is typed
+    assert window.windowTitle() == "Dualtone — mine •" and window.circuit.factory.currentText() == "mine •"
+    assert "without the circuit panel's unapplied edits" in window.statusBar().currentMessage()
+    window.circuit.circuit.setPlainText("y = gain*x + dc")   # typed back: nothing left unsaved
+    window.circuit.check()
+    assert window.windowTitle() == "Dualtone — mine"
+
+
+def test_save_as_asks_for_words_only_when_the_running_circuit_changed(qtbot, window, tmp_path):
+    _type_an_edit(window)                                    # typed only: the file gets the old circuit
+    window.ask_description = lambda current: (_ for _ in ()).throw(AssertionError("asked"))
+    assert window.save_as(tmp_path / "a.json") == tmp_path / "a.json"
+    assert not window.runs_another_circuit()
+
+
+def test_answering_apply_with_broken_edits_says_so_and_opens_nothing(qtbot, window):
+    window.circuit.circuit.setPlainText("y = gain*")
+    window.circuit.check()
+    window.ask_unapplied_edits = lambda: "apply"
+    assert window.open_preset("one-pole") is False
+    assert not window.busy and window.session.param_names == ["gain", "dc"]
+    assert "problems" in window.statusBar().currentMessage()
+    assert window.circuit.circuit.toPlainText() == "y = gain*"
+
+
+def test_a_new_name_alone_is_a_dim_note_but_beside_an_error_apply_is_off(qtbot, window):
+    from ui.theme import DIM, ERROR
+    panel = window.circuit
+    colour = lambda: panel.error.palette().color(panel.error.foregroundRole()).name()   # noqa: E731
+    panel.circuit.setPlainText("y = gain*x + dc + wobble")
+    panel.check()
+    assert panel.apply.isEnabled() and colour() == DIM
+    panel.params.setPlainText("gain = 0 : 2 : -1\ndc = 0")
+    panel.check()
+    assert "new parameter 'wobble'" in panel.error.text() and "min 2 is above max -1" in panel.error.text()
+    assert not panel.apply.isEnabled() and colour() == ERROR
+    panel.set_busy(None)                                     # a compile finishing does not turn it back on
+    assert not panel.apply.isEnabled()
+
+
+def test_apply_stays_off_while_compiling_whatever_is_typed(qtbot, window):
+    panel = window.circuit
+    panel.set_busy("compiling…", 0.5)
+    panel.circuit.setPlainText("y = 2*gain*x + dc")
+    panel.check()
+    assert not panel.apply.isEnabled()
+    panel.set_busy(None)
+    assert panel.apply.isEnabled()
+
+
+def test_the_description_is_cut_at_what_a_preset_can_store(qtbot, window, tmp_path):
+    from app.preset.fields import TEXT_LIMITS
+    limit = TEXT_LIMITS["description"]
+    window.circuit.description.setPlainText("x" * (limit + 100))
+    assert len(window.circuit.description.toPlainText()) == limit == len(window.workspace.description)
+    out = window.save_as(tmp_path / "long.json")
+    assert out is not None and len(presets.load(out).description) == limit

@@ -7,9 +7,11 @@ from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from ui.theme import DIM, ERROR, UNDERLINE, tint
 
-from app.workspace import NEW_DECLARATION, Problem, check_edit, parse_banks
+from app.preset.fields import TEXT_LIMITS
+from app.workspace import NEW_DECLARATION, UNDECLARED, Problem, check_edit, parse_banks
 
 ERROR_LINES = 3                 # problems shown under the editors (all of them in the tooltip)
+DESCRIPTION_LIMIT = TEXT_LIMITS["description"]   # what a preset can store; longer would not save
 MONO = QtGui.QFont("DejaVu Sans Mono")
 MONO.setStyleHint(QtGui.QFont.StyleHint.Monospace)
 
@@ -71,6 +73,9 @@ class CircuitPanel(QtWidgets.QGroupBox):
         self.description.setPlaceholderText("what this preset is for (saved with it)")
         lines = self.description.fontMetrics().lineSpacing()
         self.description.setFixedHeight(2 * lines + 12)
+        self.description.setToolTip(f"saved with the preset (at most {DESCRIPTION_LIMIT} characters)")
+        self.description.setTabChangesFocus(True)
+        self.description.textChanged.connect(self._limit_description)
         tint(self.description, DIM)
         self.applied_texts: tuple = ()                # what show_spec last put in the editors (set below)
         self.circuit = CodeEdit("y = gain*x + dc", 6)
@@ -131,6 +136,7 @@ class CircuitPanel(QtWidgets.QGroupBox):
         for w in (self.condition, self.bank_mode):
             w.currentTextChanged.connect(self._timer.start)
         self.checked = None
+        self.applicable = True                        # the last check found nothing but notes
         self.applied_texts = self.texts()             # empty editors hold no edits
 
     def _factory_activated(self, index: int):
@@ -141,6 +147,16 @@ class CircuitPanel(QtWidgets.QGroupBox):
     def show_name(self, name: str, modified: bool):
         self.factory.setItemText(0, name + (" •" if modified else ""))
         self.factory.setCurrentIndex(0)
+
+    def _limit_description(self):
+        text = self.description.toPlainText()
+        if len(text) > DESCRIPTION_LIMIT:        # cut here rather than fail every save and autosave
+            cursor = self.description.textCursor()
+            position = min(cursor.position(), DESCRIPTION_LIMIT)
+            self.description.setPlainText(text[:DESCRIPTION_LIMIT])
+            cursor = self.description.textCursor()
+            cursor.setPosition(position)
+            self.description.setTextCursor(cursor)
 
     def show_description(self, text: str):
         self.description.blockSignals(True)
@@ -198,7 +214,11 @@ class CircuitPanel(QtWidgets.QGroupBox):
         more = len(c.problems) - len(shown)
         self.error.setText("\n".join(str(p) for p in shown) + (f" (+{more} more)" if more else ""))
         self.error.setToolTip("\n".join(str(p) for p in c.problems))
-        self.apply.setEnabled(not c.problems or bool(c.undeclared))
+        # new names are notes (Apply declares them), not errors: said dimly, and Apply stays on
+        only_notes = all(p.kind == UNDECLARED for p in c.problems)
+        tint(self.error, DIM if only_notes else ERROR)
+        self.applicable = only_notes
+        self.apply.setEnabled(only_notes and self.progress.isHidden())     # (hidden: not compiling)
         self.edited.emit()
         return c
 
@@ -217,7 +237,7 @@ class CircuitPanel(QtWidgets.QGroupBox):
         if stage is None:
             self.progress.hide()
             self.stage.hide()
-            self.apply.setEnabled(True)
+            self.apply.setEnabled(self.applicable)
             return
         self.progress.show()
         self.progress.setValue(int(100 * fraction))
