@@ -149,6 +149,7 @@ def test_typing_the_old_circuit_back_over_an_applied_change_still_marks_it(qtbot
 
 def test_saving_with_unapplied_edits_keeps_the_marker_and_says_the_file_lacks_them(qtbot, window, tmp_path):
     _type_an_edit(window)
+    window.ask_description = lambda current: (_ for _ in ()).throw(AssertionError("asked"))
     out = window.save_as(tmp_path / "mine.json")            # the running circuit did not change: no question
     assert out == tmp_path / "mine.json"
     assert json.loads(out.read_text())["circuit"] == "y = gain*x + dc"     # what runs, not what is typed
