@@ -195,3 +195,4 @@ SETTING_KNOBS = {"lr": KnobSpec("lr", 1e-6, 100.0, "log"), "master": KnobSpec("m
                  "volume": KnobSpec("volume", -60.0, 12.0), "mute": KnobSpec("mute", 0.0, 1.0, "toggle"),
                  "source_level": KnobSpec("source_level", -40.0, 6.0)}
 SOURCE_LEVEL = SETTING_KNOBS["source_level"]    # dB on the source: 0 = each generator's full scale
+VOLUME = SETTING_KNOBS["volume"]                # dB at the speakers; below the range is mute's job

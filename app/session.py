@@ -28,7 +28,7 @@ from app.host import layout as H
 from app.host.stream import AudioUnavailable, open_stream
 from app.host.memory import HostMemory, Slot
 from app.host.telemetry import TelemetryReader
-from app.knobs import SETTING_KNOBS, SOURCE_LEVEL, KnobBank, KnobSpec, around
+from app.knobs import SETTING_KNOBS, SOURCE_LEVEL, VOLUME, KnobBank, KnobSpec, around
 from app.recordings.hardware import DeviceSpec, check_channels
 from app.recordings.pair import RecordingSpec
 
@@ -746,8 +746,8 @@ class Session:
         """The output volume in dB (speakers only: the learner and the limiter's ceiling are
         unchanged); from -60 to +12 dB."""
         db = self.memory.finite(db, "the output volume")
-        if not -60.0 <= db <= 12.0:
-            raise SessionError(f"the output volume must be from -60 to +12 dB, got {db:g}")
+        if not VOLUME.lo <= db <= VOLUME.hi:
+            raise SessionError(f"the output volume must be from {VOLUME.lo:g} to +{VOLUME.hi:g} dB, got {db:g}")
         self.set_master_gain(10.0 ** (db / 20.0))
 
     @property

@@ -13,7 +13,7 @@ from app.cli.args import (_json_float, _positive_seconds, add_learning_args, ban
 from app.cli.errors import UsageError, one_line as _one_line, parse_float as _float
 from app.cli import presets as cli_presets
 from app.cli.save_preset import check_save_path, save_learned, source_fields
-from app.knobs import SOURCE_LEVEL
+from app.knobs import SOURCE_LEVEL, VOLUME
 from app.cli.learn import EXIT_DIVERGED, _bank_summary
 from app.cli.recordings import add_recording_args
 
@@ -81,11 +81,10 @@ def cmd_run(a) -> int:
         raise UsageError("`run` is the headless runner: add --headless, or open the window with "
                          "python main.py [--preset NAME]")
     from app.session import CircuitSpec
-    if a.volume is not None and not -60.0 <= a.volume <= 12.0:     # before anything compiles
-        raise UsageError(f"--volume: the output volume must be from -60 to +12 dB, got {a.volume:g}")
-    if a.source_level is not None and not SOURCE_LEVEL.lo <= a.source_level <= SOURCE_LEVEL.hi:
-        raise UsageError(f"--source-level: the source level must be from {SOURCE_LEVEL.lo:g} to "
-                         f"+{SOURCE_LEVEL.hi:g} dB, got {a.source_level:g}")
+    for flag, value, knob, what in (("--volume", a.volume, VOLUME, "the output volume"),   # before compiling
+                                    ("--source-level", a.source_level, SOURCE_LEVEL, "the source level")):
+        if value is not None and not knob.lo <= value <= knob.hi:
+            raise UsageError(f"{flag}: {what} must be from {knob.lo:g} to +{knob.hi:g} dB, got {value:g}")
     sample_rate = 48000.0 if a.sr is None else a.sr
     if not (math.isfinite(sample_rate) and 8000 <= sample_rate <= 384000):
         raise UsageError("--sr must be between 8000 and 384000 Hz")

@@ -13,7 +13,7 @@ from engine.learn.banks import Banks
 from engine.circuit.language import CircuitError, parse
 from engine.learn.learner import ParamSpec, Settings
 from app.host.layout import OUTPUT_MODES, SOURCES, TEL_MAX_PARAMS
-from app.knobs import SETTING_KNOBS, SOURCE_LEVEL
+from app.knobs import SETTING_KNOBS, SOURCE_LEVEL, VOLUME
 from app.midi.control import MAX_MAPPABLE_CC
 
 MAX_BANKS_BYTES = 100_000
@@ -24,7 +24,7 @@ VALIDATION_RATE = 48000.0      # circuits are parsed at this rate only to check 
 KNOBS = tuple(SETTING_KNOBS)         # the session's own knobs a MIDI mapping may name
 PARAM_FIELDS = ("name", "init", "min", "max", "scale")
 AUDIO_FIELDS = ("source", "source_hz", "source_file", "source_db", "output", "volume_db", "mute")
-VOLUME_DB_RANGE = (-60.0, 12.0)      # the output volume; below the range is mute's job
+VOLUME_DB_RANGE = (VOLUME.lo, VOLUME.hi)      # the output volume (app/knobs.py)
 SETTING_TYPES = {"loss": str, "huber_delta": float, "window": int, "optimizer": str, "lr": float,
                  "c1": (float, None), "c2": (float, None), "eps": (float, None), "clip": float,
                  "lr_decay": float, "lr_decay_every": int, "lr_min": float, "range_mode": str,

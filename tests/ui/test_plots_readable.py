@@ -13,17 +13,14 @@ from ui.plots.loss import LossMeter
 from ui.plots.scope import ScopeView
 from ui.plots.trajectory import TrajectoryPlot, format_value, trajectory_ranges
 from ui.theme import BG, LOSS
+from tests.ui import test_views
 
 SR = 48000.0
 MID_LOG = math.sqrt(20.0 * 20000.0)          # the middle of 20…20000 Hz on a log scale
 
 
 def shown(qtbot, widget, size=(800, 300)):
-    qtbot.addWidget(widget)
-    widget.resize(*size)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
+    return test_views.shown(qtbot, widget, size)      # a lower default: the plots as the window lays them out
 
 
 def feed(tp, values, hidden=None, t0=0.0, seconds=2.0):

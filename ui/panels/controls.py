@@ -203,40 +203,24 @@ class AudioControls(QtWidgets.QGroupBox):
         g = QtWidgets.QGridLayout(self)
         self.blocksize.setToolTip("block size: frames per callback")
         self.hz.setToolTip("the sine or saw source's frequency")
-        rows = (("device", (self.device, self.blocksize)), ("source", (self.source, self.hz)),
-                ("you hear", (self.output,)), ("MIDI", (self.midi,)))
-        for r, (label, widgets) in enumerate(rows):      # paired widgets share a row: 720 px fit
-            g.addWidget(QtWidgets.QLabel(label), r, 0)
+        # one row each: (label or None, ((widget, stretch), ...)); paired widgets share a row (720 px fit)
+        rows = (("device", ((self.device, 2), (self.blocksize, 1))), ("source", ((self.source, 2), (self.hz, 1))),
+                ("you hear", ((self.output, 2),)), ("MIDI", ((self.midi, 2),)),
+                ("", ((self.source_note, 0),)),
+                ("output insert", ((self.insert_label, 1), (self.insert_remove, 0))),
+                ("volume", ((self.volume, 1), (self.volume_label, 0), (self.mute, 0))),
+                ("source level", ((self.level, 1), (self.level_label, 0))),
+                (None, ((self.cpu, 1), (self.limiter, 1), (self.xruns, 0))))      # meters: the full width
+        for r, (label, widgets) in enumerate(rows):
             line = QtWidgets.QHBoxLayout()
-            for k, w in enumerate(widgets):
-                line.addWidget(w, 2 if k == 0 else 1)
+            for w, stretch in widgets:
+                line.addWidget(w, stretch)
+            if label is None:
+                g.addLayout(line, r, 0, 1, 2)
+                continue
+            if label:
+                g.addWidget(QtWidgets.QLabel(label), r, 0)
             g.addLayout(line, r, 1)
-        g.addWidget(self.source_note, len(rows), 1)
-        rows = rows + (None,)
-        insert = QtWidgets.QHBoxLayout()
-        insert.addWidget(self.insert_label, 1)
-        insert.addWidget(self.insert_remove)
-        g.addWidget(QtWidgets.QLabel("output insert"), len(rows), 0)
-        g.addLayout(insert, len(rows), 1)
-        rows = rows + (None,)
-        volume = QtWidgets.QHBoxLayout()
-        volume.addWidget(self.volume, 1)
-        volume.addWidget(self.volume_label)
-        volume.addWidget(self.mute)
-        g.addWidget(QtWidgets.QLabel("volume"), len(rows), 0)
-        g.addLayout(volume, len(rows), 1)
-        rows = rows + (None,)
-        level = QtWidgets.QHBoxLayout()
-        level.addWidget(self.level, 1)
-        level.addWidget(self.level_label)
-        g.addWidget(QtWidgets.QLabel("source level"), len(rows), 0)
-        g.addLayout(level, len(rows), 1)
-        rows = rows + (None,)
-        meters = QtWidgets.QHBoxLayout()
-        meters.addWidget(self.cpu, 1)
-        meters.addWidget(self.limiter, 1)
-        meters.addWidget(self.xruns)
-        g.addLayout(meters, len(rows), 0, 1, 2)
 
     def _volume_changed(self, db: int):
         self.volume_label.setText(_db_text(db))
