@@ -23,7 +23,7 @@ from engine.learn.banks import Banks
 from engine.learn.health import LearningWatch
 from engine.learn.learner import Learner, ParamSpec, Settings
 from engine.learn.losses import NAMES as LOSS_NAMES
-from engine.learn.optimizers import NAMES as OPTIMIZER_NAMES
+from engine.learn.optimizers import BY_NAME as OPTIMIZER_BY_NAME, NAMES as OPTIMIZER_NAMES
 from app.host import layout as H
 from app.host.stream import AudioUnavailable, open_stream
 from app.host.memory import HostMemory, Slot
@@ -35,6 +35,7 @@ from app.recordings.pair import RecordingSpec
 
 LOSSES = LOSS_NAMES                 # the choices a window offers (engine/learn's tables)
 OPTIMIZERS = OPTIMIZER_NAMES
+SETS_ITS_OWN_STEP = frozenset(o for o in OPTIMIZER_NAMES if not OPTIMIZER_BY_NAME[o].uses_lr)   # no lr to turn
 
 
 @dataclass

@@ -15,8 +15,8 @@ CF_HEADER = declare(globals(), "CF_", """
     HUBER              # Huber threshold delta
     WINDOW             # window length W (samples), 1..window capacity
     OPT                # optimiser code (engine/learn/optimizers.py)
-    C1                 # momentum mu / RMSProp rho / Adam beta1
-    C2                 # Adam beta2
+    C1                 # momentum mu / RMSProp rho / Adam beta1 / Gauss-Newton's final forgetting factor
+    C2                 # Adam beta2 / Gauss-Newton's starting forgetting factor
     EPS                # RMSProp / Adam epsilon
     CLIP               # gradient clipping: max global L2 norm (0 = off)
     DECAY              # learning-rate schedule: factor applied every CF_DECAY_EVERY samples
@@ -27,6 +27,7 @@ CF_HEADER = declare(globals(), "CF_", """
     TRACE_EVERY        # write a trace row every K samples (0 = none)
     NOTE               # live controls a circuit can read (the host writes them at MIDI events):
     VELOCITY           #   MIDI note number of the voice, and its velocity 0..127
+    P0                 # Gauss-Newton: initial P = P0 * (range width)^2 per parameter
     GLIDE              # per-sample share of the way from each hidden value to its goal (0: no
                        #   glide, the hidden values are set directly; the live host sets it)
 """)                   # then: hidden values [H], range lows [P], range highs [P], hidden goals [H]
@@ -47,6 +48,8 @@ declare(globals(), "ST_", """
     DIVERGED           # steps not taken because the learner diverged: its circuit's output
                        #   or the gradient went non-finite
     DIVERGED_AT        # 1 + the sample count at the first diverged step (0: none yet)
+    GN_T               # Gauss-Newton updates since its P was initialised (0: initialise it)
+    GN_LAMBDA          # Gauss-Newton's current forgetting factor (ramps to CF_C1)
 """, end=ST_HEADER)    # then: theta [P], m [P], v [P], last gradient [P], window sums, rings...
 
 RANGE_PROJECT = 0

@@ -77,6 +77,9 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
             p.add_argument(f"--{flag}", type=float, help=f"{o.name}'s {flag} (default {default:g})")
     with_eps = [o.name for o in OPTIMIZERS if o.eps]
     p.add_argument("--eps", type=float, help=f"epsilon of {'/'.join(with_eps)} (default 1e-8)")
+    p.add_argument("--p0", type=float, default=0.5,
+                   help="gauss-newton's initial uncertainty P, in units of each parameter's range "
+                        "width squared (a unit width for an unbounded range; default 0.5)")
     p.add_argument("--clip", type=float, default=0.0, help="clip the gradient's L2 norm to this (0 = off)")
     p.add_argument("--lr-decay", type=float, default=None, metavar="F",
                    help="multiply the learning rate by F every --lr-decay-every steps (default 1; "
@@ -120,7 +123,7 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
 
 def settings_from_args(a):
     from engine.learn.learner import Settings
-    constants = [getattr(a, flag) for flag, _ in BY_NAME[a.optimizer].constants] + [None, None]
+    constants = [getattr(a, flag.replace("-", "_")) for flag, _ in BY_NAME[a.optimizer].constants] + [None, None]
     decay, every, lr_min = a.lr_decay, a.lr_decay_every, a.lr_min
     outside = any(getattr(a, k, None) for k in ("plugin", "target_file", "target_input"))
     if outside and decay is None and every is None:
@@ -130,7 +133,7 @@ def settings_from_args(a):
                     lr=a.lr, c1=constants[0], c2=constants[1], eps=a.eps,
                     clip=a.clip, lr_decay=1.0 if decay is None else decay,
                     lr_decay_every=0 if every is None else every,
-                    lr_min=0.0 if lr_min is None else lr_min, range_mode=a.range_mode)
+                    lr_min=0.0 if lr_min is None else lr_min, range_mode=a.range_mode, p0=a.p0)
 
 
 def plugin_args(a):

@@ -22,7 +22,8 @@ STRUCTURE_FLAGS = (("--circuit", "circuit"), ("--target", "target"), ("--param",
 # the learning settings a flag given with --preset overrides: Settings field -> argparse dest
 SETTINGS_FLAGS = {"loss": "loss", "huber_delta": "huber_delta", "window": "window", "optimizer": "optimizer",
                   "lr": "lr", "eps": "eps", "clip": "clip", "lr_decay": "lr_decay",
-                  "lr_decay_every": "lr_decay_every", "lr_min": "lr_min", "range_mode": "range_mode"}
+                  "lr_decay_every": "lr_decay_every", "lr_min": "lr_min", "range_mode": "range_mode",
+                  "p0": "p0"}
 OVERRIDE_HELP = ("--hidden and the learning settings (--loss, --huber-delta, --window, --optimizer and "
                  "its constants, --lr, --eps, --clip, --lr-decay, --lr-decay-every, --lr-min, "
                  "--range-mode) given with it override the preset's; --circuit, --target, --param, "

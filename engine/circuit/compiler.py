@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from engine import layout as LY
 from engine.circuit.emitter import CircuitEmitter
 from engine.circuit.language import Graph
+from engine.learn import gauss_newton as GN
 from engine.learn.losses import LOSSES
-from engine.learn.optimizers import OPTIMIZERS
+from engine.learn.optimizers import FIRST_ORDER, GAUSS_NEWTON
 
 SIGNATURE = "int64(float64[::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])"
 # batches: x[n, B] holds B input streams, out[n, B, 3] each stream's target, output and loss
@@ -51,11 +52,14 @@ class Layout:
     cfg_lo: int = 0
     cfg_goal: int = 0         # where each hidden value glides to (per sample, when CF_GLIDE > 0)
     cfg_hi: int = 0
+    cfg_log: int = 0          # 1 per parameter declared on a log axis (Gauss-Newton steps it in log space)
     bank_index: int = -1     # st index of the active bank (LACTOSE banks; the condition value
                              # follows it), -1 without banks; with batches stream s's pair is at
                              # bank_index + 2*s
     streams: int = 1         # input streams run in lockstep (batches); the regions above are stream 0's
     stream_loss: int = -1    # batches: st index of each stream's latest loss, -1 for one stream
+    gn_groups: list = field(default_factory=list)   # Gauss-Newton: (st base, [(slots summed into one
+                             # sensitivity, ...)], bank or -1) per block of P (engine/learn/gauss_newton.py)
 
     @property
     def trace_width(self) -> int:
@@ -134,7 +138,8 @@ class _KernelWriter:
         lay.cfg_lo = lay.cfg_hidden + H
         lay.cfg_hi = lay.cfg_lo + P
         lay.cfg_goal = lay.cfg_hi + P
-        lay.cfg_size = lay.cfg_goal + H
+        lay.cfg_log = lay.cfg_goal + H
+        lay.cfg_size = lay.cfg_log + P
         self._top = LY.ST_HEADER
         alloc = self._alloc
         lay.theta, lay.m, lay.v, lay.grad = alloc(P), alloc(P), alloc(P), alloc(P)
@@ -153,6 +158,8 @@ class _KernelWriter:
         lay.wsum, lay.wring = wsums[0], self.wrings[0]
         if self.batch:
             lay.stream_loss = alloc(B)      # each stream's latest loss (its out column on a skipped sample)
+        lay.gn_groups = [(alloc(GN.region_size(len(members))), members, bank)
+                         for members, bank in self._gauss_newton_blocks()]
         lay.st_size = self._top
         self.mask = cap - 1
         # Per-parameter state lives in registers (unrolled locals) for small circuits, and is looped
@@ -167,6 +174,28 @@ class _KernelWriter:
         self.HI = _Vec("hi", lay.cfg_hi, small, "cfg")
         self.out = _Out()
         self.w = self.out.line
+
+    def _gauss_newton_blocks(self):
+        """Gauss-Newton's blocks of P, from what the tangents show: only parameters the output
+        depends on (the others' P would grow without bound); one joint block, or with separated
+        banks one per bank over its base parameters (a base's sensitivity is the sum of its
+        banks' tangents, as its gradient is). Each member is the tuple of slots summed into it."""
+        outs = set(self.lay.output_slots)
+        banks = self.banks
+        if banks is None or banks.mode == "exact":
+            members = [(k,) for k in self.lay.output_slots]
+            return [(members, -1)] if members else []
+        blocks = []
+        n_banks = max(len(slots) for slots in banks.slots.values())
+        for b in range(n_banks):
+            members = []
+            for slots in banks.slots.values():
+                have = tuple(k for k in slots if k is not None)
+                if b < len(slots) and slots[b] is not None and any(k in outs for k in have):
+                    members.append((slots[b],) + tuple(k for k in have if k != slots[b]))
+            if members:
+                blocks.append((members, b))
+        return blocks
 
     def _alloc(self, size):
         o = self._top
@@ -210,7 +239,11 @@ class _KernelWriter:
         _emit_dispatch(w, "loss_and_slope", "code, m_learned, m_target, delta",
                        [(loss.code, loss.fn) for loss in LOSSES])
         _emit_dispatch(w, "optimizer_step", "code, g, lr, m, v, t, c1, c2, eps",
-                       [(o.code, o.step) for o in OPTIMIZERS])
+                       [(o.code, o.step) for o in FIRST_ORDER])
+        _emit_dispatch(w, "loss_residual", "code, m_learned, m_target, delta",
+                       [(loss.code, loss.residual) for loss in LOSSES])
+        w(0, "from engine.learn.gauss_newton import initial_variance as gn_initial_variance, "
+             "reset_p as gn_reset_p, update as gn_update")
         for name in sorted(set().union(*(e.used_prims for e in self.tgts + self.lrns))):
             w(0, f"P_{name}_v = TABLE[{name!r}].value")
             w(0, f"P_{name}_d = TABLE[{name!r}].partials")
@@ -357,6 +390,8 @@ class _KernelWriter:
         TH, M, V, G, LO, HI = self.TH, self.M, self.V, self.G, self.LO, self.HI
         w(2, "if not (gchk - gchk == 0.0):")
         self.count_divergence(3)
+        w(2, f"elif learn and opt == {GAUSS_NEWTON}:")
+        self.gauss_newton_step(3)
         w(2, "elif learn:")
         w(3, "sc = 1.0")
         w(3, "if clip > 0.0:")
@@ -381,6 +416,77 @@ class _KernelWriter:
                                          for s in range(self.B)])
         else:
             _emit_bank_steps(w, 3, banks, lay.bank_index, self.steps, TH, M, V, G, LO, HI)
+
+    def gauss_newton_step(self, depth):
+        """engine/learn/gauss_newton.py's step for every block of P: its sensitivities (the window
+        means of the tangents, scaled by the loss's dr/dM), the update, the step clipped to each
+        range's width and (range mode project) the parameter projected into its range. With
+        batches the streams are stacked measurements: one rank-one update each, the forgetting
+        applied once, each stream's residual corrected for the steps the earlier ones took (so the
+        result is that of one update with all of them). With separated banks only the active
+        bank's block updates."""
+        w, lay, B = self.w, self.lay, self.B
+        TH, LO, HI = self.TH, self.LO, self.HI
+        if not lay.gn_groups:
+            w(depth, "pass                             # the output depends on no parameter")
+            return
+        w(depth, f"if st[{LY.ST_GN_T}] == 0.0:        # P from the ranges, the forgetting from its start")
+        w(depth + 1, f"gn_p0 = cfg[{LY.CF_P0}]")
+        for base, members, _ in lay.gn_groups:
+            n = len(members)
+            for j, slots in enumerate(members):
+                k = slots[0]
+                w(depth + 1, f"st[{base + n * n + 2 * n + j}] = gn_initial_variance(gn_p0, {LO[k]}, {HI[k]}, "
+                             f"cfg[{lay.cfg_log + k}] != 0.0)")
+            w(depth + 1, f"gn_reset_p(st, {base}, {n})")
+        w(depth + 1, f"st[{LY.ST_GN_LAMBDA}] = c2")
+        w(depth, f"st[{LY.ST_GN_T}] += 1.0")
+        w(depth, f"lam = c1 + (st[{LY.ST_GN_LAMBDA}] - c1)*{GN.RAMP!r}")
+        w(depth, f"st[{LY.ST_GN_LAMBDA}] = lam")
+        w(depth, f"gnc = int64(st[{LY.ST_GN_T}])")
+        for s, S in enumerate(self.Ss):
+            w(depth, f"rr{s}, dr{s}, wr{s} = loss_residual(loss_code, {S[1]}*invW, {S[0]}*invW, delta)")
+        if self.banks is not None and self.banks.mode == "separated":
+            w(depth, f"ab = int64(st[{lay.bank_index}])")
+        for base, members, bank in lay.gn_groups:
+            n = len(members)
+            d = depth
+            if bank >= 0:
+                w(d, f"if ab == {bank}:")
+                d += 1
+            psi, u = base + n * n, base + n * n + n
+            for s, S in enumerate(self.Ss):
+                for j, slots in enumerate(members):
+                    tan = " + ".join(f"({self._tan_mean(S, k)})" for k in slots)
+                    w(d, f"st[{psi + j}] = dr{s}*({tan})")
+                    w(d, f"if cfg[{lay.cfg_log + slots[0]}] != 0.0:    # d/d(log p) = p d/dp")
+                    w(d + 1, f"st[{psi + j}] *= {self.PV[slots[0]]}")
+                e = f"-rr{s}"
+                if s > 0:            # this stream's residual after the earlier streams' steps
+                    w(d, f"es = -rr{s}")
+                    for j, slots in enumerate(members):
+                        w(d, f"es -= st[{psi + j}]*dth{j}")
+                    e = "es"
+                w(d, f"if gn_update(st, {base}, {n}, {e}, wr{s}, {'lam' if s == 0 else '1.0'}, gnc % {n}):")
+                for j, slots in enumerate(members):
+                    k = slots[0]
+                    w(d + 1, f"sk = st[{u + j}]")
+                    if B > 1:
+                        w(d + 1, f"was = {TH[k]}")
+                    w(d + 1, f"if cfg[{lay.cfg_log + k}] != 0.0:    # a log step, at most the range's width")
+                    w(d + 2, f"wd = math.log({HI[k]}/{LO[k]})")
+                    w(d + 2, f"{TH[k]} = {self.PV[k]}*math.exp(min(max(sk, -wd), wd))")
+                    w(d + 1, "else:                        # a step at most the range's width")
+                    w(d + 2, f"wd = {HI[k]} - {LO[k]}")
+                    w(d + 2, f"{TH[k]} += min(max(sk, -wd), wd)")
+                    w(d + 1, "if project:")
+                    w(d + 2, f"{TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})")
+                    if B > 1:
+                        w(d + 1, f"dth{j} {'=' if s == 0 else '+='} {TH[k]} - was")
+                if B > 1 and s == 0:
+                    w(d, "else:")
+                    for j in range(n):
+                        w(d + 1, f"dth{j} = 0.0")
 
     def sample_outputs(self):
         w = self.w

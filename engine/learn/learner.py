@@ -26,7 +26,7 @@ from engine.circuit.cache import compile_pair
 from engine.circuit.compiler import BankPlan, _pow2
 from engine.circuit.language import parse
 from engine.learn.losses import CODES as LOSS_CODES
-from engine.learn.optimizers import CODES as OPT_CODES, defaults as optimizer_defaults
+from engine.learn.optimizers import BY_NAME as OPTIMIZER_BY_NAME, CODES as OPT_CODES, defaults as optimizer_defaults
 from engine.learn.spec_check import HIDDEN_KINDS, SYNTAX, UNREADABLE, check_spec
 
 RANGE_MODES = {"project": LY.RANGE_PROJECT, "straight-through": LY.RANGE_STRAIGHT_THROUGH}
@@ -68,6 +68,7 @@ class Settings:
     lr_min: float = 0.0
     range_mode: str = "project"
     learning: bool = True
+    p0: float = 0.5                  # Gauss-Newton's initial P, in units of each range's width squared
 
     def validate(self):
         if self.loss not in LOSS_CODES:
@@ -84,9 +85,16 @@ class Settings:
         for name, v, lo, hi, inclusive in checks:
             if not (isinstance(v, (int, float)) and math.isfinite(v) and (v >= lo if inclusive else v > lo)):
                 raise ValueError(f"the {name} must be a finite number {'>=' if inclusive else '>'} {lo:g}, got {v}")
-        for name, v in (("momentum/rho/beta1", self.c1), ("beta2", self.c2)):
-            if v is not None and not (0.0 <= v < 1.0):
-                raise ValueError(f"{name} must be in [0, 1), got {v}")
+        if OPTIMIZER_BY_NAME[self.optimizer].forgetting_factors:
+            for name, v in (("the forgetting factor", self.c1), ("the starting forgetting factor", self.c2)):
+                if v is not None and not (isinstance(v, (int, float)) and 0.5 <= v <= 1.0):
+                    raise ValueError(f"{name} must be in [0.5, 1], got {v}")
+        else:
+            for name, v in (("momentum/rho/beta1", self.c1), ("beta2", self.c2)):
+                if v is not None and not (0.0 <= v < 1.0):
+                    raise ValueError(f"{name} must be in [0, 1), got {v}")
+        if not (isinstance(self.p0, (int, float)) and math.isfinite(self.p0) and self.p0 > 0.0):
+            raise ValueError(f"p0 must be a finite number > 0, got {self.p0}")
         if self.eps is not None and not (math.isfinite(self.eps) and self.eps >= 0):
             raise ValueError(f"epsilon must be a finite number >= 0, got {self.eps}")
         if not (isinstance(self.lr_decay_every, (int, np.integer)) and self.lr_decay_every >= 0):
@@ -170,6 +178,7 @@ class Learner:
         for k, sp in enumerate(self.specs):
             self.cfg[self.layout.cfg_lo + k] = sp.lo
             self.cfg[self.layout.cfg_hi + k] = sp.hi
+            self.cfg[self.layout.cfg_log + k] = 1.0 if sp.log else 0.0
         self.reset()
 
     @property
@@ -199,6 +208,9 @@ class Learner:
         if s.window > self.layout.window_capacity:
             raise ValueError(f"the window {s.window} exceeds this learner's capacity "
                              f"{self.layout.window_capacity}")
+        if not OPTIMIZER_BY_NAME[s.optimizer].step and self.streams > 1 and self.banks is not None:
+            raise ValueError(f"{s.optimizer} does not yet learn banks over several streams at once: "
+                             "choose another optimizer, or one stream")
         self.settings = s
         opt = OPT_CODES[s.optimizer]
         d1, d2, deps = optimizer_defaults(s.optimizer)
@@ -217,6 +229,7 @@ class Learner:
         c[LY.CF_LR_MIN] = s.lr_min
         c[LY.CF_RANGE_MODE] = RANGE_MODES[s.range_mode]
         c[LY.CF_LEARN] = 1.0 if s.learning else 0.0
+        c[LY.CF_P0] = s.p0
 
     def restart_schedule(self):
         """The learning-rate schedule starts over: the rate decays again from its initial value

@@ -5,6 +5,11 @@ their choices. Adding a loss is one function and one table entry.
 Each takes m_learned = M(yhat)[n], m_target = M(y)[n] and the loss's own parameter, and returns
 (loss, slope) where slope = dL/dM(yhat). The raw gradient of parameter i is slope * M(t_i): the
 window is applied to target, output and each tangent separately, and the loss to the means.
+
+For the Gauss-Newton optimiser each loss also says how it is a (weighted) least-squares problem:
+`residual(m_learned, m_target, parameter) -> (r, dr, w)` with the loss ~ w*r^2 near the current
+point, r the residual (learned side minus target side), dr = dr/dM(yhat) (the tangents are scaled
+by it) and w the iteratively-reweighted-least-squares weight (1 for a squared loss).
 """
 import math
 from dataclasses import dataclass
@@ -14,6 +19,8 @@ from numba import njit
 
 MAE_GUARD = 1e-10       # diff.lib: sign(e) becomes the ramp e/1e-10 for |e| < 1e-10
 MSLE_GUARD = 1e-12      # ours: M+1 is bounded below by this (diff.lib has no guard: NaN below -1)
+IRLS_FLOOR = 1e-6       # MAE's reweighting 1/|e| is capped at 1/1e-6 (-120 dBFS): an exact fit
+                        # would otherwise weigh one sample without bound
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -48,20 +55,51 @@ def huber(m_learned, m_target, delta):
     return delta * (a - 0.5 * delta), delta if e > 0.0 else -delta
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def mse_residual(m_learned, m_target, _delta):
+    return m_learned - m_target, 1.0, 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mae_residual(m_learned, m_target, _delta):
+    # IRLS: |e| = w e^2 with w = 1/|e| at the current point
+    e = m_learned - m_target
+    return e, 1.0, 1.0 / max(abs(e), IRLS_FLOOR)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def msle_residual(m_learned, m_target, _delta):
+    # a least-squares loss already, in log(1 + M): the residual's slope 1/(M + 1) scales the tangents
+    a = m_learned + 1.0
+    b = m_target + 1.0
+    a = a if a > MSLE_GUARD else MSLE_GUARD
+    b = b if b > MSLE_GUARD else MSLE_GUARD
+    return math.log(a) - math.log(b), 1.0 / a, 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def huber_residual(m_learned, m_target, delta):
+    # IRLS: quadratic inside delta (weight 1), linear beyond (weight delta/|e|)
+    e = m_learned - m_target
+    a = abs(e)
+    return e, 1.0, 1.0 if a <= delta else delta / a
+
+
 @dataclass(frozen=True)
 class Loss:
     name: str
     code: int                     # the value of the kernel's loss word
     fn: Callable                  # @njit (m_learned, m_target, parameter) -> (loss, slope)
     description: str
+    residual: Callable            # @njit (m_learned, m_target, parameter) -> (r, dr, w): Gauss-Newton's view
     parameter: str | None = None  # the Settings field of its parameter, if it has one
 
 
 LOSSES = (
-    Loss("mse", 0, mse, "mean squared error"),
-    Loss("mae", 1, mae, "mean absolute error (diff.lib's ramp below 1e-10)"),
-    Loss("msle", 2, msle, "mean squared log error (guarded below -1)"),
-    Loss("huber", 3, huber, "Huber: quadratic within delta, linear beyond", "huber_delta"),
+    Loss("mse", 0, mse, "mean squared error", mse_residual),
+    Loss("mae", 1, mae, "mean absolute error (diff.lib's ramp below 1e-10)", mae_residual),
+    Loss("msle", 2, msle, "mean squared log error (guarded below -1)", msle_residual),
+    Loss("huber", 3, huber, "Huber: quadratic within delta, linear beyond", huber_residual, "huber_delta"),
 )
 CODES = {loss.name: loss.code for loss in LOSSES}
 NAMES = tuple(CODES)

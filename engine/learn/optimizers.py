@@ -6,6 +6,11 @@ Every function has the same signature (g, lr, m, v, t, c1, c2, eps) -> (step, m,
 subtracts the step from the parameter's accumulator one sample later (diff.lib's timing:
 theta[n] = theta[n-1] - step[n-1]). t counts updates from 1. c1, c2 are the optimiser's constants,
 in the order its table entry names them: momentum mu; RMSProp rho; Adam beta1, beta2.
+
+Gauss-Newton (engine/learn/gauss_newton.py) is not a per-parameter rule: it steps all parameters
+together from the output's sensitivities and the residual. Its entry has no `step`; the kernel
+writes its block for the entry's code. Its constants are the final and the starting forgetting
+factor; its initial P comes from the setting p0 (times each parameter's range width squared).
 """
 import math
 from dataclasses import dataclass
@@ -54,10 +59,17 @@ def adam(g, lr, m, v, t, beta1, beta2, eps):
 class Optimizer:
     name: str
     code: int                              # the value of the kernel's optimiser word
-    step: Callable                         # @njit (g, lr, m, v, t, c1, c2, eps) -> (step, m, v)
+    step: Callable | None                  # @njit (g, lr, m, v, t, c1, c2, eps) -> (step, m, v);
+                                           #   None: Gauss-Newton, stepped by the kernel as a whole
     description: str
     constants: tuple = ()                  # ((flag name, default), ...) in the slots c1, c2
     eps: float = 0.0                       # default epsilon (0: it has none)
+    uses_lr: bool = True                   # False: it sets its own step (the rate is not read)
+
+    @property
+    def forgetting_factors(self) -> bool:
+        """Its constants are forgetting factors, in (0, 1] (the others' are in [0, 1))."""
+        return self.step is None
 
 
 OPTIMIZERS = (
@@ -65,7 +77,11 @@ OPTIMIZERS = (
     Optimizer("momentum", 1, momentum, "heavy-ball momentum", (("momentum", 0.9),)),
     Optimizer("rmsprop", 2, rmsprop, "RMSProp, no bias correction", (("rho", 0.9),), 1e-8),
     Optimizer("adam", 3, adam, "Adam with bias correction", (("beta1", 0.9), ("beta2", 0.999)), 1e-8),
+    Optimizer("gauss-newton", 4, None, "online Gauss-Newton (recursive prediction error): no learning rate",
+              (("forgetting", 0.9995), ("forgetting-start", 0.95)), uses_lr=False),
 )
+GAUSS_NEWTON = 4
+FIRST_ORDER = tuple(o for o in OPTIMIZERS if o.step is not None)
 CODES = {o.name: o.code for o in OPTIMIZERS}
 NAMES = tuple(CODES)
 DEFAULT = "sgd"

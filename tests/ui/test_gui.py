@@ -317,6 +317,19 @@ def test_learning_controls_change_the_running_learner(qtbot, window):
     assert list(slot.init[:2]) == [0.0, 0.0]                             # back to the declarations
 
 
+def test_gauss_newton_from_the_dropdown_greys_out_the_learning_rate(qtbot, window):
+    lc = window.learning
+    lc.lr.setValue(lc.lr_position(1e-2))
+    lc.optimizer.setCurrentText("gauss-newton")
+    st = window.session.learner.settings
+    assert st.optimizer == "gauss-newton" and st.lr == pytest.approx(1e-2, rel=0.02)
+    assert not lc.lr.isEnabled() and "sets its own step" in lc.lr.toolTip()
+    window.session.set_hidden("gain", 0.9)
+    qtbot.waitUntil(lambda: abs(window.session.params()["gain"] - 0.9) < 1e-6, timeout=5000)
+    lc.optimizer.setCurrentText("sgd")                  # one click back to a rate
+    assert lc.lr.isEnabled() and window.session.learner.settings.optimizer == "sgd"
+
+
 def test_output_and_source_choices_reach_the_callback(qtbot, window):
     window.audio.output.setCurrentText("error")
     assert window.session.memory.ctl[H.C_OUTPUT_MODE] == H.OUTPUT_MODES["error"]

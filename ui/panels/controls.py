@@ -9,7 +9,7 @@ from pyqtgraph.Qt import QtCore, QtWidgets
 from app.host import layout as H
 from app.knobs import SETTING_KNOBS, SOURCE_LEVEL
 from engine.sources import SOURCES
-from app.session import LOSSES, OPTIMIZERS
+from app.session import LOSSES, OPTIMIZERS, SETS_ITS_OWN_STEP
 
 LR_KNOB, LR_STEPS = SETTING_KNOBS["lr"], 800     # one range for every preset: 100 steps a decade
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
@@ -69,6 +69,7 @@ class LearningControls(QtWidgets.QGroupBox):
         self.lr_label = QtWidgets.QLabel()
         self.lr_label.setFixedWidth(70)
         self.optimizer.currentTextChanged.connect(lambda t: self._set(optimizer=t))
+        self.optimizer.currentTextChanged.connect(self._lr_in_use)
         self.loss.currentTextChanged.connect(lambda t: self._set(loss=t))
         self.window.valueChanged.connect(lambda v: self._set(window=int(v)))
         self.window.valueChanged.connect(self._window_suffix)
@@ -85,6 +86,15 @@ class LearningControls(QtWidgets.QGroupBox):
         row.addWidget(self.lr, 1)
         row.addWidget(self.lr_label)
         g.addLayout(row, 4, 1)
+
+    def _lr_in_use(self, optimizer: str):
+        """Gauss-Newton sets its own step: the rate slider is greyed out (its value is kept for
+        when a first-order optimiser is chosen again)."""
+        own = optimizer in SETS_ITS_OWN_STEP
+        self.lr.setEnabled(not own)
+        self.lr_label.setEnabled(not own)
+        self.lr.setToolTip(f"{optimizer} sets its own step size: no learning rate to tune" if own
+                           else "learning rate (log scale)")
 
     def _window_suffix(self, v: int):
         self.window.setSuffix(" sample" if v == 1 else " samples")
@@ -122,6 +132,7 @@ class LearningControls(QtWidgets.QGroupBox):
         self.run.setText("Pause" if s.learning else "Run")
         for w in widgets:
             w.blockSignals(False)
+        self._lr_in_use(s.optimizer)
 
 
 class AudioControls(QtWidgets.QGroupBox):
