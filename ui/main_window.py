@@ -14,6 +14,7 @@ from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from app.preset import document as presets
 from app.preset import store
+from app.words import plural
 from app.workspace import Workspace, format_declarations
 from engine.learn.banks import split_display_name
 from ui.plots.banks import BankView
@@ -493,7 +494,7 @@ class MainWindow(QtWidgets.QMainWindow):
         name = Path(recording.wet).name
         spec = self._outside_spec("y = recording", recording=recording)
         return self.apply_spec(dataclasses.replace(spec, hidden={"align": float(align)}),
-                               f"ground truth: the recording {name}, aligned by {align} samples",
+                               f"ground truth: the recording {name}, aligned by {plural(align, 'sample')}",
                                problem=("Cannot use the recording", f"{name} was not loaded:"))
 
     def device_dialog(self):
@@ -1029,10 +1030,11 @@ class MainWindow(QtWidgets.QMainWindow):
         text = f"{self.workspace.name} — {s.status_message}"
         if s.learner is not None:
             text += f" — learning {'on' if s.learner.settings.learning else 'paused'}"
-        problems = [f"{c[k]} {label}" for k, label in (("nonfinite_out", "NaN/Inf samples silenced"),
-                                                       ("bad_input", "bad input samples"),
-                                                       ("skipped", "bad samples skipped by the learner"),
-                                                       ("diverged_steps", "steps lost to divergence"))
+        problems = [f"{plural(c[k], noun)}{rest}" for k, noun, rest in (
+                        ("nonfinite_out", "NaN/Inf sample", " silenced"),
+                        ("bad_input", "bad input sample", ""),
+                        ("skipped", "bad sample", " skipped by the learner"),
+                        ("diverged_steps", "step", " lost to divergence"))
                     if c.get(k)]
         stall = s.health.stall if s.learner is not None else None
         if stall is not None:

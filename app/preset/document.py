@@ -56,6 +56,7 @@ from app.preset.fields import (VALIDATION_RATE, _Check, _audio, _bank_spec, _ban
 from app.preset.fields import banks_to_json  # noqa: F401  (part of this module's API)
 from app.preset.outside import device_from, device_json, recording_from, recording_json
 from app.session import CircuitSpec
+from app.words import plural
 
 SCHEMA_VERSION = 2
 FORMAT = "dualtone-preset"
@@ -531,7 +532,7 @@ def _parse_document(doc: Any, origin: str) -> Preset:
 
     if c.problems:
         extra = len(c.problems) - MAX_PROBLEMS
-        shown = c.problems[:MAX_PROBLEMS] + ([f"... and {extra} more problems"] if extra > 0 else [])
+        shown = c.problems[:MAX_PROBLEMS] + ([f"... and {plural(extra, 'more problem')}"] if extra > 0 else [])
         raise PresetError(shown, origin)
     spec = CircuitSpec(circuit, params, target=target, hidden=hidden, settings=settings,
                        hidden_params=target_params, banks=bank_spec,

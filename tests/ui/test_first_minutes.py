@@ -27,6 +27,24 @@ def test_a_divergence_pauses_learning_shows_a_banner_and_halving_starts_over(qtb
     assert window.learning.lr_label.text() == "5.00e-01"
 
 
+def test_the_status_line_counts_one_sample_in_the_singular(qtbot, window, monkeypatch):
+    counts = {"nonfinite_out": 1, "bad_input": 1, "skipped": 1, "diverged_steps": 1}
+    monkeypatch.setattr(window.session, "counters", lambda: counts)
+    assert (" — 1 NaN/Inf sample silenced, 1 bad input sample, 1 bad sample skipped by the learner, "
+            "1 step lost to divergence") in window.status_text()
+    counts.update(nonfinite_out=2, bad_input=0, skipped=0, diverged_steps=3)
+    assert " — 2 NaN/Inf samples silenced, 3 steps lost to divergence" in window.status_text()
+
+
+def test_a_recording_aligned_by_one_sample_says_so(qtbot, window):
+    from app.preset import store
+    from app.recordings.pair import RecordingSpec, sha256_of
+    dry, wet = store.FACTORY_DIR / "recordings" / "drive-dry.wav", store.FACTORY_DIR / "recordings" / "drive-wet.wav"
+    assert window.use_recording(RecordingSpec(str(dry), str(wet), None, sha256_of(dry), sha256_of(wet)), 1)
+    wait_loaded(qtbot, window, 2)
+    assert window.statusBar().currentMessage() == "ground truth: the recording drive-wet.wav, aligned by 1 sample"
+
+
 def test_the_volume_slider_and_mute_button_reach_the_speaker_path(qtbot, window):
     s = window.session
     window.audio.volume.setValue(-20)
