@@ -417,6 +417,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_problems("Cannot use the model", f"{Path(path).name} is not a usable SPTMod model:",
                                problems)
             return False
+        if not self.may_replace_edits():
+            return False
         hidden = {c["name"]: c["default"] for c in model.controls}
         learnable = {p.name for p in spec.params}
         self.apply_spec(dataclasses.replace(spec, target="y = sptmod", hidden=hidden, hidden_params=[],
@@ -454,7 +456,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         what = next((w for w, v in (("SPTMod model", spec.model), ("plugin", spec.plugin),
                                     ("recording", spec.recording), ("device", spec.device)) if v is not None), None)
-        if what is None:
+        if what is None or not self.may_replace_edits():
             return
         hidden = {p.name: p.init for p in spec.params}
         self.apply_spec(dataclasses.replace(spec, target=None, hidden=hidden, hidden_params=[],
@@ -489,7 +491,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def use_recording(self, recording, align: int) -> bool:
         """Make a dry/wet pair the ground truth: the target reads `recording`, the alignment is
         the knob 'align'. A pair that cannot be used: one dialog, nothing changes."""
-        if self.session.spec is None:
+        if self.session.spec is None or not self.may_replace_edits():
             return False
         name = Path(recording.wet).name
         spec = self._outside_spec("y = recording", recording=recording)
@@ -525,6 +527,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         if s.spec.device == device and s.memory.active.truth is not None:
             return self.measure_device()             # the same channels: measure again
+        if not self.may_replace_edits():
+            return False
         spec = dataclasses.replace(self._outside_spec("y = device", device=device), hidden={})
         return self.apply_spec(spec, f"ground truth: the device on input {device.return_channel + 1}",
                                problem=("Cannot use the device", "the input channel was not set up:"),
@@ -620,7 +624,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if spec is None:
             return False
         info = self._find_plugin(plugin_id, "the ground truth")
-        if info is None:
+        if info is None or not self.may_replace_edits():
             return False
         if channel is None:
             channel = spec.plugin_channel if spec.plugin == info.id else 0
@@ -702,18 +706,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_preset(self, name_or_path) -> bool:
         """Validate and apply a preset (factory name or file). Problems: one dialog, nothing changes.
         Unapplied edits in the circuit panel are never dropped without asking."""
-        if self.circuit.has_unapplied_edits():
-            answer = self.ask_unapplied_edits()
-            if answer == "cancel":
-                self.say("kept your edits; nothing was opened")
-                return False
-            if answer == "apply":
-                self.circuit.request_apply()
-                if self.circuit.checked is None or self.circuit.checked.spec is None:
-                    self.say("your edits have problems (see the circuit panel); nothing was opened")
-                else:
-                    self.say("applying your edits; nothing was opened")
-                return False
+        if not self.may_replace_edits():
+            return False
         try:
             path = store.resolve(str(name_or_path))
             preset = presets.load(path)
@@ -875,12 +869,31 @@ class MainWindow(QtWidgets.QMainWindow):
         if title != self.windowTitle():
             self.setWindowTitle(title)
 
+    def may_replace_edits(self) -> bool:
+        """Whatever replaces the circuit panel's texts (a preset, a model, a plugin, a recording,
+        a device) asks here first when they hold unapplied edits. True: go on (none, or Discard);
+        False: nothing else is loaded (Cancel keeps the edits, Apply applies them instead)."""
+        if not self.circuit.has_unapplied_edits():
+            return True
+        answer = self.ask_unapplied_edits()
+        if answer == "cancel":
+            self.say("kept your edits; nothing was opened")
+            return False
+        if answer == "apply":
+            self.circuit.request_apply()
+            if self.circuit.checked is None or self.circuit.checked.spec is None:
+                self.say("your edits have problems (see the circuit panel); nothing was opened")
+            else:
+                self.say("applying your edits; nothing was opened")
+            return False
+        return True
+
     def ask_unapplied_edits(self) -> str:
         """'apply', 'discard' or 'cancel': what to do with the circuit panel's unapplied edits
-        before another preset replaces them."""
+        before something else replaces them (tests replace this method: the box is modal)."""
         box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Question, "Unapplied edits",
                                     "The circuit panel has edits that were not applied. Opening another "
-                                    "preset replaces them.", parent=self)
+                                    "preset, model, plugin, recording or device replaces them.", parent=self)
         apply = box.addButton("Apply them", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
         discard = box.addButton("Discard and open", QtWidgets.QMessageBox.ButtonRole.DestructiveRole)
         box.addButton(QtWidgets.QMessageBox.StandardButton.Cancel)
