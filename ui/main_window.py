@@ -53,6 +53,17 @@ def _reads(spec) -> str | None:
         return None
 
 
+def _place_before(anchor: QtWidgets.QWidget, widget: QtWidgets.QWidget):
+    """widget into the row (a box layout of a panel's grid) that holds anchor, just before it."""
+    grid = anchor.parentWidget().layout()
+    for k in range(grid.count()):
+        row = grid.itemAt(k).layout()
+        if row is not None and row.indexOf(anchor) >= 0:
+            row.insertWidget(row.indexOf(anchor), widget)
+            return
+    raise ValueError("the anchor is not in a row of its panel")
+
+
 class DivergenceBanner(QtWidgets.QFrame):
     """Says that learning diverged (and paused itself), with the one click that usually helps."""
     halve_requested = QtCore.Signal()
@@ -121,6 +132,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.audio.source_requested.connect(self.change_source)
         self.audio.midi_requested.connect(self.change_midi)
         self.audio.insert_remove.clicked.connect(lambda: self.use_insert(None))
+        self.insert_bypass = QtWidgets.QPushButton("Bypass")
+        self.insert_bypass.setObjectName("insert_bypass")
+        self.insert_bypass.setCheckable(True)
+        self.insert_bypass.setEnabled(False)
+        self.insert_bypass.setToolTip("hear the output without the insert (it keeps its controls)")
+        self.insert_bypass.toggled.connect(self.bypass_insert)
+        _place_before(self.audio.insert_remove, self.insert_bypass)
         for panel in (self.hidden, self.learning, self.audio):
             panel.status.connect(self.say)
 
@@ -983,11 +1001,29 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _show_insert(self):
         ins = self.session.insert()
+        self._show_bypass(ins is not None and ins["bypass"], ins is not None)
         if ins is None:
             self.audio.show_insert(None)
             return
         what = ins.get("plugin") or Path(str(ins.get("model", "?"))).name
         self.audio.show_insert(f"{what}")
+
+    def _show_bypass(self, on: bool, enabled: bool = True):
+        b = self.insert_bypass
+        b.blockSignals(True)              # showing the state is not a request to change it
+        b.setChecked(on)
+        b.blockSignals(False)
+        b.setText("Bypassed" if on else "Bypass")
+        b.setEnabled(enabled)
+
+    def bypass_insert(self, on: bool):
+        """The output insert skipped (the dry output is heard) or running again."""
+        if self.session.insert() is None:
+            self._show_bypass(False, False)
+            return
+        self.session.set_insert_bypass(on)
+        self._show_bypass(on)
+        self.say("output insert bypassed" if on else "output insert on")
 
     def change_midi(self, choice):
         try:

@@ -178,6 +178,7 @@ def _run_preset(a, sample_rate) -> int:
         source = {"sine": f"sine:{preset.source_hz:g}", "saw": f"saw:{preset.source_hz:g}",
                   "file": preset.source_file}.get(preset.source, preset.source)
     insert = _insert_args(a)
+    bypass = insert is None and preset.insert is not None and preset.insert.get("bypass", False)
     if insert is None and preset.insert is not None and "plugin" in preset.insert:
         insert = "plugin", preset.insert["plugin"], preset.insert["controls"]
     elif insert is None and preset.insert is not None:
@@ -186,12 +187,13 @@ def _run_preset(a, sample_rate) -> int:
         a.volume = preset.volume_db      # the preset's levels, as the window plays them
     if a.source_level is None:
         a.source_level = preset.source_db
-    return _run_spec(a, spec, sample_rate, source, insert, preset)
+    return _run_spec(a, spec, sample_rate, source, insert, preset, bypass)
 
 
-def _run_spec(a, spec, sample_rate, source, insert=None, preset=None) -> int:
-    """insert: (model path, controls, sha256) of an output insert, or None; preset: the one
-    learning starts from (its learned values; --save-preset keeps its MIDI mappings)."""
+def _run_spec(a, spec, sample_rate, source, insert=None, preset=None, bypass=False) -> int:
+    """insert: (model path, controls, sha256) of an output insert, or None, bypassed when told
+    (the preset's insert was saved so); preset: the one learning starts from (its learned values;
+    --save-preset keeps its MIDI mappings)."""
     from app.session import Session, SessionError
     _check_before_compiling(a, source)
     save_path = check_save_path(a.save_preset, a.force)
@@ -220,6 +222,7 @@ def _run_spec(a, spec, sample_rate, source, insert=None, preset=None) -> int:
                 session.set_insert(*insert)
             except SessionError as e:
                 raise UsageError(f"--insert {_one_line(e)}") from None
+        session.set_insert_bypass(bypass)
         if spec.device is not None:      # open as many channels as the device's routing needs
             session.channels = (spec.device.return_channel + 1, spec.device.send_channel + 1)
         try:

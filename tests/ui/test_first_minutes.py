@@ -90,6 +90,26 @@ def test_the_output_insert_is_shown_with_a_remove_button(qtbot, window):
     assert window.session.insert() is None and window.audio.insert_label.text() == "none"
 
 
+def test_the_output_insert_has_a_bypass_that_is_saved_with_it(qtbot, window, tmp_path):
+    from app.host import layout as H
+    from app.preset import store
+    model = next(store.FACTORY_DIR.rglob("*.npz"))
+    bypass, ctl = window.insert_bypass, window.session.memory.ctl
+    assert not bypass.isEnabled()                              # no insert, nothing to bypass
+    assert window.use_insert(str(model))
+    assert bypass.isEnabled() and not bypass.isChecked() and bypass.text() == "Bypass"
+    bypass.click()
+    assert ctl[H.C_INSERT_BYPASS] == 1.0 and bypass.isChecked() and bypass.text() == "Bypassed"
+    path = window.save_as(tmp_path / "bypassed.json")
+    bypass.click()
+    assert ctl[H.C_INSERT_BYPASS] == 0.0 and bypass.text() == "Bypass"
+    assert window.open_preset(path)
+    wait_loaded(qtbot, window, 2)
+    assert ctl[H.C_INSERT_BYPASS] == 1.0 and bypass.isChecked() and bypass.text() == "Bypassed"
+    window.audio.insert_remove.click()
+    assert ctl[H.C_INSERT_BYPASS] == 0.0 and not bypass.isEnabled() and not bypass.isChecked()
+
+
 def test_help_lists_the_shortcuts_and_opens_the_circuit_language(qtbot, window):
     keys = dict(window.shortcuts())
     assert keys.get("Space") == "Run / pause" and keys.get("M") == "Mute / unmute the output"
