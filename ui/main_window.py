@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from app.host.quiet import quiet_stderr
 from app.preset import document as presets
 from app.preset import store
 from app.words import plural
@@ -91,10 +92,11 @@ class DivergenceBanner(QtWidgets.QFrame):
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, workspace: Workspace, devices=(), midi_ports=(), autosave_seconds: float = 5.0,
-                 autosave: bool = True):
+                 autosave: bool = True, verbose: bool = False):
         super().__init__()
         self.workspace, self.session = workspace, workspace.session
         self.autosave_enabled = autosave
+        self.verbose = verbose              # let libjack's probes reach the terminal (--verbose)
         self.setWindowTitle("Dualtone")
         app = QtWidgets.QApplication.instance()
         app.setStyle("Fusion")
@@ -1031,7 +1033,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.workspace.close_midi()
                 self.say("MIDI off")
             else:
-                port = self.workspace.open_midi(connect=choice or None)
+                with quiet_stderr(not self.verbose):       # the MIDI client probes for JACK
+                    port = self.workspace.open_midi(connect=choice or None)
                 self.say("MIDI: 'Dualtone MIDI in'" + (f" connected to {port.connected_to}" if port.connected_to else ""))
         except Exception as e:
             self.say(f"MIDI: {e}")

@@ -1,6 +1,7 @@
 """`run --headless`: learn live in the audio callback and print telemetry and a JSON summary."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -16,6 +17,7 @@ from app.cli.save_preset import check_save_path, save_learned, source_fields
 from app.knobs import SOURCE_LEVEL, VOLUME
 from app.cli.learn import EXIT_DIVERGED, _bank_summary
 from app.cli.recordings import add_recording_args
+from app.host.quiet import quiet_stderr
 
 
 def _source_kind(spec: str):
@@ -52,9 +54,15 @@ def _check_before_compiling(a, source: str):
     if a.device is not None and a.device != "virtual":
         from app.host.stream import AudioUnavailable, find_output_device
         try:
-            find_output_device(a.device)          # as the session will ask for it
+            with _quiet(a):
+                find_output_device(a.device)          # as the session will ask for it
         except AudioUnavailable as e:
             raise UsageError(f"--device {a.device}: {e}") from None
+
+
+def _quiet(a):
+    """libjack's connection probes (written to fd 2) kept out of the terminal unless --verbose."""
+    return quiet_stderr(not getattr(a, "verbose", False))
 
 
 def _open_midi(session, connect):
@@ -226,7 +234,8 @@ def _run_spec(a, spec, sample_rate, source, insert=None, preset=None, bypass=Fal
         if spec.device is not None:      # open as many channels as the device's routing needs
             session.channels = (spec.device.return_channel + 1, spec.device.send_channel + 1)
         try:
-            info = session.open()
+            with _quiet(a):
+                info = session.open()
         except AudioUnavailable as e:
             raise UsageError(f"--device {a.device}: {e}") from None
         if info.virtual:
@@ -241,7 +250,8 @@ def _run_spec(a, spec, sample_rate, source, insert=None, preset=None, bypass=Fal
                 except SessionError as e:
                     raise UsageError(f"{flag}: {e}") from None
         if a.source == "midi" or a.midi_connect:
-            midi = _open_midi(session, a.midi_connect)
+            with _quiet(a):
+                midi = _open_midi(session, a.midi_connect)
         stats = RunStats()
         try:
             session.start()
@@ -395,5 +405,7 @@ def add_parser(sub):
     rp.add_argument("--midi-connect", metavar="NAME", help="also connect the MIDI input to this port")
     rp.add_argument("--every", type=float, default=0.5, metavar="S", help="seconds between telemetry lines")
     rp.add_argument("--quiet", action="store_true", help="no telemetry lines")
+    rp.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,   # main.py --verbose too
+                    help="let the audio libraries print their own messages (JACK's connection probes)")
     rp.set_defaults(func=cmd_run)
 
