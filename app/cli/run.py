@@ -48,8 +48,8 @@ def _live_source(session, spec: str):
 
 
 def _check_before_compiling(a, source: str):
-    """What can be refused without compiling: the source and the audio device (a compile takes
-    seconds on a cold cache; a typo should not)."""
+    """What can be refused without compiling: the source, the audio device and the MIDI port to
+    connect to (a compile takes seconds on a cold cache; a typo should not)."""
     _source_kind(source)
     if a.device is not None and a.device != "virtual":
         from app.host.stream import AudioUnavailable, find_output_device
@@ -58,6 +58,13 @@ def _check_before_compiling(a, source: str):
                 find_output_device(a.device)          # as the session will ask for it
         except AudioUnavailable as e:
             raise UsageError(f"--device {a.device}: {e}") from None
+    if a.midi_connect:
+        from app.midi import ports
+        try:
+            with _quiet(a):
+                ports.find_port(ports.list_ports(), a.midi_connect)    # as MidiInput will look for it
+        except (ports.MidiUnavailable, ValueError) as e:
+            raise UsageError(f"--midi-connect {a.midi_connect}: {e}") from None
 
 
 def _quiet(a):
