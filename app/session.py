@@ -501,6 +501,7 @@ class Session:
         if path is None:
             self.memory.set_insert(None)
             self.knob_bank.forget("insert:")
+            self.set_insert_bypass(False)
             return
         from app.host.memory import Insert
         model = _checked_model(path, sha256)
@@ -519,6 +520,7 @@ class Session:
             for c in model.controls:
                 self.knob_bank.define(KnobSpec(f"insert:{c['name']}", c["min"], c["max"]),
                                       insert.controls[c["name"]], self._insert_writer(insert, c["name"]))
+        self.set_insert_bypass(False)          # a new insert is heard
 
     def set_insert_plugin(self, plugin_id: str | None, controls: dict | None = None):
         """A LADSPA/LV2 plugin as the insert effect on the output (None removes the insert);
@@ -537,6 +539,7 @@ class Session:
             self.knob_bank.forget("insert:")
             for name, spec_ in insert.specs.items():
                 self.knob_bank.define(spec_, insert.controls[name], self._insert_writer(insert, name))
+        self.set_insert_bypass(False)
 
     def _insert_writer(self, insert, name: str):
         def write(value: float):
@@ -545,17 +548,25 @@ class Session:
             self._latch_controls()
         return write
 
+    def set_insert_bypass(self, on: bool):
+        """Skip the output insert (the dry output is heard) or run it again; its controls stay."""
+        self.memory.ctl[H.C_INSERT_BYPASS] = 1.0 if on else 0.0
+
+    @property
+    def insert_bypassed(self) -> bool:
+        return bool(self.memory.ctl[H.C_INSERT_BYPASS] != 0.0)
+
     def insert(self) -> dict | None:
-        """{"model", "sha256", "controls", "restarts", "latency"} of the output insert (a plugin:
-        {"plugin", "controls", "restarts", "latency"}), or None."""
+        """{"model", "sha256", "controls", "bypass", "restarts", "latency"} of the output insert (a
+        plugin: {"plugin", "controls", "bypass", "restarts", "latency"}), or None."""
         ins = self.memory.insert
         if ins is None:
             return None
         if hasattr(ins, "info"):                  # a plugin
-            return {"plugin": ins.info.id, "controls": ins.plugin_values(), "restarts": ins.restarts,
-                    "latency": ins.latency}
+            return {"plugin": ins.info.id, "controls": ins.plugin_values(), "bypass": self.insert_bypassed,
+                    "restarts": ins.restarts, "latency": ins.latency}
         return {"model": ins.path, "sha256": ins.model.sha256, "controls": self.knob_bank.values("insert:"),
-                "restarts": ins.restarts, "latency": ins.latency}
+                "bypass": self.insert_bypassed, "restarts": ins.restarts, "latency": ins.latency}
 
     def set_insert_control(self, name: str, value: float):
         if f"insert:{name}" not in self.knob_bank:

@@ -189,6 +189,7 @@ class Workspace:
         else:
             s.set_insert(None if ins is None else ins["model"], None if ins is None else ins["controls"],
                          None if ins is None else ins["sha256"])
+        s.set_insert_bypass(ins is not None and ins.get("bypass", False))
         self.midi.load_mappings(preset.midi)
         self.name, self.description, self.path = preset.name, preset.description, path
         self.banks, self.sptmod = preset.banks, preset.sptmod
@@ -238,7 +239,7 @@ class Workspace:
         if ins is None or "model" in ins:
             return ins
         return {"plugin": ins["plugin"], "version": self.session.memory.insert.info.version,
-                "controls": ins["controls"]}
+                "controls": ins["controls"], "bypass": ins["bypass"]}
 
     def _live_mappings(self) -> dict:
         """MIDI mappings to knobs that still exist (a renamed parameter or a new ground truth

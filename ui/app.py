@@ -83,7 +83,7 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
             midi_ports = []
         devices = list_devices()
     window = MainWindow(Workspace(session), devices, midi_ports,
-                        autosave=screenshot is None and config_problem is None)
+                        autosave=screenshot is None and config_problem is None, verbose=verbose)
     if config_problem is not None:
         window.say(f"{config_problem}: no autosave, no recent list")
     window.show()

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from app.host.quiet import quiet_stderr
 from app.preset import document as presets
 from app.preset import store
+from app.words import plural
 from app.workspace import Workspace, format_declarations
 from engine.learn.banks import split_display_name
 from ui.plots.banks import BankView
@@ -52,6 +54,17 @@ def _reads(spec) -> str | None:
         return None
 
 
+def _place_before(anchor: QtWidgets.QWidget, widget: QtWidgets.QWidget):
+    """widget into the row (a box layout of a panel's grid) that holds anchor, just before it."""
+    grid = anchor.parentWidget().layout()
+    for k in range(grid.count()):
+        row = grid.itemAt(k).layout()
+        if row is not None and row.indexOf(anchor) >= 0:
+            row.insertWidget(row.indexOf(anchor), widget)
+            return
+    raise ValueError("the anchor is not in a row of its panel")
+
+
 class DivergenceBanner(QtWidgets.QFrame):
     """Says that learning diverged (and paused itself), with the one click that usually helps."""
     halve_requested = QtCore.Signal()
@@ -79,10 +92,11 @@ class DivergenceBanner(QtWidgets.QFrame):
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, workspace: Workspace, devices=(), midi_ports=(), autosave_seconds: float = 5.0,
-                 autosave: bool = True):
+                 autosave: bool = True, verbose: bool = False):
         super().__init__()
         self.workspace, self.session = workspace, workspace.session
         self.autosave_enabled = autosave
+        self.verbose = verbose              # let libjack's probes reach the terminal (--verbose)
         self.setWindowTitle("Dualtone")
         app = QtWidgets.QApplication.instance()
         app.setStyle("Fusion")
@@ -120,6 +134,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.audio.source_requested.connect(self.change_source)
         self.audio.midi_requested.connect(self.change_midi)
         self.audio.insert_remove.clicked.connect(lambda: self.use_insert(None))
+        self.insert_bypass = QtWidgets.QPushButton("Bypass")
+        self.insert_bypass.setObjectName("insert_bypass")
+        self.insert_bypass.setCheckable(True)
+        self.insert_bypass.setEnabled(False)
+        self.insert_bypass.setToolTip("hear the output without the insert (it keeps its controls)")
+        self.insert_bypass.toggled.connect(self.bypass_insert)
+        _place_before(self.audio.insert_remove, self.insert_bypass)
         for panel in (self.hidden, self.learning, self.audio):
             panel.status.connect(self.say)
 
@@ -416,6 +437,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_problems("Cannot use the model", f"{Path(path).name} is not a usable SPTMod model:",
                                problems)
             return False
+        if not self.may_replace_edits():
+            return False
         hidden = {c["name"]: c["default"] for c in model.controls}
         learnable = {p.name for p in spec.params}
         self.apply_spec(dataclasses.replace(spec, target="y = sptmod", hidden=hidden, hidden_params=[],
@@ -453,7 +476,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         what = next((w for w, v in (("SPTMod model", spec.model), ("plugin", spec.plugin),
                                     ("recording", spec.recording), ("device", spec.device)) if v is not None), None)
-        if what is None:
+        if what is None or not self.may_replace_edits():
             return
         hidden = {p.name: p.init for p in spec.params}
         self.apply_spec(dataclasses.replace(spec, target=None, hidden=hidden, hidden_params=[],
@@ -488,12 +511,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def use_recording(self, recording, align: int) -> bool:
         """Make a dry/wet pair the ground truth: the target reads `recording`, the alignment is
         the knob 'align'. A pair that cannot be used: one dialog, nothing changes."""
-        if self.session.spec is None:
+        if self.session.spec is None or not self.may_replace_edits():
             return False
         name = Path(recording.wet).name
         spec = self._outside_spec("y = recording", recording=recording)
         return self.apply_spec(dataclasses.replace(spec, hidden={"align": float(align)}),
-                               f"ground truth: the recording {name}, aligned by {align} samples",
+                               f"ground truth: the recording {name}, aligned by {plural(align, 'sample')}",
                                problem=("Cannot use the recording", f"{name} was not loaded:"))
 
     def device_dialog(self):
@@ -524,6 +547,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         if s.spec.device == device and s.memory.active.truth is not None:
             return self.measure_device()             # the same channels: measure again
+        if not self.may_replace_edits():
+            return False
         spec = dataclasses.replace(self._outside_spec("y = device", device=device), hidden={})
         return self.apply_spec(spec, f"ground truth: the device on input {device.return_channel + 1}",
                                problem=("Cannot use the device", "the input channel was not set up:"),
@@ -619,7 +644,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if spec is None:
             return False
         info = self._find_plugin(plugin_id, "the ground truth")
-        if info is None:
+        if info is None or not self.may_replace_edits():
             return False
         if channel is None:
             channel = spec.plugin_channel if spec.plugin == info.id else 0
@@ -701,18 +726,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_preset(self, name_or_path) -> bool:
         """Validate and apply a preset (factory name or file). Problems: one dialog, nothing changes.
         Unapplied edits in the circuit panel are never dropped without asking."""
-        if self.circuit.has_unapplied_edits():
-            answer = self.ask_unapplied_edits()
-            if answer == "cancel":
-                self.say("kept your edits; nothing was opened")
-                return False
-            if answer == "apply":
-                self.circuit.request_apply()
-                if self.circuit.checked is None or self.circuit.checked.spec is None:
-                    self.say("your edits have problems (see the circuit panel); nothing was opened")
-                else:
-                    self.say("applying your edits; nothing was opened")
-                return False
+        if not self.may_replace_edits():
+            return False
         try:
             path = store.resolve(str(name_or_path))
             preset = presets.load(path)
@@ -874,12 +889,31 @@ class MainWindow(QtWidgets.QMainWindow):
         if title != self.windowTitle():
             self.setWindowTitle(title)
 
+    def may_replace_edits(self) -> bool:
+        """Whatever replaces the circuit panel's texts (a preset, a model, a plugin, a recording,
+        a device) asks here first when they hold unapplied edits. True: go on (none, or Discard);
+        False: nothing else is loaded (Cancel keeps the edits, Apply applies them instead)."""
+        if not self.circuit.has_unapplied_edits():
+            return True
+        answer = self.ask_unapplied_edits()
+        if answer == "cancel":
+            self.say("kept your edits; nothing was opened")
+            return False
+        if answer == "apply":
+            self.circuit.request_apply()
+            if self.circuit.checked is None or self.circuit.checked.spec is None:
+                self.say("your edits have problems (see the circuit panel); nothing was opened")
+            else:
+                self.say("applying your edits; nothing was opened")
+            return False
+        return True
+
     def ask_unapplied_edits(self) -> str:
         """'apply', 'discard' or 'cancel': what to do with the circuit panel's unapplied edits
-        before another preset replaces them."""
+        before something else replaces them (tests replace this method: the box is modal)."""
         box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Question, "Unapplied edits",
                                     "The circuit panel has edits that were not applied. Opening another "
-                                    "preset replaces them.", parent=self)
+                                    "preset, model, plugin, recording or device replaces them.", parent=self)
         apply = box.addButton("Apply them", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
         discard = box.addButton("Discard and open", QtWidgets.QMessageBox.ButtonRole.DestructiveRole)
         box.addButton(QtWidgets.QMessageBox.StandardButton.Cancel)
@@ -969,11 +1003,29 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _show_insert(self):
         ins = self.session.insert()
+        self._show_bypass(ins is not None and ins["bypass"], ins is not None)
         if ins is None:
             self.audio.show_insert(None)
             return
         what = ins.get("plugin") or Path(str(ins.get("model", "?"))).name
         self.audio.show_insert(f"{what}")
+
+    def _show_bypass(self, on: bool, enabled: bool = True):
+        b = self.insert_bypass
+        b.blockSignals(True)              # showing the state is not a request to change it
+        b.setChecked(on)
+        b.blockSignals(False)
+        b.setText("Bypassed" if on else "Bypass")
+        b.setEnabled(enabled)
+
+    def bypass_insert(self, on: bool):
+        """The output insert skipped (the dry output is heard) or running again."""
+        if self.session.insert() is None:
+            self._show_bypass(False, False)
+            return
+        self.session.set_insert_bypass(on)
+        self._show_bypass(on)
+        self.say("output insert bypassed" if on else "output insert on")
 
     def change_midi(self, choice):
         try:
@@ -981,7 +1033,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.workspace.close_midi()
                 self.say("MIDI off")
             else:
-                port = self.workspace.open_midi(connect=choice or None)
+                with quiet_stderr(not self.verbose):       # the MIDI client probes for JACK
+                    port = self.workspace.open_midi(connect=choice or None)
                 self.say("MIDI: 'Dualtone MIDI in'" + (f" connected to {port.connected_to}" if port.connected_to else ""))
         except Exception as e:
             self.say(f"MIDI: {e}")
@@ -1029,10 +1082,11 @@ class MainWindow(QtWidgets.QMainWindow):
         text = f"{self.workspace.name} — {s.status_message}"
         if s.learner is not None:
             text += f" — learning {'on' if s.learner.settings.learning else 'paused'}"
-        problems = [f"{c[k]} {label}" for k, label in (("nonfinite_out", "NaN/Inf samples silenced"),
-                                                       ("bad_input", "bad input samples"),
-                                                       ("skipped", "bad samples skipped by the learner"),
-                                                       ("diverged_steps", "steps lost to divergence"))
+        problems = [f"{plural(c[k], noun)}{rest}" for k, noun, rest in (
+                        ("nonfinite_out", "NaN/Inf sample", " silenced"),
+                        ("bad_input", "bad input sample", ""),
+                        ("skipped", "bad sample", " skipped by the learner"),
+                        ("diverged_steps", "step", " lost to divergence"))
                     if c.get(k)]
         stall = s.health.stall if s.learner is not None else None
         if stall is not None:

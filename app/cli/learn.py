@@ -15,6 +15,7 @@ from app.cli.inputs import make_sources
 from app.cli.recordings import add_recording_args, open_pairs, report
 from app.cli.save_preset import check_save_path, save_learned, source_fields
 from app.progress import Progress
+from app.words import plural
 from engine.learn.health import LearningWatch
 
 EXIT_DIVERGED = 3          # the run completed but learning diverged (the JSON says where and why)
@@ -153,7 +154,7 @@ def cmd_learn(a) -> int:
         result["interrupted"] = True
     if diverged is not None:
         result["diverged"] = diverged.as_json()
-        print(f"warning: learning {diverged.describe(sample_rate)}; stopped after {done} samples",
+        print(f"warning: learning {diverged.describe(sample_rate)}; stopped after {plural(done, 'sample')}",
               file=sys.stderr)
     code = EXIT_INTERRUPTED if interrupted else EXIT_DIVERGED if diverged is not None else 0
     why = None if save_path is None else _save(save_path, a, spec, preset, learner, truth, truths, done,
@@ -188,7 +189,7 @@ def _save(path, a, spec, preset, learner, truth, truths, done: int, result: dict
     preset keeps its own audio, MIDI and insert; the recording pair is the one learned (at its
     alignment); flags give the plugin and its controls, or the first --input as the source."""
     origin = f"the preset {a.learn_preset}" if preset is not None else f"the circuit '{_short(a.circuit)}'"
-    description = f"learned by `learn` from {origin} over {done} samples (loss {result['loss']})"
+    description = f"learned by `learn` from {origin} over {plural(done, 'sample')} (loss {result['loss']})"
     kept = {} if preset is None else cli_presets.kept_fields(preset)
     if a.target_file:
         import os

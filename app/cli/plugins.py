@@ -8,6 +8,7 @@ import re
 import sys
 
 from app.cli.errors import UsageError, parse_float
+from app.words import plural
 
 NAME_WIDTH, MAKER_WIDTH = 36, 24
 
@@ -20,10 +21,6 @@ def _clip(text: str, width: int) -> str:
 def _maker(text: str) -> str:
     """The maker without an e-mail address ('Steve Harris <steve@…>' -> 'Steve Harris')."""
     return re.sub(r"\s*<[^>]*>", "", text).strip() or text
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _probe_all(infos, sample_rate: float) -> list:
@@ -94,7 +91,7 @@ def cmd_plugins(a) -> int:
     for line in _table(infos, probes):
         print(line.rstrip())
     n_usable = sum(1 for info, r in zip(infos, probes) if info.usable and (r is None or r.ok))
-    print(f"{_plural(len(infos), 'plugin')} ({n_usable} usable)")
+    print(f"{plural(len(infos), 'plugin')} ({n_usable} usable)")
     return 0
 
 

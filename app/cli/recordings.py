@@ -11,6 +11,7 @@ import numpy as np
 from app.cli.errors import UsageError
 
 from app.recordings.pair import SEARCH_SECONDS
+from app.words import plural
 
 
 def add_recording_args(p, live: bool):
@@ -60,7 +61,7 @@ def open_pair(dry_path: str, wet_path: str, channel_text, align_text, sample_rat
     except RecordingError as e:
         raise UsageError(str(e)) from None
     if abs(align) >= rec.dry.size:
-        raise UsageError(f"--align {align}: the files are only {rec.dry.size} samples long")
+        raise UsageError(f"--align {align}: the files are only {plural(rec.dry.size, 'sample')} long")
     return rec, align, None
 
 

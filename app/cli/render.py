@@ -11,6 +11,7 @@ import numpy as np
 from app.cli.args import parse_hidden
 from app.cli.errors import UsageError, one_line as _one_line, parse_float as _float
 from app.progress import Progress
+from app.words import plural
 
 
 RENDER_MAX_BLOCK = 65536
@@ -43,7 +44,7 @@ def _read_render_input(path: str):
         raise UsageError(f"--input {path}: holds no samples")
     bad = np.flatnonzero(~np.isfinite(x))
     if bad.size:
-        raise UsageError(f"--input {path}: sample {bad[0]} is not finite ({bad.size} NaN/Inf samples)")
+        raise UsageError(f"--input {path}: sample {bad[0]} is not finite ({plural(bad.size, 'NaN/Inf sample')})")
     return x, rate
 
 
@@ -54,8 +55,8 @@ def _render_controls(text, model) -> np.ndarray:
     parts = [t for t in text.split(",")] if text.strip() else []
     if len(parts) != len(controls):
         names = ",".join(model.control_names) or "none"
-        raise UsageError(f"--controls: the model has {len(controls)} controls ({names}), "
-                         f"{len(parts)} values given")
+        raise UsageError(f"--controls: the model has {plural(len(controls), 'control')} ({names}), "
+                         f"{plural(len(parts), 'value')} given")
     values = []
     for c, t in zip(controls, parts):
         v = _float(t.strip(), f"--controls {c['name']}")
@@ -111,7 +112,7 @@ def _render_circuit(a) -> int:
     # output so large that the (idle) learner's loss overflowed counts as a diverged step
     bad = int(learner.skipped) + int(learner.diverged_steps) + int(np.count_nonzero(~np.isfinite(out)))
     if bad:
-        raise UsageError(f"--circuit: the output was NaN/Inf at {bad} samples; nothing was written")
+        raise UsageError(f"--circuit: the output was NaN/Inf at {plural(bad, 'sample')}; nothing was written")
     _write_render_output(a.output, out, rate)
     print(json.dumps({"samples": int(x.size), "seconds": seconds, "circuit": a.circuit,
                       "hidden": values, "sample_rate": rate}))

@@ -1,6 +1,7 @@
 """`run --headless`: learn live in the audio callback and print telemetry and a JSON summary."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -16,6 +17,7 @@ from app.cli.save_preset import check_save_path, save_learned, source_fields
 from app.knobs import SOURCE_LEVEL, VOLUME
 from app.cli.learn import EXIT_DIVERGED, _bank_summary
 from app.cli.recordings import add_recording_args
+from app.host.quiet import quiet_stderr
 
 
 def _source_kind(spec: str):
@@ -46,15 +48,28 @@ def _live_source(session, spec: str):
 
 
 def _check_before_compiling(a, source: str):
-    """What can be refused without compiling: the source and the audio device (a compile takes
-    seconds on a cold cache; a typo should not)."""
+    """What can be refused without compiling: the source, the audio device and the MIDI port to
+    connect to (a compile takes seconds on a cold cache; a typo should not)."""
     _source_kind(source)
     if a.device is not None and a.device != "virtual":
         from app.host.stream import AudioUnavailable, find_output_device
         try:
-            find_output_device(a.device)          # as the session will ask for it
+            with _quiet(a):
+                find_output_device(a.device)          # as the session will ask for it
         except AudioUnavailable as e:
             raise UsageError(f"--device {a.device}: {e}") from None
+    if a.midi_connect:
+        from app.midi import ports
+        try:
+            with _quiet(a):
+                ports.find_port(ports.list_ports(), a.midi_connect)    # as MidiInput will look for it
+        except (ports.MidiUnavailable, ValueError) as e:
+            raise UsageError(f"--midi-connect {a.midi_connect}: {e}") from None
+
+
+def _quiet(a):
+    """libjack's connection probes (written to fd 2) kept out of the terminal unless --verbose."""
+    return quiet_stderr(not getattr(a, "verbose", False))
 
 
 def _open_midi(session, connect):
@@ -178,6 +193,7 @@ def _run_preset(a, sample_rate) -> int:
         source = {"sine": f"sine:{preset.source_hz:g}", "saw": f"saw:{preset.source_hz:g}",
                   "file": preset.source_file}.get(preset.source, preset.source)
     insert = _insert_args(a)
+    bypass = insert is None and preset.insert is not None and preset.insert.get("bypass", False)
     if insert is None and preset.insert is not None and "plugin" in preset.insert:
         insert = "plugin", preset.insert["plugin"], preset.insert["controls"]
     elif insert is None and preset.insert is not None:
@@ -186,12 +202,13 @@ def _run_preset(a, sample_rate) -> int:
         a.volume = preset.volume_db      # the preset's levels, as the window plays them
     if a.source_level is None:
         a.source_level = preset.source_db
-    return _run_spec(a, spec, sample_rate, source, insert, preset)
+    return _run_spec(a, spec, sample_rate, source, insert, preset, bypass)
 
 
-def _run_spec(a, spec, sample_rate, source, insert=None, preset=None) -> int:
-    """insert: (model path, controls, sha256) of an output insert, or None; preset: the one
-    learning starts from (its learned values; --save-preset keeps its MIDI mappings)."""
+def _run_spec(a, spec, sample_rate, source, insert=None, preset=None, bypass=False) -> int:
+    """insert: (model path, controls, sha256) of an output insert, or None, bypassed when told
+    (the preset's insert was saved so); preset: the one learning starts from (its learned values;
+    --save-preset keeps its MIDI mappings)."""
     from app.session import Session, SessionError
     _check_before_compiling(a, source)
     save_path = check_save_path(a.save_preset, a.force)
@@ -220,10 +237,12 @@ def _run_spec(a, spec, sample_rate, source, insert=None, preset=None) -> int:
                 session.set_insert(*insert)
             except SessionError as e:
                 raise UsageError(f"--insert {_one_line(e)}") from None
+        session.set_insert_bypass(bypass)
         if spec.device is not None:      # open as many channels as the device's routing needs
             session.channels = (spec.device.return_channel + 1, spec.device.send_channel + 1)
         try:
-            info = session.open()
+            with _quiet(a):
+                info = session.open()
         except AudioUnavailable as e:
             raise UsageError(f"--device {a.device}: {e}") from None
         if info.virtual:
@@ -238,7 +257,8 @@ def _run_spec(a, spec, sample_rate, source, insert=None, preset=None) -> int:
                 except SessionError as e:
                     raise UsageError(f"{flag}: {e}") from None
         if a.source == "midi" or a.midi_connect:
-            midi = _open_midi(session, a.midi_connect)
+            with _quiet(a):
+                midi = _open_midi(session, a.midi_connect)
         stats = RunStats()
         try:
             session.start()
@@ -392,5 +412,7 @@ def add_parser(sub):
     rp.add_argument("--midi-connect", metavar="NAME", help="also connect the MIDI input to this port")
     rp.add_argument("--every", type=float, default=0.5, metavar="S", help="seconds between telemetry lines")
     rp.add_argument("--quiet", action="store_true", help="no telemetry lines")
+    rp.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,   # main.py --verbose too
+                    help="let the audio libraries print their own messages (JACK's connection probes)")
     rp.set_defaults(func=cmd_run)
 

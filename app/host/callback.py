@@ -246,7 +246,7 @@ def _chunk(h, ctl, ridx, inp, nin, outp, nout, pos, n, t_now, offsets, rows):
     fading = _take_requests(h, ctl, slot_a, slot_b)
     have_a, have_b = _run_circuits(ctl, slot_a, slot_b, fading, x, n)
     fade_pos = _mix(h, ctl, ridx, x, inp, nin, pos, n, slot_a, slot_b, have_a, have_b, fading)
-    _run_insert(h, n)
+    _run_insert(h, ctl, n)
     _safety(h, ctl, ridx, outp, nout, pos, n)
     if fading:
         if fade_pos >= max(ctl[H.C_FADE_LEN], 1.0):
@@ -433,9 +433,10 @@ def _mix(h, ctl, ridx, x, inp, nin, pos, n, slot_a, slot_b, have_a, have_b, fadi
 
 
 @njit(nogil=True, cache=True)
-def _run_insert(h, n):
-    """The insert on the output (one processor per channel), before the safety stage."""
-    if h[H.H_INSERT] == 0:
+def _run_insert(h, ctl, n):
+    """The insert on the output (one processor per channel), before the safety stage; bypassed,
+    H_PRE passes untouched."""
+    if h[H.H_INSERT] == 0 or ctl[H.C_INSERT_BYPASS] != 0.0:
         return
     maxf = h[H.H_MAX_FRAMES]
     tables = carray(B.address_as_voidptr(h[H.H_INSERT]), (2,), dtype=np.int64)

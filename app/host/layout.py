@@ -107,6 +107,7 @@ declare(globals(), "C_", """
     DC_BLOCK           # 1: a DC blocker on the speaker path (never on what the learner sees)
     RETURN_CHANNEL     # the input channel a device returns on (-1: none), copied to H_RETURN
     SEND_CHANNEL       # the output channel that feeds a device (-1: none), played from H_SEND
+    INSERT_BYPASS      # 1: the output insert is skipped (the dry output passes, its state waits)
 """, start=CALLBACK_WRITES, end=CTL_WORDS)
 
 # ---- outputs and sources (values of C_OUTPUT_MODE / C_SOURCE)

@@ -65,6 +65,17 @@ def list_output_ports(api: int | None = None) -> list[str]:
     return _port_names(rtmidi.MidiOut, api)
 
 
+def find_port(available: list[str], name_part: str) -> int:
+    """The index of the first port whose name contains name_part; else ValueError (one line,
+    naming the ports there are, or saying there are none)."""
+    for i, name in enumerate(available):
+        if name_part in name:
+            return i
+    listing = ", ".join(repr(n) for n in available)
+    raise ValueError(f"no MIDI input port name contains {name_part!r}; "
+                     + (f"available: {listing}" if available else "none are available"))
+
+
 class MidiInput:
     """A virtual MIDI input port (others connect to it), optionally also connected to the first
     existing source whose name contains `connect`. Every message is passed as
@@ -105,12 +116,9 @@ class MidiInput:
 
     def _connect(self, port: rtmidi.MidiIn, name_part: str) -> None:
         available = port.get_ports()
-        matches = [i for i, name in enumerate(available) if name_part in name]
-        if not matches:
-            listing = ", ".join(repr(n) for n in available) or "none"
-            raise ValueError(f"no MIDI input port name contains {name_part!r}; available: {listing}")
-        self._opening(port.open_port, matches[0])
-        self.connected_to = available[matches[0]]
+        k = find_port(available, name_part)
+        self._opening(port.open_port, k)
+        self.connected_to = available[k]
 
     def _poll(self) -> None:
         try:

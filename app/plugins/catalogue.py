@@ -7,6 +7,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from app.words import plural
+
 PORT_TYPES = ("audio", "control", "atom", "cv", "other")
 
 
@@ -128,5 +130,6 @@ def audio_path_problem(ports) -> str:
     n_in = sum(1 for p in ports if p.type == "audio" and not p.output)
     n_out = sum(1 for p in ports if p.type == "audio" and p.output)
     if n_in not in (1, 2) or n_out not in (1, 2):
-        return f"{n_in} audio inputs and {n_out} audio outputs: Dualtone needs a mono or stereo effect"
+        return (f"{plural(n_in, 'audio input')} and {plural(n_out, 'audio output')}: "
+                "Dualtone needs a mono or stereo effect")
     return ""

@@ -23,7 +23,8 @@ Schema version 2 (written now):
                                     # its alignment is hidden["align"])
      "device": null,                # or a device on the audio interface (channels, last latency)
      "insert": null}                # or {"model", "sha256", "controls": {...}}: an output insert
-                                    # (or a plugin: {"plugin": id, "version", "controls": {...}})
+                                    # (or a plugin: {"plugin": id, "version", "controls": {...}});
+                                    # "bypass": true when it was bypassed (absent: it runs)
 
     min/max null = unbounded (JSON has no infinity). Missing optional fields get their defaults.
 
@@ -56,6 +57,7 @@ from app.preset.fields import (VALIDATION_RATE, _Check, _audio, _bank_spec, _ban
 from app.preset.fields import banks_to_json  # noqa: F401  (part of this module's API)
 from app.preset.outside import device_from, device_json, recording_from, recording_json
 from app.session import CircuitSpec
+from app.words import plural
 
 SCHEMA_VERSION = 2
 FORMAT = "dualtone-preset"
@@ -90,7 +92,7 @@ class Preset:
     banks: dict | None = None
     sptmod: dict | None = field(default=None, compare=False)   # as read; spec.model is what counts
     # an SPTMod insert on the output: {"model": absolute path, "sha256": content hash,
-    # "controls": {name: value}} (written relative to the preset's folder)
+    # "controls": {name: value}, "bypass": bool} (written relative to the preset's folder)
     insert: dict | None = None
     plugin_version: str = ""         # the plugin's version when saved (LV2 minor.micro; "" for LADSPA)
 
@@ -126,13 +128,17 @@ def to_json(preset: Preset) -> dict:
 
 
 def _insert_json(preset: Preset, folder: Path | None) -> dict | None:
-    if preset.insert is None:
+    ins = preset.insert
+    if ins is None:
         return None
-    if "plugin" in preset.insert:
-        return {"plugin": preset.insert["plugin"], "version": preset.insert.get("version", ""),
-                "controls": {k: float(v) for k, v in preset.insert.get("controls", {}).items()}}
-    return {"model": path_to_store(preset.insert["model"], folder), "sha256": preset.insert["sha256"],
-            "controls": {k: float(v) for k, v in preset.insert.get("controls", {}).items()}}
+    controls = {k: float(v) for k, v in ins.get("controls", {}).items()}
+    if "plugin" in ins:
+        doc = {"plugin": ins["plugin"], "version": ins.get("version", ""), "controls": controls}
+    else:
+        doc = {"model": path_to_store(ins["model"], folder), "sha256": ins["sha256"], "controls": controls}
+    if ins.get("bypass"):                # written only when on: older files and readers never see it
+        doc["bypass"] = True
+    return doc
 
 
 def _sptmod_json(preset: Preset, folder: Path | None) -> dict | None:
@@ -249,7 +255,8 @@ def _plugin_insert(c: _Check, doc: dict) -> dict | None:
     """A plugin as the output insert: {"plugin": id, "version", "controls"}, checked as the
     ground truth's plugin is (installed, same version, known controls in range)."""
     n = len(c.problems)
-    c.fields(doc, ("plugin", "version", "controls"), "insert: ")
+    c.fields(doc, ("plugin", "version", "controls", "bypass"), "insert: ")
+    bypass = _bypass(c, doc)
     pid, version, controls = doc.get("plugin"), doc.get("version", ""), doc.get("controls", {})
     if not (isinstance(pid, str) and ":" in pid and len(pid) <= 1000):
         c.add(f"insert: plugin must be ladspa:<id> or lv2:<URI>, got {_show(pid)}")
@@ -271,7 +278,15 @@ def _plugin_insert(c: _Check, doc: dict) -> dict | None:
         elif not ctl.minimum <= v <= ctl.maximum:
             c.add(f"insert: control '{name}' {v:g} is outside [{ctl.minimum:g}, {ctl.maximum:g}]")
     return {"plugin": info.id, "version": version or info.version,
-            "controls": {k: float(v) for k, v in controls.items()}}
+            "controls": {k: float(v) for k, v in controls.items()}, "bypass": bypass}
+
+
+def _bypass(c: _Check, doc: dict) -> bool:
+    """The insert's "bypass" (absent: false)."""
+    bypass = doc.get("bypass", False)
+    if not isinstance(bypass, bool):
+        c.add(f"insert: bypass must be true or false, got {_show(bypass)}")
+    return bypass is True
 
 
 def _insert(c: _Check, doc, origin: str) -> dict | None:
@@ -280,9 +295,10 @@ def _insert(c: _Check, doc, origin: str) -> dict | None:
     ({"plugin": id, ...}: _plugin_insert)."""
     if isinstance(doc, dict) and "plugin" in doc:
         return _plugin_insert(c, doc)
-    ref = _sptmod(c, doc, "insert", ("controls",))
+    ref = _sptmod(c, doc, "insert", ("controls", "bypass"))
     if ref is None:
         return None
+    bypass = _bypass(c, ref)
     path = stored_path(ref["model"], origin)
     model = _checked_model(c, "insert", path, ref["sha256"])
     if model is None:
@@ -296,7 +312,7 @@ def _insert(c: _Check, doc, origin: str) -> dict | None:
             c.add(f"insert: control '{name}' {v:g} is outside [{ctl['min']:g}, {ctl['max']:g}]")
         else:
             controls[name] = float(v)
-    return {"model": str(path), "sha256": model.sha256, "controls": controls}
+    return {"model": str(path), "sha256": model.sha256, "controls": controls, "bypass": bypass}
 
 
 def dumps(preset: Preset, origin: str = "<text>") -> str:
@@ -531,7 +547,7 @@ def _parse_document(doc: Any, origin: str) -> Preset:
 
     if c.problems:
         extra = len(c.problems) - MAX_PROBLEMS
-        shown = c.problems[:MAX_PROBLEMS] + ([f"... and {extra} more problems"] if extra > 0 else [])
+        shown = c.problems[:MAX_PROBLEMS] + ([f"... and {plural(extra, 'more problem')}"] if extra > 0 else [])
         raise PresetError(shown, origin)
     spec = CircuitSpec(circuit, params, target=target, hidden=hidden, settings=settings,
                        hidden_params=target_params, banks=bank_spec,

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.words import plural
+
 # the longest stretch analysed (about 5.5 s at 48 kHz): the loudest one of a long recording
 EXCERPT = 1 << 18
 # a peak's immediate neighbours (a filter spreads it) are not rivals
@@ -29,7 +31,7 @@ class Alignment:
     polarity: int         # +1, or -1 when the device inverts
 
     def describe(self, sample_rate: float) -> str:
-        text = (f"latency {self.lag} samples ({1000.0 * self.lag / sample_rate:.2f} ms), "
+        text = (f"latency {plural(self.lag, 'sample')} ({1000.0 * self.lag / sample_rate:.2f} ms), "
                 f"confidence {self.confidence:.1f}")
         return text + (", polarity inverted" if self.polarity < 0 else "")
 
@@ -117,7 +119,7 @@ def measure_round_trip(sent, returned, sample_rate: float, max_latency: int) -> 
                              "output and switched on, and is this its return channel?")
     clipped = np.count_nonzero(np.abs(returned) >= 0.999)
     if clipped > 0.001 * returned.size:
-        raise AlignmentError(f"the return clips ({clipped} samples at full scale): turn the device's "
+        raise AlignmentError(f"the return clips ({plural(clipped, 'sample')} at full scale): turn the device's "
                              "output (or the interface's input gain) down")
     active = int(np.flatnonzero(sent)[-1]) + 1 if np.any(sent) else 0
     reach = max(returned.size - active, 0)

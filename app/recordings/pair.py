@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.words import plural
+
 
 # an automatic alignment searches this far either way, and a pair's lengths may differ this much
 # when no alignment says otherwise (the device's tail recorded a little longer)
@@ -125,7 +127,7 @@ def load_pair(dry_path: str, wet_path: str, channel=None, tolerance: int | None 
         tolerance = int(SEARCH_SECONDS * dry_rate)
     diff = abs(dry.size - wet.size)
     if diff > tolerance:
-        raise RecordingError(f"the dry file has {dry.size} samples and the wet file {wet.size}: they "
+        raise RecordingError(f"the dry file has {plural(dry.size, 'sample')} and the wet file {wet.size}: they "
                              f"differ by {diff}, more than the alignment allows ({tolerance}); are they "
                              "a pair?")
     n = min(dry.size, wet.size)

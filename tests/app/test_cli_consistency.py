@@ -1,12 +1,14 @@
 """The command line, consistent and fast to fail: one `error:` line for argparse's errors too, with
 a suggestion for a mistyped flag; --optimiser as --optimizer; negative lists without `=`;
-propose-banks' --count; files, devices and --hidden ranges refused before anything compiles;
+propose-banks' --count; files, devices, MIDI ports and --hidden ranges refused before anything compiles;
 Ctrl-C on learn still prints what was learned."""
 import json
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from app.cli.main import join_negative_values, main
 from tests.app.test_cli import GAIN, assert_one_line_error, learn, learn_ok, result_of
@@ -70,6 +72,33 @@ def test_run_refuses_a_missing_source_file_before_compiling(capsys, monkeypatch)
 def test_run_refuses_an_unknown_device_before_compiling(capsys, monkeypatch):
     rc, err = _run_fails_fast(capsys, monkeypatch, "--device", "Focusrite Scarlett 99i99")
     assert rc == 2 and err.startswith("error: --device Focusrite Scarlett 99i99: no audio output device matches")
+
+
+KEYS = ["Midi Through:Midi Through Port-0 14:0", "KeyStep 37:KeyStep 37 MIDI 1 20:0"]
+
+
+def test_run_refuses_an_unknown_midi_port_before_compiling_and_lists_the_ports(capsys, monkeypatch):
+    from app.midi import ports
+    monkeypatch.setattr(ports, "list_ports", lambda api=None: list(KEYS))
+    rc, err = _run_fails_fast(capsys, monkeypatch, "--device", "virtual", "--midi-connect", "Oxygen")
+    assert rc == 2 and err == ("error: --midi-connect Oxygen: no MIDI input port name contains 'Oxygen'; "
+                               f"available: {KEYS[0]!r}, {KEYS[1]!r}\n")
+    monkeypatch.setattr(ports, "list_ports", lambda api=None: [])
+    rc, err = _run_fails_fast(capsys, monkeypatch, "--device", "virtual", "--midi-connect", "Oxygen")
+    assert rc == 2 and err == "error: --midi-connect Oxygen: no MIDI input port name contains 'Oxygen'; none are available\n"
+
+    def no_midi(api=None):
+        raise ports.MidiUnavailable("cannot open MIDI via JACK server 'default': JACK server not running?")
+    monkeypatch.setattr(ports, "list_ports", no_midi)
+    rc, err = _run_fails_fast(capsys, monkeypatch, "--device", "virtual", "--midi-connect", "KeyStep")
+    assert rc == 2 and err.startswith("error: --midi-connect KeyStep: cannot open MIDI") and err.count("\n") == 1
+
+
+def test_run_lets_a_midi_port_that_exists_through_to_the_compile(capsys, monkeypatch):
+    from app.midi import ports
+    monkeypatch.setattr(ports, "list_ports", lambda api=None: list(KEYS))
+    with pytest.raises(AssertionError, match="compiled before refusing"):     # the check passed
+        _run_fails_fast(capsys, monkeypatch, "--device", "virtual", "--midi-connect", "KeyStep")
 
 
 def test_ctrl_c_on_learn_prints_what_was_learned_so_far():

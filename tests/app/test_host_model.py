@@ -165,6 +165,47 @@ def test_the_insert_is_the_streaming_model_over_each_output_channel_before_the_l
     np.testing.assert_array_equal(out[:, 0], (0.5 * h.scope(128)[:, H.SC_SOURCE]).astype(np.float32))
 
 
+def test_a_bypassed_insert_lets_the_dry_output_through_and_runs_again_when_unbypassed():
+    from app.host.memory import Insert
+    h = Harness(learner=Learner("y = g*x", [ParamSpec("g", 0.0)], target="y = 0.5*x",
+                                settings=Settings(learning=False)))
+    h.mem.set_insert(Insert(load_model(GOLDEN), h.mem.max_frames))
+    _source_noise(h)
+    h.ctl[H.C_OUTPUT_MODE] = H.OUTPUT_MODES["stereo"]       # left: the target, 0.5*x
+    h.ctl[H.C_MODE_NOW] = h.ctl[H.C_OUTPUT_MODE]
+    h.ctl[H.C_DC_BLOCK] = 0.0
+
+    def left_and_dry():
+        out = np.concatenate([h.run(128) for _ in range(8)])
+        return out[:, 0], (0.5 * h.scope(8 * 128)[:, H.SC_SOURCE]).astype(np.float32)
+    wet, dry = left_and_dry()
+    assert np.max(np.abs(wet - dry)) > 1e-3                  # the model changes the sound
+    h.ctl[H.C_INSERT_BYPASS] = 1.0
+    wet, dry = left_and_dry()
+    np.testing.assert_array_equal(wet, dry)                 # bypassed: the dry output, sample for sample
+    h.ctl[H.C_INSERT_BYPASS] = 0.0
+    wet, dry = left_and_dry()
+    assert np.max(np.abs(wet - dry)) > 1e-3
+
+
+def test_the_session_bypasses_the_insert_through_its_control_word():
+    s = Session(48000, 128, device="virtual")
+    s.load(CircuitSpec("y = g*x", [ParamSpec("g", 0.0)], hidden={"g": 0.5}))
+    s.set_insert(str(GOLDEN))
+    assert s.memory.ctl[H.C_INSERT_BYPASS] == 0.0 and s.insert()["bypass"] is False
+    s.set_insert_bypass(True)
+    assert s.memory.ctl[H.C_INSERT_BYPASS] == 1.0 and s.insert()["bypass"] is True and s.insert_bypassed
+    s.set_insert_bypass(False)
+    assert s.memory.ctl[H.C_INSERT_BYPASS] == 0.0 and not s.insert_bypassed
+    s.set_insert_bypass(True)
+    s.set_insert(str(GOLDEN))                                # a new insert is heard
+    assert s.memory.ctl[H.C_INSERT_BYPASS] == 0.0
+    s.set_insert_bypass(True)
+    s.set_insert(None)                                       # removed: nothing left bypassed
+    assert s.memory.ctl[H.C_INSERT_BYPASS] == 0.0 and s.insert() is None
+    s.close()
+
+
 def test_the_session_runs_an_insert_with_its_controls_as_knobs():
     s = Session(48000, 128, device="virtual")
     s.load(CircuitSpec("y = g*x", [ParamSpec("g", 0.0)], hidden={"g": 0.5}))
@@ -243,6 +284,21 @@ def test_the_session_applies_insert_and_model_controls_when_no_audio_runs():
         np.testing.assert_array_equal(now, _coefficients(model, p1=0.75))
     assert s.memory.ctl[H.C_CONTROL_ACK] == s.memory.ctl[H.C_CONTROL_REQ]
     s.close()
+
+
+def test_run_headless_plays_a_presets_insert_bypassed_when_it_was_saved_so(capsys, tmp_path):
+    import dataclasses
+    from app.cli.main import main
+    from app.preset import document as presets
+    from app.preset import store
+    p = presets.load(store.resolve("gain+dc"))
+    p = dataclasses.replace(p, insert={"model": str(GOLDEN), "sha256": load_model(GOLDEN).sha256,
+                                       "controls": {}, "bypass": True})
+    presets.save(p, tmp_path / "off.json")
+    rc = main(["run", "--headless", "--seconds", "0.3", "--device", "virtual", "--quiet", "--preset",
+               str(tmp_path / "off.json")])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["insert"]["bypass"] is True
 
 
 def test_run_headless_with_an_insert_reports_it(capsys):

@@ -729,6 +729,14 @@ def test_an_output_insert_round_trips_relative_to_the_preset_and_is_checked(tmp_
     assert back.insert["sha256"] == sha and back.insert["controls"]["p1"] == 0.5
     assert back.insert["controls"]["p0"] == load_model(GOLDEN_MODEL).control_defaults[0]
     assert back.midi == {30: "insert:p1"}
+    assert "bypass" not in doc["insert"] and back.insert["bypass"] is False     # absent: it runs
+    presets.save(dataclasses.replace(p, insert={**p.insert, "bypass": True}), folder / "off.json")
+    assert json.loads((folder / "off.json").read_text())["insert"]["bypass"] is True
+    assert presets.load(folder / "off.json").insert["bypass"] is True
+    doc["insert"]["bypass"] = "yes"
+    (folder / "yes.json").write_text(json.dumps(doc))
+    assert problems_of_file(folder / "yes.json") == ["insert: bypass must be true or false, got 'yes'"]
+    del doc["insert"]["bypass"]
     doc["insert"]["controls"] = {"volume": 1.0, "p1": 7.0}
     (folder / "bad.json").write_text(json.dumps(doc))
     probs = problems_of_file(folder / "bad.json")

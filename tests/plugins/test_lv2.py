@@ -291,7 +291,7 @@ def test_what_makes_a_plugin_unusable(found):
     assert found[f"lv2:{TEST}worker"].unusable == "needs worker:schedule, which Dualtone does not provide"
     assert found[f"lv2:{TEST}fixed"].unusable == "needs buf-size:fixedBlockLength, which Dualtone does not provide"
     assert found[f"lv2:{TEST}events"].unusable == "port 'midi' has an unsupported type"
-    assert found[f"lv2:{SWH}analogueOsc"].unusable.startswith("0 audio inputs and 1 audio outputs")
+    assert found[f"lv2:{SWH}analogueOsc"].unusable.startswith("0 audio inputs and 1 audio output:")
     assert found[REVERB].required_features == ("http://lv2plug.in/ns/lv2core#isLive",) and found[REVERB].usable
     with pytest.raises(PluginError, match="worker:schedule"):
         lv2.Lv2Instance(found[f"lv2:{TEST}worker"], 48000, 64)

@@ -27,6 +27,24 @@ def test_a_divergence_pauses_learning_shows_a_banner_and_halving_starts_over(qtb
     assert window.learning.lr_label.text() == "5.00e-01"
 
 
+def test_the_status_line_counts_one_sample_in_the_singular(qtbot, window, monkeypatch):
+    counts = {"nonfinite_out": 1, "bad_input": 1, "skipped": 1, "diverged_steps": 1}
+    monkeypatch.setattr(window.session, "counters", lambda: counts)
+    assert (" — 1 NaN/Inf sample silenced, 1 bad input sample, 1 bad sample skipped by the learner, "
+            "1 step lost to divergence") in window.status_text()
+    counts.update(nonfinite_out=2, bad_input=0, skipped=0, diverged_steps=3)
+    assert " — 2 NaN/Inf samples silenced, 3 steps lost to divergence" in window.status_text()
+
+
+def test_a_recording_aligned_by_one_sample_says_so(qtbot, window):
+    from app.preset import store
+    from app.recordings.pair import RecordingSpec, sha256_of
+    dry, wet = store.FACTORY_DIR / "recordings" / "drive-dry.wav", store.FACTORY_DIR / "recordings" / "drive-wet.wav"
+    assert window.use_recording(RecordingSpec(str(dry), str(wet), None, sha256_of(dry), sha256_of(wet)), 1)
+    wait_loaded(qtbot, window, 2)
+    assert window.statusBar().currentMessage() == "ground truth: the recording drive-wet.wav, aligned by 1 sample"
+
+
 def test_the_volume_slider_and_mute_button_reach_the_speaker_path(qtbot, window):
     s = window.session
     window.audio.volume.setValue(-20)
@@ -70,6 +88,26 @@ def test_the_output_insert_is_shown_with_a_remove_button(qtbot, window):
     assert window.audio.insert_label.text() == model.name and window.audio.insert_remove.isEnabled()
     window.audio.insert_remove.click()
     assert window.session.insert() is None and window.audio.insert_label.text() == "none"
+
+
+def test_the_output_insert_has_a_bypass_that_is_saved_with_it(qtbot, window, tmp_path):
+    from app.host import layout as H
+    from app.preset import store
+    model = next(store.FACTORY_DIR.rglob("*.npz"))
+    bypass, ctl = window.insert_bypass, window.session.memory.ctl
+    assert not bypass.isEnabled()                              # no insert, nothing to bypass
+    assert window.use_insert(str(model))
+    assert bypass.isEnabled() and not bypass.isChecked() and bypass.text() == "Bypass"
+    bypass.click()
+    assert ctl[H.C_INSERT_BYPASS] == 1.0 and bypass.isChecked() and bypass.text() == "Bypassed"
+    path = window.save_as(tmp_path / "bypassed.json")
+    bypass.click()
+    assert ctl[H.C_INSERT_BYPASS] == 0.0 and bypass.text() == "Bypass"
+    assert window.open_preset(path)
+    wait_loaded(qtbot, window, 2)
+    assert ctl[H.C_INSERT_BYPASS] == 1.0 and bypass.isChecked() and bypass.text() == "Bypassed"
+    window.audio.insert_remove.click()
+    assert ctl[H.C_INSERT_BYPASS] == 0.0 and not bypass.isEnabled() and not bypass.isChecked()
 
 
 def test_help_lists_the_shortcuts_and_opens_the_circuit_language(qtbot, window):

@@ -1,8 +1,10 @@
 """What is open and whether it changed: the preset's description shown, edited and saved; its name
 with a modified marker in the title and the preset box; unapplied edits never dropped without
-asking; a changed circuit asks for new words on Save As; the circuit panel's notes placed where
-the word was typed; the compile stage said in words."""
+asking (by a preset, or by a ground truth from the menus); a changed circuit asks for new words on
+Save As; the circuit panel's notes placed where the word was typed; the compile stage said in words."""
 import json
+
+import pytest
 
 from app.preset import document as presets
 from app.preset import store
@@ -71,6 +73,55 @@ def test_opening_another_preset_over_unapplied_edits_asks_first(qtbot, window):
     assert window.open_preset("one-pole")
     wait_loaded(qtbot, window, 3)
     assert window.session.param_names == ["a"] and asked == ["cancel", "apply", "discard"]
+
+
+def _use_model(window):
+    return window.use_model(str(next(store.FACTORY_DIR.rglob("*.npz"))))
+
+
+def _use_plugin(window):
+    return window.use_plugin("ladspa:1041")                  # ladspa-sdk's low pass
+
+
+def _use_recording(window):
+    from app.recordings.pair import RecordingSpec, sha256_of
+    dry, wet = store.FACTORY_DIR / "recordings" / "drive-dry.wav", store.FACTORY_DIR / "recordings" / "drive-wet.wav"
+    return window.use_recording(RecordingSpec(str(dry), str(wet), None, sha256_of(dry), sha256_of(wet)), 0)
+
+
+@pytest.mark.parametrize("use, reads", [(_use_model, "sptmod"), (_use_plugin, "plugin"),
+                                        (_use_recording, "recording")])
+def test_a_ground_truth_from_the_menu_over_unapplied_edits_asks_first(qtbot, window, use, reads):
+    asked = []
+    _type_an_edit(window)
+    window.ask_unapplied_edits = lambda: asked.append("cancel") or "cancel"
+    assert use(window) is False                              # Cancel: nothing changes
+    assert not window.busy and window.loaded == 1 and window.session.spec.target is None
+    assert window.circuit.circuit.toPlainText() == "y = 2*gain*x + dc"
+    assert window.circuit.factory.currentText() == "gain+dc •"
+
+    window.ask_unapplied_edits = lambda: asked.append("apply") or "apply"
+    assert use(window) is False                              # Apply: the edits, not the ground truth
+    wait_loaded(qtbot, window, 2)
+    assert window.session.spec.circuit == "y = 2*gain*x + dc" and window.session.spec.target is None
+
+    window.circuit.circuit.setPlainText("y = 3*gain*x + dc")
+    window.ask_unapplied_edits = lambda: asked.append("discard") or "discard"
+    assert use(window)                                       # Discard: the ground truth replaces them
+    wait_loaded(qtbot, window, 3)
+    assert window.session.spec.target == f"y = {reads}"
+    assert window.circuit.circuit.toPlainText() == "y = 2*gain*x + dc"
+    assert asked == ["cancel", "apply", "discard"]
+
+
+def test_back_to_the_circuit_from_the_menu_asks_too(qtbot, window):
+    assert _use_model(window)
+    wait_loaded(qtbot, window, 2)
+    _type_an_edit(window)
+    window.ask_unapplied_edits = lambda: "cancel"
+    window.drop_model()
+    assert not window.busy and window.session.spec.model is not None
+    assert window.circuit.circuit.toPlainText() == "y = 2*gain*x + dc"
 
 
 def test_no_question_without_unapplied_edits(qtbot, window):

@@ -1,6 +1,7 @@
 """Starting the window with a preset that cannot be used: a person gets the window (on the last
 session or gain+dc) with the problems in its dialog; a script (--seconds/--screenshot) still gets
-exit code 2 (tests/ui/test_gui.py)."""
+exit code 2 (tests/ui/test_gui.py). libjack's chatter on fd 2 stays out of the terminal unless
+--verbose: at start-up, where `run --headless` opens audio and MIDI, and where the window opens MIDI."""
 import json
 
 from pyqtgraph.Qt import QtWidgets
@@ -73,6 +74,57 @@ def test_jack_chatter_on_file_descriptor_2_is_kept_out_unless_verbose(capfd):
     assert err == "after\njack server is not running\n"
     assert build_parser().parse_args(["--verbose"]).verbose is True
     assert build_parser().parse_args([]).verbose is False
+
+
+CHATTER = b"Cannot connect to server socket err = No such file or directory\n"
+
+
+class _ChattyPort:
+    """Stands in for an rtmidi port whose JACK client, opening, writes to fd 2 as libjack does."""
+    connected_to = None
+
+    def __init__(self, *args, **kwargs):
+        import os
+        os.write(2, CHATTER)
+
+    def close(self):
+        pass
+
+
+def test_run_headless_keeps_jack_chatter_out_where_it_opens_audio_and_midi_unless_verbose(capfd, monkeypatch):
+    import os
+    import app.midi.ports
+    import app.session
+    from app.cli.main import main
+    real_open = app.session.open_stream
+
+    def chatty_open(*args, **kwargs):
+        os.write(2, CHATTER)
+        return real_open(*args, **kwargs)
+    monkeypatch.setattr(app.session, "open_stream", chatty_open)
+    monkeypatch.setattr(app.midi.ports, "MidiInput", _ChattyPort)
+    run = ["run", "--headless", "--preset", "gain+dc", "--device", "virtual", "--seconds", "0.2", "--quiet",
+           "--source", "midi"]
+    assert main(run) == 0
+    assert CHATTER.decode() not in capfd.readouterr().err
+    for verbose in (["--verbose"] + run, run + ["--verbose"]):      # before or after the command
+        assert main(verbose) == 0
+        assert capfd.readouterr().err.count(CHATTER.decode()) == 2     # the audio stream, the MIDI port
+
+
+def test_the_window_keeps_jack_chatter_out_when_it_opens_a_midi_port_unless_verbose(qtbot, config_dir, capfd,
+                                                                                      monkeypatch):
+    from tests.ui.test_gui import make_window
+    window = make_window(qtbot)
+    assert window.verbose is False
+    monkeypatch.setattr(window.workspace, "open_midi", lambda connect=None: _ChattyPort())
+    window.change_midi("")
+    assert CHATTER.decode() not in capfd.readouterr().err
+    assert window.statusBar().currentMessage() == "MIDI: 'Dualtone MIDI in'"
+    window.verbose = True                                         # ui/app.run passes --verbose here
+    window.change_midi("")
+    assert capfd.readouterr().err == CHATTER.decode()
+    window.close()
 
 
 def test_a_script_still_gets_exit_2_and_one_line_for_a_bad_preset(tmp_path, capsys):

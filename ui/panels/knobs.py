@@ -9,6 +9,7 @@ from pathlib import Path
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from app.knobs import KnobSpec, around
+from app.words import plural
 from engine.learn.banks import split_display_name
 from ui import theme
 from ui.theme import DIM, tint
@@ -298,7 +299,7 @@ class HiddenPanel(QtWidgets.QGroupBox):
             self.setTitle(f"Ground truth: the recording {Path(spec.recording.wet).name}")
         elif spec is not None and spec.device is not None:
             truth = self.session.memory.active.truth if self.session.memory.active is not None else None
-            lat = (f", round trip {truth.processor.latency} samples"
+            lat = (f", round trip {plural(truth.processor.latency, 'sample')}"
                    if truth is not None and getattr(truth, "alignment", None) is not None else ", not measured")
             self.setTitle(f"Ground truth: a device, input {spec.device.return_channel + 1} "
                           f"(fed from output {spec.device.send_channel + 1}{lat})")

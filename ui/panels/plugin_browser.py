@@ -16,6 +16,7 @@ import threading
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from app.plugins import registry
+from app.words import plural
 from ui.theme import DIM, ERROR, tint
 
 TRUTH, INSERT = "truth", "insert"
@@ -96,7 +97,7 @@ def probe_text(result, sample_rate: float) -> str:
     share = "" if not math.isfinite(us) else \
         f" ({100 * us * 1e-6 * sample_rate / PROBE_FRAMES:.2g} % of the block's time)"
     allocates = {True: "yes (it may glitch)", False: "no", None: "not audited"}[result.allocates]
-    return (f"probe: {cost} per {PROBE_FRAMES}-frame block{share}; latency {result.latency} samples; "
+    return (f"probe: {cost} per {PROBE_FRAMES}-frame block{share}; latency {plural(result.latency, 'sample')}; "
             f"allocates memory while running: {allocates}")
 
 
@@ -242,7 +243,7 @@ class PluginBrowser(QtWidgets.QDialog):
             self.table.setRowHidden(row, hide)
             shown += not hide
         usable = sum(1 for i in self.plugins if not i.unusable)
-        self.count.setText(f"{shown} of {len(self.plugins)} plugins shown ({usable} usable here)")
+        self.count.setText(f"{shown} of {plural(len(self.plugins), 'plugin')} shown ({usable} usable here)")
 
     def visible_ids(self) -> list[str]:
         return [self._row_id(r) for r in range(self.table.rowCount()) if not self.table.isRowHidden(r)]
