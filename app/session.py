@@ -72,6 +72,12 @@ class SessionError(Exception):
     pass
 
 
+def _db_of_gain(gain: float, knob: KnobSpec) -> float:
+    """A linear gain in dB on its knob's scale (at or below the knob's minimum: the minimum)."""
+    g = float(gain)
+    return knob.lo if g <= 10.0 ** (knob.lo / 20.0) else round(20.0 * math.log10(g), 2)
+
+
 def _progress_none(stage: str, fraction: float):
     pass
 
@@ -606,6 +612,12 @@ class Session:
             raise SessionError(str(e)) from None
         self.spec.settings = dataclasses.replace(s)
 
+    @property
+    def sets_its_own_step(self) -> bool:
+        """The optimiser has no learning rate (Gauss-Newton): what a divergence's advice is about."""
+        learner = self.learner
+        return learner is not None and learner.settings.optimizer in SETS_ITS_OWN_STEP
+
     def set_learning(self, on: bool):
         self.configure(learning=bool(on))
         if on:
@@ -730,16 +742,11 @@ class Session:
     def set_source_level_db(self, db: float):
         """The source's level in dB (0: each generator's full scale — noise at -4.8 dBFS RMS, a
         sine at -3): what the circuits and the learner hear, so it is part of the modelling task."""
-        db = self.memory.finite(db, "the source level")
-        if not SOURCE_LEVEL.lo <= db <= SOURCE_LEVEL.hi:
-            raise SessionError(f"the source level must be from {SOURCE_LEVEL.lo:g} to "
-                               f"+{SOURCE_LEVEL.hi:g} dB, got {db:g}")
-        self.set_source_gain(10.0 ** (db / 20.0))
+        self.set_source_gain(self._gain_of_db(db, SOURCE_LEVEL, "the source level"))
 
     @property
     def source_level_db(self) -> float:
-        g = float(self.memory.ctl[H.C_SOURCE_GAIN])
-        return SOURCE_LEVEL.lo if g <= 10.0 ** (SOURCE_LEVEL.lo / 20.0) else round(20.0 * math.log10(g), 2)
+        return _db_of_gain(self.memory.ctl[H.C_SOURCE_GAIN], SOURCE_LEVEL)
 
     def set_master_gain(self, gain: float):
         gain = self.memory.finite(gain, "the output level")
@@ -757,15 +764,18 @@ class Session:
     def set_volume_db(self, db: float):
         """The output volume in dB (speakers only: the learner and the limiter's ceiling are
         unchanged); from -60 to +12 dB."""
-        db = self.memory.finite(db, "the output volume")
-        if not VOLUME.lo <= db <= VOLUME.hi:
-            raise SessionError(f"the output volume must be from {VOLUME.lo:g} to +{VOLUME.hi:g} dB, got {db:g}")
-        self.set_master_gain(10.0 ** (db / 20.0))
+        self.set_master_gain(self._gain_of_db(db, VOLUME, "the output volume"))
 
     @property
     def volume_db(self) -> float:
-        g = float(self.memory.ctl[H.C_MASTER_GAIN])
-        return -60.0 if g <= 1e-3 else round(20.0 * math.log10(g), 2)
+        return _db_of_gain(self.memory.ctl[H.C_MASTER_GAIN], VOLUME)
+
+    def _gain_of_db(self, db: float, knob: KnobSpec, what: str) -> float:
+        """A level in dB, checked against its knob's range, as a linear gain."""
+        db = self.memory.finite(db, what)
+        if not knob.lo <= db <= knob.hi:
+            raise SessionError(f"{what} must be from {knob.lo:g} to +{knob.hi:g} dB, got {db:g}")
+        return 10.0 ** (db / 20.0)
 
     def restart_limiter_count(self):
         """The limiter's onsets and time in gain reduction count from now (the callback's words

@@ -54,17 +54,6 @@ def _reads(spec) -> str | None:
         return None
 
 
-def _place_before(anchor: QtWidgets.QWidget, widget: QtWidgets.QWidget):
-    """widget into the row (a box layout of a panel's grid) that holds anchor, just before it."""
-    grid = anchor.parentWidget().layout()
-    for k in range(grid.count()):
-        row = grid.itemAt(k).layout()
-        if row is not None and row.indexOf(anchor) >= 0:
-            row.insertWidget(row.indexOf(anchor), widget)
-            return
-    raise ValueError("the anchor is not in a row of its panel")
-
-
 class DivergenceBanner(QtWidgets.QFrame):
     """Says that learning diverged (and paused itself), with the one click that usually helps."""
     halve_requested = QtCore.Signal()
@@ -85,8 +74,10 @@ class DivergenceBanner(QtWidgets.QFrame):
         row.addWidget(dismiss)
         self.hide()
 
-    def show_divergence(self, text: str):
+    def show_divergence(self, text: str, own_step: bool = False):
+        """own_step: the optimiser has no learning rate (Gauss-Newton): the click halves p0."""
         self.text.setText(f"Learning paused: {text}.")
+        self.halve.setText(f"Halve {'p0' if own_step else 'the learning rate'} and start over")
         self.show()
 
 
@@ -134,13 +125,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.audio.source_requested.connect(self.change_source)
         self.audio.midi_requested.connect(self.change_midi)
         self.audio.insert_remove.clicked.connect(lambda: self.use_insert(None))
-        self.insert_bypass = QtWidgets.QPushButton("Bypass")
-        self.insert_bypass.setObjectName("insert_bypass")
-        self.insert_bypass.setCheckable(True)
-        self.insert_bypass.setEnabled(False)
-        self.insert_bypass.setToolTip("hear the output without the insert (it keeps its controls)")
+        self.insert_bypass = self.audio.insert_bypass
         self.insert_bypass.toggled.connect(self.bypass_insert)
-        _place_before(self.audio.insert_remove, self.insert_bypass)
         for panel in (self.hidden, self.learning, self.audio):
             panel.status.connect(self.say)
 
@@ -945,11 +931,13 @@ class MainWindow(QtWidgets.QMainWindow):
             self.say(str(e))
 
     def halve_and_restart(self):
-        """The divergence banner's one click: half the learning rate, parameters reset, learning on."""
+        """The divergence banner's one click: half the learning rate (Gauss-Newton: half p0, the
+        size of its first steps), parameters reset, learning on."""
         s = self.session
         try:
-            lr = s.learner.settings.lr / 2
-            s.configure(lr=lr)
+            name, value = ("p0", s.learner.settings.p0) if s.sets_its_own_step else \
+                ("learning rate", s.learner.settings.lr)
+            s.configure(**{"p0" if name == "p0" else "lr": value / 2})
             s.reset_learning()
             s.set_learning(True)
         except Exception as e:
@@ -959,14 +947,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.loss_history.clear_data()
         self.trajectories.clear_data()
         self.learning.show_settings(s.learner.settings)
-        self.say(f"learning again from the start at learning rate {lr:.3g}")
+        self.say(f"learning again from the start at {name} {value / 2:.3g}")
 
     def _show_health(self):
         """The banner when learning diverged (it paused itself); the stall hint on the status line."""
         s = self.session
         found = s.health.diverged
         if found is not None and not self.banner.isVisible():
-            self.banner.show_divergence(found.describe(s.sample_rate))
+            self.banner.show_divergence(found.describe(s.sample_rate, s.sets_its_own_step), s.sets_its_own_step)
             self.learning.show_settings(s.learner.settings)
 
     def change_device(self, device, blocksize: int):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from app.cli.errors import UsageError, parse_float as _float
 from app.truths import OUTSIDE_DECAY
@@ -121,6 +122,29 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
     p.add_argument("--seed", type=int, default=0, help="seed of --input noise")
 
 
+RATE_FLAGS = {"lr": "--lr", "clip": "--clip", "lr_decay": "--lr-decay", "lr_decay_every": "--lr-decay-every",
+              "lr_min": "--lr-min", "eps": "--eps"}     # what only the first-order optimisers read
+
+
+def note_unused_rate_flags(a, settings):
+    """One stderr line when rate flags were typed for an optimiser that sets its own step (the
+    default, gauss-newton): they would otherwise be ignored silently. Settings that are refused
+    get their one error line instead."""
+    optimizer = settings.optimizer
+    try:
+        settings.validate()
+    except ValueError:
+        return
+    if BY_NAME[optimizer].uses_lr:
+        return
+    typed = [flag for dest, flag in RATE_FLAGS.items() if dest in getattr(a, "given", ())]
+    if typed:
+        others = "|".join(o.name for o in OPTIMIZERS if o.uses_lr)
+        print(f"note: {optimizer} sets its own step, so {', '.join(typed)} "
+              f"{'is' if len(typed) == 1 else 'are'} not used; add --optimizer {others} to use "
+              f"{'it' if len(typed) == 1 else 'them'}", file=sys.stderr)
+
+
 def settings_from_args(a):
     from engine.learn.learner import Settings
     constants = [getattr(a, flag.replace("-", "_")) for flag, _ in BY_NAME[a.optimizer].constants] + [None, None]
@@ -129,11 +153,13 @@ def settings_from_args(a):
     if outside and decay is None and every is None:
         decay, every = OUTSIDE_DECAY[0], OUTSIDE_DECAY[1]
         lr_min = OUTSIDE_DECAY[2] * a.lr if lr_min is None else lr_min
-    return Settings(loss=a.loss, huber_delta=a.huber_delta, window=a.window, optimizer=a.optimizer,
-                    lr=a.lr, c1=constants[0], c2=constants[1], eps=a.eps,
-                    clip=a.clip, lr_decay=1.0 if decay is None else decay,
-                    lr_decay_every=0 if every is None else every,
-                    lr_min=0.0 if lr_min is None else lr_min, range_mode=a.range_mode, p0=a.p0)
+    settings = Settings(loss=a.loss, huber_delta=a.huber_delta, window=a.window, optimizer=a.optimizer,
+                        lr=a.lr, c1=constants[0], c2=constants[1], eps=a.eps,
+                        clip=a.clip, lr_decay=1.0 if decay is None else decay,
+                        lr_decay_every=0 if every is None else every,
+                        lr_min=0.0 if lr_min is None else lr_min, range_mode=a.range_mode, p0=a.p0)
+    note_unused_rate_flags(a, settings)
+    return settings
 
 
 def plugin_args(a):

@@ -17,6 +17,7 @@ from app.cli.save_preset import check_save_path, save_learned, source_fields
 from app.progress import Progress
 from app.words import plural
 from engine.learn.health import LearningWatch
+from engine.learn.optimizers import BY_NAME
 
 EXIT_DIVERGED = 3          # the run completed but learning diverged (the JSON says where and why)
 EXIT_INTERRUPTED = 130     # Ctrl-C, as shells report it; the JSON still says what was learned
@@ -154,7 +155,7 @@ def cmd_learn(a) -> int:
         result["interrupted"] = True
     if diverged is not None:
         result["diverged"] = diverged.as_json()
-        print(f"warning: learning {diverged.describe(sample_rate)}; stopped after {plural(done, 'sample')}",
+        print(f"warning: learning {diverged.describe(sample_rate, not BY_NAME[learner.settings.optimizer].uses_lr)}; stopped after {plural(done, 'sample')}",
               file=sys.stderr)
     code = EXIT_INTERRUPTED if interrupted else EXIT_DIVERGED if diverged is not None else 0
     why = None if save_path is None else _save(save_path, a, spec, preset, learner, truth, truths, done,

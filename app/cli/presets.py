@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from app.cli.args import check_hidden_in_range, parse_hidden
+from app.cli.args import check_hidden_in_range, note_unused_rate_flags, parse_hidden
 from app.cli.errors import UsageError, one_line
 from engine.learn.optimizers import OPTIMIZERS
 
@@ -74,7 +74,9 @@ def _settings(a, base, given: set[str]):
     for k, (flag, _) in enumerate(constants):
         if _dest(flag) in given:
             changes[f"c{k + 1}"] = getattr(a, _dest(flag))
-    return dataclasses.replace(base, **changes)
+    settings = dataclasses.replace(base, **changes)
+    note_unused_rate_flags(a, settings)
+    return settings
 
 
 def start_values(preset) -> dict:

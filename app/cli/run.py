@@ -278,7 +278,7 @@ def _run_spec(a, spec, sample_rate, source, insert=None, preset=None, bypass=Fal
                 stats.add(rows)
                 found = session.check_learning(rows)       # a divergence pauses learning
                 if found is not None:
-                    print(f"warning: learning {found.describe(session.sample_rate)}; learning paused",
+                    print(f"warning: learning {found.describe(session.sample_rate, session.sets_its_own_step)}; learning paused",
                           file=sys.stderr)
                 if not a.quiet and stats.last is not None and time.monotonic() >= next_line:
                     next_line += a.every

@@ -17,6 +17,7 @@ PERSIST_SECONDS = 0.1       # a non-finite or exploded loss must last this long 
 STALL_SECONDS = 10.0        # no 10 % improvement for this long ...
 EDGE_FRACTION = 1e-6        # ... and a parameter this close to an end of its range: stalled
 TOO_FAST = "the learning rate is probably too high"
+TOO_BOLD = "Gauss-Newton's first steps are probably too bold: halve p0"   # an optimiser without a rate
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,10 @@ class Divergence:
     def as_json(self) -> dict:
         return {"at_sample": self.at_sample, "reason": self.reason}
 
-    def describe(self, sample_rate: float) -> str:
+    def describe(self, sample_rate: float, own_step: bool = False) -> str:
+        """own_step: the optimiser sets its own step (Gauss-Newton): the advice is about p0."""
         return (f"diverged at {self.at_sample / sample_rate:.2f} s (sample {self.at_sample}): {self.reason} "
-                f"— {TOO_FAST}")
+                f"— {TOO_BOLD if own_step else TOO_FAST}")
 
 
 @dataclass(frozen=True)

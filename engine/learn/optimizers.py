@@ -84,7 +84,7 @@ GAUSS_NEWTON = 4
 FIRST_ORDER = tuple(o for o in OPTIMIZERS if o.step is not None)
 CODES = {o.name: o.code for o in OPTIMIZERS}
 NAMES = tuple(CODES)
-DEFAULT = "sgd"
+DEFAULT = "gauss-newton"       # learn, run and the factory presets (benchmarks/README.md: convergence)
 BY_NAME = {o.name: o for o in OPTIMIZERS}
 
 

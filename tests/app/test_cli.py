@@ -141,7 +141,7 @@ def test_learns_the_hidden_value():
 
 
 TWO = ["--circuit", "y = g*x + h", "--param", "g=0", "--param", "h=0",
-       "--hidden", "g=0.5", "--hidden", "h=0.1", "--lr", "0.05"]
+       "--hidden", "g=0.5", "--hidden", "h=0.1", "--optimizer", "sgd", "--lr", "0.05"]
 
 
 def test_trace_header_lists_the_parameters(tmp_path):
@@ -216,7 +216,7 @@ def test_wav_with_non_finite_samples_skips_exactly_those(tmp_path):
 
 def loss_trace_equals_input_squared(tmp_path, *input_args, samples):
     """With g = 0, target gain 1 and a negligible learning rate the loss at n is x[n]^2."""
-    learn_ok("--circuit", "y = g*x", "--param", "g=0", "--hidden", "g=1", "--lr", "1e-300",
+    learn_ok("--circuit", "y = g*x", "--param", "g=0", "--hidden", "g=1", "--optimizer", "sgd", "--lr", "1e-300",
              *input_args, "--samples", str(samples), "--trace", str(tmp_path / "t.csv"), "--quiet")
     _, rows = read_trace(tmp_path / "t.csv")
     return np.array([float(r[1]) for r in rows])
@@ -315,3 +315,13 @@ def test_a_30000_deep_unary_minus_is_one_error_line_and_exit_2():
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("error: circuit line 1, col 1: the circuit is nested too deeply")
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_a_rate_typed_for_gauss_newton_is_named_as_unused_in_one_note():
+    r = learn(*GAIN, "--hidden", "g=0.5", "--lr", "0.05", "--clip", "1", "--samples", "2000", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == ("note: gauss-newton sets its own step, so --lr, --clip are not used; "
+                                "add --optimizer sgd|momentum|rmsprop|adam to use them")
+    assert result_of(r)["params"]["g"] == pytest.approx(0.5, abs=1e-9)     # learned without them
+    quiet = learn(*GAIN, "--hidden", "g=0.5", "--optimizer", "sgd", "--lr", "0.05", "--samples", "10", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == ""

@@ -49,7 +49,7 @@ def test_a_save_path_is_refused_before_learning(capsys, tmp_path):
 def test_a_diverged_learn_writes_no_nan_preset(capsys, tmp_path):
     path = tmp_path / "blown.json"
     code = main(["learn", "--circuit", "y = x + a*y@1", "--param", "a=0", "--hidden", "a=0.95",
-                 "--lr", "1.0", "--samples", "96000", "--quiet", "--save-preset", str(path)])
+                 "--optimizer", "sgd", "--lr", "1.0", "--samples", "96000", "--quiet", "--save-preset", str(path)])
     res = _json(capsys)
     assert code == 3 and "diverged" in res
     if "saved_preset" in res:                 # its last values were finite: they open again
@@ -110,7 +110,7 @@ def test_a_preset_saved_by_learn_opens_in_run_and_learn(capsys, tmp_path):
     p = presets.load(path)
     assert [b["params"] for b in res["banks"]] == p.banks["learned"]         # per bank, with banks
     assert main(["run", "--headless", "--preset", str(path), "--device", "virtual", "--seconds", "0.3",
-                 "--quiet", "--lr", "1e-12"]) == 0
+                 "--quiet", "--optimizer", "sgd", "--lr", "1e-12"]) == 0
     ran = _json(capsys)["params"]
     assert all(abs(ran[k] - v) < 1e-6 for k, v in res["params"].items())    # run resumed from them too
 

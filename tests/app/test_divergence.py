@@ -15,7 +15,8 @@ from engine.learn.learner import ParamSpec, Settings
 from tests.app.test_cli import learn, result_of
 from tests.paths import REPO
 
-UNSTABLE = ["--circuit", "y = x + a*y@1", "--param", "a=0:-3:3", "--hidden", "a=0.95", "--lr", "1.0"]
+UNSTABLE = ["--circuit", "y = x + a*y@1", "--param", "a=0:-3:3", "--hidden", "a=0.95", "--optimizer", "sgd",
+            "--lr", "1.0"]
 SR = 48000.0
 
 

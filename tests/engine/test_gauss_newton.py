@@ -188,7 +188,7 @@ def test_banks_learn_the_asymmetric_shaper(mode):
                 target="y = tanh(2*x) if x > 0 else 0.5*tanh(0.7*x)", settings=gn(), banks=b)
     groups = L.layout.gn_groups
     assert [len(m) for _, m, _ in groups] == ([2, 2] if mode == "separated" else [4])
-    x = LcgNoise().read(48000)
+    x = LcgNoise().read(96000)
     out, tr = L.process(x, trace_every=1)
     p = L.params()
     # bank 0 (0.5*tanh(0.7x) on [-1, 0), nearly linear: a and d barely separable) is the slow one

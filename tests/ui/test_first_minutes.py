@@ -27,6 +27,20 @@ def test_a_divergence_pauses_learning_shows_a_banner_and_halving_starts_over(qtb
     assert window.learning.lr_label.text() == "5.00e-01"
 
 
+def test_with_gauss_newton_the_banner_halves_p0_not_a_rate_it_does_not_read(qtbot, window):
+    from engine.learn.health import Divergence
+    s = window.session
+    s.configure(optimizer="gauss-newton", p0=0.5)
+    found = Divergence(4800, "the loss grew a million-fold")
+    window.banner.show_divergence(found.describe(s.sample_rate, s.sets_its_own_step), s.sets_its_own_step)
+    assert "halve p0" in window.banner.text.text() and "learning rate" not in window.banner.text.text()
+    assert window.banner.halve.text() == "Halve p0 and start over"
+    lr = s.learner.settings.lr
+    window.banner.halve.click()
+    assert s.learner.settings.p0 == 0.25 and s.learner.settings.lr == lr
+    assert not window.banner.isVisible() and s.learner.settings.learning is True
+
+
 def test_the_status_line_counts_one_sample_in_the_singular(qtbot, window, monkeypatch):
     counts = {"nonfinite_out": 1, "bad_input": 1, "skipped": 1, "diverged_steps": 1}
     monkeypatch.setattr(window.session, "counters", lambda: counts)

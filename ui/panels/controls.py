@@ -193,6 +193,11 @@ class AudioControls(QtWidgets.QGroupBox):
         self.insert_label.setObjectName("insert")
         self.insert_remove = QtWidgets.QPushButton("Remove")
         self.insert_remove.setEnabled(False)
+        self.insert_bypass = QtWidgets.QPushButton("Bypass")
+        self.insert_bypass.setObjectName("insert_bypass")
+        self.insert_bypass.setCheckable(True)
+        self.insert_bypass.setEnabled(False)
+        self.insert_bypass.setToolTip("hear the output without the insert (it keeps its controls)")
         self.cpu = QtWidgets.QProgressBar()
         self.cpu.setRange(0, 100)
         self.cpu.setFormat("CPU %p%")
@@ -218,7 +223,7 @@ class AudioControls(QtWidgets.QGroupBox):
         rows = (("device", ((self.device, 2), (self.blocksize, 1))), ("source", ((self.source, 2), (self.hz, 1))),
                 ("you hear", ((self.output, 2),)), ("MIDI", ((self.midi, 2),)),
                 ("", ((self.source_note, 0),)),
-                ("output insert", ((self.insert_label, 1), (self.insert_remove, 0))),
+                ("output insert", ((self.insert_label, 1), (self.insert_bypass, 0), (self.insert_remove, 0))),
                 ("volume", ((self.volume, 1), (self.volume_label, 0), (self.mute, 0))),
                 ("source level", ((self.level, 1), (self.level_label, 0))),
                 (None, ((self.cpu, 1), (self.limiter, 1), (self.xruns, 0))))      # meters: the full width
