@@ -147,6 +147,7 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="print the table for benchmarks/README.md")
     ap.add_argument("--p0", type=float, default=None, help="Gauss-Newton's p0 (default: its default)")
     ap.add_argument("--gn-only", action="store_true", help="skip the first-order grid")
+    ap.add_argument("--forgetting-start", type=float, default=None, help="Gauss-Newton's (default: its default)")
     a = ap.parse_args()
     n = int(a.seconds * SR)
     cases = preset_cases() + EXTRA
@@ -158,6 +159,8 @@ def main():
         gn_settings = Settings(optimizer="gauss-newton")
         if a.p0 is not None:
             gn_settings.p0 = a.p0
+        if a.forgetting_start is not None:
+            gn_settings.c2 = a.forgetting_start
         gn, best = run_case(case, n, gn_settings, not a.gn_only)
         rows.append((case, gn, best))
         print(f"{case.name}: gauss-newton {gn}; " + "; ".join(
