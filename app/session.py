@@ -35,7 +35,7 @@ from app.recordings.pair import RecordingSpec
 
 LOSSES = LOSS_NAMES                 # the choices a window offers (engine/learn's tables)
 OPTIMIZERS = OPTIMIZER_NAMES
-SETS_ITS_OWN_STEP = frozenset(o for o in OPTIMIZER_NAMES if not OPTIMIZER_BY_NAME[o].uses_lr)   # no lr to turn
+SETS_ITS_OWN_STEP = frozenset(o for o in OPTIMIZER_NAMES if OPTIMIZER_BY_NAME[o].sets_its_own_step)   # no lr to turn
 
 
 @dataclass

@@ -935,9 +935,9 @@ class MainWindow(QtWidgets.QMainWindow):
         size of its first steps), parameters reset, learning on."""
         s = self.session
         try:
-            name, value = ("p0", s.learner.settings.p0) if s.sets_its_own_step else \
-                ("learning rate", s.learner.settings.lr)
-            s.configure(**{"p0" if name == "p0" else "lr": value / 2})
+            field, name = ("p0", "p0") if s.sets_its_own_step else ("lr", "learning rate")
+            value = getattr(s.learner.settings, field)
+            s.configure(**{field: value / 2})
             s.reset_learning()
             s.set_learning(True)
         except Exception as e:

@@ -122,6 +122,11 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
     p.add_argument("--seed", type=int, default=0, help="seed of --input noise")
 
 
+def flag_dest(flag: str) -> str:
+    """An option's argparse dest: --forgetting-start -> forgetting_start."""
+    return flag.replace("-", "_")
+
+
 RATE_FLAGS = {"lr": "--lr", "clip": "--clip", "lr_decay": "--lr-decay", "lr_decay_every": "--lr-decay-every",
               "lr_min": "--lr-min", "eps": "--eps"}     # what only the first-order optimisers read
 
@@ -135,11 +140,11 @@ def note_unused_rate_flags(a, settings):
         settings.validate()
     except ValueError:
         return
-    if BY_NAME[optimizer].uses_lr:
+    if not BY_NAME[optimizer].sets_its_own_step:
         return
     typed = [flag for dest, flag in RATE_FLAGS.items() if dest in getattr(a, "given", ())]
     if typed:
-        others = "|".join(o.name for o in OPTIMIZERS if o.uses_lr)
+        others = "|".join(o.name for o in OPTIMIZERS if not o.sets_its_own_step)
         print(f"note: {optimizer} sets its own step, so {', '.join(typed)} "
               f"{'is' if len(typed) == 1 else 'are'} not used; add --optimizer {others} to use "
               f"{'it' if len(typed) == 1 else 'them'}", file=sys.stderr)
@@ -147,7 +152,7 @@ def note_unused_rate_flags(a, settings):
 
 def settings_from_args(a):
     from engine.learn.learner import Settings
-    constants = [getattr(a, flag.replace("-", "_")) for flag, _ in BY_NAME[a.optimizer].constants] + [None, None]
+    constants = [getattr(a, flag_dest(flag)) for flag, _ in BY_NAME[a.optimizer].constants] + [None, None]
     decay, every, lr_min = a.lr_decay, a.lr_decay_every, a.lr_min
     outside = any(getattr(a, k, None) for k in ("plugin", "target_file", "target_input"))
     if outside and decay is None and every is None:

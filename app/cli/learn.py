@@ -155,7 +155,7 @@ def cmd_learn(a) -> int:
         result["interrupted"] = True
     if diverged is not None:
         result["diverged"] = diverged.as_json()
-        print(f"warning: learning {diverged.describe(sample_rate, not BY_NAME[learner.settings.optimizer].uses_lr)}; stopped after {plural(done, 'sample')}",
+        print(f"warning: learning {diverged.describe(sample_rate, BY_NAME[learner.settings.optimizer].sets_its_own_step)}; stopped after {plural(done, 'sample')}",
               file=sys.stderr)
     code = EXIT_INTERRUPTED if interrupted else EXIT_DIVERGED if diverged is not None else 0
     why = None if save_path is None else _save(save_path, a, spec, preset, learner, truth, truths, done,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from app.cli.args import check_hidden_in_range, note_unused_rate_flags, parse_hidden
+from app.cli.args import check_hidden_in_range, flag_dest, note_unused_rate_flags, parse_hidden
 from app.cli.errors import UsageError, one_line
 from engine.learn.optimizers import OPTIMIZERS
 
@@ -25,13 +25,9 @@ SETTINGS_FLAGS = {"loss": "loss", "huber_delta": "huber_delta", "window": "windo
                   "lr_decay_every": "lr_decay_every", "lr_min": "lr_min", "range_mode": "range_mode",
                   "p0": "p0"}
 OVERRIDE_HELP = ("--hidden and the learning settings (--loss, --huber-delta, --window, --optimizer and "
-                 "its constants, --lr, --eps, --clip, --lr-decay, --lr-decay-every, --lr-min, "
+                 "its constants, --p0, --lr, --eps, --clip, --lr-decay, --lr-decay-every, --lr-min, "
                  "--range-mode) given with it override the preset's; --circuit, --target, --param, "
                  "--sptmod, --plugin and the bank flags are refused (edit the preset instead)")
-
-
-def _dest(flag: str) -> str:
-    return flag.replace("-", "_")
 
 
 def given_flags(a) -> set[str]:
@@ -72,8 +68,8 @@ def _settings(a, base, given: set[str]):
         changes["c1"] = changes["c2"] = None
     constants = next(o for o in OPTIMIZERS if o.name == optimizer).constants
     for k, (flag, _) in enumerate(constants):
-        if _dest(flag) in given:
-            changes[f"c{k + 1}"] = getattr(a, _dest(flag))
+        if flag_dest(flag) in given:
+            changes[f"c{k + 1}"] = getattr(a, flag_dest(flag))
     settings = dataclasses.replace(base, **changes)
     note_unused_rate_flags(a, settings)
     return settings

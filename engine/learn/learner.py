@@ -85,7 +85,7 @@ class Settings:
         for name, v, lo, hi, inclusive in checks:
             if not (isinstance(v, (int, float)) and math.isfinite(v) and (v >= lo if inclusive else v > lo)):
                 raise ValueError(f"the {name} must be a finite number {'>=' if inclusive else '>'} {lo:g}, got {v}")
-        if OPTIMIZER_BY_NAME[self.optimizer].forgetting_factors:
+        if OPTIMIZER_BY_NAME[self.optimizer].sets_its_own_step:
             for name, v in (("the forgetting factor", self.c1), ("the starting forgetting factor", self.c2)):
                 if v is not None and not (isinstance(v, (int, float)) and 0.5 <= v <= 1.0):
                     raise ValueError(f"{name} must be in [0.5, 1], got {v}")
@@ -208,7 +208,7 @@ class Learner:
         if s.window > self.layout.window_capacity:
             raise ValueError(f"the window {s.window} exceeds this learner's capacity "
                              f"{self.layout.window_capacity}")
-        if not OPTIMIZER_BY_NAME[s.optimizer].step and self.streams > 1 and self.banks is not None:
+        if OPTIMIZER_BY_NAME[s.optimizer].sets_its_own_step and self.streams > 1 and self.banks is not None:
             raise ValueError(f"{s.optimizer} does not yet learn banks over several streams at once: "
                              "choose another optimizer, or one stream")
         self.settings = s

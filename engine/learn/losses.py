@@ -37,12 +37,18 @@ def mae(m_learned, m_target, _delta):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def msle(m_learned, m_target, _delta):
+def _log_ratio(m_learned, m_target):
+    """(a, d): the guarded M(yhat) + 1 and log(a) - log(M(y) + 1), what MSLE squares."""
     a = m_learned + 1.0
     b = m_target + 1.0
     a = a if a > MSLE_GUARD else MSLE_GUARD
     b = b if b > MSLE_GUARD else MSLE_GUARD
-    d = math.log(a) - math.log(b)
+    return a, math.log(a) - math.log(b)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def msle(m_learned, m_target, _delta):
+    a, d = _log_ratio(m_learned, m_target)
     return d * d, 2.0 * d / a
 
 
@@ -70,11 +76,8 @@ def mae_residual(m_learned, m_target, _delta):
 @njit(cache=True, nogil=True, error_model="numpy")
 def msle_residual(m_learned, m_target, _delta):
     # a least-squares loss already, in log(1 + M): the residual's slope 1/(M + 1) scales the tangents
-    a = m_learned + 1.0
-    b = m_target + 1.0
-    a = a if a > MSLE_GUARD else MSLE_GUARD
-    b = b if b > MSLE_GUARD else MSLE_GUARD
-    return math.log(a) - math.log(b), 1.0 / a, 1.0
+    a, d = _log_ratio(m_learned, m_target)
+    return d, 1.0 / a, 1.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -64,11 +64,11 @@ class Optimizer:
     description: str
     constants: tuple = ()                  # ((flag name, default), ...) in the slots c1, c2
     eps: float = 0.0                       # default epsilon (0: it has none)
-    uses_lr: bool = True                   # False: it sets its own step (the rate is not read)
 
     @property
-    def forgetting_factors(self) -> bool:
-        """Its constants are forgetting factors, in (0, 1] (the others' are in [0, 1))."""
+    def sets_its_own_step(self) -> bool:
+        """Gauss-Newton: no learning rate, schedule or clipping is read, and its constants are
+        forgetting factors in [0.5, 1] (the others' are in [0, 1))."""
         return self.step is None
 
 
@@ -78,10 +78,10 @@ OPTIMIZERS = (
     Optimizer("rmsprop", 2, rmsprop, "RMSProp, no bias correction", (("rho", 0.9),), 1e-8),
     Optimizer("adam", 3, adam, "Adam with bias correction", (("beta1", 0.9), ("beta2", 0.999)), 1e-8),
     Optimizer("gauss-newton", 4, None, "online Gauss-Newton (recursive prediction error): no learning rate",
-              (("forgetting", 0.9995), ("forgetting-start", 0.95)), uses_lr=False),
+              (("forgetting", 0.9995), ("forgetting-start", 0.95))),
 )
-GAUSS_NEWTON = 4
-FIRST_ORDER = tuple(o for o in OPTIMIZERS if o.step is not None)
+GAUSS_NEWTON = next(o.code for o in OPTIMIZERS if o.sets_its_own_step)
+FIRST_ORDER = tuple(o for o in OPTIMIZERS if not o.sets_its_own_step)
 CODES = {o.name: o.code for o in OPTIMIZERS}
 NAMES = tuple(CODES)
 DEFAULT = "gauss-newton"       # learn, run and the factory presets (benchmarks/README.md: convergence)
