@@ -42,7 +42,8 @@ def test_with_gauss_newton_the_banner_halves_p0_not_a_rate_it_does_not_read(qtbo
 
 
 def test_the_status_line_counts_one_sample_in_the_singular(qtbot, window, monkeypatch):
-    counts = {"nonfinite_out": 1, "bad_input": 1, "skipped": 1, "diverged_steps": 1}
+    # the real counters with these four replaced: the window's timer may tick (and read the rest) meanwhile
+    counts = dict(window.session.counters(), nonfinite_out=1, bad_input=1, skipped=1, diverged_steps=1)
     monkeypatch.setattr(window.session, "counters", lambda: counts)
     assert (" — 1 NaN/Inf sample silenced, 1 bad input sample, 1 bad sample skipped by the learner, "
             "1 step lost to divergence") in window.status_text()
