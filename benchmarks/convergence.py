@@ -45,6 +45,7 @@ class Case:
     source: str = "lcg-noise"
     hz: float = 110.0
     banks: Banks | None = None
+    p0: float | None = None           # a preset that saves its own Gauss-Newton p0 (None: the default)
 
 
 def source(kind, hz, n):
@@ -67,8 +68,9 @@ def preset_cases():
         if len(truth) < len(names):
             continue
         kind = preset.source if preset.source in ("lcg-noise", "noise", "sine", "saw") else "saw"
+        own_p0 = spec.settings.p0 if spec.settings.p0 != Settings().p0 else None
         cases.append(Case(path.stem, spec.circuit, list(spec.params), truth, spec.target, dict(spec.hidden),
-                          kind, preset.source_hz, spec.banks))
+                          kind, preset.source_hz, spec.banks, own_p0))
     return cases
 
 
@@ -154,11 +156,14 @@ def main():
     if a.only:
         keep = set(a.only.split(","))
         cases = [c for c in cases if c.name in keep]
+    # a preset that saves its own p0 also runs as its users get it (the first-order grid is the same)
+    cases = [v for c in cases for v in ([c] if c.p0 is None else
+                                       [replace(c, p0=None), replace(c, name=f"{c.name} (its preset's p0 {c.p0:g})")])]
     rows = []
     for case in cases:
         gn_settings = Settings(optimizer="gauss-newton")
-        if a.p0 is not None:
-            gn_settings.p0 = a.p0
+        if a.p0 is not None or case.p0 is not None:
+            gn_settings.p0 = a.p0 if a.p0 is not None else case.p0
         if a.forgetting_start is not None:
             gn_settings.c2 = a.forgetting_start
         gn, best = run_case(case, n, gn_settings, not a.gn_only)

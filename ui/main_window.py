@@ -18,6 +18,7 @@ from app.preset import store
 from app.words import plural
 from app.workspace import Workspace, format_declarations
 from engine.learn.banks import split_display_name
+from engine.learn.health import retry_for
 from ui.plots.banks import BankView
 from ui.panels.circuit import CircuitPanel
 from ui.gui_thread_gc import GuiThreadCollector
@@ -56,7 +57,7 @@ def _reads(spec) -> str | None:
 
 class DivergenceBanner(QtWidgets.QFrame):
     """Says that learning diverged (and paused itself), with the one click that usually helps."""
-    halve_requested = QtCore.Signal()
+    retry_requested = QtCore.Signal()
 
     def __init__(self):
         super().__init__()
@@ -64,20 +65,20 @@ class DivergenceBanner(QtWidgets.QFrame):
         self.setStyleSheet("#divergence { background: #5a1d1d; border-radius: 4px; }")
         self.text = QtWidgets.QLabel()
         self.text.setWordWrap(True)
-        self.halve = QtWidgets.QPushButton("Halve the learning rate and start over")
-        self.halve.clicked.connect(self.halve_requested.emit)
+        self.retry = QtWidgets.QPushButton(retry_for(False).label)
+        self.retry.clicked.connect(self.retry_requested.emit)
         dismiss = QtWidgets.QPushButton("Dismiss")
         dismiss.clicked.connect(self.hide)
         row = QtWidgets.QHBoxLayout(self)
         row.addWidget(self.text, 1)
-        row.addWidget(self.halve)
+        row.addWidget(self.retry)
         row.addWidget(dismiss)
         self.hide()
 
     def show_divergence(self, text: str, own_step: bool = False):
-        """own_step: the optimiser has no learning rate (Gauss-Newton): the click halves p0."""
+        """own_step: the optimiser has no learning rate (Gauss-Newton): the click lowers p0."""
         self.text.setText(f"Learning paused: {text}.")
-        self.halve.setText(f"Halve {'p0' if own_step else 'the learning rate'} and start over")
+        self.retry.setText(retry_for(own_step).label)
         self.show()
 
 
@@ -141,7 +142,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.span.currentIndexChanged.connect(lambda _: self.set_span(self.span.currentData()))
         self.set_span(self.span.currentData())
         self.banner = DivergenceBanner()
-        self.banner.halve_requested.connect(self.halve_and_restart)
+        self.banner.retry_requested.connect(self.retry_gentler)
         self._build_layout()
         self._build_menus()
 
@@ -930,14 +931,14 @@ class MainWindow(QtWidgets.QMainWindow):
         except Exception as e:
             self.say(str(e))
 
-    def halve_and_restart(self):
-        """The divergence banner's one click: half the learning rate (Gauss-Newton: half p0, the
-        size of its first steps), parameters reset, learning on."""
+    def retry_gentler(self):
+        """The divergence banner's one click: half the learning rate (Gauss-Newton: a tenth of p0,
+        the size of its first steps), parameters reset, learning on."""
         s = self.session
         try:
-            field, name = ("p0", "p0") if s.sets_its_own_step else ("lr", "learning rate")
-            value = getattr(s.learner.settings, field)
-            s.configure(**{field: value / 2})
+            retry = retry_for(s.sets_its_own_step)
+            value = getattr(s.learner.settings, retry.field) / retry.divisor
+            s.configure(**{retry.field: value})
             s.reset_learning()
             s.set_learning(True)
         except Exception as e:
@@ -947,7 +948,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.loss_history.clear_data()
         self.trajectories.clear_data()
         self.learning.show_settings(s.learner.settings)
-        self.say(f"learning again from the start at {name} {value / 2:.3g}")
+        self.say(f"learning again from the start at {retry.name} {value:.3g}")
 
     def _show_health(self):
         """The banner when learning diverged (it paused itself); the stall hint on the status line."""

@@ -8,7 +8,7 @@ import sys
 from app.cli.errors import UsageError, parse_float as _float
 from app.truths import OUTSIDE_DECAY
 from engine.learn.losses import DEFAULT as DEFAULT_LOSS, LOSSES, NAMES as LOSS_NAMES
-from engine.learn.optimizers import BY_NAME, DEFAULT as DEFAULT_OPTIMIZER, NAMES as OPTIMIZER_NAMES, OPTIMIZERS
+from engine.learn.optimizers import BY_NAME, DEFAULT as DEFAULT_OPTIMIZER, DEFAULT_P0, NAMES as OPTIMIZER_NAMES, OPTIMIZERS
 
 
 def parse_param(text: str):
@@ -78,9 +78,11 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
             p.add_argument(f"--{flag}", type=float, help=f"{o.name}'s {flag} (default {default:g})")
     with_eps = [o.name for o in OPTIMIZERS if o.eps]
     p.add_argument("--eps", type=float, help=f"epsilon of {'/'.join(with_eps)} (default 1e-8)")
-    p.add_argument("--p0", type=float, default=0.5,
+    p.add_argument("--p0", type=float, default=DEFAULT_P0,
                    help="gauss-newton's initial uncertainty P, in units of each parameter's range "
-                        "width squared (a unit width for an unbounded range; default 0.5)")
+                        f"width squared (a unit width for an unbounded range; default {DEFAULT_P0:g}: "
+                        "trust the data over the starting point; lower it if the first steps jump "
+                        "into the wrong basin)")
     p.add_argument("--clip", type=float, default=0.0, help="clip the gradient's L2 norm to this (0 = off)")
     p.add_argument("--lr-decay", type=float, default=None, metavar="F",
                    help="multiply the learning rate by F every --lr-decay-every steps (default 1; "

@@ -17,7 +17,25 @@ PERSIST_SECONDS = 0.1       # a non-finite or exploded loss must last this long 
 STALL_SECONDS = 10.0        # no 10 % improvement for this long ...
 EDGE_FRACTION = 1e-6        # ... and a parameter this close to an end of its range: stalled
 TOO_FAST = "the learning rate is probably too high"
-TOO_BOLD = "Gauss-Newton's first steps are probably too bold: halve p0"   # an optimiser without a rate
+TOO_BOLD = "Gauss-Newton's first steps are probably too bold: divide p0 by 10"   # an optimiser without a rate
+
+
+@dataclass(frozen=True)
+class Retry:
+    """What the divergence banner's one click changes before starting over."""
+    field: str                  # the Settings field
+    name: str                   # how the window says it
+    divisor: float
+    label: str                  # the button's text
+
+
+# a learning rate is halved; Gauss-Newton's p0 spans decades (its default is 500), so a tenth
+RETRY_RATE = Retry("lr", "learning rate", 2.0, "Halve the learning rate and start over")
+RETRY_P0 = Retry("p0", "p0", 10.0, "Divide p0 by 10 and start over")
+
+
+def retry_for(own_step: bool) -> Retry:
+    return RETRY_P0 if own_step else RETRY_RATE
 
 
 @dataclass(frozen=True)

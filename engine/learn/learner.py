@@ -26,7 +26,7 @@ from engine.circuit.cache import compile_pair
 from engine.circuit.compiler import BankPlan, _pow2
 from engine.circuit.language import parse
 from engine.learn.losses import CODES as LOSS_CODES
-from engine.learn.optimizers import BY_NAME as OPTIMIZER_BY_NAME, CODES as OPT_CODES, defaults as optimizer_defaults
+from engine.learn.optimizers import BY_NAME as OPTIMIZER_BY_NAME, CODES as OPT_CODES, DEFAULT_P0, defaults as optimizer_defaults
 from engine.learn.spec_check import HIDDEN_KINDS, SYNTAX, UNREADABLE, check_spec
 
 RANGE_MODES = {"project": LY.RANGE_PROJECT, "straight-through": LY.RANGE_STRAIGHT_THROUGH}
@@ -68,7 +68,7 @@ class Settings:
     lr_min: float = 0.0
     range_mode: str = "project"
     learning: bool = True
-    p0: float = 0.5                  # Gauss-Newton's initial P, in units of each range's width squared
+    p0: float = DEFAULT_P0           # Gauss-Newton's initial P, in units of each range's width squared
 
     def validate(self):
         if self.loss not in LOSS_CODES:

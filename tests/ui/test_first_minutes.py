@@ -8,7 +8,7 @@ from engine.learn.learner import ParamSpec, Settings
 from tests.ui.test_gui import config_dir, make_window, wait_loaded, window   # noqa: F401 (fixtures)
 
 
-def test_a_divergence_pauses_learning_shows_a_banner_and_halving_starts_over(qtbot, window):
+def test_a_divergence_pauses_learning_shows_a_banner_and_halving_the_rate_starts_over(qtbot, window):
     s = window.session
     unstable = dataclasses.replace(s.spec, circuit="y = x + a*y@1", target=None,
                                    params=[ParamSpec("a", 0.0, -3, 3)], hidden={"a": 0.95},
@@ -21,23 +21,25 @@ def test_a_divergence_pauses_learning_shows_a_banner_and_halving_starts_over(qtb
     assert s.learner.settings.learning is False
     assert window.learning.run.text() == "Run"                   # the controls say paused too
     assert "steps lost to divergence" in window.status_text()
-    window.banner.halve.click()
+    assert window.banner.retry.text() == "Halve the learning rate and start over"
+    window.banner.retry.click()
     assert not window.banner.isVisible()
     assert s.learner.settings.lr == 0.5 and s.learner.settings.learning is True
     assert window.learning.lr_label.text() == "5.00e-01"
 
 
-def test_with_gauss_newton_the_banner_halves_p0_not_a_rate_it_does_not_read(qtbot, window):
+def test_with_gauss_newton_the_banner_divides_p0_by_10_not_a_rate_it_does_not_read(qtbot, window):
     from engine.learn.health import Divergence
     s = window.session
-    s.configure(optimizer="gauss-newton", p0=0.5)
+    s.configure(optimizer="gauss-newton", p0=500.0)
     found = Divergence(4800, "the loss grew a million-fold")
     window.banner.show_divergence(found.describe(s.sample_rate, s.sets_its_own_step), s.sets_its_own_step)
-    assert "halve p0" in window.banner.text.text() and "learning rate" not in window.banner.text.text()
-    assert window.banner.halve.text() == "Halve p0 and start over"
+    assert "divide p0 by 10" in window.banner.text.text() and "learning rate" not in window.banner.text.text()
+    assert window.banner.retry.text() == "Divide p0 by 10 and start over"
     lr = s.learner.settings.lr
-    window.banner.halve.click()
-    assert s.learner.settings.p0 == 0.25 and s.learner.settings.lr == lr
+    window.banner.retry.click()
+    assert s.learner.settings.p0 == 50.0 and s.learner.settings.lr == lr
+    assert window.statusBar().currentMessage() == "learning again from the start at p0 50"
     assert not window.banner.isVisible() and s.learner.settings.learning is True
 
 
