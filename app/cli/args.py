@@ -12,17 +12,20 @@ from engine.learn.optimizers import BY_NAME, DEFAULT as DEFAULT_OPTIMIZER, DEFAU
 
 
 def parse_param(text: str):
-    """NAME=INIT[:MIN:MAX]; an empty MIN or MAX means unbounded (also -inf / inf)."""
+    """NAME=INIT[:MIN:MAX[:log]]; an empty MIN or MAX means unbounded (also -inf / inf); log puts
+    the parameter on a logarithmic axis (a frequency, a time: the optimisers step it in log space)."""
     from engine.learn.learner import ParamSpec
+    form = "NAME=INIT, NAME=INIT:MIN:MAX or NAME=INIT:MIN:MAX:log"
     if "=" not in text:
-        raise UsageError(f"--param {text}: expected NAME=INIT[:MIN:MAX]")
+        raise UsageError(f"--param {text}: expected {form}")
     name, rest = text.split("=", 1)
     name = name.strip()
     if not name.isidentifier():
         raise UsageError(f"--param {text}: '{name}' is not a valid parameter name")
     parts = rest.split(":")
-    if len(parts) not in (1, 3):
-        raise UsageError(f"--param {text}: expected NAME=INIT or NAME=INIT:MIN:MAX")
+    log = len(parts) == 4 and parts[3].strip() == "log"
+    if len(parts) not in (1, 3) and not log:
+        raise UsageError(f"--param {text}: expected {form}")
     init = _float(parts[0], f"--param {name} initial value")
     lo = -math.inf if len(parts) == 1 or parts[1].strip() == "" else _float(parts[1], f"--param {name} minimum")
     hi = math.inf if len(parts) == 1 or parts[2].strip() == "" else _float(parts[2], f"--param {name} maximum")
@@ -30,7 +33,10 @@ def parse_param(text: str):
         raise UsageError(f"--param {name}: the initial value must be finite")
     if lo > hi:
         raise UsageError(f"--param {name}: minimum {lo:g} is above maximum {hi:g}")
-    return ParamSpec(name, init, lo, hi)
+    if log and not (0.0 < lo and math.isfinite(hi)):
+        raise UsageError(f"--param {name}: a log axis needs a range above 0 with a finite maximum, "
+                         f"got {lo:g}:{hi:g}")
+    return ParamSpec(name, init, lo, hi, log=log)
 
 
 def parse_hidden(text: str):
@@ -62,8 +68,9 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
     p.add_argument("--circuit", required=circuit_required,
                    help="the learnable circuit, e.g. 'y = gain*x + dc'")
     p.add_argument("--target", help="the ground-truth circuit (default: --circuit with the --hidden values)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=INIT[:MIN:MAX]",
-                   help="declare a learnable parameter (repeat per parameter)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=INIT[:MIN:MAX[:log]]",
+                   help="declare a learnable parameter (repeat per parameter); :log puts it on a "
+                        "logarithmic axis (a frequency, a time), stepped in log space by every optimiser")
     p.add_argument("--hidden", action="append", default=[], metavar="NAME=VALUE",
                    help="a hidden (ground-truth) parameter value")
     p.add_argument("--loss", choices=LOSS_NAMES, default=DEFAULT_LOSS,

@@ -404,18 +404,15 @@ class _KernelWriter:
                      "        schedc = 0", "        sched *= decay", "lr = lr0 * sched",
                      "if lr < lr_min:", "    lr = lr_min", "t += 1.0"]:
             w(3, line)
+        vec = _StepVectors(TH, M, V, LO, HI, self.PV, lay.cfg_log)
         if banks is None:
-            _loop(w, 3, P, small, lambda k: [
-                f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {G[k]}*sc, lr, {M[k]}, {V[k]}, t, c1, c2, eps)",
-                f"{TH[k]} -= sk",
-                "if project:",
-                f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+            _loop(w, 3, P, small, lambda k: _first_order_update(k, f"{G[k]}*sc", "t", vec))
         elif self.batch and banks.mode == "separated":
-            _emit_batch_separated_steps(w, 3, banks, lay.bank_index, self.steps, TH, M, V, LO, HI,
+            _emit_batch_separated_steps(w, 3, banks, lay.bank_index, self.steps, vec,
                                         [lambda k, s=s: f"slope{s}*({self._tan_mean(self.Ss[s], k)})"
                                          for s in range(self.B)])
         else:
-            _emit_bank_steps(w, 3, banks, lay.bank_index, self.steps, TH, M, V, G, LO, HI)
+            _emit_bank_steps(w, 3, banks, lay.bank_index, self.steps, vec, G)
 
     def gauss_newton_step(self, depth):
         """engine/learn/gauss_newton.py's step for every block of P: its sensitivities (the window
@@ -639,12 +636,46 @@ def _loop(w, depth, size, small, body, start=0):
             w(depth + 1, line)
 
 
-def _emit_bank_steps(w, depth, banks, bank_index, steps, TH, M, V, G, LO, HI):
+@dataclass(frozen=True)
+class _StepVectors:
+    """What a first-order step reads and writes per parameter: the accumulator, the optimiser's two
+    moments, the range, the value the circuit used, and where the log-axis flags live in cfg."""
+    TH: "_Vec"
+    M: "_Vec"
+    V: "_Vec"
+    LO: "_Vec"
+    HI: "_Vec"
+    PV: "_Vec"
+    cfg_log: int
+
+
+def _first_order_update(k, g, t, vec) -> list:
+    """One optimiser step of parameter k with gradient expression g at step count t. A parameter on
+    a log axis steps in log space: its gradient is p*dL/dp and p is multiplied by exp(-step), at most
+    by the range's ratio (equal steps for equal ratios: a cutoff moves as readily at 100 Hz as at
+    10 kHz). Then (range mode project) the accumulator is projected into the range."""
+    TH, M, V, LO, HI, PV = vec.TH, vec.M, vec.V, vec.LO, vec.HI, vec.PV
+    flag = vec.cfg_log + k if isinstance(k, int) else f"{vec.cfg_log} + {k}"    # k: a slot, or a loop's variable
+    return [f"lg = cfg[{flag}] != 0.0",
+            f"gk = {g}",
+            "if lg:",
+            f"    gk *= {PV[k]}",
+            f"sk, {M[k]}, {V[k]} = optimizer_step(opt, gk, lr, {M[k]}, {V[k]}, {t}, c1, c2, eps)",
+            "if lg:",
+            f"    wd = math.log({HI[k]}/{LO[k]})",
+            f"    {TH[k]} = {PV[k]}*math.exp(-min(max(sk, -wd), wd))",
+            "else:",
+            f"    {TH[k]} -= sk",
+            "if project:",
+            f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"]
+
+
+def _emit_bank_steps(w, depth, banks, bank_index, steps, vec, G):
     """The optimiser step with banks. exact: every parameter with a non-zero gradient steps (the
     others keep their optimiser state still). separated: each base parameter's gradient is the sum
     of its banks' tangent gradients, and only the active bank steps."""
     def step(k, g):
-        return _bank_step(k, g, steps, TH, M, V, LO, HI)
+        return _bank_step(k, g, steps, vec)
     w(depth, f"ab = int64(st[{bank_index}])")
     for base, slots in banks.slots.items():
         have = [(b, k) for b, k in enumerate(slots) if k is not None]   # a bank's own topology may lack it
@@ -661,16 +692,12 @@ def _emit_bank_steps(w, depth, banks, bank_index, steps, TH, M, V, G, LO, HI):
                     w(depth + 1, line)
 
 
-def _bank_step(k, g, steps, TH, M, V, LO, HI) -> list:
+def _bank_step(k, g, steps, vec) -> list:
     """One bank parameter's optimiser step, counted on its own (banks learn at different times)."""
-    return [f"st[{steps} + {k}] += 1.0",
-            f"sk, {M[k]}, {V[k]} = optimizer_step(opt, {g}*sc, lr, {M[k]}, {V[k]}, st[{steps} + {k}], c1, c2, eps)",
-            f"{TH[k]} -= sk",
-            "if project:",
-            f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"]
+    return [f"st[{steps} + {k}] += 1.0"] + _first_order_update(k, f"{g}*sc", f"st[{steps} + {k}]", vec)
 
 
-def _emit_batch_separated_steps(w, depth, banks, bank_index, steps, TH, M, V, LO, HI, stream_grads):
+def _emit_batch_separated_steps(w, depth, banks, bank_index, steps, vec, stream_grads):
     """Separated banks over B streams, which may sit in different banks: each stream's gradient of
     a base parameter (summed over the banks) goes to that stream's active bank; a bank steps with
     the sum of what it received divided by B, and only if some stream had it active.
@@ -690,7 +717,7 @@ def _emit_batch_separated_steps(w, depth, banks, bank_index, steps, TH, M, V, LO
                 w(depth + 1, f"gb += gs{s}")
                 w(depth + 1, "hit = True")
             w(depth, "if hit:")
-            for line in _bank_step(k, "gb*invB", steps, TH, M, V, LO, HI):
+            for line in _bank_step(k, "gb*invB", steps, vec):
                 w(depth + 1, line)
 
 

@@ -82,6 +82,22 @@ def test_param_minimum_above_maximum():
     assert_one_line_error(r, "minimum")
 
 
+@pytest.mark.parametrize("spec, words", [
+    ("g=1:0:10:log", ["log axis", "above 0"]), ("g=1::10:log", ["log axis"]), ("g=1:1:10:lin", ["NAME=INIT:MIN:MAX:log"]),
+    ("g=1:1:10:log:x", ["NAME=INIT:MIN:MAX:log"])])
+def test_a_log_axis_needs_a_positive_finite_range_and_says_its_form(spec, words):
+    assert_one_line_error(learn("--circuit", "y = g*x", "--param", spec, "--samples", "10"), *words)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "gauss-newton"])
+def test_a_log_param_from_the_command_line_learns_in_log_space(optimizer):
+    """g from 0.2 to 7 on [0.01, 100]: in log space SGD at lr 0.05 gets there; the trace shows each
+    step multiplying g (the ratio of consecutive values is exp(-lr*g*dL/dg))."""
+    r = learn_ok("--circuit", "y = g*x", "--param", "g=0.2:0.01:100:log", "--hidden", "g=7",
+                 "--optimizer", optimizer, "--lr", "0.05", "--input", "lcg-noise", "--samples", "3000")
+    assert result_of(r)["params"]["g"] == pytest.approx(7.0, rel=1e-6)
+
+
 def test_param_given_twice():
     assert_one_line_error(learn(*GAIN, "--param", "g=1", "--samples", "10"), "twice")
 
