@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.learn.banks import Banks
 from engine.learn.health import LearningWatch
-from engine.learn.learner import Learner, ParamSpec, Settings
+from engine.learn.learner import Learner, ParamSpec, Settings, SpectralKernelNeeded
 from engine.learn.losses import NAMES as LOSS_NAMES
 from engine.learn.optimizers import BY_NAME as OPTIMIZER_BY_NAME, NAMES as OPTIMIZER_NAMES
 from app.host import layout as H
@@ -70,6 +70,15 @@ class CircuitSpec:
 
 class SessionError(Exception):
     pass
+
+
+class RebuildNeeded(SessionError):
+    """A settings change the running kernel cannot take (the spectral loss on a kernel compiled
+    without it): the caller applies the spec again with `settings`, compiling in the background."""
+
+    def __init__(self, message: str, settings):
+        super().__init__(message)
+        self.settings = settings
 
 
 def _db_of_gain(gain: float, knob: KnobSpec) -> float:
@@ -606,6 +615,8 @@ class Session:
         try:
             s = dataclasses.replace(learner.settings, **changes)
             learner.configure(s)
+        except SpectralKernelNeeded as e:
+            raise RebuildNeeded(str(e), s) from None
         except TypeError as e:
             raise SessionError(str(e)) from None
         except ValueError as e:

@@ -30,6 +30,8 @@ CF_HEADER = declare(globals(), "CF_", """
     P0                 # Gauss-Newton: initial P = P0 * (range width)^2 per parameter
     GLIDE              # per-sample share of the way from each hidden value to its goal (0: no
                        #   glide, the hidden values are set directly; the live host sets it)
+    SPECTRAL_HOP       # the spectral loss: samples per block (one step per block)
+    SPECTRAL_BINS      # the spectral loss: bins in use (up to the layout's capacity)
 """)                   # then: hidden values [H], range lows [P], range highs [P], hidden goals [H]
 
 # st header
@@ -50,6 +52,9 @@ declare(globals(), "ST_", """
     DIVERGED_AT        # 1 + the sample count at the first diverged step (0: none yet)
     GN_T               # Gauss-Newton updates since its P was initialised (0: initialise it)
     GN_LAMBDA          # Gauss-Newton's current forgetting factor (ramps to CF_C1)
+    SPEC_COUNT         # the spectral loss: samples until its block ends
+    SPEC_LOSS          # the spectral loss at the last block's end (what the samples between report)
+    SPEC_BLOCKS        # the spectral loss: blocks since the phase tangents last restarted
 """, end=ST_HEADER)    # then: theta [P], m [P], v [P], last gradient [P], window sums, rings...
 
 RANGE_PROJECT = 0

@@ -121,6 +121,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bank_view.boundaries_changed.connect(self.move_bank_boundaries)
         self.learning = LearningControls(self.session)
         self.learning.reset_requested.connect(self.reset_learning)
+        self.learning.rebuild_requested.connect(self.rebuild_for_settings)
         self.audio = AudioControls(self.session, list(devices), list(midi_ports))
         self.audio.device_requested.connect(self.change_device)
         self.audio.source_requested.connect(self.change_source)
@@ -355,6 +356,13 @@ class MainWindow(QtWidgets.QMainWindow):
         on_done(error)
 
     # ---- circuits and presets
+    def rebuild_for_settings(self, settings):
+        """A setting the running kernel cannot take (the spectral loss): the same circuit compiled
+        again with it, in the background, what it learned kept; the old one plays meanwhile."""
+        if self.session.spec is not None:
+            self.apply_spec(dataclasses.replace(self.session.spec, settings=settings),
+                            message=f"compiled for the {settings.loss} loss")
+
     def apply_spec(self, spec, message: str = "circuit applied", problem: tuple[str, str] | None = None,
                    on_error=None) -> bool:
         """Compile and swap spec in; parameters whose names survive keep what they learned. An

@@ -7,6 +7,7 @@ import sys
 
 from app.cli.errors import UsageError, parse_float as _float
 from app.truths import OUTSIDE_DECAY
+from engine.learn import spectral as SP
 from engine.learn.losses import DEFAULT as DEFAULT_LOSS, LOSSES, NAMES as LOSS_NAMES
 from engine.learn.optimizers import BY_NAME, DEFAULT as DEFAULT_OPTIMIZER, DEFAULT_P0, NAMES as OPTIMIZER_NAMES, OPTIMIZERS
 
@@ -85,6 +86,13 @@ def add_learning_args(p: argparse.ArgumentParser, circuit_required: bool = True)
             p.add_argument(f"--{flag}", type=float, help=f"{o.name}'s {flag} (default {default:g})")
     with_eps = [o.name for o in OPTIMIZERS if o.eps]
     p.add_argument("--eps", type=float, help=f"epsilon of {'/'.join(with_eps)} (default 1e-8)")
+    p.add_argument("--spectral-hop", type=int, default=SP.DEFAULT_HOP, metavar="N",
+                   help=f"the spectral loss: samples per block, one step each (default {SP.DEFAULT_HOP})")
+    p.add_argument("--spectral-fmin", type=float, default=SP.DEFAULT_FMIN, metavar="HZ",
+                   help=f"the spectral loss: its lowest bin (default {SP.DEFAULT_FMIN:g} Hz, at least {SP.MIN_FMIN:g})")
+    p.add_argument("--spectral-fmax", type=float, default=SP.DEFAULT_FMAX, metavar="HZ",
+                   help=f"the spectral loss: its highest bin (default {SP.DEFAULT_FMAX:g} Hz, at most "
+                        f"{SP.NYQUIST_SHARE:g} x the sample rate)")
     p.add_argument("--p0", type=float, default=DEFAULT_P0,
                    help="gauss-newton's initial uncertainty P, in units of each parameter's range "
                         f"width squared (a unit width for an unbounded range; default {DEFAULT_P0:g}: "
@@ -171,7 +179,8 @@ def settings_from_args(a):
                         lr=a.lr, c1=constants[0], c2=constants[1], eps=a.eps,
                         clip=a.clip, lr_decay=1.0 if decay is None else decay,
                         lr_decay_every=0 if every is None else every,
-                        lr_min=0.0 if lr_min is None else lr_min, range_mode=a.range_mode, p0=a.p0)
+                        lr_min=0.0 if lr_min is None else lr_min, range_mode=a.range_mode, p0=a.p0,
+                        spectral_hop=a.spectral_hop, spectral_fmin=a.spectral_fmin, spectral_fmax=a.spectral_fmax)
     note_unused_rate_flags(a, settings)
     return settings
 

@@ -23,10 +23,11 @@ STRUCTURE_FLAGS = (("--circuit", "circuit"), ("--target", "target"), ("--param",
 SETTINGS_FLAGS = {"loss": "loss", "huber_delta": "huber_delta", "window": "window", "optimizer": "optimizer",
                   "lr": "lr", "eps": "eps", "clip": "clip", "lr_decay": "lr_decay",
                   "lr_decay_every": "lr_decay_every", "lr_min": "lr_min", "range_mode": "range_mode",
-                  "p0": "p0"}
+                  "p0": "p0", "spectral_hop": "spectral_hop", "spectral_fmin": "spectral_fmin",
+                  "spectral_fmax": "spectral_fmax"}
 OVERRIDE_HELP = ("--hidden and the learning settings (--loss, --huber-delta, --window, --optimizer and "
                  "its constants, --p0, --lr, --eps, --clip, --lr-decay, --lr-decay-every, --lr-min, "
-                 "--range-mode) given with it override the preset's; --circuit, --target, --param, "
+                 "--range-mode, --spectral-hop/-fmin/-fmax) given with it override the preset's; --circuit, --target, --param, "
                  "--sptmod, --plugin and the bank flags are refused (edit the preset instead)")
 
 

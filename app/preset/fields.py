@@ -28,7 +28,8 @@ VOLUME_DB_RANGE = (VOLUME.lo, VOLUME.hi)      # the output volume (app/knobs.py)
 SETTING_TYPES = {"loss": str, "huber_delta": float, "window": int, "optimizer": str, "lr": float,
                  "c1": (float, None), "c2": (float, None), "eps": (float, None), "clip": float,
                  "lr_decay": float, "lr_decay_every": int, "lr_min": float, "range_mode": str,
-                 "learning": bool, "p0": float}
+                 "learning": bool, "p0": float, "spectral_hop": int, "spectral_fmin": float,
+                 "spectral_fmax": float}
 
 
 def _show(v: Any) -> str:

@@ -34,9 +34,9 @@ class CompiledLearner:
 
 def compile_pair(learn: Graph, target: Graph, sample_rate: float,
                  window_capacity: int = 4096, banks: BankPlan | None = None,
-                 streams: int = 1) -> CompiledLearner:
+                 streams: int = 1, spectral: bool = False) -> CompiledLearner:
     """Generate, write (once) and import the kernel; Numba compiles it or loads it from cache."""
-    source, lay = compiler.generate(learn, target, sample_rate, window_capacity, banks, streams)
+    source, lay = compiler.generate(learn, target, sample_rate, window_capacity, banks, streams, spectral)
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]   # the folder is per engine source tree
     modname = f"dualtone_kernel_{digest}"
     path = kernel_cache_dir() / f"{modname}.py"

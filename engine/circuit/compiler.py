@@ -12,13 +12,15 @@ compiles it with cache=True, so the same circuit starts in well under a second t
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from engine import layout as LY
 from engine.circuit.emitter import CircuitEmitter
 from engine.circuit.language import Graph
 from engine.learn import gauss_newton as GN
-from engine.learn.losses import LOSSES
+from engine.learn import spectral as SP
+from engine.learn.losses import LOSSES, SPECTRAL
 from engine.learn.optimizers import FIRST_ORDER, GAUSS_NEWTON
 
 SIGNATURE = "int64(float64[::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])"
@@ -60,6 +62,12 @@ class Layout:
     stream_loss: int = -1    # batches: st index of each stream's latest loss, -1 for one stream
     gn_groups: list = field(default_factory=list)   # Gauss-Newton: (st base, [(slots summed into one
                              # sensitivity, ...)], bank or -1) per block of P (engine/learn/gauss_newton.py)
+    spectral_bins: int = 0   # the spectral loss's bin capacity (engine/learn/spectral.py)
+    cfg_spectral: int = 0    # its bank's constants
+    spec_target: int = 0     # st: the target's channel, the output's (value and tangent lanes),
+    spec_output: int = 0     #   this sample's output tangents, and the last block's gradient
+    spec_tangents: int = 0
+    spec_grad: int = 0
 
     @property
     def trace_width(self) -> int:
@@ -99,13 +107,16 @@ def _emit_glide_store(w, ind, lay, H):
 
 
 def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096,
-             banks: BankPlan | None = None, streams: int = 1):
+             banks: BankPlan | None = None, streams: int = 1, spectral: bool = False):
     """Return (python source, Layout) of the block kernel for this pair of circuits.
 
     streams = B > 1 (batches): the kernel runs B copies of both circuits, each with its own state,
     windows and loss, over the B columns of x, and steps the shared parameters once per sample with
-    the mean of the B gradients. B = 1 generates the single-stream kernel, text for text."""
-    k = _KernelWriter(learn, target, sample_rate, window_capacity, banks, streams)
+    the mean of the B gradients. B = 1 generates the single-stream kernel, text for text.
+
+    spectral: the kernel also carries the spectral loss's bank and step (one stream, no banks);
+    without it (most kernels: it costs ~50 % more compile time) that loss is refused."""
+    k = _KernelWriter(learn, target, sample_rate, window_capacity, banks, streams, spectral)
     k.module_header()
     k.prologue()
     k.sample_input()
@@ -124,11 +135,12 @@ class _KernelWriter:
     """The kernel of generate(): the constructor lays out st and cfg and sets up the circuits'
     emitters; then one method per section of the generated text, in order."""
 
-    def __init__(self, learn, target, sample_rate, window_capacity, banks, streams):
+    def __init__(self, learn, target, sample_rate, window_capacity, banks, streams, spectral=False):
         B = int(streams)
         if B < 1:
             raise ValueError(f"streams must be >= 1, got {streams}")
         self.B, self.batch, self.banks, self.learn = B, B > 1, banks, learn
+        self.sample_rate = sample_rate
         params = list(learn.params)
         hidden = list(target.params)
         P, H = self.P, self.H = len(params), len(hidden)
@@ -139,7 +151,10 @@ class _KernelWriter:
         lay.cfg_hi = lay.cfg_lo + P
         lay.cfg_goal = lay.cfg_hi + P
         lay.cfg_log = lay.cfg_goal + H
-        lay.cfg_size = lay.cfg_log + P
+        self.spectral = bool(spectral) and B == 1 and banks is None   # the spectral loss: one stream, no banks (yet)
+        lay.cfg_spectral = lay.cfg_log + P
+        nb = lay.spectral_bins = SP.bin_capacity(sample_rate) if self.spectral else 0
+        lay.cfg_size = lay.cfg_spectral + (SP.cfg_size(nb) if self.spectral else 0)
         self._top = LY.ST_HEADER
         alloc = self._alloc
         lay.theta, lay.m, lay.v, lay.grad = alloc(P), alloc(P), alloc(P), alloc(P)
@@ -160,6 +175,9 @@ class _KernelWriter:
             lay.stream_loss = alloc(B)      # each stream's latest loss (its out column on a skipped sample)
         lay.gn_groups = [(alloc(GN.region_size(len(members))), members, bank)
                          for members, bank in self._gauss_newton_blocks()]
+        if self.spectral:
+            lay.spec_target, lay.spec_output = alloc(SP.channel_size(nb, 0)), alloc(SP.channel_size(nb, P))
+            lay.spec_tangents, lay.spec_grad = alloc(P), alloc(P)
         lay.st_size = self._top
         self.mask = cap - 1
         # Per-parameter state lives in registers (unrolled locals) for small circuits, and is looped
@@ -237,13 +255,15 @@ class _KernelWriter:
         w(0, "from numba import njit, int64")
         w(0, "from engine.circuit.primitives import TABLE")
         _emit_dispatch(w, "loss_and_slope", "code, m_learned, m_target, delta",
-                       [(loss.code, loss.fn) for loss in LOSSES])
+                       [(loss.code, loss.fn) for loss in LOSSES if not loss.streaming])
         _emit_dispatch(w, "optimizer_step", "code, g, lr, m, v, t, c1, c2, eps",
                        [(o.code, o.step) for o in FIRST_ORDER])
         _emit_dispatch(w, "loss_residual", "code, m_learned, m_target, delta",
-                       [(loss.code, loss.residual) for loss in LOSSES])
+                       [(loss.code, loss.residual) for loss in LOSSES if not loss.streaming])
         w(0, "from engine.learn.gauss_newton import initial_variance as gn_initial_variance, "
              "reset_p as gn_reset_p, update as gn_update")
+        if self.spectral:
+            w(0, "from engine.learn.spectral import feed as spectral_feed, loss_and_gradient as spectral_loss")
         for name in sorted(set().union(*(e.used_prims for e in self.tgts + self.lrns))):
             w(0, f"P_{name}_v = TABLE[{name!r}].value")
             w(0, f"P_{name}_d = TABLE[{name!r}].partials")
@@ -269,6 +289,15 @@ class _KernelWriter:
             f"diverged = st[{LY.ST_DIVERGED}]",
         ] + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
             w(1, line)
+        if self.spectral:
+            for line in [f"spectral = loss_code == {SPECTRAL}",
+                         f"hop = max(int64(cfg[{LY.CF_SPECTRAL_HOP}]), 1)",
+                         f"blocks = int64(st[{LY.ST_SPEC_BLOCKS}])",
+                         f"restart = max(int64({SP.RESTART_SECONDS * self.sample_rate!r}/hop), 1)",
+                         f"warm = int64(math.ceil({SP.WARM_SECONDS * self.sample_rate!r}/hop))",
+                         f"nbins = min(max(int64(cfg[{LY.CF_SPECTRAL_BINS}]), 1), {lay.spectral_bins})",
+                         f"hopn = int64(st[{LY.ST_SPEC_COUNT}])", "due = False"]:
+                w(1, line)
         _emit_glide_setup(w, 1, lay, H)
         if self.batch:
             w(1, f"invB = {1.0 / self.B!r}")
@@ -378,11 +407,61 @@ class _KernelWriter:
                 f"{G[k]} = {_mean(['gm'] + [f'slope{s}*({tan_mean(Ss[s], k)})' for s in range(1, B)])}",
                 f"gchk += {G[k]}"])
         else:
-            w(2, f"Ly, slope = loss_and_slope(loss_code, {Ss[0][1]}*invW, {Ss[0][0]}*invW, delta)")
-            w(2, "gchk = Ly")
-            _loop(w, 2, P, small, lambda k: [f"{G[k]} = slope*({tan_mean(Ss[0], k)})",
+            d = 2
+            if self.spectral:
+                self.spectral_loss()
+                w(2, "else:")
+                d = 3
+            w(d, f"Ly, slope = loss_and_slope(loss_code, {Ss[0][1]}*invW, {Ss[0][0]}*invW, delta)")
+            w(d, "gchk = Ly")
+            _loop(w, d, P, small, lambda k: [f"{G[k]} = slope*({tan_mean(Ss[0], k)})",
                                              f"gchk += {G[k]}"])
         _emit_trace_row(w, 2, P, small, self.PV, G, "Ly", zero=False, bank_index=self.lay.bank_index)
+
+    def spectral_loss(self):
+        """engine/learn/spectral.py: this sample (target, output and its tangents) into the two
+        channels; at a block's end the loss and its gradient, which the step uses (between block
+        ends the gradient is 0, no step is taken, and the loss reported is the last block's)."""
+        w, lay, P, small, G, WV = self.w, self.lay, self.P, self.small, self.G, self.WVs[0]
+        w(2, "if spectral:")
+        _loop(w, 3, P, small, lambda k: [f"st[{lay.spec_tangents} + {k}] = {WV[2 + k if small else f'2 + {k}']}"])
+        w(3, f"spectral_feed(st, {lay.spec_target}, cfg, {lay.cfg_spectral}, nbins, 1, y, 0)")
+        w(3, f"spectral_feed(st, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, {1 + P}, yh, {lay.spec_tangents})")
+        w(3, "hopn += 1")
+        w(3, "due = hopn >= hop")
+        w(3, "if due:")
+        w(4, "hopn = 0")
+        w(4, f"Ly, w1 = spectral_loss(st, {lay.spec_target}, {lay.spec_output}, nbins, {P}, {lay.spec_grad}, "
+             f"{1.0 / SP.BINS_PER_OCTAVE!r})")
+        w(4, f"st[{LY.ST_SPEC_LOSS}] = Ly")
+        w(4, "blocks += 1")
+        w(4, "due = blocks > warm               # no step while the restarted tangents build up")
+        w(4, "if blocks >= restart:             # restart the oscillators' phase tangents and the bank's")
+        w(5, "blocks = 0")
+        for start, count in self.lrns[0].phase_tangent_words():
+            w(5, f"st[{start}:{start + count}] = 0.0")
+        w(5, f"st[{lay.spec_output} + {SP.LANE_FRONT} + 3*nbins:{lay.spec_output} + {1 + P}*({SP.LANE_FRONT} + 3*nbins)] = 0.0")
+        w(3, "else:")
+        w(4, f"Ly = st[{LY.ST_SPEC_LOSS}]")
+        w(3, "gchk = Ly")
+        _loop(w, 3, P, small, lambda k: [f"{G[k]} = st[{lay.spec_grad} + {k}] if due else 0.0",
+                                         f"gchk += {G[k]}"])
+
+    def polyak_step(self, depth):
+        """An optimiser without a rate under the spectral loss: at a block's end one Polyak step,
+        -gain * loss * g / |g|^2 (g in log space for a log parameter), each coordinate clipped to
+        its range's width. A loss that measures distance in octaves would land a lone log parameter
+        exactly with gain 1, but the smoothed powers lag the parameter, so the gain is a share of
+        the way per block in proportion to the hop (engine/learn/spectral.py: POLYAK_RATE)."""
+        w, P, small = self.w, self.P, self.small
+        vec = _StepVectors(self.TH, self.M, self.V, self.LO, self.HI, self.PV, self.lay.cfg_log)
+        w(depth, "if due:")
+        w(depth + 1, "gg = 0.0")
+        _loop(w, depth + 1, P, small, lambda k: _log_gradient(k, self.G[k], vec) + ["gg += gk*gk"])
+        w(depth + 1, "if gg > 0.0:")
+        w(depth + 2, f"sc = min({SP.POLYAK_RATE / (SP.SMOOTH_SECONDS * self.sample_rate)!r}*hop, 0.5)*Ly"
+                     f"/max(gg, {SP.POLYAK_FLOOR!r})")
+        _loop(w, depth + 2, P, small, lambda k: _log_gradient(k, self.G[k], vec) + _apply_step(k, "sc*gk", vec))
 
     def optimizer_step(self):
         """Clipping, the learning-rate schedule and one optimiser step per parameter (per bank)."""
@@ -390,9 +469,12 @@ class _KernelWriter:
         TH, M, V, G, LO, HI = self.TH, self.M, self.V, self.G, self.LO, self.HI
         w(2, "if not (gchk - gchk == 0.0):")
         self.count_divergence(3)
+        if self.spectral:
+            w(2, f"elif learn and spectral and opt == {GAUSS_NEWTON}:")
+            self.polyak_step(3)
         w(2, f"elif learn and opt == {GAUSS_NEWTON}:")
         self.gauss_newton_step(3)
-        w(2, "elif learn:")
+        w(2, "elif learn and (not spectral or due):" if self.spectral else "elif learn:")
         w(3, "sc = 1.0")
         w(3, "if clip > 0.0:")
         w(4, "gn = 0.0")
@@ -510,6 +592,9 @@ class _KernelWriter:
                      f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t",
                      f"st[{LY.ST_RESETS}] = resets", f"st[{LY.ST_DIVERGED}] = diverged"]:
             w(1, line)
+        if self.spectral:
+            w(1, f"st[{LY.ST_SPEC_COUNT}] = hopn")
+            w(1, f"st[{LY.ST_SPEC_BLOCKS}] = blocks")
         _emit_glide_store(w, 1, self.lay, self.H)
         w(1, "return rows")
 
@@ -649,18 +734,21 @@ class _StepVectors:
     cfg_log: int
 
 
-def _first_order_update(k, g, t, vec) -> list:
-    """One optimiser step of parameter k with gradient expression g at step count t. A parameter on
-    a log axis steps in log space: its gradient is p*dL/dp and p is multiplied by exp(-step), at most
-    by the range's ratio (equal steps for equal ratios: a cutoff moves as readily at 100 Hz as at
-    10 kHz). Then (range mode project) the accumulator is projected into the range."""
-    TH, M, V, LO, HI, PV = vec.TH, vec.M, vec.V, vec.LO, vec.HI, vec.PV
+def _log_gradient(k, g, vec) -> list:
+    """gk = the gradient expression g, times p for a parameter on a log axis (d/d(log p) = p d/dp);
+    lg says which."""
     flag = vec.cfg_log + k if isinstance(k, int) else f"{vec.cfg_log} + {k}"    # k: a slot, or a loop's variable
     return [f"lg = cfg[{flag}] != 0.0",
             f"gk = {g}",
             "if lg:",
-            f"    gk *= {PV[k]}",
-            f"sk, {M[k]}, {V[k]} = optimizer_step(opt, gk, lr, {M[k]}, {V[k]}, {t}, c1, c2, eps)",
+            f"    gk *= {vec.PV[k]}"]
+
+
+def _apply_step(k, step, vec) -> list:
+    """theta -= step (a log parameter: p multiplied by exp(-step), at most by the range's ratio);
+    then (range mode project) the accumulator projected into the range. Needs lg."""
+    TH, LO, HI, PV = vec.TH, vec.LO, vec.HI, vec.PV
+    return ([] if step == "sk" else [f"sk = {step}"]) + [
             "if lg:",
             f"    wd = math.log({HI[k]}/{LO[k]})",
             f"    {TH[k]} = {PV[k]}*math.exp(-min(max(sk, -wd), wd))",
@@ -668,6 +756,17 @@ def _first_order_update(k, g, t, vec) -> list:
             f"    {TH[k]} -= sk",
             "if project:",
             f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"]
+
+
+def _first_order_update(k, g, t, vec) -> list:
+    """One optimiser step of parameter k with gradient expression g at step count t. A parameter on
+    a log axis steps in log space: its gradient is p*dL/dp and p is multiplied by exp(-step), at most
+    by the range's ratio (equal steps for equal ratios: a cutoff moves as readily at 100 Hz as at
+    10 kHz). Then (range mode project) the accumulator is projected into the range."""
+    M, V = vec.M, vec.V
+    return (_log_gradient(k, g, vec)
+            + [f"sk, {M[k]}, {V[k]} = optimizer_step(opt, gk, lr, {M[k]}, {V[k]}, {t}, c1, c2, eps)"]
+            + _apply_step(k, "sk", vec))
 
 
 def _emit_bank_steps(w, depth, banks, bank_index, steps, vec, G):

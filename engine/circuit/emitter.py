@@ -50,6 +50,10 @@ class CircuitEmitter:
                 self.phasors[n.id] = self.alloc(1 + len(self.sets[n.id]))
         self.state_range = (begin, self.alloc(0))
 
+    def phase_tangent_words(self) -> list[tuple[int, int]]:
+        """(st offset, count) of each oscillator's phase tangents."""
+        return [(off + 1, len(self.sets[i])) for i, off in self.phasors.items() if self.sets[i]]
+
     def emit(self, line):
         self.lines.append(line)
 
@@ -176,7 +180,7 @@ class CircuitEmitter:
         self.emit(f"st[{off}] = {v}")
         self.val[n.id], self.tan[n.id] = v, {}
         # d(phase)/d(theta) accumulates df/SR (the unwrapped phase's derivative; the wrap is a
-        # jump of the value only)
+        # jump of the value only; the spectral loss restarts it: phase_tangent_words)
         for k, s in enumerate(sorted(self.sets[n.id])):
             self.emit(f"{v}_t{s} = st[{off + 1 + k}] + {self.tan[f][s]}*{self.inv_sr!r}")
             self.emit(f"st[{off + 1 + k}] = {v}_t{s}")

@@ -25,6 +25,7 @@ from engine.learn.banks import BANK_SIGNAL, CONDITION_SIGNAL, Banks, bank_name, 
 from engine.circuit.cache import compile_pair
 from engine.circuit.compiler import BankPlan, _pow2
 from engine.circuit.language import parse
+from engine.learn import spectral as SP
 from engine.learn.losses import CODES as LOSS_CODES
 from engine.learn.optimizers import BY_NAME as OPTIMIZER_BY_NAME, CODES as OPT_CODES, DEFAULT_P0, defaults as optimizer_defaults
 from engine.learn.spec_check import HIDDEN_KINDS, SYNTAX, UNREADABLE, check_spec
@@ -69,6 +70,9 @@ class Settings:
     range_mode: str = "project"
     learning: bool = True
     p0: float = DEFAULT_P0           # Gauss-Newton's initial P, in units of each range's width squared
+    spectral_hop: int = SP.DEFAULT_HOP        # the spectral loss: samples per block (one step each)
+    spectral_fmin: float = SP.DEFAULT_FMIN    # its bins' range, Hz (the top is kept below 0.45 x the
+    spectral_fmax: float = SP.DEFAULT_FMAX    #   sample rate)
 
     def validate(self):
         if self.loss not in LOSS_CODES:
@@ -99,6 +103,16 @@ class Settings:
             raise ValueError(f"epsilon must be a finite number >= 0, got {self.eps}")
         if not (isinstance(self.lr_decay_every, (int, np.integer)) and self.lr_decay_every >= 0):
             raise ValueError("lr decay interval must be a whole number of samples >= 0")
+        if not (isinstance(self.spectral_hop, (int, np.integer)) and 1 <= self.spectral_hop <= MAX_WINDOW):
+            raise ValueError(f"the spectral hop must be a whole number of samples from 1 to {MAX_WINDOW}")
+        if not (isinstance(self.spectral_fmin, (int, float)) and isinstance(self.spectral_fmax, (int, float))
+                and SP.MIN_FMIN <= self.spectral_fmin < self.spectral_fmax and math.isfinite(self.spectral_fmax)):
+            raise ValueError(f"the spectral range needs {SP.MIN_FMIN:g} Hz <= fmin < fmax, "
+                             f"got {self.spectral_fmin} to {self.spectral_fmax}")
+
+
+class SpectralKernelNeeded(ValueError):
+    """configure() asked for the spectral loss of a learner whose kernel was compiled without it."""
 
 
 class Learner:
@@ -112,6 +126,7 @@ class Learner:
         if not (math.isfinite(sample_rate) and 1000.0 <= sample_rate <= 1_000_000.0):
             raise ValueError(f"the sample rate must be between 1000 and 1000000 Hz, got {sample_rate}")
         self.sample_rate = float(sample_rate)
+        self._spectral_range = None          # the spectral bank's (fmin, fmax) in cfg, once written
         self.settings = settings or Settings()
         self.settings.validate()
         self.banks = banks
@@ -165,7 +180,7 @@ class Learner:
                        for name in self.target_graph.params}
         cap = window_capacity or max(4096, self.settings.window)
         self.compiled = compile_pair(self.graph, self.target_graph, self.sample_rate, _pow2(cap), plan,
-                                     self.streams)
+                                     self.streams, spectral=self.settings.loss == "spectral")
         self.layout = self.compiled.layout
         self._kernel = self.compiled.process
         self.st = np.zeros(self.layout.st_size)
@@ -211,6 +226,19 @@ class Learner:
         if OPTIMIZER_BY_NAME[s.optimizer].sets_its_own_step and self.streams > 1 and self.banks is not None:
             raise ValueError(f"{s.optimizer} does not yet learn banks over several streams at once: "
                              "choose another optimizer, or one stream")
+        spectral = s.loss == "spectral"
+        if spectral and (self.streams > 1 or self.banks is not None):
+            raise ValueError("the spectral loss does not yet learn with banks or over several streams: "
+                             "choose another loss, or one stream without banks")
+        if spectral and not self.spectral_ready:
+            raise SpectralKernelNeeded("the spectral loss needs a learner compiled with it: build the learner "
+                                       "with loss 'spectral' (the window does this when you choose it)")
+        if spectral and self._spectral_range != (s.spectral_fmin, s.spectral_fmax):   # a new bank, from rest
+            nb = SP.bin_count(self.sample_rate, s.spectral_fmin, s.spectral_fmax)
+            SP.write_constants(self.cfg, self.layout.cfg_spectral, self.sample_rate, s.spectral_fmin, s.spectral_fmax)
+            self.cfg[LY.CF_SPECTRAL_BINS] = nb
+            self._clear_spectral()
+            self._spectral_range = (s.spectral_fmin, s.spectral_fmax)
         self.settings = s
         opt = OPT_CODES[s.optimizer]
         d1, d2, deps = optimizer_defaults(s.optimizer)
@@ -230,6 +258,18 @@ class Learner:
         c[LY.CF_RANGE_MODE] = RANGE_MODES[s.range_mode]
         c[LY.CF_LEARN] = 1.0 if s.learning else 0.0
         c[LY.CF_P0] = s.p0
+        c[LY.CF_SPECTRAL_HOP] = s.spectral_hop
+
+    @property
+    def spectral_ready(self) -> bool:
+        """This learner's kernel carries the spectral loss (it was built with it)."""
+        return self.layout.spectral_bins > 0
+
+    def _clear_spectral(self):
+        lay = self.layout
+        self.st[lay.spec_target:lay.spec_grad + len(lay.params)] = 0.0
+        self.st[LY.ST_SPEC_COUNT] = 0.0
+        self.st[LY.ST_SPEC_LOSS] = 0.0
 
     def restart_schedule(self):
         """The learning-rate schedule starts over: the rate decays again from its initial value

@@ -94,8 +94,14 @@ class Loss:
     code: int                     # the value of the kernel's loss word
     fn: Callable                  # @njit (m_learned, m_target, parameter) -> (loss, slope)
     description: str
-    residual: Callable            # @njit (m_learned, m_target, parameter) -> (r, dr, w): Gauss-Newton's view
+    residual: Callable | None     # @njit (m_learned, m_target, parameter) -> (r, dr, w): Gauss-Newton's view
     parameter: str | None = None  # the Settings field of its parameter, if it has one
+
+    @property
+    def streaming(self) -> bool:
+        """A loss with its own state and block (the spectral loss), computed by the kernel's own
+        section rather than per sample from the window means."""
+        return self.fn is None
 
 
 LOSSES = (
@@ -103,7 +109,10 @@ LOSSES = (
     Loss("mae", 1, mae, "mean absolute error (diff.lib's ramp below 1e-10)", mae_residual),
     Loss("msle", 2, msle, "mean squared log error (guarded below -1)", msle_residual),
     Loss("huber", 3, huber, "Huber: quadratic within delta, linear beyond", huber_residual, "huber_delta"),
+    Loss("spectral", 4, None, "Wasserstein distance between constant-Q power spectra on a log-frequency "
+         "axis, plus a level term; one step per block (engine/learn/spectral.py)", None, "spectral_hop"),
 )
+SPECTRAL = next(loss.code for loss in LOSSES if loss.streaming)
 CODES = {loss.name: loss.code for loss in LOSSES}
 NAMES = tuple(CODES)
 DEFAULT = "mse"

@@ -330,6 +330,23 @@ def test_gauss_newton_from_the_dropdown_greys_out_the_learning_rate(qtbot, windo
     assert lc.lr.isEnabled() and window.session.learner.settings.optimizer == "sgd"
 
 
+def test_the_spectral_loss_from_the_dropdown_compiles_the_circuit_again_and_keeps_what_it_learned(qtbot, window):
+    """Most kernels are compiled without the spectral loss's bank (it costs compile time): choosing
+    it compiles the same circuit with it in the background; the parameters carry over, and going
+    back to mse needs no compile."""
+    qtbot.waitUntil(lambda: window.session.params()["gain"] != 0.0, timeout=5000)
+    loaded = window.loaded
+    assert not window.session.learner.spectral_ready
+    window.learning.loss.setCurrentText("spectral")
+    wait_loaded(qtbot, window, loaded + 1)
+    learner = window.session.learner
+    assert learner.spectral_ready and learner.settings.loss == "spectral"
+    assert window.learning.loss.currentText() == "spectral"
+    assert "compiled for the spectral loss" in window.statusBar().currentMessage()
+    window.learning.loss.setCurrentText("mse")
+    assert window.session.learner is learner and learner.settings.loss == "mse"
+
+
 def test_output_and_source_choices_reach_the_callback(qtbot, window):
     window.audio.output.setCurrentText("error")
     assert window.session.memory.ctl[H.C_OUTPUT_MODE] == H.OUTPUT_MODES["error"]

@@ -9,7 +9,7 @@ from pyqtgraph.Qt import QtCore, QtWidgets
 from app.host import layout as H
 from app.knobs import SETTING_KNOBS, SOURCE_LEVEL
 from engine.sources import SOURCES
-from app.session import LOSSES, OPTIMIZERS, SETS_ITS_OWN_STEP
+from app.session import LOSSES, OPTIMIZERS, SETS_ITS_OWN_STEP, RebuildNeeded
 
 LR_KNOB, LR_STEPS = SETTING_KNOBS["lr"], 800     # one range for every preset: 100 steps a decade
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
@@ -39,6 +39,8 @@ def _guard(status, fn):
     """Run fn; report a failure on the status line instead of raising into Qt's event loop."""
     try:
         fn()
+    except RebuildNeeded:
+        raise
     except Exception as e:
         status(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
@@ -46,6 +48,7 @@ def _guard(status, fn):
 class LearningControls(QtWidgets.QGroupBox):
     status = QtCore.Signal(str)
     reset_requested = QtCore.Signal()
+    rebuild_requested = QtCore.Signal(object)         # Settings the running kernel cannot take
 
     def __init__(self, session):
         super().__init__("Learning")
@@ -109,7 +112,10 @@ class LearningControls(QtWidgets.QGroupBox):
 
     def _set(self, **change):
         if self.session.learner is not None:
-            _guard(self.status.emit, lambda: self.session.configure(**change))
+            try:
+                _guard(self.status.emit, lambda: self.session.configure(**change))
+            except RebuildNeeded as e:        # (_guard re-raises it: the window compiles anew)
+                self.rebuild_requested.emit(e.settings)
         if "lr" in change:
             self.lr_label.setText(f"{change['lr']:.2e}")
 

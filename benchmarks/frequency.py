@@ -1,0 +1,129 @@
+"""Learning a frequency from any start: the spectral loss against time-domain losses.
+
+The protocol (issue 16): 100 fixed-seed (true, start) pairs per task, independent and log-uniform
+over 50-5000 Hz, random phases, 48 kHz. Success: |f/f* - 1| < 1e-3 at every sample of the last
+0.25 s of a T-second run. Reported: the success rate, the median / 90th percentile / worst time to
+success (the first sample after which the error stays below 1e-3), the final error's quantiles, any
+non-finite value, and the cost per sample. Deterministic but for the cost column.
+
+Tasks so far: T1, a sine (`y = osc(f)`, f on a log axis) against a sine of random phase; T4, the
+cutoff of the Audio EQ Cookbook's resonant low-pass (Q 0.7, 2, 10, fixed) on white noise.
+
+    .venv/bin/python benchmarks/frequency.py [--pairs 100] [--seconds 4] [--markdown]
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repo root
+
+import numpy as np  # noqa: E402
+
+from engine.learn import spectral as SP  # noqa: E402
+from engine.learn.learner import Learner, ParamSpec, Settings  # noqa: E402
+from engine.sources import LcgNoise  # noqa: E402
+
+SR = 48000.0
+LO, HI = 50.0, 5000.0
+TOL = 1e-3
+LAST = 0.25                    # seconds at the end that must all be within TOL
+
+
+def pairs(n, seed=16):
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(np.log(LO), np.log(HI), size=(n, 2))
+    return np.exp(u[:, 0]), np.exp(u[:, 1]), rng.uniform(0.0, 2 * np.pi, n)
+
+
+def sine_task(truth, start, phase, settings):
+    return Learner("y = osc(f)", [ParamSpec("f", float(start), LO, HI, log=True)],
+                   target="y = sin(2*pi*phasor(ft) + phase)", hidden={"ft": float(truth), "phase": float(phase)},
+                   settings=settings, sample_rate=SR)
+
+
+LOWPASS = ("w = 2*pi*fc/SR\nalpha = sin(w)/(2*Q)\ncw = cos(w)\na0 = 1 + alpha\nb1 = (1 - cw)/a0\n"
+           "y = 0.5*b1*x + b1*x@1 + 0.5*b1*x@2 + 2*cw/a0*y@1 - (1 - alpha)/a0*y@2")   # the Audio EQ Cookbook's
+
+
+def lowpass_task(q):
+    def task(truth, start, _phase, settings):
+        circuit = LOWPASS.replace("Q", repr(q))
+        return Learner(circuit, [ParamSpec("fc", float(start), LO, HI, log=True)],
+                       target=circuit.replace("fc", "ft"), hidden={"ft": float(truth)}, settings=settings,
+                       sample_rate=SR)
+    return task
+
+
+# name -> (the learner for a (truth, start, phase), its input)
+TASKS = {"T1 sine": (sine_task, "silence"),
+         **{f"T4 low-pass cutoff, Q {q:g}, noise": (lowpass_task(q), "noise") for q in (0.7, 2.0, 10.0)}}
+METHODS = {      # name -> Settings (the time-domain baselines at today's defaults)
+    "spectral": Settings(loss="spectral", optimizer="gauss-newton"),
+    "mse": Settings(loss="mse", optimizer="gauss-newton"),
+    "huber": Settings(loss="huber", optimizer="gauss-newton"),
+}
+
+
+def run(task, settings, n_pairs, seconds):
+    n = int(seconds * SR)
+    last = int(LAST * SR)
+    truths, starts, phases = pairs(n_pairs)
+    times, finals, nonfinite, ok = [], [], 0, 0
+    elapsed = 0.0
+    build, source = TASKS[task]
+    x = np.zeros(n) if source == "silence" else LcgNoise().read(n)
+    for truth, start, phase in zip(truths, starts, phases):
+        L = build(truth, start, phase, settings)
+        t0 = time.perf_counter()
+        _, tr = L.process(x, trace_every=1)
+        elapsed += time.perf_counter() - t0
+        f = tr[:, 2]
+        if not np.all(np.isfinite(f)):
+            nonfinite += 1
+            finals.append(np.inf)
+            continue
+        err = np.abs(f / truth - 1.0)
+        finals.append(err[-1])
+        off = np.nonzero(err >= TOL)[0]
+        at = 0 if len(off) == 0 else off[-1] + 1
+        if at <= n - last:
+            ok += 1
+            times.append(at / SR)
+    return dict(success=ok, pairs=n_pairs, times=np.array(times), finals=np.array(finals),
+                nonfinite=nonfinite, ns_per_sample=1e9 * elapsed / (n_pairs * n))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--tasks", help="comma-separated task name prefixes (T1, T4)")
+    ap.add_argument("--polyak-rate", type=float, help="(development) the spectral loss's Polyak rate")
+    ap.add_argument("--markdown", action="store_true")
+    a = ap.parse_args()
+    if a.polyak_rate is not None:
+        SP.POLYAK_RATE = a.polyak_rate          # read when a kernel is generated
+    rows = []
+    tasks = [k for k in TASKS if not a.tasks or any(k.startswith(p) for p in a.tasks.split(","))]
+    for task in tasks:
+        for name in a.methods.split(","):
+            r = run(task, METHODS[name], a.pairs, a.seconds)
+            t = r["times"]
+            q = np.quantile(r["finals"][np.isfinite(r["finals"])], [0.5, 0.9, 1.0]) if np.isfinite(r["finals"]).any() else [np.nan] * 3
+            cells = (f"{r['success']}/{r['pairs']}",
+                     *(f"{v:.2f}" if len(t) else "—" for v in ((np.median(t), np.quantile(t, 0.9), t.max()) if len(t) else (0, 0, 0))),
+                     *(f"{v:.1e}" for v in q), str(r["nonfinite"]), f"{r['ns_per_sample']:.0f}")
+            rows.append((task, name, cells))
+            print(task, name, *cells, flush=True)
+    if a.markdown:
+        print(f"\n| task | loss | success | median s | 90th pct s | worst s | final error median | 90th pct | worst "
+              f"| non-finite | ns/sample |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for task, name, cells in rows:
+            print(f"| {task} | {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""The spectral loss: a streaming constant-Q view of target and output, and the distance between
+them, with exact forward-mode derivatives. Runs inside the kernel, per sample.
+
+Per sample, for the target and for the output (and each of the output's tangents, which pass
+through every linear stage unchanged in form):
+  1. an analytic front end: two chains of eight second-order allpass sections whose outputs differ
+     by 90 degrees (within 0.0056 degrees from 15 Hz to 21 kHz at 48 kHz), I + jQ - so a sine
+     excites only its own bin, not an image at its mirror (86 dB down);
+  2. a bank of complex one-pole resonators, BINS_PER_OCTAVE per octave from fmin to fmax, each
+     X <- r e^{iw} X + (1 - r) z with a bandwidth of BANDWIDTH_SPACINGS bin spacings (narrower bins
+     leave spurious minima between them);
+  3. each bin's power |X|^2 smoothed over SMOOTH_SECONDS.
+Once per block (the hop), from the smoothed powers:
+  * W1, the 1-D Wasserstein distance between the two normalised power distributions along
+    log-frequency (in octaves): sum_k |C_out(k) - C_tgt(k)| * (octaves per bin), where C is the
+    cumulative distribution. It has no spurious minima where a time-domain loss has many: a
+    distribution that sits too high is pulled down from anywhere. Its derivative is
+    sum_k sign(C_out(k) - C_tgt(k)) * dC_out(k) * (octaves per bin);
+  * a level term, W1 ignoring level: |log2 of the amplitude ratio| = |0.5 log2(sum S_out / sum S_tgt)|,
+    in doublings as W1 is in octaves (both linear in the distance, so one Polyak gain suits both).
+
+An oscillator's phase tangent (d phase / d frequency) grows with time: it is the unwrapped phase's.
+A bin's power discards a common phase, so for an analytic signal that growth cancels exactly - but
+the image the front end leaves does not, and its error grows with the tangent: at 53 dB of
+rejection a converged 90 Hz sine drifted away within 40 s. Zeroing the tangent at each block
+removes the gradient itself (the frequency information is the phase difference across a bin's
+memory, 13-110 ms at 48 kHz, not one block), and letting it leak removes it too (a steady tangent
+carries no difference). So under this loss, every RESTART_SECONDS the oscillators' phase tangents
+and the bank's tangent lanes restart from zero - the derivative becomes "the parameter changes from
+now on", exact again after a bin's memory - and no step is taken for WARM_SECONDS after. The
+tangent stays below RESTART_SECONDS of phase per hertz, and with 86 dB of rejection its error term
+below ~2e-5 x f per neper against a gradient of ~1.4. (An IIR filter after the oscillator keeps
+its own tangent state across a restart: that error decays with the filter's memory.)
+
+State per channel (the target: one lane; the output: one lane per value and tangent), in st:
+per lane, the allpass chains' memories (LANE_FRONT words) and each bin's complex X (2 words); then
+per lane each bin's smoothed power (the value lane) or its tangent.
+The bank's constants (per bin r cos w, r sin w, 1 - r) and the smoothing factor live in cfg.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+BINS_PER_OCTAVE = 12
+BANDWIDTH_SPACINGS = 2.0      # each bin's -3 dB bandwidth, in bin spacings
+SMOOTH_SECONDS = 0.015        # the powers' one-pole smoothing
+DEFAULT_FMIN = 25.0
+DEFAULT_FMAX = 16000.0
+NYQUIST_SHARE = 0.45          # fmax is kept below this share of the sample rate
+MIN_FMIN = 20.0               # the lowest fmin; a kernel has room for the bins from here up
+DEFAULT_HOP = 128             # samples per block: one step per block
+POLYAK_FLOOR = 0.25           # |g|^2 in the Polyak step is at least this: near the optimum the loss
+                              #   and its gradient both vanish, in any ratio (W1 measures octaves: a
+                              #   healthy gradient is ~1.4 per neper, so this floor is 0.5 per neper)
+RESTART_SECONDS = 1.0         # the oscillators' phase tangents and the bank's tangents restart this
+WARM_SECONDS = 0.15           #   often, and no step is taken for this long after (see above)
+POLYAK_RATE = 0.1             # an optimiser without a rate steps -gain * loss * g / |g|^2 per block, with
+                              #   gain = POLYAK_RATE * hop / (SMOOTH_SECONDS * sample rate): a tenth of
+                              #   the way per smoothing time, whatever the hop (the powers lag the
+                              #   parameter by about that; faster overshoots: benchmarks/README.md)
+LEVEL_FLOOR = 1e-30           # a channel's total power is at least this (silence: no NaN)
+
+# The allpass pair, designed for a 90-degree difference from 15 Hz to 21 kHz at 48 kHz (a least-
+# squares fit of the phase error, reweighted towards minimax: within 0.0056 degrees, an image 86 dB
+# down). Each section: y[n] = c*(u[n] + y[n-2]) - u[n-2]; the Q chain is followed by one sample of
+# delay. Five sections a side gave 0.33 degrees (53 dB): enough for the distance, not for the phase
+# tangent (see above).
+ALLPASS_I = (0.05162076, 0.36074007, 0.67283943, 0.855272, 0.94003969, 0.97591612, 0.9907019, 0.99711425)
+ALLPASS_Q = (0.18678667, 0.53091286, 0.77978717, 0.90636298, 0.96187992, 0.98491059, 0.99450107, 0.99910263)
+SECTIONS = len(ALLPASS_I)
+LANE_FRONT = 8 * SECTIONS + 1   # per section u1, u2, y1, y2 for both chains; Q's delay
+
+
+def bin_count(sample_rate: float, fmin: float = DEFAULT_FMIN, fmax: float = DEFAULT_FMAX) -> int:
+    top = min(fmax, NYQUIST_SHARE * sample_rate)
+    if not (0.0 < fmin < top):
+        raise ValueError(f"the spectral range needs 0 < fmin < fmax <= {NYQUIST_SHARE:g} x the sample rate, "
+                         f"got {fmin:g} to {fmax:g} Hz")
+    return int(math.floor(BINS_PER_OCTAVE * math.log2(top / fmin) + 1e-9)) + 1
+
+
+def bin_capacity(sample_rate: float) -> int:
+    """The most bins any range allowed at this sample rate needs (what a kernel allocates)."""
+    return bin_count(sample_rate, MIN_FMIN, NYQUIST_SHARE * sample_rate)
+
+
+def bin_frequencies(sample_rate: float, fmin: float = DEFAULT_FMIN, fmax: float = DEFAULT_FMAX) -> np.ndarray:
+    nb = bin_count(sample_rate, fmin, fmax)
+    return fmin * 2.0 ** (np.arange(nb) / BINS_PER_OCTAVE)
+
+
+def cfg_size(nb: int) -> int:
+    """cfg words of the bank's constants: three per bin, then the smoothing factor."""
+    return 3 * nb + 1
+
+
+def write_constants(cfg, base: int, sample_rate: float, fmin: float = DEFAULT_FMIN, fmax: float = DEFAULT_FMAX):
+    f = bin_frequencies(sample_rate, fmin, fmax)
+    nb = len(f)
+    spacing = 2.0 ** (1.0 / BINS_PER_OCTAVE) - 1.0
+    bandwidth = BANDWIDTH_SPACINGS * spacing * f
+    r = np.exp(-math.pi * bandwidth / sample_rate)
+    w = 2.0 * math.pi * f / sample_rate
+    cfg[base:base + nb] = r * np.cos(w)
+    cfg[base + nb:base + 2 * nb] = r * np.sin(w)
+    cfg[base + 2 * nb:base + 3 * nb] = 1.0 - r
+    cfg[base + 3 * nb] = 1.0 - math.exp(-1.0 / (SMOOTH_SECONDS * sample_rate))
+
+
+def lane_size(nb: int) -> int:
+    return LANE_FRONT + 3 * nb          # the front end, X (2 per bin), the smoothed power or its tangent
+
+
+def channel_size(nb: int, tangents: int) -> int:
+    return (1 + tangents) * lane_size(nb)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _allpass_chain(st, at, coefs, u):
+    """Run u through one chain whose memories start at st[at]; returns its output."""
+    for c in coefs:
+        y = c * (u + st[at + 3]) - st[at + 1]
+        st[at + 1] = st[at]
+        st[at] = u
+        st[at + 3] = st[at + 2]
+        st[at + 2] = y
+        u = y
+        at += 4
+    return u
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def feed(st, base, cfg, cb, nb, lanes, value, tan_at):
+    """One sample into a channel at st[base:]: lane 0 is `value`, lanes 1.. are st[tan_at + lane - 1]
+    (the output's tangents). Updates the front end, the bins and the smoothed powers."""
+    lsz = LANE_FRONT + 3 * nb
+    X = LANE_FRONT                      # each lane: front end, then Re X, Im X per bin
+    S = LANE_FRONT + 2 * nb             # then the smoothed power (lane 0) or its tangent
+    beta = cfg[cb + 3 * nb]
+    for lane in range(lanes):
+        at = base + lane * lsz
+        u = value if lane == 0 else st[tan_at + lane - 1]
+        i_out = _allpass_chain(st, at, ALLPASS_I, u)
+        q_chain = _allpass_chain(st, at + 4 * SECTIONS, ALLPASS_Q, u)
+        q_out = st[at + 8 * SECTIONS]             # one sample late: the pair's designed delay
+        st[at + 8 * SECTIONS] = q_chain
+        for k in range(nb):
+            cr = cfg[cb + k]
+            ci = cfg[cb + nb + k]
+            g = cfg[cb + 2 * nb + k]
+            xr = st[at + X + 2 * k]
+            xi = st[at + X + 2 * k + 1]
+            st[at + X + 2 * k] = cr * xr - ci * xi + g * i_out
+            st[at + X + 2 * k + 1] = cr * xi + ci * xr + g * q_out
+    v = base                            # the value lane: power and its smoothing; tangents: d|X|^2
+    for k in range(nb):
+        xr = st[v + X + 2 * k]
+        xi = st[v + X + 2 * k + 1]
+        st[v + S + k] += beta * (xr * xr + xi * xi - st[v + S + k])
+        for lane in range(1, lanes):
+            at = base + lane * lsz
+            dp = 2.0 * (xr * st[at + X + 2 * k] + xi * st[at + X + 2 * k + 1])
+            st[at + S + k] += beta * (dp - st[at + S + k])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def loss_and_gradient(st, tgt, out, nb, tangents, grad_at, octave_per_bin):
+    """W1 along log-frequency plus the level term, from the smoothed powers of the target channel at
+    st[tgt:] and the output channel at st[out:]; writes d(loss)/d(parameter) for each tangent lane
+    into st[grad_at:]. Returns (loss, w1)."""
+    lsz = LANE_FRONT + 3 * nb
+    S = LANE_FRONT + 2 * nb
+    tot_t = LEVEL_FLOOR
+    tot_o = LEVEL_FLOOR
+    for k in range(nb):
+        tot_t += st[tgt + S + k]
+        tot_o += st[out + S + k]
+    for j in range(tangents):
+        st[grad_at + j] = 0.0
+    c_t = 0.0
+    c_o = 0.0
+    w1 = 0.0
+    for k in range(nb):
+        c_t += st[tgt + S + k] / tot_t
+        c_o += st[out + S + k] / tot_o
+        w1 += abs(c_o - c_t) * octave_per_bin
+    for j in range(tangents):             # one pass over the bins per tangent: no scratch
+        lane = out + (1 + j) * lsz
+        d_tot = 0.0
+        for k in range(nb):
+            d_tot += st[lane + S + k]
+        c_t = 0.0
+        c_o = 0.0
+        dc = 0.0
+        g = 0.0
+        for k in range(nb):
+            p = st[out + S + k] / tot_o
+            c_t += st[tgt + S + k] / tot_t
+            c_o += p
+            dc += (st[lane + S + k] - p * d_tot) / tot_o
+            d = c_o - c_t
+            if d > 0.0:
+                g += dc * octave_per_bin
+            elif d < 0.0:
+                g -= dc * octave_per_bin
+        lv = math.log2(tot_o / tot_t)     # d|0.5 log2(ratio)| = 0.5 sign * d_tot / (tot_o ln 2)
+        if lv != 0.0:
+            g += math.copysign(0.5 / math.log(2.0), lv) * d_tot / tot_o
+        st[grad_at + j] = g
+    return w1 + 0.5 * abs(math.log2(tot_o / tot_t)), w1
