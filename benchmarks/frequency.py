@@ -6,7 +6,8 @@ over 50-5000 Hz, random phases, 48 kHz. Success: |f/f* - 1| < 1e-3 at every samp
 success (the first sample after which the error stays below 1e-3), the final error's quantiles, any
 non-finite value, and the cost per sample. Deterministic but for the cost column.
 
-Tasks so far: T1, a sine (`y = osc(f)`, f on a log axis) against a sine of random phase; T4, the
+Tasks so far: T1, a sine (`y = osc(f)`, f on a log axis) against a sine of random phase; T2, the
+language's saw (naive, so aliased, and starting at the same phase) against a saw; T4, the
 cutoff of the Audio EQ Cookbook's resonant low-pass (Q 0.7, 2, 10, fixed) on white noise.
 
     .venv/bin/python benchmarks/frequency.py [--pairs 100] [--seconds 4] [--markdown]
@@ -42,6 +43,11 @@ def sine_task(truth, start, phase, settings):
                    settings=settings, sample_rate=SR)
 
 
+def saw_task(truth, start, _phase, settings):
+    return Learner("y = saw(f)", [ParamSpec("f", float(start), LO, HI, log=True)],
+                   target="y = saw(ft)", hidden={"ft": float(truth)}, settings=settings, sample_rate=SR)
+
+
 LOWPASS = ("w = 2*pi*fc/SR\nalpha = sin(w)/(2*Q)\ncw = cos(w)\na0 = 1 + alpha\nb1 = (1 - cw)/a0\n"
            "y = 0.5*b1*x + b1*x@1 + 0.5*b1*x@2 + 2*cw/a0*y@1 - (1 - alpha)/a0*y@2")   # the Audio EQ Cookbook's
 
@@ -57,6 +63,7 @@ def lowpass_task(q):
 
 # name -> (the learner for a (truth, start, phase), its input)
 TASKS = {"T1 sine": (sine_task, "silence"),
+         "T2 saw (naive, aliased; the same phase)": (saw_task, "silence"),
          **{f"T4 low-pass cutoff, Q {q:g}, noise": (lowpass_task(q), "noise") for q in (0.7, 2.0, 10.0)}}
 METHODS = {      # name -> Settings (the time-domain baselines at today's defaults)
     "spectral": Settings(loss="spectral", optimizer="gauss-newton"),

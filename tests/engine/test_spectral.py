@@ -170,3 +170,17 @@ def test_the_command_line_learns_a_pitch_with_the_spectral_loss():
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["params"]["f"] == pytest.approx(1234.0, rel=1e-3)
+
+
+def test_the_pitch_chase_preset_finds_its_hidden_pitch_and_follows_a_turn():
+    """The factory preset as it is saved: 110 Hz to the hidden 440 Hz, then the knob turned to 1500."""
+    from app.preset import document, store
+    spec = document.load(store.resolve("pitch-chase")).spec
+    assert spec.settings.loss == "spectral"
+    L = Learner(spec.circuit, spec.params, target=spec.target, hidden=spec.hidden, settings=spec.settings)
+    _, tr = L.process(np.zeros(96000), trace_every=1)
+    assert abs(tr[-1, 2] / 440.0 - 1.0) < 1e-4
+    L.set_hidden("target_pitch", 1500.0)
+    _, tr = L.process(np.zeros(96000), trace_every=1)
+    err = np.abs(tr[:, 2] / 1500.0 - 1.0)
+    assert np.nonzero(err >= 1e-3)[0][-1] + 1 <= 72000 and err[-1] < 1e-4
