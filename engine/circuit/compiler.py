@@ -190,6 +190,7 @@ class _KernelWriter:
         self.PV = _Vec("p", self.pv, small)
         self.LO = _Vec("lo", lay.cfg_lo, small, "cfg")
         self.HI = _Vec("hi", lay.cfg_hi, small, "cfg")
+        self.step_vec = _StepVectors(self.TH, self.M, self.V, self.LO, self.HI, self.PV, lay.cfg_log)
         self.out = _Out()
         self.w = self.out.line
 
@@ -263,7 +264,8 @@ class _KernelWriter:
         w(0, "from engine.learn.gauss_newton import initial_variance as gn_initial_variance, "
              "reset_p as gn_reset_p, update as gn_update")
         if self.spectral:
-            w(0, "from engine.learn.spectral import feed as spectral_feed, loss_and_gradient as spectral_loss")
+            w(0, "from engine.learn.spectral import feed as spectral_feed, loss_and_gradient as spectral_loss, "
+                 "restart_tangents as spectral_restart")
         for name in sorted(set().union(*(e.used_prims for e in self.tgts + self.lrns))):
             w(0, f"P_{name}_v = TABLE[{name!r}].value")
             w(0, f"P_{name}_d = TABLE[{name!r}].partials")
@@ -440,7 +442,7 @@ class _KernelWriter:
         w(5, "blocks = 0")
         for start, count in self.lrns[0].phase_tangent_words():
             w(5, f"st[{start}:{start + count}] = 0.0")
-        w(5, f"st[{lay.spec_output} + {SP.LANE_FRONT} + 3*nbins:{lay.spec_output} + {1 + P}*({SP.LANE_FRONT} + 3*nbins)] = 0.0")
+        w(5, f"spectral_restart(st, {lay.spec_output}, nbins, {1 + P})")
         w(3, "else:")
         w(4, f"Ly = st[{LY.ST_SPEC_LOSS}]")
         w(3, "gchk = Ly")
@@ -449,12 +451,11 @@ class _KernelWriter:
 
     def polyak_step(self, depth):
         """An optimiser without a rate under the spectral loss: at a block's end one Polyak step,
-        -gain * loss * g / |g|^2 (g in log space for a log parameter), each coordinate clipped to
-        its range's width. A loss that measures distance in octaves would land a lone log parameter
+        -gain * loss * g / |g|^2 (g in log space for a log parameter, whose step is at most the
+        range's ratio, as every optimiser's is). A loss that measures distance in octaves would land a lone log parameter
         exactly with gain 1, but the smoothed powers lag the parameter, so the gain is a share of
         the way per block in proportion to the hop (engine/learn/spectral.py: POLYAK_RATE)."""
-        w, P, small = self.w, self.P, self.small
-        vec = _StepVectors(self.TH, self.M, self.V, self.LO, self.HI, self.PV, self.lay.cfg_log)
+        w, P, small, vec = self.w, self.P, self.small, self.step_vec
         w(depth, "if due:")
         w(depth + 1, "gg = 0.0")
         _loop(w, depth + 1, P, small, lambda k: _log_gradient(k, self.G[k], vec) + ["gg += gk*gk"])
@@ -486,7 +487,7 @@ class _KernelWriter:
                      "        schedc = 0", "        sched *= decay", "lr = lr0 * sched",
                      "if lr < lr_min:", "    lr = lr_min", "t += 1.0"]:
             w(3, line)
-        vec = _StepVectors(TH, M, V, LO, HI, self.PV, lay.cfg_log)
+        vec = self.step_vec
         if banks is None:
             _loop(w, 3, P, small, lambda k: _first_order_update(k, f"{G[k]}*sc", "t", vec))
         elif self.batch and banks.mode == "separated":
@@ -537,9 +538,8 @@ class _KernelWriter:
             for s, S in enumerate(self.Ss):
                 for j, slots in enumerate(members):
                     tan = " + ".join(f"({self._tan_mean(S, k)})" for k in slots)
-                    w(d, f"st[{psi + j}] = dr{s}*({tan})")
-                    w(d, f"if cfg[{lay.cfg_log + slots[0]}] != 0.0:    # d/d(log p) = p d/dp")
-                    w(d + 1, f"st[{psi + j}] *= {self.PV[slots[0]]}")
+                    for line in _log_gradient(slots[0], f"dr{s}*({tan})", self.step_vec) + [f"st[{psi + j}] = gk"]:
+                        w(d, line)
                 e = f"-rr{s}"
                 if s > 0:            # this stream's residual after the earlier streams' steps
                     w(d, f"es = -rr{s}")
@@ -549,17 +549,12 @@ class _KernelWriter:
                 w(d, f"if gn_update(st, {base}, {n}, {e}, wr{s}, {'lam' if s == 0 else '1.0'}, gnc % {n}):")
                 for j, slots in enumerate(members):
                     k = slots[0]
-                    w(d + 1, f"sk = st[{u + j}]")
                     if B > 1:
                         w(d + 1, f"was = {TH[k]}")
-                    w(d + 1, f"if cfg[{lay.cfg_log + k}] != 0.0:    # a log step, at most the range's width")
-                    w(d + 2, f"wd = math.log({HI[k]}/{LO[k]})")
-                    w(d + 2, f"{TH[k]} = {self.PV[k]}*math.exp(min(max(sk, -wd), wd))")
-                    w(d + 1, "else:                        # a step at most the range's width")
-                    w(d + 2, f"wd = {HI[k]} - {LO[k]}")
-                    w(d + 2, f"{TH[k]} += min(max(sk, -wd), wd)")
-                    w(d + 1, "if project:")
-                    w(d + 2, f"{TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})")
+                    # u holds +K e (a step up the residual); a linear step too is at most the range's width
+                    for line in [_log_flag(k, self.step_vec)] + _apply_step(k, f"-st[{u + j}]", self.step_vec,
+                                                                             clip_linear=True):
+                        w(d + 1, line)
                     if B > 1:
                         w(d + 1, f"dth{j} {'=' if s == 0 else '+='} {TH[k]} - was")
                 if B > 1 and s == 0:
@@ -734,26 +729,30 @@ class _StepVectors:
     cfg_log: int
 
 
+def _log_flag(k, vec) -> str:
+    """lg = parameter k is on a log axis (k: a slot, or a loop's variable)."""
+    flag = vec.cfg_log + k if isinstance(k, int) else f"{vec.cfg_log} + {k}"
+    return f"lg = cfg[{flag}] != 0.0"
+
+
 def _log_gradient(k, g, vec) -> list:
     """gk = the gradient expression g, times p for a parameter on a log axis (d/d(log p) = p d/dp);
     lg says which."""
-    flag = vec.cfg_log + k if isinstance(k, int) else f"{vec.cfg_log} + {k}"    # k: a slot, or a loop's variable
-    return [f"lg = cfg[{flag}] != 0.0",
-            f"gk = {g}",
-            "if lg:",
-            f"    gk *= {vec.PV[k]}"]
+    return [_log_flag(k, vec), f"gk = {g}", "if lg:", f"    gk *= {vec.PV[k]}"]
 
 
-def _apply_step(k, step, vec) -> list:
-    """theta -= step (a log parameter: p multiplied by exp(-step), at most by the range's ratio);
-    then (range mode project) the accumulator projected into the range. Needs lg."""
+def _apply_step(k, step, vec, clip_linear=False) -> list:
+    """theta -= step (a log parameter: p multiplied by exp(-step), at most by the range's ratio;
+    clip_linear: a linear step too at most the range's width); then (range mode project) the
+    accumulator projected into the range. Needs lg."""
     TH, LO, HI, PV = vec.TH, vec.LO, vec.HI, vec.PV
+    linear = ([f"    wd = {HI[k]} - {LO[k]}", f"    {TH[k]} -= min(max(sk, -wd), wd)"] if clip_linear
+              else [f"    {TH[k]} -= sk"])
     return ([] if step == "sk" else [f"sk = {step}"]) + [
             "if lg:",
             f"    wd = math.log({HI[k]}/{LO[k]})",
             f"    {TH[k]} = {PV[k]}*math.exp(-min(max(sk, -wd), wd))",
-            "else:",
-            f"    {TH[k]} -= sk",
+            "else:"] + linear + [
             "if project:",
             f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"]
 

@@ -26,7 +26,7 @@ from engine.circuit.cache import compile_pair
 from engine.circuit.compiler import BankPlan, _pow2
 from engine.circuit.language import parse
 from engine.learn import spectral as SP
-from engine.learn.losses import CODES as LOSS_CODES
+from engine.learn.losses import CODES as LOSS_CODES, SPECTRAL
 from engine.learn.optimizers import BY_NAME as OPTIMIZER_BY_NAME, CODES as OPT_CODES, DEFAULT_P0, defaults as optimizer_defaults
 from engine.learn.spec_check import HIDDEN_KINDS, SYNTAX, UNREADABLE, check_spec
 
@@ -180,7 +180,7 @@ class Learner:
                        for name in self.target_graph.params}
         cap = window_capacity or max(4096, self.settings.window)
         self.compiled = compile_pair(self.graph, self.target_graph, self.sample_rate, _pow2(cap), plan,
-                                     self.streams, spectral=self.settings.loss == "spectral")
+                                     self.streams, spectral=LOSS_CODES[self.settings.loss] == SPECTRAL)
         self.layout = self.compiled.layout
         self._kernel = self.compiled.process
         self.st = np.zeros(self.layout.st_size)
@@ -226,7 +226,7 @@ class Learner:
         if OPTIMIZER_BY_NAME[s.optimizer].sets_its_own_step and self.streams > 1 and self.banks is not None:
             raise ValueError(f"{s.optimizer} does not yet learn banks over several streams at once: "
                              "choose another optimizer, or one stream")
-        spectral = s.loss == "spectral"
+        spectral = LOSS_CODES[s.loss] == SPECTRAL
         if spectral and (self.streams > 1 or self.banks is not None):
             raise ValueError("the spectral loss does not yet learn with banks or over several streams: "
                              "choose another loss, or one stream without banks")
@@ -234,9 +234,8 @@ class Learner:
             raise SpectralKernelNeeded("the spectral loss needs a learner compiled with it: build the learner "
                                        "with loss 'spectral' (the window does this when you choose it)")
         if spectral and self._spectral_range != (s.spectral_fmin, s.spectral_fmax):   # a new bank, from rest
-            nb = SP.bin_count(self.sample_rate, s.spectral_fmin, s.spectral_fmax)
-            SP.write_constants(self.cfg, self.layout.cfg_spectral, self.sample_rate, s.spectral_fmin, s.spectral_fmax)
-            self.cfg[LY.CF_SPECTRAL_BINS] = nb
+            self.cfg[LY.CF_SPECTRAL_BINS] = SP.write_constants(self.cfg, self.layout.cfg_spectral, self.sample_rate,
+                                                               s.spectral_fmin, s.spectral_fmax)
             self._clear_spectral()
             self._spectral_range = (s.spectral_fmin, s.spectral_fmax)
         self.settings = s

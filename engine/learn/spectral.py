@@ -95,7 +95,8 @@ def cfg_size(nb: int) -> int:
     return 3 * nb + 1
 
 
-def write_constants(cfg, base: int, sample_rate: float, fmin: float = DEFAULT_FMIN, fmax: float = DEFAULT_FMAX):
+def write_constants(cfg, base: int, sample_rate: float, fmin: float = DEFAULT_FMIN, fmax: float = DEFAULT_FMAX) -> int:
+    """The bank's constants for fmin..fmax into cfg[base:]; returns the number of bins."""
     f = bin_frequencies(sample_rate, fmin, fmax)
     nb = len(f)
     spacing = 2.0 ** (1.0 / BINS_PER_OCTAVE) - 1.0
@@ -106,6 +107,7 @@ def write_constants(cfg, base: int, sample_rate: float, fmin: float = DEFAULT_FM
     cfg[base + nb:base + 2 * nb] = r * np.sin(w)
     cfg[base + 2 * nb:base + 3 * nb] = 1.0 - r
     cfg[base + 3 * nb] = 1.0 - math.exp(-1.0 / (SMOOTH_SECONDS * sample_rate))
+    return nb
 
 
 def lane_size(nb: int) -> int:
@@ -162,6 +164,15 @@ def feed(st, base, cfg, cb, nb, lanes, value, tan_at):
             at = base + lane * lsz
             dp = 2.0 * (xr * st[at + X + 2 * k] + xi * st[at + X + 2 * k + 1])
             st[at + S + k] += beta * (dp - st[at + S + k])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def restart_tangents(st, base, nb, lanes):
+    """The tangent lanes (1..) of the channel at st[base:] back to rest: the front end's memories,
+    the bins and the smoothed powers' tangents."""
+    lsz = LANE_FRONT + 3 * nb
+    for i in range(base + lsz, base + lanes * lsz):
+        st[i] = 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

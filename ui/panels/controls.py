@@ -35,12 +35,16 @@ def _combo(items, name):
     return c
 
 
-def _guard(status, fn):
-    """Run fn; report a failure on the status line instead of raising into Qt's event loop."""
+def _guard(status, fn, rebuild=None):
+    """Run fn; report a failure on the status line instead of raising into Qt's event loop. A
+    setting the running kernel cannot take goes to rebuild(settings) when one is given."""
     try:
         fn()
-    except RebuildNeeded:
-        raise
+    except RebuildNeeded as e:
+        if rebuild is None:
+            status(str(e))
+        else:
+            rebuild(e.settings)
     except Exception as e:
         status(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
@@ -112,10 +116,7 @@ class LearningControls(QtWidgets.QGroupBox):
 
     def _set(self, **change):
         if self.session.learner is not None:
-            try:
-                _guard(self.status.emit, lambda: self.session.configure(**change))
-            except RebuildNeeded as e:        # (_guard re-raises it: the window compiles anew)
-                self.rebuild_requested.emit(e.settings)
+            _guard(self.status.emit, lambda: self.session.configure(**change), self.rebuild_requested.emit)
         if "lr" in change:
             self.lr_label.setText(f"{change['lr']:.2e}")
 
