@@ -691,6 +691,12 @@ class Session:
         learner = self.learner
         return {} if learner is None else learner.params()
 
+    def spectral_view(self):
+        """(bin frequencies, target's and output's normalised powers) while the spectral loss
+        learns; None otherwise (engine/learn/learner.py)."""
+        learner = self.learner
+        return None if learner is None else learner.spectral_view()
+
     def set_output(self, mode: str):
         if mode not in H.OUTPUT_MODES:
             raise SessionError(f"unknown output '{mode}'; choose one of {', '.join(H.OUTPUT_MODES)}")

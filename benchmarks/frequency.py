@@ -1,11 +1,12 @@
 """Learning a frequency from any start: the spectral loss against time-domain losses.
 
 The protocol (issue 16): 100 fixed-seed (true, start) pairs per task, independent and log-uniform
-over 50-5000 Hz, random phases, 48 kHz. Success: |f/f* - 1| < 1e-3 at every sample of the last
-0.25 s of a T-second run. Reported: the success rate (and how many within 1 s and 2 s, the
-issue's targets), the median / 90th percentile / worst time to
-success (the first sample after which the error stays below 1e-3), the final error's quantiles, any
-non-finite value, and the cost per sample. Deterministic but for the cost column.
+over 50-5000 Hz, random phases, 48 kHz. Success: |f/f* - 1| below the task's tolerance (the
+issue's: 0.1 % for pitch, 1 % for a cutoff) at every sample of the last 0.25 s of a T-second run.
+Reported: the success rate (and how many within 1 s and 2 s, the issue's targets), the median /
+90th percentile / worst time to success (the first sample after which the error stays below the
+tolerance), the final error's quantiles, any non-finite value, and the cost per sample.
+Deterministic but for the cost column.
 
 Tasks so far: T1, a sine (`y = osc(f)`, f on a log axis) against a sine of random phase; T2, the
 language's saw (naive, so aliased, and starting at the same phase) against a saw; T4, the
@@ -28,8 +29,7 @@ from engine.sources import LcgNoise  # noqa: E402
 
 SR = 48000.0
 LO, HI = 50.0, 5000.0
-TOL = 1e-3
-LAST = 0.25                    # seconds at the end that must all be within TOL
+LAST = 0.25                    # seconds at the end that must all be within the tolerance
 
 
 def pairs(n, seed=16):
@@ -62,10 +62,10 @@ def lowpass_task(q):
     return task
 
 
-# name -> (the learner for a (truth, start, phase), its input)
-TASKS = {"T1 sine": (sine_task, "silence"),
-         "T2 saw (naive, aliased; the same phase)": (saw_task, "silence"),
-         **{f"T4 low-pass cutoff, Q {q:g}, noise": (lowpass_task(q), "noise") for q in (0.7, 2.0, 10.0)}}
+# name -> (the learner for a (truth, start, phase), its input, the relative tolerance of success)
+TASKS = {"T1 sine": (sine_task, "silence", 1e-3),
+         "T2 saw (naive, aliased; the same phase)": (saw_task, "silence", 1e-3),
+         **{f"T4 low-pass cutoff, Q {q:g}, noise": (lowpass_task(q), "noise", 1e-2) for q in (0.7, 2.0, 10.0)}}
 METHODS = {      # name -> Settings (the time-domain baselines at today's defaults)
     "spectral": Settings(loss="spectral", optimizer="gauss-newton"),
     "mse": Settings(loss="mse", optimizer="gauss-newton"),
@@ -79,7 +79,7 @@ def run(task, settings, n_pairs, seconds):
     truths, starts, phases = pairs(n_pairs)
     times, finals, nonfinite, ok = [], [], 0, 0
     elapsed = 0.0
-    build, source = TASKS[task]
+    build, source, tol = TASKS[task]
     x = np.zeros(n) if source == "silence" else LcgNoise().read(n)
     for truth, start, phase in zip(truths, starts, phases):
         L = build(truth, start, phase, settings)
@@ -93,7 +93,7 @@ def run(task, settings, n_pairs, seconds):
             continue
         err = np.abs(f / truth - 1.0)
         finals.append(err[-1])
-        off = np.nonzero(err >= TOL)[0]
+        off = np.nonzero(err >= tol)[0]
         at = 0 if len(off) == 0 else off[-1] + 1
         if at <= n - last:
             ok += 1

@@ -187,7 +187,7 @@ def run_cfunc(device, blocksize, seconds, load, witness, qt=None):
     from app.session import CircuitSpec, ParamSpec, Session, Settings
     from app.host.telemetry import RunStats
     spec = CircuitSpec(GAIN_DC["circuit"], [ParamSpec("gain", 0.0), ParamSpec("dc", 0.0)],
-                       hidden=dict(GAIN_DC["hidden"]), settings=Settings(window=32, lr=1e-2))
+                       hidden=dict(GAIN_DC["hidden"]), settings=Settings(optimizer="sgd", window=32, lr=1e-2))
     stats = RunStats()
     j_start = witness.read()
     with Session(SR, blocksize, device=device, allow_virtual=False) as s:
@@ -234,7 +234,7 @@ def run_python(device, blocksize, seconds, load, witness, qt=None):
     from engine.learn.learner import Learner, ParamSpec, Settings
     from engine.sources import LcgNoise
     learner = Learner(GAIN_DC["circuit"], [ParamSpec("gain", 0.0), ParamSpec("dc", 0.0)],
-                      hidden=dict(GAIN_DC["hidden"]), settings=Settings(window=32, lr=1e-2),
+                      hidden=dict(GAIN_DC["hidden"]), settings=Settings(optimizer="sgd", window=32, lr=1e-2),
                       sample_rate=SR)
     noise = LcgNoise().read(SR)                  # 1 s of diff.lib's LCG, looped (as in a)
     out = np.zeros((blocksize, 3))

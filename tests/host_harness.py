@@ -12,7 +12,7 @@ def make_learner(circuit="y = gain*x + dc", params=(("gain", 0.0), ("dc", 0.0)),
                  target=None, **settings):
     specs = [p if isinstance(p, ParamSpec) else ParamSpec(*p) for p in params]
     return Learner(circuit, specs, target=target, hidden=hidden or {"gain": 0.5, "dc": 0.5},
-                   settings=Settings(**settings))
+                   settings=Settings(**{"optimizer": "sgd", **settings}))   # the rate-driven cases
 
 
 class Harness:

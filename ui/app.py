@@ -135,7 +135,7 @@ def run(preset: str | None = None, seconds: float | None = None, screenshot: str
     if opening is not None:
         window.apply_preset(*opening)
     elif not window.restore_autosave():
-        window.open_preset("gain+dc")
+        window.open_preset(store.STARTUP_PRESET)
     if refused is not None:                 # the window is up on the last session: say why not the preset
         window.show_problems("Cannot open preset", f"{refused.origin} was not opened:", refused.problems)
         said["refused"] = window.error_dialog

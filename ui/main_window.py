@@ -765,7 +765,7 @@ class MainWindow(QtWidgets.QMainWindow):
                          f" — with its output insert {self.audio.insert_label.text()}"))
             else:
                 self.say(f"the autosaved session could not be restored: {error}")
-                self.open_preset("gain+dc")
+                self.open_preset(store.STARTUP_PRESET)
         return self._run_job(lambda progress: self.workspace.apply(preset, progress, None), done,
                              "restoring the last session…")
 
@@ -1061,6 +1061,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._ticks += 1
         if self.scope.isVisible() and s.running and self._ticks % 2 == 0:   # 15 fps: the eye cannot follow noise faster
             self.scope.show_signals(*s.telemetry.signals(SCOPE_SAMPLES))
+            self.scope.show_spectral(s.spectral_view())
         self.loss_history.refresh()
         self.trajectories.refresh()
         self.hidden.sync()

@@ -13,6 +13,9 @@ from app.preset.document import Preset, PresetError, load, save
 
 FACTORY_DIR = Path(__file__).resolve().parents[2] / "presets"
 MAX_RECENT = 10
+# What a first start (or a lost autosave) opens: a circuit that learns with the default optimiser
+# (Gauss-Newton) and that only it learns quickly. The diff.lib presets keep SGD for parity.
+STARTUP_PRESET = "tanh-drive"
 
 
 # ------------------------------------------------------------------ finding presets

@@ -298,7 +298,7 @@ class _KernelWriter:
                          f"restart = max(int64({SP.RESTART_SECONDS * self.sample_rate!r}/hop), 1)",
                          f"warm = int64(math.ceil({SP.WARM_SECONDS * self.sample_rate!r}/hop))",
                          f"nbins = min(max(int64(cfg[{LY.CF_SPECTRAL_BINS}]), 1), {lay.spectral_bins})",
-                         f"hopn = int64(st[{LY.ST_SPEC_COUNT}])", "due = False"]:
+                         f"hopn = int64(st[{LY.ST_SPEC_COUNT}])", "due = False", "lag = 1.0"]:
                 w(1, line)
         _emit_glide_setup(w, 1, lay, H)
         if self.batch:
@@ -433,8 +433,8 @@ class _KernelWriter:
         w(3, "due = hopn >= hop")
         w(3, "if due:")
         w(4, "hopn = 0")
-        w(4, f"Ly, w1 = spectral_loss(st, {lay.spec_target}, {lay.spec_output}, nbins, {P}, {lay.spec_grad}, "
-             f"{1.0 / SP.BINS_PER_OCTAVE!r})")
+        w(4, f"Ly, lag = spectral_loss(st, {lay.spec_target}, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, "
+             f"{P}, {lay.spec_grad}, {1.0 / SP.BINS_PER_OCTAVE!r})")
         w(4, f"st[{LY.ST_SPEC_LOSS}] = Ly")
         w(4, "blocks += 1")
         w(4, "due = blocks > warm               # no step while the restarted tangents build up")
@@ -451,18 +451,21 @@ class _KernelWriter:
 
     def polyak_step(self, depth):
         """An optimiser without a rate under the spectral loss: at a block's end one Polyak step,
-        -gain * loss * g / |g|^2 (g in log space for a log parameter, whose step is at most the
-        range's ratio, as every optimiser's is). A loss that measures distance in octaves would land a lone log parameter
-        exactly with gain 1, but the smoothed powers lag the parameter, so the gain is a share of
-        the way per block in proportion to the hop (engine/learn/spectral.py: POLYAK_RATE)."""
-        w, P, small, vec = self.w, self.P, self.small, self.step_vec
+        -gain * loss * g / |g|^2, g the gradient averaged over about a lag time (in log space for a
+        log parameter, whose step is at most the range's ratio, as every optimiser's is). A loss
+        that measures distance in octaves would land a lone log parameter exactly with gain 1, but
+        the smoothed powers lag the parameter, so the gain is a share of the way per lag time - the
+        smoothing's and the memory of the bins the power sits in - in proportion to the hop
+        (engine/learn/spectral.py: POLYAK_RATE, POLYAK_AVERAGING)."""
+        w, P, small, vec, M = self.w, self.P, self.small, self.step_vec, self.M
         w(depth, "if due:")
+        w(depth + 1, f"avg = min({SP.POLYAK_AVERAGING!r}*hop/lag, 1.0)   # M: the gradient, averaged")
         w(depth + 1, "gg = 0.0")
-        _loop(w, depth + 1, P, small, lambda k: _log_gradient(k, self.G[k], vec) + ["gg += gk*gk"])
+        _loop(w, depth + 1, P, small, lambda k: _log_gradient(k, self.G[k], vec)
+              + [f"{M[k]} += avg*(gk - {M[k]})", f"gg += {M[k]}*{M[k]}"])
         w(depth + 1, "if gg > 0.0:")
-        w(depth + 2, f"sc = min({SP.POLYAK_RATE / (SP.SMOOTH_SECONDS * self.sample_rate)!r}*hop, 0.5)*Ly"
-                     f"/max(gg, {SP.POLYAK_FLOOR!r})")
-        _loop(w, depth + 2, P, small, lambda k: _log_gradient(k, self.G[k], vec) + _apply_step(k, "sc*gk", vec))
+        w(depth + 2, f"sc = min({SP.POLYAK_RATE!r}*hop/lag, 0.5)*Ly/max(gg, {SP.POLYAK_FLOOR!r})")
+        _loop(w, depth + 2, P, small, lambda k: [_log_flag(k, vec)] + _apply_step(k, f"sc*{M[k]}", vec))
 
     def optimizer_step(self):
         """Clipping, the learning-rate schedule and one optimiser step per parameter (per bank)."""

@@ -1,7 +1,7 @@
 """A learner: a ground-truth circuit and a learnable circuit compiled together, with their state.
 
     learner = Learner("y = gain*x + dc", [ParamSpec("gain", 0), ParamSpec("dc", 0)],
-                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(loss="mse", lr=1e-2))
+                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(optimizer="sgd", loss="mse", lr=1e-2))
     out, trace = learner.process(block)          # any block length; state carries over
 
 Parameters have an initial value and a range [lo, hi]. What the range does:
@@ -27,7 +27,7 @@ from engine.circuit.compiler import BankPlan, _pow2
 from engine.circuit.language import parse
 from engine.learn import spectral as SP
 from engine.learn.losses import CODES as LOSS_CODES, SPECTRAL
-from engine.learn.optimizers import BY_NAME as OPTIMIZER_BY_NAME, CODES as OPT_CODES, DEFAULT_P0, defaults as optimizer_defaults
+from engine.learn.optimizers import BY_NAME as OPTIMIZER_BY_NAME, CODES as OPT_CODES, DEFAULT as OPTIMIZER_DEFAULT, DEFAULT_P0, defaults as optimizer_defaults
 from engine.learn.spec_check import HIDDEN_KINDS, SYNTAX, UNREADABLE, check_spec
 
 RANGE_MODES = {"project": LY.RANGE_PROJECT, "straight-through": LY.RANGE_STRAIGHT_THROUGH}
@@ -58,7 +58,7 @@ class Settings:
     loss: str = "mse"
     huber_delta: float = 1.0
     window: int = 1
-    optimizer: str = "sgd"
+    optimizer: str = OPTIMIZER_DEFAULT           # gauss-newton (engine/learn/optimizers.py)
     lr: float = 1e-3
     c1: float | None = None          # the optimiser's first constant: momentum mu / rho / beta1
     c2: float | None = None          # its second: Adam's beta2 (None: the optimiser's default)
@@ -263,6 +263,18 @@ class Learner:
     def spectral_ready(self) -> bool:
         """This learner's kernel carries the spectral loss (it was built with it)."""
         return self.layout.spectral_bins > 0
+
+    def spectral_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(bin frequencies in Hz, the target's and the output's normalised bin powers): what the
+        spectral loss compares now; None unless it is the loss in use. A snapshot for display (the
+        audio thread may be writing: a torn read shows for one frame)."""
+        if not (self.spectral_ready and self._spectral_range is not None
+                and LOSS_CODES[self.settings.loss] == SPECTRAL):
+            return None
+        nb = int(self.cfg[LY.CF_SPECTRAL_BINS])
+        lay = self.layout
+        pt, po = SP.distributions(self.st, lay.spec_target, lay.spec_output, nb)
+        return SP.bin_frequencies(self.sample_rate, *self._spectral_range), pt, po
 
     def _clear_spectral(self):
         lay = self.layout

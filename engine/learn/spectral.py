@@ -55,10 +55,14 @@ POLYAK_FLOOR = 0.25           # |g|^2 in the Polyak step is at least this: near 
                               #   healthy gradient is ~1.4 per neper, so this floor is 0.5 per neper)
 RESTART_SECONDS = 1.0         # the oscillators' phase tangents and the bank's tangents restart this
 WARM_SECONDS = 0.15           #   often, and no step is taken for this long after (see above)
-POLYAK_RATE = 0.1             # an optimiser without a rate steps -gain * loss * g / |g|^2 per block, with
-                              #   gain = POLYAK_RATE * hop / (SMOOTH_SECONDS * sample rate): a tenth of
-                              #   the way per smoothing time, whatever the hop (the powers lag the
-                              #   parameter by about that; faster overshoots: benchmarks/README.md)
+POLYAK_RATE = 0.25            # an optimiser without a rate steps -gain * loss * g / |g|^2 per block, with
+                              #   gain = POLYAK_RATE * hop / lag: this share of the way per lag time (the
+                              #   smoothing's plus the bins' memory, loss_and_gradient), whatever the
+                              #   hop; faster overshoots (benchmarks/README.md)
+POLYAK_AVERAGING = 0.8        # the Polyak step follows the gradient averaged over about a lag time:
+                              #   each block moves the average this share of hop / lag towards the new
+                              #   one (noise through a sharp resonance makes single blocks' gradients
+                              #   point the wrong way; none, or a longer one: benchmarks/README.md)
 LEVEL_FLOOR = 1e-30           # a channel's total power is at least this (silence: no NaN)
 
 # The allpass pair, designed for a 90-degree difference from 15 Hz to 21 kHz at 48 kHz (a least-
@@ -176,10 +180,12 @@ def restart_tangents(st, base, nb, lanes):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def loss_and_gradient(st, tgt, out, nb, tangents, grad_at, octave_per_bin):
+def loss_and_gradient(st, tgt, out, cfg, cb, nb, tangents, grad_at, octave_per_bin):
     """W1 along log-frequency plus the level term, from the smoothed powers of the target channel at
     st[tgt:] and the output channel at st[out:]; writes d(loss)/d(parameter) for each tangent lane
-    into st[grad_at:]. Returns (loss, w1)."""
+    into st[grad_at:]. Returns (loss, lag): lag, in samples, is how far the powers trail the
+    signals - the smoothing's time constant plus the bins' memory 1/(1 - r), averaged over each
+    distribution, whichever channel's is longer (a low pitch is seen late: 53 ms at 50 Hz)."""
     lsz = LANE_FRONT + 3 * nb
     S = LANE_FRONT + 2 * nb
     tot_t = LEVEL_FLOOR
@@ -192,10 +198,16 @@ def loss_and_gradient(st, tgt, out, nb, tangents, grad_at, octave_per_bin):
     c_t = 0.0
     c_o = 0.0
     w1 = 0.0
+    mem_t = 0.0
+    mem_o = 0.0
     for k in range(nb):
         c_t += st[tgt + S + k] / tot_t
         c_o += st[out + S + k] / tot_o
         w1 += abs(c_o - c_t) * octave_per_bin
+        memory = 1.0 / cfg[cb + 2 * nb + k]
+        mem_t += st[tgt + S + k] / tot_t * memory
+        mem_o += st[out + S + k] / tot_o * memory
+    lag = 1.0 / cfg[cb + 3 * nb] + max(mem_t, mem_o)
     for j in range(tangents):             # one pass over the bins per tangent: no scratch
         lane = out + (1 + j) * lsz
         d_tot = 0.0
@@ -219,4 +231,14 @@ def loss_and_gradient(st, tgt, out, nb, tangents, grad_at, octave_per_bin):
         if lv != 0.0:
             g += math.copysign(0.5 / math.log(2.0), lv) * d_tot / tot_o
         st[grad_at + j] = g
-    return w1 + 0.5 * abs(math.log2(tot_o / tot_t)), w1
+    return w1 + 0.5 * abs(math.log2(tot_o / tot_t)), lag
+
+
+def distributions(st, tgt: int, out: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the distance compares, read from the channels at st[tgt:] and st[out:]: each one's
+    smoothed bin powers normalised to sum 1 (all zeros for silence). Their cumulative sums are
+    the curves whose gap, summed in octaves, is W1."""
+    S = LANE_FRONT + 2 * nb
+    pt = np.array(st[tgt + S:tgt + S + nb], dtype=float)
+    po = np.array(st[out + S:out + S + nb], dtype=float)
+    return pt / (pt.sum() + LEVEL_FLOOR), po / (po.sum() + LEVEL_FLOOR)

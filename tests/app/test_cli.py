@@ -180,7 +180,7 @@ def test_trace_and_result_match_an_in_process_learner_exactly(tmp_path):
                  "--quiet")
     _, rows = read_trace(tmp_path / "t.csv")
     learner = Learner("y = g*x + h", [ParamSpec("g", 0.0), ParamSpec("h", 0.0)],
-                      hidden={"g": 0.5, "h": 0.1}, settings=Settings(lr=0.05))
+                      hidden={"g": 0.5, "h": 0.1}, settings=Settings(optimizer="sgd", lr=0.05))
     _, trace = learner.process(LcgNoise().read(n), trace_every=1)
     ours = np.array([[float(v) for v in row] for row in rows])
     np.testing.assert_array_equal(ours, trace[:, :6])

@@ -119,7 +119,7 @@ def test_run_that_diverges_pauses_learning_and_exits_3():
 
 def test_a_live_session_pauses_itself_and_a_reset_at_half_the_rate_starts_over():
     spec = CircuitSpec("y = x + a*y@1", [ParamSpec("a", 0.0, -3, 3)], hidden={"a": 0.95},
-                       settings=Settings(lr=1.0))
+                       settings=Settings(optimizer="sgd", lr=1.0))
     with Session(48000, 256, device="virtual") as s:
         s.load(spec)
         s.start()

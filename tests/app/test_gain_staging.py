@@ -79,7 +79,7 @@ def test_the_volume_and_mute_are_midi_knobs_and_a_preset_may_map_them():
 
 
 LOUD = dataclasses.replace(GAIN_DC, hidden={"gain": 2.0, "dc": 0.0},
-                           settings=Settings(window=32, lr=0.01, learning=False))
+                           settings=Settings(optimizer="sgd", window=32, lr=0.01, learning=False))
 
 
 def test_the_limiter_counts_time_in_gain_reduction_and_starts_over_with_each_circuit():
@@ -106,7 +106,7 @@ def test_the_limiter_counts_time_in_gain_reduction_and_starts_over_with_each_cir
 
 def test_the_source_level_scales_what_the_circuits_hear_and_round_trips_through_a_preset():
     with Session(48000, 256, device="virtual") as s:
-        s.load(dataclasses.replace(GAIN_DC, settings=Settings(window=32, lr=0.01, learning=False)))
+        s.load(dataclasses.replace(GAIN_DC, settings=Settings(optimizer="sgd", window=32, lr=0.01, learning=False)))
         s.set_source("sine", hz=220.0)
         s.start()
         _wait(lambda: s.counters()["callbacks"] > 40)

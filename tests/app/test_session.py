@@ -12,7 +12,7 @@ from app.session import CircuitSpec, Session, SessionError
 from engine.learn.learner import ParamSpec, Settings
 
 GAIN_DC = CircuitSpec("y = gain*x + dc", [ParamSpec("gain", 0.0, -2, 2), ParamSpec("dc", 0.0)],
-                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(window=32, lr=0.01))
+                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(optimizer="sgd", window=32, lr=0.01))
 
 
 @pytest.fixture

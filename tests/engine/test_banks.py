@@ -260,7 +260,7 @@ def test_bad_banks_in_a_preset_are_listed(banks, message):
 def test_a_midi_note_selects_the_bank_live_and_telemetry_shows_it():
     from app.session import CircuitSpec, Session
     spec = CircuitSpec("y = a*x", [ParamSpec("a", 0.5, 0.0, 2.0)], target="y = x",
-                       settings=Settings(loss="mse", lr=0.01), banks=Banks([0, 60, 128], condition="note"))
+                       settings=Settings(optimizer="sgd", loss="mse", lr=0.01), banks=Banks([0, 60, 128], condition="note"))
     with Session(48000, 128, device="virtual") as s:
         s.load(spec)
         s.set_source("midi")

@@ -91,7 +91,7 @@ def test_nan_and_inf_input_take_no_step_and_are_counted():
     x[bad[:3]] = np.nan
     x[bad[3]] = np.inf
     learner = Learner("y = gain*x + dc", [ParamSpec("gain", 0), ParamSpec("dc", 0)],
-                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(loss="mse", window=32, lr=1e-2))
+                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(optimizer="sgd", loss="mse", window=32, lr=1e-2))
     out, trace = learner.process(x, trace_every=1)
     assert learner.skipped == 4
     p = trace[:, 2:4]
@@ -107,7 +107,7 @@ def test_a_circuit_that_blows_up_is_restarted_not_propagated():
     # the learnable feedback starts unstable (a = 1.5): its output overflows, is caught, the
     # circuit's state is cleared, and the parameters stay finite
     learner = Learner("y = x + a*y@1", [ParamSpec("a", 1.5, -2, 2)], hidden={"a": 0.5},
-                      settings=Settings(loss="mse", window=1, lr=1e-9))
+                      settings=Settings(optimizer="sgd", loss="mse", window=1, lr=1e-9))
     out, _ = learner.process(WhiteNoise(0).read(10000) * 1e300)
     assert learner.diverged_steps > 0             # counted as divergence, not as bad input
     assert learner.skipped == 0
@@ -131,7 +131,7 @@ def test_window_sum_does_not_drift_over_a_long_run():
 def test_window_means_are_applied_separately_and_divide_by_w_while_filling():
     # gain+dc at n = 0 with W = 32: e = M(yhat) - M(y) = -(0.5 x0 + 0.5)/32 and g_dc = 2 e / 32
     learner = Learner("y = gain*x + dc", [ParamSpec("gain", 0), ParamSpec("dc", 0)],
-                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(loss="mse", window=32, lr=1e-2))
+                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(optimizer="sgd", loss="mse", window=32, lr=1e-2))
     x = LcgNoise().read(3)
     _, tr = learner.process(x, trace_every=1)
     e = -(0.5 * x[0] + 0.5) / 32
@@ -185,7 +185,7 @@ def test_every_optimizer_and_loss_learns_gain_and_dc(opt, loss):
 
 def test_learning_rate_schedule_decays_at_epoch_boundaries():
     learner = Learner("y = dc", [ParamSpec("dc", 0.0)], hidden={"dc": 1.0},
-                      settings=Settings(loss="mae", lr=1e-3, lr_decay=0.5, lr_decay_every=10))
+                      settings=Settings(optimizer="sgd", loss="mae", lr=1e-3, lr_decay=0.5, lr_decay_every=10))
     _, tr = learner.process(np.zeros(40), trace_every=1)
     steps = np.diff(tr[:, 2])      # MAE with e < 0: every step is +lr(n)
     # diff.lib's timing: the first decay falls at n = E - 1
@@ -196,7 +196,7 @@ def test_learning_rate_schedule_decays_at_epoch_boundaries():
 
 def test_gradient_clipping_limits_the_global_norm():
     learner = Learner("y = a*x + b", [ParamSpec("a", 0.0), ParamSpec("b", 0.0)],
-                      hidden={"a": 100.0, "b": 100.0}, settings=Settings(loss="mse", lr=1.0, clip=0.5))
+                      hidden={"a": 100.0, "b": 100.0}, settings=Settings(optimizer="sgd", loss="mse", lr=1.0, clip=0.5))
     _, tr = learner.process(np.ones(5), trace_every=1)
     steps = np.diff(tr[:, 2:4], axis=0)
     np.testing.assert_allclose(np.linalg.norm(steps, axis=1), 0.5)
@@ -207,7 +207,7 @@ def test_range_clamps_value_and_projection_prevents_windup():
     gradient turns; with 'straight-through' (diff.lib) theta winds up beyond the bound."""
     for mode, expect_theta_beyond in (("project", False), ("straight-through", True)):
         learner = Learner("y = a", [ParamSpec("a", 0.0, -1.0, 1.0)], hidden={"a": 5.0},
-                          settings=Settings(loss="mae", lr=0.1, range_mode=mode))
+                          settings=Settings(optimizer="sgd", loss="mae", lr=0.1, range_mode=mode))
         learner.process(np.zeros(100))
         assert learner.params()["a"] == 1.0
         assert (learner.theta()[0] > 1.0 + 1e-9) == expect_theta_beyond
@@ -216,14 +216,14 @@ def test_range_clamps_value_and_projection_prevents_windup():
 def test_parameter_at_its_bound_still_receives_a_gradient():
     # dcsq's start: p = max(theta, 1e-10) = 1e-10, tangent seed 1 (straight-through)
     learner = Learner("y = x + dc^2", [ParamSpec("dc", 0.0, 1e-10)], hidden={"dc": 0.75},
-                      settings=Settings(loss="mse", lr=1e-3, range_mode="straight-through"))
+                      settings=Settings(optimizer="sgd", loss="mse", lr=1e-3, range_mode="straight-through"))
     _, tr = learner.process(LcgNoise().read(2), trace_every=1)
     assert tr[0, 2] == 1e-10 and tr[0, 3] == pytest.approx(-2.25e-10)
 
 
 def test_hidden_values_change_without_recompiling():
     learner = Learner("y = g*x", [ParamSpec("g", 0.0)], hidden={"g": 0.5},
-                      settings=Settings(loss="mse", lr=0.05))
+                      settings=Settings(optimizer="sgd", loss="mse", lr=0.05))
     kernel = learner.compiled.process
     learner.process(WhiteNoise(0).read(20000))
     learner.set_hidden("g", -0.25)
@@ -270,7 +270,7 @@ def test_a_64_parameter_fir_learns_every_tap():
     taps = " + ".join(["b0*x"] + [f"b{k}*x@{k}" for k in range(1, 64)])
     hidden = {f"b{k}": math.sin(0.3 * k) * 0.5 for k in range(64)}
     learner = Learner("y = " + taps, [ParamSpec(f"b{k}", 0.0) for k in range(64)], hidden=hidden,
-                      settings=Settings(loss="mse", window=8, lr=0.02))
+                      settings=Settings(optimizer="sgd", loss="mse", window=8, lr=0.02))
     learner.process(WhiteNoise(9).read(200_000))
     got = learner.params()
     assert max(abs(got[k] - v) for k, v in hidden.items()) < 1e-3

@@ -123,7 +123,7 @@ def make_learner(text, names, target_text=None):
         # the raw gradient the kernel reports is exactly -(tangent of the output).
         target = target_text or (text + "\nyt = y + 0.5")
         _learners[key] = Learner(text, specs, target=target, hidden={n: 0.0 for n in names},
-                                 settings=Settings(loss="mse", window=1, learning=False))
+                                 settings=Settings(loss="mse", window=1, optimizer="sgd", learning=False))
     return _learners[key]
 
 
@@ -224,4 +224,8 @@ def test_osc_and_phasor_frequency_derivative(seed, f, amp):
     if near_wrap.any():
         valid[np.argmax(near_wrap):] = False
     y = check_tangents(learner, {"amp": amp, "f": f}, x, valid, rtol=1e-4)
-    np.testing.assert_allclose(y, amp * np.sin(2 * np.pi * ph) + 0.2 * ph * x, atol=1e-9)
+    np.testing.assert_allclose(y[~near_wrap], (amp * np.sin(2 * np.pi * ph) + 0.2 * ph * x)[~near_wrap], atol=1e-9)
+    # at a whole number of cycles the accumulated phase may round to just below 1 or to 0: either
+    wrap_value = amp * np.sin(2 * np.pi * ph)[near_wrap]
+    assert np.all(np.minimum(np.abs(y[near_wrap] - wrap_value), np.abs(y[near_wrap] - wrap_value - 0.2 * x[near_wrap]))
+                  < 1e-9)

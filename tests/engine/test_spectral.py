@@ -74,6 +74,26 @@ def block_gradient(circuit, specs, target, hidden, values, samples, x):
     return row[1], {name: row[2 + P + k] for k, name in enumerate(L.param_names)}   # slot order
 
 
+def test_the_view_shows_the_distributions_whose_gap_is_the_kernels_distance():
+    """spectral_view() reads the smoothed powers the kernel compares: their cumulative curves' gap,
+    in octaves, is the W1 the kernel computed at that block end (plus the level term, the loss)."""
+    L = sine_learner(400.0, 1000.0, spectral_hop=64)
+    L.configure(spectral(spectral_hop=64, learning=False))       # held: the distance stays large
+    L.process(np.zeros(64 * 150))
+    f, pt, po = L.spectral_view()
+    nb = SP.bin_count(SR)
+    assert len(f) == len(pt) == len(po) == nb and f[0] == SP.DEFAULT_FMIN
+    assert pt.sum() == pytest.approx(1.0, abs=1e-12) and po.sum() == pytest.approx(1.0, abs=1e-12)
+    assert f[np.argmax(pt)] == pytest.approx(1000.0, rel=0.03) and f[np.argmax(po)] == pytest.approx(400.0, rel=0.03)
+    w1 = np.sum(np.abs(np.cumsum(po) - np.cumsum(pt))) / SP.BINS_PER_OCTAVE
+    assert w1 == pytest.approx(math.log2(1000.0 / 400.0), rel=0.1)     # about the interval (the bins have skirts)
+    level = 0.5 * abs(math.log2(L.st[L.layout.spec_output + SP.LANE_FRONT + 2 * nb:][:nb].sum()
+                                / L.st[L.layout.spec_target + SP.LANE_FRONT + 2 * nb:][:nb].sum()))
+    assert w1 + level == pytest.approx(L.st[LY.ST_SPEC_LOSS], rel=1e-9)
+    L.configure(Settings(loss="mse"))
+    assert L.spectral_view() is None                                         # another loss: nothing to show
+
+
 def test_the_gradient_through_a_filtered_oscillator_matches_finite_differences():
     """A sine through a one-pole low-pass, its pitch (log axis) and the pole learnable: the kernel's
     block gradient against central differences of the block loss, both parameters."""
@@ -95,7 +115,7 @@ def test_the_gradient_through_a_filtered_oscillator_matches_finite_differences()
         assert grad[name] == pytest.approx(fd, rel=1e-4), name
 
 
-@pytest.mark.parametrize("start, truth, within", [(55.0, 4500.0, 86000), (4000.0, 60.0, 96000), (200.0, 1234.0, 74000)])
+@pytest.mark.parametrize("start, truth, within", [(55.0, 4500.0, 39000), (4000.0, 60.0, 48000), (200.0, 1234.0, 28000)])
 def test_a_sine_is_found_from_two_decades_away_at_the_defaults(start, truth, within):
     """Gauss-Newton's default optimiser takes Polyak steps under the spectral loss; within 1e-3 of
     the truth from the sample counted here to the end of 3 s (deterministic)."""
@@ -109,8 +129,9 @@ def test_a_sine_is_found_from_two_decades_away_at_the_defaults(start, truth, wit
 
 def test_ten_minutes_of_a_learning_oscillator_keep_finite_bounded_gradients():
     """At 8 kHz (4.8 M samples), the target's pitch jumping every minute: the phase tangents restart
-    every second, so the block gradients stay of one size (~1.4 per neper), and the pitch is found
-    again each time, within 1.5 s (deterministic)."""
+    every second, so the block gradients stay of one size (~1.4 per neper once the pitch is found;
+    a jump's first blocks reach ~8.7), and the pitch is found again each time, within 1 s
+    (deterministic)."""
     sr = 8000.0
     L = Learner("y = osc(f)", [ParamSpec("f", 200.0, 50.0, 2000.0, log=True)], target="y = osc(ft)",
                 hidden={"ft": 300.0}, settings=spectral(), sample_rate=sr)
@@ -119,10 +140,11 @@ def test_ten_minutes_of_a_learning_oscillator_keep_finite_bounded_gradients():
         L.set_hidden("ft", pitch)
         _, tr = L.process(np.zeros(minute), trace_every=1)
         assert np.all(np.isfinite(tr[:, 1:4]))
-        assert np.max(np.abs(tr[:, 3] * tr[:, 2])) < 6.0        # d/d(log f): unit-free
+        g = np.abs(tr[:, 3] * tr[:, 2])                          # d/d(log f): unit-free
+        assert np.max(g) < 10.0 and np.max(g[int(1.5 * sr):]) < 2.0, pitch
         err = np.abs(tr[:, 2] / pitch - 1.0)
         off = np.nonzero(err >= 1e-3)[0]
-        assert off[-1] + 1 <= 1.5 * sr and err[-1] < 1e-6, (pitch, off[-1] + 1)
+        assert off[-1] + 1 <= 1.0 * sr and err[-1] < 1e-6, (pitch, off[-1] + 1)
 
 
 def test_banks_and_several_streams_are_refused_in_one_line():

@@ -17,7 +17,7 @@ from tests.paths import REPO
 CEILING = np.float32(10 ** (-1 / 20))
 REPO = str(REPO)
 GAIN_DC = CircuitSpec("y = gain*x + dc", [ParamSpec("gain", 0.0), ParamSpec("dc", 0.0)],
-                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(window=32, lr=0.01))
+                      hidden={"gain": 0.5, "dc": 0.5}, settings=Settings(optimizer="sgd", window=32, lr=0.01))
 
 
 @pytest.fixture
@@ -254,7 +254,7 @@ def test_circuit_swap_mid_stream_plays_no_garbage(session):
     start = session.telemetry.scope_position
     calls_before = session.counters()["callbacks"]
     future = session.load_async(CircuitSpec("y = tanh(a*x) + b*x@1", [ParamSpec("a", 1.0), ParamSpec("b", 0.0)],
-                                            hidden={"a": 4.0, "b": 0.3}, settings=Settings(lr=0.01)))
+                                            hidden={"a": 4.0, "b": 0.3}, settings=Settings(optimizer="sgd", lr=0.01)))
     future.result(timeout=120)
     assert session.param_names == ["a", "b"]
     assert session.counters()["callbacks"] > calls_before      # the old circuit kept playing

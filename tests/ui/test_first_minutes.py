@@ -12,7 +12,7 @@ def test_a_divergence_pauses_learning_shows_a_banner_and_halving_the_rate_starts
     s = window.session
     unstable = dataclasses.replace(s.spec, circuit="y = x + a*y@1", target=None,
                                    params=[ParamSpec("a", 0.0, -3, 3)], hidden={"a": 0.95},
-                                   settings=Settings(lr=1.0))
+                                   settings=Settings(optimizer="sgd", lr=1.0))
     window.apply_spec(unstable)
     wait_loaded(qtbot, window, 2)
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=20000)

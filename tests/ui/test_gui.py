@@ -47,9 +47,24 @@ def window(qtbot, config_dir):
     w.close()
 
 
-def test_window_opens_on_the_default_preset_when_nothing_was_autosaved(qtbot, config_dir):
+def test_a_first_start_opens_a_preset_that_learns_with_the_default_optimizer(qtbot, config_dir):
+    from engine.learn.optimizers import DEFAULT
     w = make_window(qtbot)
-    assert not w.restore_autosave()          # nothing saved yet: the app then opens gain+dc
+    assert not w.restore_autosave()          # nothing saved yet: the app then opens the startup preset
+    w.open_preset(store.STARTUP_PRESET)
+    wait_loaded(qtbot, w)
+    assert DEFAULT == "gauss-newton" and w.session.learner.settings.optimizer == DEFAULT
+    assert w.learning.optimizer.currentText() == DEFAULT
+    hidden = w.session.hidden()
+    start = {sp.name: sp.init for sp in presets.load(store.resolve(store.STARTUP_PRESET)).spec.params}
+    assert all(hidden[n] != start[n] for n in hidden)                     # something to learn ...
+    qtbot.waitUntil(lambda: all(abs(w.session.params()[n] - hidden[n]) < 1e-3 * max(1.0, abs(hidden[n]))
+                                for n in hidden), timeout=20000)          # ... and it is learned
+    w.close()
+
+
+def test_gain_and_dc_opens_with_its_circuit_knobs_and_hidden_values(qtbot, config_dir):
+    w = make_window(qtbot)
     w.open_preset("gain+dc")
     wait_loaded(qtbot, w)
     assert w.windowTitle() == "Dualtone — gain+dc"
@@ -347,6 +362,24 @@ def test_the_spectral_loss_from_the_dropdown_compiles_the_circuit_again_and_keep
     assert window.session.learner is learner and learner.settings.loss == "mse"
 
 
+def test_the_scope_shows_what_the_spectral_loss_compares_while_it_learns(qtbot, window):
+    """pitch-chase learns a pitch with the spectral loss: under the spectra, the bank's two
+    distributions and their cumulative curves, whose shaded gap (W1) closes as the pitch is
+    found; another loss hides that plot."""
+    window.open_preset("pitch-chase")
+    wait_loaded(qtbot, window, 2)
+    bank = window.scope.bank
+    qtbot.waitUntil(lambda: bank.isVisible() and bank.w1 < 0.05, timeout=30000)
+    curves = bank.curves()
+    _, ct = curves["target cumulative"]
+    _, cl = curves["learned cumulative"]
+    assert ct[-1] == pytest.approx(1.0, abs=1e-9) and cl[-1] == pytest.approx(1.0, abs=1e-9)
+    assert max(curves["target"][1].max(), curves["learned"][1].max()) == pytest.approx(1.0)
+    assert "W1 = " in bank._label.toPlainText()
+    window.learning.loss.setCurrentText("mse")
+    qtbot.waitUntil(lambda: not bank.isVisible(), timeout=5000)
+
+
 def test_output_and_source_choices_reach_the_callback(qtbot, window):
     window.audio.output.setCurrentText("error")
     assert window.session.memory.ctl[H.C_OUTPUT_MODE] == H.OUTPUT_MODES["error"]
@@ -529,4 +562,4 @@ def test_the_app_starts_with_an_unusable_config_folder_and_says_so(tmp_path):
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
     assert warnings == ["warning: the config folder /proc/nope cannot be used (No such file or "
                         "directory): running without autosave or the recent list"]
-    assert json.loads(r.stdout.splitlines()[-1])["preset"] == "gain+dc"
+    assert json.loads(r.stdout.splitlines()[-1])["preset"] == store.STARTUP_PRESET

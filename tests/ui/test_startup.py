@@ -1,5 +1,5 @@
 """Starting the window with a preset that cannot be used: a person gets the window (on the last
-session or gain+dc) with the problems in its dialog; a script (--seconds/--screenshot) still gets
+session or the startup preset) with the problems in its dialog; a script (--seconds/--screenshot) still gets
 exit code 2 (tests/ui/test_gui.py). libjack's chatter on fd 2 stays out of the terminal unless
 --verbose: at start-up, where `run --headless` opens audio and MIDI, and where the window opens MIDI."""
 import json
@@ -34,7 +34,8 @@ def test_a_bad_preset_on_the_command_line_opens_the_window_with_the_problem_dial
     assert window.error_dialog is not None and window.error_dialog.isVisible()
     assert window.error_dialog.text() == f"{bad} was not opened:"
     assert window.error_dialog.informativeText().startswith("•")
-    assert window.workspace.name == "gain+dc"                  # nothing was lost: the default opened
+    from app.preset import store
+    assert window.workspace.name == store.STARTUP_PRESET     # nothing was lost: the default opened
     window.close()
 
 

@@ -25,6 +25,17 @@ def _nice_up(v: float) -> float:
     return 10.0 ** (e + 1)
 
 
+def log_frequency_ticks(top: float) -> list[list[tuple[float, str]]]:
+    """Major (labelled 20, 50, 100 ... 20k) and minor ticks for a log-frequency axis up to `top` Hz."""
+    major = [(math.log10(f), label) for f, label in
+             ((20, "20"), (50, "50"), (100, "100"), (200, "200"), (500, "500"), (1000, "1k"),
+              (2000, "2k"), (5000, "5k"), (10000, "10k"), (20000, "20k"), (50000, "50k"),
+              (100000, "100k")) if f <= top]
+    minor = [(math.log10(m * d), "") for d in (10, 100, 1000, 10000) for m in range(2, 10)
+             if 20 <= m * d <= top and m not in (2, 5)]
+    return [major, minor]
+
+
 def _style(plot: pg.PlotWidget):
     pi = plot.getPlotItem()
     for name in ("left", "bottom", "right", "top"):

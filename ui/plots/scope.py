@@ -7,7 +7,8 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtGui, QtWidgets
 
-from ui.plots.base import _Plot, _curve, _nice_up
+from ui.plots.base import _Plot, _curve, _nice_up, log_frequency_ticks
+from ui.plots.spectral_loss import SpectralLossView
 from ui.theme import DIM, LEARNED, TARGET, tint
 
 DB_FLOOR = -200.0           # what the spectrum reports for silence (below the -120 dB plot floor)
@@ -48,11 +49,12 @@ class ScopeKey(QtWidgets.QWidget):
 
 
 class ScopeView(QtWidgets.QWidget):
-    """Two stacked plots: (1) the target and learned waveforms overlaid (and, optionally, their
+    """Stacked plots: (1) the target and learned waveforms overlaid (and, optionally, their
     difference faintly), triggered on the last rising zero crossing of the target that a full
     window follows, with sub-sample alignment so a periodic signal stands still; free-running
     (newest window) when there is none; (2) their magnitude spectra in dBFS on a log-frequency
-    axis. A mouse zoom holds a plot's range; a double-click restores it."""
+    axis; (3) while the spectral loss learns, what it compares (ui/plots/spectral_loss.py). A mouse
+    zoom holds a plot's range; a double-click restores it."""
     HYSTERESIS = 0.02           # of the block's peak
     SPECTRUM_POINTS = 640
 
@@ -71,6 +73,10 @@ class ScopeView(QtWidgets.QWidget):
         lay.addWidget(self.key)
         lay.addWidget(self.wave, 1)
         lay.addWidget(self.spec, 1)
+        self.bank = SpectralLossView()          # shown while the spectral loss learns; a frequency
+        self.bank.hide()                        #   sits at the same x as in the spectrum above
+        self.bank.setXLink(self.spec)
+        lay.addWidget(self.bank, 1)
 
         wp = self.wave.getPlotItem()
         wp.setLabel("bottom", "time", units="s")
@@ -129,13 +135,8 @@ class ScopeView(QtWidgets.QWidget):
         self._groups = starts[(starts >= 1) & (starts < self._freqs.size)]
         self._group_f = self._freqs[self._groups]
         self._secs = np.arange(self.window_size) / sr
-        ticks = [(math.log10(f), label) for f, label in
-                 ((20, "20"), (50, "50"), (100, "100"), (200, "200"), (500, "500"), (1000, "1k"),
-                  (2000, "2k"), (5000, "5k"), (10000, "10k"), (20000, "20k"), (50000, "50k"),
-                  (100000, "100k")) if f <= sr / 2]
-        minor = [(math.log10(m * d), "") for d in (10, 100, 1000, 10000) for m in range(2, 10)
-                 if 20 <= m * d <= sr / 2 and m not in (2, 5)]
-        self.spec.getPlotItem().getAxis("bottom").setTicks([ticks, minor])
+        for plot in (self.spec, self.bank):
+            plot.getPlotItem().getAxis("bottom").setTicks(log_frequency_ticks(sr / 2))
         self._reset_wave()
         self._reset_spec()
 
@@ -233,6 +234,15 @@ class ScopeView(QtWidgets.QWidget):
         self._pending = (target[target.size - n:], learned[learned.size - n:])
         if self.isVisible():
             self._draw()
+
+    def show_spectral(self, view):
+        """What the spectral loss compares - (bin frequencies, target's and learned's normalised
+        powers) - or None to hide that plot (another loss is learning)."""
+        if view is None:
+            self.bank.setVisible(False)
+            return
+        self.bank.setVisible(True)
+        self.bank.show_bank(*view)
 
     def showEvent(self, ev):
         super().showEvent(ev)
