@@ -30,7 +30,7 @@ EXTERNAL = EXTERNALS[0]
 # live control values read from cfg (layout.py); reserved for LACTOSE bank conditions
 CONTROLS = {"lactose_note": LY.CF_NOTE, "lactose_velocity": LY.CF_VELOCITY}
 CONSTANTS = {"pi": math.pi}          # SR is added per compile (it is the sample rate)
-STATEFUL = {"phasor": 1, "osc": 1, "saw": 1}   # handled by the compiler, not the table
+STATEFUL = {"phasor": 1, "osc": 1, "saw": 1, "blsaw": 1}   # handled by the compiler, not the table
 RESERVED = {INPUT, *EXTERNALS, "pi", "SR"} | set(CALLABLE) | set(STATEFUL)
 MAX_VARIABLE_DELAY = 1 << 16         # buffer for a delay whose amount is not a bounded parameter
 
@@ -287,6 +287,8 @@ class _Parser:
             if fname == "saw":        # 2 phasor(f) - 1
                 ph = ("phasor", args[0], p)
                 return ("call", "sub", [("call", "mul", [("num", 2.0, p), ph], p), ("num", 1.0, p)], p)
+            if fname == "blsaw":
+                return _band_limited_saw(args[0], p)
             return ("call", fname, args, p)
         self.err(f"'{type(node).__name__}' is not part of the circuit language", node)
 
@@ -356,6 +358,28 @@ def _opname(op):
 
 
 # ------------------------------------------------------------------ trees -> graph
+def _band_limited_saw(f, p):
+    """saw(f) with its jump smoothed over the two samples around it by a polynomial band-limited
+    step (PolyBLEP): 2 ph - 1 - r, where with dt = f/SR, just after the wrap (ph < dt, t = ph/dt)
+    r = 2t - t^2 - 1 and just before it (ph > 1 - dt, t = (ph - 1)/dt) r = t^2 + 2t + 1. Built
+    from the language's own nodes, so its derivative follows from the rules - including the wrap's
+    movement with f, which the naive saw's jump hides from its tangent."""
+    def call(name, *a):
+        return ("call", name, list(a), p)
+
+    def num(v):
+        return ("num", float(v), p)
+    ph = ("phasor", f, p)
+    dt = call("div", f, ("name", "SR", p))
+    after = call("div", ph, dt)
+    before = call("div", call("sub", ph, num(1)), dt)
+    r_after = call("sub", call("sub", call("mul", num(2), after), call("mul", after, after)), num(1))
+    r_before = call("add", call("add", call("mul", before, before), call("mul", num(2), before)), num(1))
+    r = ("if", call("lt", ph, dt), r_after,
+         ("if", call("gt", ph, call("sub", num(1), dt)), r_before, num(0), p), p)
+    return call("sub", call("sub", call("mul", num(2), ph), num(1)), r)
+
+
 def _const_value(tree, consts):
     """The tree's value if it is built from numbers and constants only, else None."""
     kind = tree[0]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine.circuit.language import CircuitError, parse
+from engine.circuit.language import STATEFUL, CircuitError, parse
 from engine.learn.learner import Learner, ParamSpec, Settings
 from engine.circuit.primitives import CALLABLE, TABLE
 
@@ -224,6 +224,22 @@ def test_saw_is_the_phasor_scaled_to_minus_one_one():
     np.testing.assert_allclose(out, 2.0 * expected_phase(40, F_POW2, SR_POW2) - 1.0, atol=1e-15)
 
 
+@pytest.mark.parametrize("f", [440.0, 1000.0, 3333.0])
+def test_blsaw_is_the_saw_with_a_polyblep_at_each_jump(f):
+    """PolyBLEP written out independently: the naive saw minus a polynomial step residual over the
+    sample before and the sample after each wrap; elsewhere exactly the saw, and never a jump of 2."""
+    out = run("y = blsaw(f)", x=np.zeros(400), f=f)
+    ph = np.arange(1, 401) * f / 48000.0 % 1.0
+    dt = f / 48000.0
+    residual = np.zeros_like(ph)
+    after, before = ph < dt, ph > 1.0 - dt
+    residual[after] = 2 * ph[after] / dt - (ph[after] / dt) ** 2 - 1.0
+    residual[before] = ((ph[before] - 1.0) / dt) ** 2 + 2 * (ph[before] - 1.0) / dt + 1.0
+    np.testing.assert_allclose(out, 2.0 * ph - 1.0 - residual, atol=1e-12)
+    assert np.count_nonzero(after) >= 3 and np.all(out[~(after | before)] == pytest.approx(2.0 * ph[~(after | before)] - 1.0))
+    assert np.max(np.abs(np.diff(out))) < 2.0 - 2.0 * dt       # the naive saw drops by 2 - 2 dt
+
+
 # ---------------------------------------------------------------- the function table
 
 REFERENCE = {
@@ -386,7 +402,7 @@ def test_random_text_parses_or_raises_circuit_error(text):
 
 
 TOKENS = (["x", "y", "z", "a", "g", "pi", "SR", "0", "1", "2", "0.5", "1e3", "-1", "1e400"]
-          + sorted(set(CALLABLE) | {"phasor", "osc", "saw"})
+          + sorted(set(CALLABLE) | set(STATEFUL))
           + ["+", "-", "*", "/", "**", "^", "@", "%", "<", "<=", ">", ">=", "==", "!=",
              "if", "else", "and", "or", "not", "(", ")", ",", "=", "\n", "#", ".", "[", "]",
              "lambda", ":", "'s'", "//", "&", "|", "~", ";"])

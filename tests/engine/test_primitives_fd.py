@@ -229,3 +229,20 @@ def test_osc_and_phasor_frequency_derivative(seed, f, amp):
     wrap_value = amp * np.sin(2 * np.pi * ph)[near_wrap]
     assert np.all(np.minimum(np.abs(y[near_wrap] - wrap_value), np.abs(y[near_wrap] - wrap_value - 0.2 * x[near_wrap]))
                   < 1e-9)
+
+
+@FD_SETTINGS
+@given(f=st.floats(200, 6000), amp=st.floats(0.2, 1.0))
+def test_blsaw_frequency_derivative_includes_the_moving_jump(f, amp):
+    """blsaw's tangent against finite differences at every sample - also the two samples around
+    each jump, where it carries the jump's movement with f (the naive saw's jump is a step in
+    time whose movement no sample's tangent shows; blsaw is continuous in f). Samples within
+    1e-6 of a branch's edge are skipped (the derivative changes form there)."""
+    n = 400
+    learner = make_learner("y = amp*blsaw(f)", ["amp", "f"])
+    ph = np.arange(1, n + 1) * f / 48000.0 % 1.0
+    dt = f / 48000.0
+    edges = np.minimum.reduce([np.abs(ph - dt), np.abs(ph - (1.0 - dt)), ph, 1.0 - ph])
+    valid = edges > 1e-6 * np.arange(1, n + 1)          # f +- h moves the phase by ~ n h / SR
+    y = check_tangents(learner, {"amp": amp, "f": f}, np.zeros(n), valid, rtol=1e-4)
+    assert np.max(np.abs(np.diff(y))) < 1.5 * amp      # the drop of 2 amp is spread over two steps
