@@ -10,7 +10,9 @@ Deterministic but for the cost column.
 
 Tasks so far: T1, a sine (`y = osc(f)`, f on a log axis) against a sine of random phase; T2, the
 language's band-limited saw (`blsaw`, PolyBLEP; both start at phase 0) against one; T4, the
-cutoff of the Audio EQ Cookbook's resonant low-pass (Q 0.7, 2, 10, fixed) on white noise.
+cutoff of the Audio EQ Cookbook's resonant low-pass (Q 0.7, 2, 10, fixed) on white noise; T5, that
+low-pass's Q (0.5-20, log-uniform) at a fixed 1 kHz cutoff on noise; T6, the delay of a feedback
+comb `y = x + 0.7*y@d` (0.1-20 ms, log-uniform) on noise. T5 and T6 succeed within 1 %.
 
     .venv/bin/python benchmarks/frequency.py [--pairs 100] [--seconds 4] [--markdown]
 """
@@ -32,9 +34,9 @@ LO, HI = 50.0, 5000.0
 LAST = 0.25                    # seconds at the end that must all be within the tolerance
 
 
-def pairs(n, seed=16):
+def pairs(n, seed=16, lo=LO, hi=HI):
     rng = np.random.default_rng(seed)
-    u = rng.uniform(np.log(LO), np.log(HI), size=(n, 2))
+    u = rng.uniform(np.log(lo), np.log(hi), size=(n, 2))
     return np.exp(u[:, 0]), np.exp(u[:, 1]), rng.uniform(0.0, 2 * np.pi, n)
 
 
@@ -62,10 +64,29 @@ def lowpass_task(q):
     return task
 
 
-# name -> (the learner for a (truth, start, phase), its input, the relative tolerance of success)
-TASKS = {"T1 sine": (sine_task, "silence", 1e-3),
-         "T2 band-limited saw": (saw_task, "silence", 1e-3),
-         **{f"T4 low-pass cutoff, Q {q:g}, noise": (lowpass_task(q), "noise", 1e-2) for q in (0.7, 2.0, 10.0)}}
+Q_RANGE = (0.5, 20.0)          # T5: the low-pass's Q, its cutoff fixed at 1 kHz
+DELAY_RANGE = (4.8, 960.0)     # T6: a feedback comb's delay in samples, 0.1-20 ms at 48 kHz
+
+
+def q_task(truth, start, _phase, settings):
+    circuit = LOWPASS.replace("fc", "1000.0")
+    return Learner(circuit, [ParamSpec("Q", float(start), *Q_RANGE, log=True)],
+                   target=circuit.replace("Q", "Qt"), hidden={"Qt": float(truth)}, settings=settings,
+                   sample_rate=SR)
+
+
+def comb_task(truth, start, _phase, settings):
+    return Learner("y = x + 0.7*y@d", [ParamSpec("d", float(start), *DELAY_RANGE, log=True)],
+                   target="y = x + 0.7*y@dt", hidden={"dt": float(truth)}, settings=settings, sample_rate=SR)
+
+
+# name -> (the learner for a (truth, start, phase), its input, the relative tolerance of success,
+# the range the pairs are drawn from)
+TASKS = {"T1 sine": (sine_task, "silence", 1e-3, (LO, HI)),
+         "T2 band-limited saw": (saw_task, "silence", 1e-3, (LO, HI)),
+         **{f"T4 low-pass cutoff, Q {q:g}, noise": (lowpass_task(q), "noise", 1e-2, (LO, HI)) for q in (0.7, 2.0, 10.0)},
+         "T5 low-pass Q 0.5-20 at 1 kHz, noise": (q_task, "noise", 1e-2, Q_RANGE),
+         "T6 feedback comb delay 0.1-20 ms, noise": (comb_task, "noise", 1e-2, DELAY_RANGE)}
 METHODS = {      # name -> Settings (the time-domain baselines at today's defaults)
     "spectral": Settings(loss="spectral", optimizer="gauss-newton"),
     "mse": Settings(loss="mse", optimizer="gauss-newton"),
@@ -76,10 +97,10 @@ METHODS = {      # name -> Settings (the time-domain baselines at today's defaul
 def run(task, settings, n_pairs, seconds):
     n = int(seconds * SR)
     last = int(LAST * SR)
-    truths, starts, phases = pairs(n_pairs)
+    build, source, tol, (lo, hi) = TASKS[task]
+    truths, starts, phases = pairs(n_pairs, lo=lo, hi=hi)
     times, finals, nonfinite, ok = [], [], 0, 0
     elapsed = 0.0
-    build, source, tol = TASKS[task]
     x = np.zeros(n) if source == "silence" else LcgNoise().read(n)
     for truth, start, phase in zip(truths, starts, phases):
         L = build(truth, start, phase, settings)
