@@ -10,7 +10,8 @@ Deterministic but for the cost column.
 
 Tasks so far: T1, a sine (`y = osc(f)`, f on a log axis) against a sine of random phase; T2, the
 language's band-limited saw (`blsaw`, PolyBLEP; both start at phase 0) against one; T4, the
-cutoff of the Audio EQ Cookbook's resonant low-pass (Q 0.7, 2, 10, fixed) on white noise; T5, that
+cutoff of the Audio EQ Cookbook's resonant low-pass (Q 0.7, 2, 10, fixed) on white noise and on a
+110 Hz band-limited saw at half scale; T5, that
 low-pass's Q (0.5-20, log-uniform) at a fixed 1 kHz cutoff on noise; T6, the delay of a feedback
 comb `y = x + 0.7*y@d` (0.1-20 ms, log-uniform) on noise. T5 and T6 succeed within 1 %.
 
@@ -31,7 +32,14 @@ from engine.sources import LcgNoise  # noqa: E402
 
 SR = 48000.0
 LO, HI = 50.0, 5000.0
+SAW_HZ = 110.0                 # T4 on a saw: the saw's pitch (harmonics every 110 Hz)
 LAST = 0.25                    # seconds at the end that must all be within the tolerance
+
+
+def saw_input(n, hz=SAW_HZ):
+    """n samples of the language's band-limited saw at hz (what T4 filters on a saw)."""
+    L = Learner(f"y = a*blsaw({hz!r})", [ParamSpec("a", 0.5)], settings=Settings(learning=False), sample_rate=SR)
+    return L.process(np.zeros(n))[0][:, 1].copy()
 
 
 def pairs(n, seed=16, lo=LO, hi=HI):
@@ -84,7 +92,8 @@ def comb_task(truth, start, _phase, settings):
 # the range the pairs are drawn from)
 TASKS = {"T1 sine": (sine_task, "silence", 1e-3, (LO, HI)),
          "T2 band-limited saw": (saw_task, "silence", 1e-3, (LO, HI)),
-         **{f"T4 low-pass cutoff, Q {q:g}, noise": (lowpass_task(q), "noise", 1e-2, (LO, HI)) for q in (0.7, 2.0, 10.0)},
+         **{f"T4 low-pass cutoff, Q {q:g}, {src}": (lowpass_task(q), src, 1e-2, (LO, HI))
+            for src in ("noise", "saw") for q in (0.7, 2.0, 10.0)},
          "T5 low-pass Q 0.5-20 at 1 kHz, noise": (q_task, "noise", 1e-2, Q_RANGE),
          "T6 feedback comb delay 0.1-20 ms, noise": (comb_task, "noise", 1e-2, DELAY_RANGE)}
 METHODS = {      # name -> Settings (the time-domain baselines at today's defaults)
@@ -101,7 +110,7 @@ def run(task, settings, n_pairs, seconds):
     truths, starts, phases = pairs(n_pairs, lo=lo, hi=hi)
     times, finals, nonfinite, ok = [], [], 0, 0
     elapsed = 0.0
-    x = np.zeros(n) if source == "silence" else LcgNoise().read(n)
+    x = {"silence": np.zeros, "noise": LcgNoise().read, "saw": saw_input}[source](n)
     for truth, start, phase in zip(truths, starts, phases):
         L = build(truth, start, phase, settings)
         t0 = time.perf_counter()
