@@ -20,7 +20,7 @@ from engine.circuit.emitter import CircuitEmitter
 from engine.circuit.language import Graph
 from engine.learn import gauss_newton as GN
 from engine.learn import spectral as SP
-from engine.learn.losses import LOSSES, SPECTRAL
+from engine.learn.losses import CODES as LOSS_CODES, LOSSES, SPECTRAL
 from engine.learn.optimizers import FIRST_ORDER, GAUSS_NEWTON
 
 SIGNATURE = "int64(float64[::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])"
@@ -68,6 +68,7 @@ class Layout:
     spec_output: int = 0     #   this sample's output tangents, and the last block's gradient
     spec_tangents: int = 0
     spec_grad: int = 0
+    spec_align: int = 0      #   and the hand-over's error power, target power and flag (SP.ALIGN_WORDS)
 
     @property
     def trace_width(self) -> int:
@@ -178,6 +179,7 @@ class _KernelWriter:
         if self.spectral:
             lay.spec_target, lay.spec_output = alloc(SP.channel_size(nb, 0)), alloc(SP.channel_size(nb, P))
             lay.spec_tangents, lay.spec_grad = alloc(P), alloc(P)
+            lay.spec_align = alloc(SP.ALIGN_WORDS)
         lay.st_size = self._top
         self.mask = cap - 1
         # Per-parameter state lives in registers (unrolled locals) for small circuits, and is looped
@@ -246,6 +248,10 @@ class _KernelWriter:
         lay.target_state = self.tgts[0].state_range
         lay.learner_state = self.lrns[0].state_range
         self.runs = [(tgt.run()[0], *lrn.run()) for tgt, lrn in zip(self.tgts, self.lrns)]   # (y, yh, yh's tangents)
+        # Under the spectral loss Gauss-Newton hands over to the squared error once the signals
+        # agree - unless a learnable frequency drives an oscillator, whose phase no parameter sets:
+        # there the squared error would pull the frequency to chase the phase (benchmarks/README.md)
+        self.hands_over = self.spectral and not self.lrns[0].phase_tangent_words()
         lay.output_slots = sorted(self.runs[0][2])
 
     def module_header(self):
@@ -298,7 +304,8 @@ class _KernelWriter:
                          f"restart = max(int64({SP.RESTART_SECONDS * self.sample_rate!r}/hop), 1)",
                          f"warm = int64(math.ceil({SP.WARM_SECONDS * self.sample_rate!r}/hop))",
                          f"nbins = min(max(int64(cfg[{LY.CF_SPECTRAL_BINS}]), 1), {lay.spectral_bins})",
-                         f"hopn = int64(st[{LY.ST_SPEC_COUNT}])", "due = False", "lag = 1.0"]:
+                         f"hopn = int64(st[{LY.ST_SPEC_COUNT}])", "due = False", "lag = 1.0",
+                         f"gn_code = {LOSS_CODES['mse']} if spectral else loss_code   # Gauss-Newton's residual, handed over"]:
                 w(1, line)
         _emit_glide_setup(w, 1, lay, H)
         if self.batch:
@@ -429,6 +436,10 @@ class _KernelWriter:
         _loop(w, 3, P, small, lambda k: [f"st[{lay.spec_tangents} + {k}] = {WV[2 + k if small else f'2 + {k}']}"])
         w(3, f"spectral_feed(st, {lay.spec_target}, cfg, {lay.cfg_spectral}, nbins, 1, y, 0)")
         w(3, f"spectral_feed(st, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, {1 + P}, yh, {lay.spec_tangents})")
+        A, a = lay.spec_align, 1.0 - math.exp(-1.0 / (SP.ALIGN_SECONDS * self.sample_rate))
+        if self.hands_over:
+            w(3, f"st[{A}] += {a!r}*((y - yh)*(y - yh) - st[{A}])    # the hand-over's error and target powers")
+            w(3, f"st[{A + 1}] += {a!r}*(y*y - st[{A + 1}])")
         w(3, "hopn += 1")
         w(3, "due = hopn >= hop")
         w(3, "if due:")
@@ -436,6 +447,12 @@ class _KernelWriter:
         w(4, f"Ly, lag = spectral_loss(st, {lay.spec_target}, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, "
              f"{P}, {lay.spec_grad}, {1.0 / SP.BINS_PER_OCTAVE!r})")
         w(4, f"st[{LY.ST_SPEC_LOSS}] = Ly")
+        if self.hands_over:
+            w(4, f"if st[{A + 2}] == 0.0 and st[{A}] < {SP.HANDOVER!r}*st[{A + 1}]:   # the signals agree: hand over")
+            w(5, f"st[{A + 2}] = 1.0")
+            w(5, f"st[{LY.ST_GN_T}] = 0.0                 # Gauss-Newton starts afresh (narrower P, no fast start)")
+            w(4, f"elif st[{A + 2}] != 0.0 and not st[{A}] <= {SP.HANDBACK!r}*st[{A + 1}]:   # they part: back")
+            w(5, f"st[{A + 2}] = 0.0")
         w(4, "blocks += 1")
         w(4, "due = blocks > warm               # no step while the restarted tangents build up")
         w(4, "if blocks >= restart:             # restart the oscillators' phase tangents and the bank's")
@@ -474,7 +491,8 @@ class _KernelWriter:
         w(2, "if not (gchk - gchk == 0.0):")
         self.count_divergence(3)
         if self.spectral:
-            w(2, f"elif learn and spectral and opt == {GAUSS_NEWTON}:")
+            w(2, f"elif learn and spectral and opt == {GAUSS_NEWTON}"
+                 + (f" and st[{lay.spec_align + 2}] == 0.0:" if self.hands_over else ":"))
             self.polyak_step(3)
         w(2, f"elif learn and opt == {GAUSS_NEWTON}:")
         self.gauss_newton_step(3)
@@ -514,7 +532,10 @@ class _KernelWriter:
             w(depth, "pass                             # the output depends on no parameter")
             return
         w(depth, f"if st[{LY.ST_GN_T}] == 0.0:        # P from the ranges, the forgetting from its start")
-        w(depth + 1, f"gn_p0 = cfg[{LY.CF_P0}]")
+        if self.hands_over:
+            w(depth + 1, f"gn_p0 = {SP.HANDOVER_P0!r} if spectral and st[{lay.spec_align + 2}] != 0.0 else cfg[{LY.CF_P0}]")
+        else:
+            w(depth + 1, f"gn_p0 = cfg[{LY.CF_P0}]")
         for base, members, _ in lay.gn_groups:
             n = len(members)
             for j, slots in enumerate(members):
@@ -522,13 +543,17 @@ class _KernelWriter:
                 w(depth + 1, f"st[{base + n * n + 2 * n + j}] = gn_initial_variance(gn_p0, {LO[k]}, {HI[k]}, "
                              f"cfg[{lay.cfg_log + k}] != 0.0)")
             w(depth + 1, f"gn_reset_p(st, {base}, {n})")
-        w(depth + 1, f"st[{LY.ST_GN_LAMBDA}] = c2")
+        if self.hands_over:      # handed over near the answer: no fast-forgetting start (it would wander)
+            w(depth + 1, f"st[{LY.ST_GN_LAMBDA}] = c1 if spectral and st[{lay.spec_align + 2}] != 0.0 else c2")
+        else:
+            w(depth + 1, f"st[{LY.ST_GN_LAMBDA}] = c2")
         w(depth, f"st[{LY.ST_GN_T}] += 1.0")
         w(depth, f"lam = c1 + (st[{LY.ST_GN_LAMBDA}] - c1)*{GN.RAMP!r}")
         w(depth, f"st[{LY.ST_GN_LAMBDA}] = lam")
         w(depth, f"gnc = int64(st[{LY.ST_GN_T}])")
         for s, S in enumerate(self.Ss):
-            w(depth, f"rr{s}, dr{s}, wr{s} = loss_residual(loss_code, {S[1]}*invW, {S[0]}*invW, delta)")
+            w(depth, f"rr{s}, dr{s}, wr{s} = loss_residual({'gn_code' if self.spectral else 'loss_code'}, "
+                     f"{S[1]}*invW, {S[0]}*invW, delta)")
         if self.banks is not None and self.banks.mode == "separated":
             w(depth, f"ab = int64(st[{lay.bank_index}])")
         for base, members, bank in lay.gn_groups:

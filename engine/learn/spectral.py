@@ -63,6 +63,15 @@ POLYAK_AVERAGING = 0.8        # the Polyak step follows the gradient averaged ov
                               #   each block moves the average this share of hop / lag towards the new
                               #   one (noise through a sharp resonance makes single blocks' gradients
                               #   point the wrong way; none, or a longer one: benchmarks/README.md)
+HANDOVER = 0.1                # with Gauss-Newton: once the error's power is below this share of the
+HANDBACK = 0.5                #   target's (-10 dB: the signals agree sample by sample, not only in
+ALIGN_SECONDS = 0.02          #   their spectra), its per-sample step on the squared error takes over
+ALIGN_WORDS = 3               #   from the Polyak step, until the error grows above HANDBACK (-3 dB);
+                              #   both powers smoothed over ALIGN_SECONDS (st: error, target, flag)
+HANDOVER_P0 = 1e-2            # Gauss-Newton then starts afresh with this p0 (the spectral stage has
+                              #   brought the parameters near: the default 500 throws some out again)
+                              #   and its forgetting at its end value (a fast start wanders on a low,
+                              #   sharp resonance; benchmarks/README.md)
 LEVEL_FLOOR = 1e-30           # a channel's total power is at least this (silence: no NaN)
 
 # The allpass pair, designed for a 90-degree difference from 15 Hz to 21 kHz at 48 kHz (a least-
