@@ -30,6 +30,7 @@ class SpectralLossView(_Plot):
         pi.setLabel("bottom", "frequency (Hz) — the spectral loss's bins")
         pi.getAxis("bottom").enableAutoSIPrefix(False)
         pi.setLabel("left", "share")
+        pi.getAxis("left").setTicks([[(0.0, "0"), (0.5, "0.5"), (1.0, "1")]])   # readable when short
         self._tp = _curve(pi, pen=pg.mkPen(_faint(TARGET), width=1))       # the distributions
         self._lp = _curve(pi, pen=pg.mkPen(_faint(LEARNED), width=1))
         self._tc = _curve(pi, pen=pg.mkPen(TARGET, width=2))               # their cumulative curves
