@@ -436,8 +436,9 @@ class _KernelWriter:
         _loop(w, 3, P, small, lambda k: [f"st[{lay.spec_tangents} + {k}] = {WV[2 + k if small else f'2 + {k}']}"])
         w(3, f"spectral_feed(st, {lay.spec_target}, cfg, {lay.cfg_spectral}, nbins, 1, y, 0)")
         w(3, f"spectral_feed(st, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, {1 + P}, yh, {lay.spec_tangents})")
-        A, a = lay.spec_align, 1.0 - math.exp(-1.0 / (SP.ALIGN_SECONDS * self.sample_rate))
+        A = lay.spec_align
         if self.hands_over:
+            a = 1.0 - math.exp(-1.0 / (SP.ALIGN_SECONDS * self.sample_rate))
             w(3, f"st[{A}] += {a!r}*((y - yh)*(y - yh) - st[{A}])    # the hand-over's error and target powers")
             w(3, f"st[{A + 1}] += {a!r}*(y*y - st[{A + 1}])")
         w(3, "hopn += 1")
@@ -532,8 +533,9 @@ class _KernelWriter:
             w(depth, "pass                             # the output depends on no parameter")
             return
         w(depth, f"if st[{LY.ST_GN_T}] == 0.0:        # P from the ranges, the forgetting from its start")
-        if self.hands_over:
-            w(depth + 1, f"gn_p0 = {SP.HANDOVER_P0!r} if spectral and st[{lay.spec_align + 2}] != 0.0 else cfg[{LY.CF_P0}]")
+        if self.hands_over:      # handed over near the answer: a narrower P, no fast-forgetting start
+            w(depth + 1, f"handed = spectral and st[{lay.spec_align + 2}] != 0.0")
+            w(depth + 1, f"gn_p0 = {SP.HANDOVER_P0!r} if handed else cfg[{LY.CF_P0}]")
         else:
             w(depth + 1, f"gn_p0 = cfg[{LY.CF_P0}]")
         for base, members, _ in lay.gn_groups:
@@ -543,10 +545,7 @@ class _KernelWriter:
                 w(depth + 1, f"st[{base + n * n + 2 * n + j}] = gn_initial_variance(gn_p0, {LO[k]}, {HI[k]}, "
                              f"cfg[{lay.cfg_log + k}] != 0.0)")
             w(depth + 1, f"gn_reset_p(st, {base}, {n})")
-        if self.hands_over:      # handed over near the answer: no fast-forgetting start (it would wander)
-            w(depth + 1, f"st[{LY.ST_GN_LAMBDA}] = c1 if spectral and st[{lay.spec_align + 2}] != 0.0 else c2")
-        else:
-            w(depth + 1, f"st[{LY.ST_GN_LAMBDA}] = c2")
+        w(depth + 1, f"st[{LY.ST_GN_LAMBDA}] = {'c1 if handed else c2' if self.hands_over else 'c2'}")
         w(depth, f"st[{LY.ST_GN_T}] += 1.0")
         w(depth, f"lam = c1 + (st[{LY.ST_GN_LAMBDA}] - c1)*{GN.RAMP!r}")
         w(depth, f"st[{LY.ST_GN_LAMBDA}] = lam")
