@@ -69,6 +69,9 @@ class Layout:
     spec_tangents: int = 0
     spec_grad: int = 0
     spec_align: int = 0      #   and the hand-over's error power, target power and flag (SP.ALIGN_WORDS)
+    spec_fine: int = 0       #   the fine stage's state (SP.fine_size) and its last block's derivative,
+    spec_fine_grad: int = 0  #   where a learnable frequency drives an oscillator
+    spec_end: int = 0        # one past the spectral loss's state
 
     @property
     def trace_width(self) -> int:
@@ -180,6 +183,9 @@ class _KernelWriter:
             lay.spec_target, lay.spec_output = alloc(SP.channel_size(nb, 0)), alloc(SP.channel_size(nb, P))
             lay.spec_tangents, lay.spec_grad = alloc(P), alloc(P)
             lay.spec_align = alloc(SP.ALIGN_WORDS)
+            if self.locks_frequency:
+                lay.spec_fine, lay.spec_fine_grad = alloc(SP.fine_size(P)), alloc(P)
+            lay.spec_end = self._top
         lay.st_size = self._top
         self.mask = cap - 1
         # Per-parameter state lives in registers (unrolled locals) for small circuits, and is looped
@@ -252,6 +258,8 @@ class _KernelWriter:
         # agree - unless a learnable frequency drives an oscillator, whose phase no parameter sets:
         # there the squared error would pull the frequency to chase the phase (benchmarks/README.md)
         self.hands_over = self.spectral and not self.lrns[0].phase_tangent_words()
+        # ... and there instead the fine stage follows the frequency error in the strongest bin
+        self.locks_frequency = self.spectral and not self.hands_over
         lay.output_slots = sorted(self.runs[0][2])
 
     def module_header(self):
@@ -271,7 +279,7 @@ class _KernelWriter:
              "reset_p as gn_reset_p, update as gn_update")
         if self.spectral:
             w(0, "from engine.learn.spectral import feed as spectral_feed, loss_and_gradient as spectral_loss, "
-                 "restart_tangents as spectral_restart")
+                 "restart_tangents as spectral_restart, fine_track, fine_error, fine_rebase")
         for name in sorted(set().union(*(e.used_prims for e in self.tgts + self.lrns))):
             w(0, f"P_{name}_v = TABLE[{name!r}].value")
             w(0, f"P_{name}_d = TABLE[{name!r}].partials")
@@ -305,6 +313,7 @@ class _KernelWriter:
                          f"warm = int64(math.ceil({SP.WARM_SECONDS * self.sample_rate!r}/hop))",
                          f"nbins = min(max(int64(cfg[{LY.CF_SPECTRAL_BINS}]), 1), {lay.spectral_bins})",
                          f"hopn = int64(st[{LY.ST_SPEC_COUNT}])", "due = False", "lag = 1.0",
+                         "fine = False", "fine_e = 0.0", "fine_lag = 1.0",
                          f"gn_code = {LOSS_CODES['mse']} if spectral else loss_code   # Gauss-Newton's residual, handed over"]:
                 w(1, line)
         _emit_glide_setup(w, 1, lay, H)
@@ -441,6 +450,9 @@ class _KernelWriter:
             a = 1.0 - math.exp(-1.0 / (SP.ALIGN_SECONDS * self.sample_rate))
             w(3, f"st[{A}] += {a!r}*((y - yh)*(y - yh) - st[{A}])    # the hand-over's error and target powers")
             w(3, f"st[{A + 1}] += {a!r}*(y*y - st[{A + 1}])")
+        fine_args = f"st, {lay.spec_target}, {lay.spec_output}, {lay.spec_fine}"
+        if self.locks_frequency:
+            w(3, f"fine_track({fine_args}, nbins, {P})")
         w(3, "hopn += 1")
         w(3, "due = hopn >= hop")
         w(3, "if due:")
@@ -448,6 +460,9 @@ class _KernelWriter:
         w(4, f"Ly, lag = spectral_loss(st, {lay.spec_target}, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, "
              f"{P}, {lay.spec_grad}, {1.0 / SP.BINS_PER_OCTAVE!r})")
         w(4, f"st[{LY.ST_SPEC_LOSS}] = Ly")
+        if self.locks_frequency:
+            w(4, f"fine, fine_e, fine_lag = fine_error({fine_args}, cfg, {lay.cfg_spectral}, nbins, {P}, "
+                 f"{lay.spec_fine_grad})")
         if self.hands_over:
             w(4, f"if st[{A + 2}] == 0.0 and st[{A}] < {SP.HANDOVER!r}*st[{A + 1}]:   # the signals agree: hand over")
             w(5, f"st[{A + 2}] = 1.0")
@@ -461,6 +476,8 @@ class _KernelWriter:
         for start, count in self.lrns[0].phase_tangent_words():
             w(5, f"st[{start}:{start + count}] = 0.0")
         w(5, f"spectral_restart(st, {lay.spec_output}, nbins, {1 + P})")
+        if self.locks_frequency:
+            w(4, f"fine_rebase({fine_args}, nbins, {P})")
         w(3, "else:")
         w(4, f"Ly = st[{LY.ST_SPEC_LOSS}]")
         w(3, "gchk = Ly")
@@ -476,7 +493,19 @@ class _KernelWriter:
         smoothing's and the memory of the bins the power sits in - in proportion to the hop
         (engine/learn/spectral.py: POLYAK_RATE, POLYAK_AVERAGING)."""
         w, P, small, vec, M = self.w, self.P, self.small, self.step_vec, self.M
-        w(depth, "if due:")
+        if self.locks_frequency:   # the fine stage: a Gauss-Newton step on the frequency error
+            fg = self.lay.spec_fine_grad
+            w(depth, "if due and fine:")
+            w(depth + 1, "jj = 0.0")
+            _loop(w, depth + 1, P, small, lambda k: _log_gradient(k, f"st[{fg} + {k}]", vec) + ["jj += gk*gk"])
+            w(depth + 1, "if jj > 0.0:")
+            w(depth + 2, f"sc = min({SP.FINE_RATE!r}*hop/fine_lag, 1.0)*fine_e/jj")
+            w(depth + 2, f"sc *= min(1.0, {SP.FINE_STEP_MAX!r}/(abs(sc)*math.sqrt(jj)))   # at most a bin's width")
+            _loop(w, depth + 2, P, small, lambda k: _log_gradient(k, f"st[{fg} + {k}]", vec)
+                  + _apply_step(k, "sc*gk", vec))
+            w(depth, "elif due:")
+        else:
+            w(depth, "if due:")
         w(depth + 1, f"avg = min({SP.POLYAK_AVERAGING!r}*hop/lag, 1.0)   # M: the gradient, averaged")
         w(depth + 1, "gg = 0.0")
         _loop(w, depth + 1, P, small, lambda k: _log_gradient(k, self.G[k], vec)

@@ -278,7 +278,7 @@ class Learner:
 
     def _clear_spectral(self):
         lay = self.layout
-        self.st[lay.spec_target:lay.spec_align + SP.ALIGN_WORDS] = 0.0
+        self.st[lay.spec_target:lay.spec_end] = 0.0
         self.st[LY.ST_SPEC_COUNT] = 0.0
         self.st[LY.ST_SPEC_LOSS] = 0.0
 

@@ -73,6 +73,12 @@ HANDOVER_P0 = 1e-2            # Gauss-Newton then starts afresh with this p0 (th
                               #   and its forgetting at its end value (a fast start wanders on a low,
                               #   sharp resonance; benchmarks/README.md)
 LEVEL_FLOOR = 1e-30           # a channel's total power is at least this (silence: no NaN)
+FINE_REACH = 2                # where a learnable frequency drives an oscillator: once the output's
+FINE_RATE = 0.5               #   strongest bin is within FINE_REACH bins of the target's, the step
+                              #   follows the frequency error measured in the target's strongest bin
+                              #   (fine_error below) instead of W1, this share of the way per memory
+                              #   of that bin (a frequency-locked loop; benchmarks/README.md), and at
+FINE_STEP_MAX = math.log(2.0) / BINS_PER_OCTAVE   # most a bin spacing (in nepers) per block
 
 # The allpass pair, designed for a 90-degree difference from 15 Hz to 21 kHz at 48 kHz (a least-
 # squares fit of the phase error, reweighted towards minimax: within 0.0056 degrees, an image 86 dB
@@ -251,3 +257,101 @@ def distributions(st, tgt: int, out: int, nb: int) -> tuple[np.ndarray, np.ndarr
     pt = np.array(st[tgt + S:tgt + S + nb], dtype=float)
     po = np.array(st[out + S:out + S + nb], dtype=float)
     return pt / (pt.sum() + LEVEL_FLOOR), po / (po.sum() + LEVEL_FLOOR)
+
+
+# The fine stage, a frequency-locked loop (only in kernels where a learnable frequency drives an
+# oscillator). W1 brings the output's spectrum over the target's but resolves a pitch to about a
+# bin only slowly, and with a different timbre its minimum is not at the pitch at all. The phase of
+# one bin's X advances per sample by the frequency of what dominates that bin; in the target's
+# strongest bin (its fundamental, for the tones this is for) the difference of the two advances,
+# averaged over a block, is the frequency error itself, in radians per sample, whatever the
+# timbres. Its derivative is the difference of d arg X / d theta = Im(conj(X) dX) / |X|^2 between
+# samples, exact like every other tangent here.
+# State (fine_size words): the bin, the samples accumulated, the summed error, the last block's mean
+# error and whether it was engaged (for displays and tests), the previous sample's X of target and
+# output, the previous d arg X per tangent, the summed derivative per tangent.
+FINE_BIN, FINE_COUNT, FINE_ERROR, FINE_LAST, FINE_ENGAGED, FINE_PREV = 0, 1, 2, 3, 4, 5
+
+
+def fine_size(tangents: int) -> int:
+    return FINE_PREV + 4 + 2 * tangents
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _arg_tangent(st, lane, x, xr, xi, m):
+    """d arg X / d theta for the tangent lane at st[lane:] (X = xr + i xi, |X|^2 = m)."""
+    return (xr * st[lane + x + 1] - xi * st[lane + x]) / m
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fine_track(st, tgt, out, fine, nb, tangents):
+    """Per sample: the two phase advances in the fine stage's bin, and the derivative of the
+    output's, into the block's sums."""
+    lsz = LANE_FRONT + 3 * nb
+    x = LANE_FRONT + 2 * int(st[fine + FINE_BIN])
+    tr, ti = st[tgt + x], st[tgt + x + 1]
+    xr, xi = st[out + x], st[out + x + 1]
+    pv = fine + FINE_PREV
+    adv_t = math.atan2(ti * st[pv] - tr * st[pv + 1], tr * st[pv] + ti * st[pv + 1])
+    adv_o = math.atan2(xi * st[pv + 2] - xr * st[pv + 3], xr * st[pv + 2] + xi * st[pv + 3])
+    had = min(st[pv] ** 2 + st[pv + 1] ** 2, st[pv + 2] ** 2 + st[pv + 3] ** 2) >= LEVEL_FLOOR
+    st[pv], st[pv + 1], st[pv + 2], st[pv + 3] = tr, ti, xr, xi
+    m = xr * xr + xi * xi
+    if not had or m < LEVEL_FLOOR or tr * tr + ti * ti < LEVEL_FLOOR:   # no phase to follow
+        for j in range(tangents):
+            st[pv + 4 + j] = _arg_tangent(st, out + (1 + j) * lsz, x, xr, xi, m) if m >= LEVEL_FLOOR else 0.0
+        return
+    st[fine + FINE_COUNT] += 1.0
+    st[fine + FINE_ERROR] += adv_o - adv_t
+    for j in range(tangents):
+        d = _arg_tangent(st, out + (1 + j) * lsz, x, xr, xi, m)
+        st[pv + 4 + tangents + j] += d - st[pv + 4 + j]
+        st[pv + 4 + j] = d
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _strongest(st, at, nb):
+    best = 0
+    for k in range(1, nb):
+        if st[at + k] > st[at + best]:
+            best = k
+    return best
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fine_error(st, tgt, out, fine, cfg, cb, nb, tangents, grad_at):
+    """At a block's end: (engaged, error, memory). engaged when the output's strongest bin is
+    within FINE_REACH of the target's, and the block measured something; error = the mean
+    frequency error in radians per sample, its derivative per tangent into st[grad_at:]; memory =
+    the bin's, in samples (how late its phase follows the signal)."""
+    S = LANE_FRONT + 2 * nb
+    pv = fine + FINE_PREV
+    n = st[fine + FINE_COUNT]
+    k = int(st[fine + FINE_BIN])
+    kt = _strongest(st, tgt + S, nb)
+    engaged = n > 0.0 and k == kt and abs(_strongest(st, out + S, nb) - kt) <= FINE_REACH
+    err = st[fine + FINE_ERROR] / n if n > 0.0 else 0.0
+    st[fine + FINE_LAST] = err
+    st[fine + FINE_ENGAGED] = 1.0 if engaged else 0.0
+    for j in range(tangents):
+        st[grad_at + j] = st[pv + 4 + tangents + j] / n if n > 0.0 else 0.0
+    return engaged, err, 1.0 / cfg[cb + 2 * nb + k]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fine_rebase(st, tgt, out, fine, nb, tangents):
+    """After a block's end (and any restart of the tangents): the sums to zero, the bin to the
+    target's strongest now, its X and d arg X as the previous sample's."""
+    lsz = LANE_FRONT + 3 * nb
+    k = _strongest(st, tgt + LANE_FRONT + 2 * nb, nb)
+    x = LANE_FRONT + 2 * k
+    pv = fine + FINE_PREV
+    st[fine + FINE_BIN] = k
+    st[fine + FINE_COUNT] = 0.0
+    st[fine + FINE_ERROR] = 0.0
+    xr, xi = st[out + x], st[out + x + 1]
+    st[pv], st[pv + 1], st[pv + 2], st[pv + 3] = st[tgt + x], st[tgt + x + 1], xr, xi
+    m = xr * xr + xi * xi
+    for j in range(tangents):
+        st[pv + 4 + j] = _arg_tangent(st, out + (1 + j) * lsz, x, xr, xi, m) if m >= LEVEL_FLOOR else 0.0
+        st[pv + 4 + tangents + j] = 0.0

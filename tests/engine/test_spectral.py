@@ -115,6 +115,38 @@ def test_the_gradient_through_a_filtered_oscillator_matches_finite_differences()
         assert grad[name] == pytest.approx(fd, rel=1e-4), name
 
 
+def fine_block(circuit, specs, target, at, n):
+    """(the fine stage's mean frequency error over the block ending at sample n, its derivative per
+    parameter): learning off, parameters at `at`, one bin (the target's strongest) throughout."""
+    L = Learner(circuit, [ParamSpec(s.name, at[s.name], s.lo, s.hi, log=s.log) for s in specs], target=target,
+                settings=spectral(learning=False), sample_rate=SR)
+    L.process(np.zeros(n))
+    fine = L.layout.spec_fine
+    grad = {name: L.st[L.layout.spec_fine_grad + k] for k, name in enumerate(L.param_names)}   # slot order
+    return L.st[fine + SP.FINE_LAST], grad
+
+
+def test_the_fine_stages_frequency_error_and_its_derivative_match_finite_differences():
+    """The frequency-locked loop's error (the two phase advances in the target's strongest bin,
+    averaged over a block) is what its name says - 2 pi (f - f*) / SR radians per sample once the
+    bin has settled - and its derivative, through the bank and a one-pole after the oscillator,
+    matches central differences for both parameters."""
+    circuit = "y = (1 - c)*osc(f) + c*y@1"
+    specs = [ParamSpec("f", 990.0, 50.0, 5000.0, log=True), ParamSpec("c", 0.5, 0.0, 0.95)]
+    target = "y = 0.5*osc(1000) + 0.5*y@1"
+    at = {"f": 990.0, "c": 0.5}
+    n = 128 * 70
+    err, grad = fine_block(circuit, specs, target, at, n)
+    assert err == pytest.approx(2 * math.pi * (990.0 - 1000.0) / SR, rel=5e-3)
+    assert grad["f"] == pytest.approx(2 * math.pi / SR, rel=5e-3)
+    for name, h in (("f", 1e-4), ("c", 1e-6)):
+        up, down = dict(at), dict(at)
+        up[name] += h
+        down[name] -= h
+        fd = (fine_block(circuit, specs, target, up, n)[0] - fine_block(circuit, specs, target, down, n)[0]) / (2 * h)
+        assert grad[name] == pytest.approx(fd, rel=1e-4, abs=1e-9), name
+
+
 @pytest.mark.parametrize("start, truth, within", [(55.0, 4500.0, 39000), (4000.0, 60.0, 48000), (200.0, 1234.0, 28000)])
 def test_a_sine_is_found_from_two_decades_away_at_the_defaults(start, truth, within):
     """Gauss-Newton's default optimiser takes Polyak steps under the spectral loss; within 1e-3 of
@@ -125,6 +157,7 @@ def test_a_sine_is_found_from_two_decades_away_at_the_defaults(start, truth, wit
     off = np.nonzero(err >= 1e-3)[0]
     assert off[-1] + 1 <= within, off[-1] + 1
     assert err[-1] < 1e-4
+    assert L.st[L.layout.spec_fine + SP.FINE_ENGAGED] == 1.0          # the fine stage holds it
 
 
 def test_ten_minutes_of_a_learning_oscillator_keep_finite_bounded_gradients():
