@@ -170,10 +170,13 @@ def main():
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--tasks", help="comma-separated task name prefixes (T1, T4)")
     ap.add_argument("--polyak-rate", type=float, help="(development) the spectral loss's Polyak rate")
+    ap.add_argument("--fine-rate", type=float, help="(development) the spectral loss's fine-stage rate")
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
     if a.polyak_rate is not None:
         SP.POLYAK_RATE = a.polyak_rate          # read when a kernel is generated
+    if a.fine_rate is not None:
+        SP.FINE_RATE = a.fine_rate
     rows = []
     tasks = [k for k in TASKS if not a.tasks or any(k.startswith(p) for p in a.tasks.split(","))]
     for task in tasks:

@@ -74,6 +74,11 @@ class Layout:
     spec_end: int = 0        # one past the spectral loss's state
 
     @property
+    def locks_frequency(self) -> bool:
+        """The spectral loss's fine stage is compiled in (a learnable frequency drives an oscillator)."""
+        return self.spec_fine > 0
+
+    @property
     def trace_width(self) -> int:
         return 5 + 2 * len(self.params)
 
@@ -452,9 +457,11 @@ class _KernelWriter:
             w(3, f"st[{A + 1}] += {a!r}*(y*y - st[{A + 1}])")
         fine_args = f"st, {lay.spec_target}, {lay.spec_output}, {lay.spec_fine}"
         if self.locks_frequency:
-            w(3, f"fine_track({fine_args}, nbins, {P})")
+            w(3, f"fine_track({fine_args}, cfg, {lay.cfg_spectral}, nbins, {P})")
         w(3, "hopn += 1")
         w(3, "due = hopn >= hop")
+        if self.locks_frequency:
+            w(3, "fine = False")
         w(3, "if due:")
         w(4, "hopn = 0")
         w(4, f"Ly, lag = spectral_loss(st, {lay.spec_target}, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, "
@@ -462,7 +469,7 @@ class _KernelWriter:
         w(4, f"st[{LY.ST_SPEC_LOSS}] = Ly")
         if self.locks_frequency:
             w(4, f"fine, fine_e, fine_lag = fine_error({fine_args}, cfg, {lay.cfg_spectral}, nbins, {P}, "
-                 f"{lay.spec_fine_grad})")
+                 f"{lay.spec_fine_grad}, hop, blocks >= warm)")
         if self.hands_over:
             w(4, f"if st[{A + 2}] == 0.0 and st[{A}] < {SP.HANDOVER!r}*st[{A + 1}]:   # the signals agree: hand over")
             w(5, f"st[{A + 2}] = 1.0")
@@ -477,7 +484,7 @@ class _KernelWriter:
             w(5, f"st[{start}:{start + count}] = 0.0")
         w(5, f"spectral_restart(st, {lay.spec_output}, nbins, {1 + P})")
         if self.locks_frequency:
-            w(4, f"fine_rebase({fine_args}, nbins, {P})")
+            w(4, f"fine_rebase(st, {lay.spec_target}, {lay.spec_fine}, nbins, {P}, blocks == 0)   # after a restart")
         w(3, "else:")
         w(4, f"Ly = st[{LY.ST_SPEC_LOSS}]")
         w(3, "gchk = Ly")
@@ -491,28 +498,45 @@ class _KernelWriter:
         that measures distance in octaves would land a lone log parameter exactly with gain 1, but
         the smoothed powers lag the parameter, so the gain is a share of the way per lag time - the
         smoothing's and the memory of the bins the power sits in - in proportion to the hop
-        (engine/learn/spectral.py: POLYAK_RATE, POLYAK_AVERAGING)."""
+        (engine/learn/spectral.py: POLYAK_RATE, POLYAK_AVERAGING).
+        With the fine stage engaged (pitch kernels), the frequency error's Gauss-Newton step sets
+        the parameters along its derivative J, and the Polyak step keeps only its part across J
+        (a level, a timbre), so neither undoes the other. The fine stage's J is an average that a
+        restart of the tangents leaves valid, so it steps on through the warm-up after one."""
         w, P, small, vec, M = self.w, self.P, self.small, self.step_vec, self.M
-        if self.locks_frequency:   # the fine stage: a Gauss-Newton step on the frequency error
-            fg = self.lay.spec_fine_grad
-            w(depth, "if due and fine:")
-            w(depth + 1, "jj = 0.0")
-            _loop(w, depth + 1, P, small, lambda k: _log_gradient(k, f"st[{fg} + {k}]", vec) + ["jj += gk*gk"])
-            w(depth + 1, "if jj > 0.0:")
-            w(depth + 2, f"sc = min({SP.FINE_RATE!r}*hop/fine_lag, 1.0)*fine_e/jj")
-            w(depth + 2, f"sc *= min(1.0, {SP.FINE_STEP_MAX!r}/(abs(sc)*math.sqrt(jj)))   # at most a bin's width")
-            _loop(w, depth + 2, P, small, lambda k: _log_gradient(k, f"st[{fg} + {k}]", vec)
-                  + _apply_step(k, "sc*gk", vec))
-            w(depth, "elif due:")
-        else:
-            w(depth, "if due:")
-        w(depth + 1, f"avg = min({SP.POLYAK_AVERAGING!r}*hop/lag, 1.0)   # M: the gradient, averaged")
-        w(depth + 1, "gg = 0.0")
-        _loop(w, depth + 1, P, small, lambda k: _log_gradient(k, self.G[k], vec)
+        fine = self.locks_frequency
+        w(depth, "if due or fine:" if fine else "if due:")
+        d = depth + 1
+        w(d, "gg = 0.0")
+        if fine:
+            w(d, "if due:")
+        dd = d + 1 if fine else d
+        w(dd, f"avg = min({SP.POLYAK_AVERAGING!r}*hop/lag, 1.0)   # M: the gradient, averaged")
+        _loop(w, dd, P, small, lambda k: _log_gradient(k, self.G[k], vec)
               + [f"{M[k]} += avg*(gk - {M[k]})", f"gg += {M[k]}*{M[k]}"])
-        w(depth + 1, "if gg > 0.0:")
-        w(depth + 2, f"sc = min({SP.POLYAK_RATE!r}*hop/lag, 0.5)*Ly/max(gg, {SP.POLYAK_FLOOR!r})")
-        _loop(w, depth + 2, P, small, lambda k: [_log_flag(k, vec)] + _apply_step(k, f"sc*{M[k]}", vec))
+        if fine:
+            J = lambda k: f"st[{self.lay.spec_fine_grad} + {k}]"   # noqa: E731 (per Hz: gk is per neper)
+            w(d, "proj = 0.0                       # the averaged gradient's part along J, per |J|^2")
+            w(d, "scf = 0.0                        # the frequency error's step along J")
+            w(d, "if fine:")
+            w(d + 1, "jj = 0.0")
+            w(d + 1, "mj = 0.0")
+            _loop(w, d + 1, P, small, lambda k: _log_gradient(k, J(k), vec) + ["jj += gk*gk", f"mj += {M[k]}*gk"])
+            w(d + 1, "if jj > 0.0:")
+            w(d + 2, "proj = mj/jj")
+            w(d + 2, "gg = max(gg - mj*proj, 0.0)    # |M - proj J|^2")
+            w(d + 2, f"scf = min({SP.FINE_RATE!r}*hop/fine_lag, 1.0)*fine_e/jj")
+            w(d + 2, f"scf *= min(1.0, {SP.FINE_STEP_MAX!r}/(abs(scf)*math.sqrt(jj)))   # at most a bin's width")
+        w(d, "sc = 0.0")
+        w(d, "if gg > 0.0:")
+        w(d + 1, f"sc = min({SP.POLYAK_RATE!r}*hop/lag, 0.5)*Ly/max(gg, {SP.POLYAK_FLOOR!r})")
+        if fine:
+            w(d, "if sc != 0.0 or scf != 0.0:")
+            _loop(w, d + 1, P, small, lambda k: _log_gradient(k, J(k), vec)
+                  + _apply_step(k, f"sc*({M[k]} - proj*gk) + scf*gk", vec))
+        else:
+            w(d, "if sc != 0.0:")
+            _loop(w, d + 1, P, small, lambda k: [_log_flag(k, vec)] + _apply_step(k, f"sc*{M[k]}", vec))
 
     def optimizer_step(self):
         """Clipping, the learning-rate schedule and one optimiser step per parameter (per bank)."""

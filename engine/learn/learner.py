@@ -235,7 +235,8 @@ class Learner:
                                        "with loss 'spectral' (the window does this when you choose it)")
         if spectral and self._spectral_range != (s.spectral_fmin, s.spectral_fmax):   # a new bank, from rest
             self.cfg[LY.CF_SPECTRAL_BINS] = SP.write_constants(self.cfg, self.layout.cfg_spectral, self.sample_rate,
-                                                               s.spectral_fmin, s.spectral_fmax)
+                                                               s.spectral_fmin, s.spectral_fmax,
+                                                               density=self.layout.locks_frequency)
             self._clear_spectral()
             self._spectral_range = (s.spectral_fmin, s.spectral_fmax)
         self.settings = s
@@ -273,7 +274,7 @@ class Learner:
             return None
         nb = int(self.cfg[LY.CF_SPECTRAL_BINS])
         lay = self.layout
-        pt, po = SP.distributions(self.st, lay.spec_target, lay.spec_output, nb)
+        pt, po = SP.distributions(self.st, lay.spec_target, lay.spec_output, self.cfg, lay.cfg_spectral, nb)
         return SP.bin_frequencies(self.sample_rate, *self._spectral_range), pt, po
 
     def _clear_spectral(self):

@@ -73,12 +73,21 @@ HANDOVER_P0 = 1e-2            # Gauss-Newton then starts afresh with this p0 (th
                               #   and its forgetting at its end value (a fast start wanders on a low,
                               #   sharp resonance; benchmarks/README.md)
 LEVEL_FLOOR = 1e-30           # a channel's total power is at least this (silence: no NaN)
-FINE_REACH = 2                # where a learnable frequency drives an oscillator: once the output's
-FINE_RATE = 0.5               #   strongest bin is within FINE_REACH bins of the target's, the step
-                              #   follows the frequency error measured in the target's strongest bin
-                              #   (fine_error below) instead of W1, this share of the way per memory
-                              #   of that bin (a frequency-locked loop; benchmarks/README.md), and at
-FINE_STEP_MAX = math.log(2.0) / BINS_PER_OCTAVE   # most a bin spacing (in nepers) per block
+# Where a learnable frequency drives an oscillator (a pitch), W1 compares each bin's power times
+# fmin / f: its power per hertz rather than per bin. A bright tone's upper bins each hold several
+# partials, whose beating makes a derivative that grows with the time since the phase tangents
+# restarted; per bin a saw's power falls only as 1/f up there, per hertz as 1/f^2, so the
+# fundamental's region leads. Elsewhere (a cutoff, a Q: noise through a filter) the plain power per
+# bin serves better. The level term compares the same weighted totals. (benchmarks/README.md)
+# Pitch kernels also have the fine stage below, a frequency-locked loop: once the output's strongest
+# bin is within FINE_REACH bins of the target's, the step follows the frequency error measured in
+# the target's strongest bin instead of W1, a Gauss-Newton step on it scaled to FINE_RATE of the way
+# per lag of that measurement and at most FINE_STEP_MAX (nepers) per block.
+FINE_REACH = 3
+FINE_RATE = 0.5
+FINE_STEP_MAX = math.log(2.0) / BINS_PER_OCTAVE     # a bin spacing
+J_AVERAGING = 0.25            # each block moves the step's derivative this share of hop / lag towards
+                              #   the block's own (fine_error)
 
 # The allpass pair, designed for a 90-degree difference from 15 Hz to 21 kHz at 48 kHz (a least-
 # squares fit of the phase error, reweighted towards minimax: within 0.0056 degrees, an image 86 dB
@@ -110,12 +119,15 @@ def bin_frequencies(sample_rate: float, fmin: float = DEFAULT_FMIN, fmax: float 
 
 
 def cfg_size(nb: int) -> int:
-    """cfg words of the bank's constants: three per bin, then the smoothing factor."""
-    return 3 * nb + 1
+    """cfg words of the bank's constants: four per bin, then the smoothing factor."""
+    return 4 * nb + 1
 
 
-def write_constants(cfg, base: int, sample_rate: float, fmin: float = DEFAULT_FMIN, fmax: float = DEFAULT_FMAX) -> int:
-    """The bank's constants for fmin..fmax into cfg[base:]; returns the number of bins."""
+def write_constants(cfg, base: int, sample_rate: float, fmin: float = DEFAULT_FMIN, fmax: float = DEFAULT_FMAX,
+                    density: bool = False) -> int:
+    """The bank's constants for fmin..fmax into cfg[base:]; returns the number of bins. Each bin's
+    power enters the distributions times a weight: 1, or with `density` fmin / f, its power per
+    hertz (see PITCH_DENSITY)."""
     f = bin_frequencies(sample_rate, fmin, fmax)
     nb = len(f)
     spacing = 2.0 ** (1.0 / BINS_PER_OCTAVE) - 1.0
@@ -125,7 +137,8 @@ def write_constants(cfg, base: int, sample_rate: float, fmin: float = DEFAULT_FM
     cfg[base:base + nb] = r * np.cos(w)
     cfg[base + nb:base + 2 * nb] = r * np.sin(w)
     cfg[base + 2 * nb:base + 3 * nb] = 1.0 - r
-    cfg[base + 3 * nb] = 1.0 - math.exp(-1.0 / (SMOOTH_SECONDS * sample_rate))
+    cfg[base + 3 * nb:base + 4 * nb] = fmin / f if density else 1.0
+    cfg[base + 4 * nb] = 1.0 - math.exp(-1.0 / (SMOOTH_SECONDS * sample_rate))
     return nb
 
 
@@ -158,7 +171,7 @@ def feed(st, base, cfg, cb, nb, lanes, value, tan_at):
     lsz = LANE_FRONT + 3 * nb
     X = LANE_FRONT                      # each lane: front end, then Re X, Im X per bin
     S = LANE_FRONT + 2 * nb             # then the smoothed power (lane 0) or its tangent
-    beta = cfg[cb + 3 * nb]
+    beta = cfg[cb + 4 * nb]
     for lane in range(lanes):
         at = base + lane * lsz
         u = value if lane == 0 else st[tan_at + lane - 1]
@@ -197,116 +210,167 @@ def restart_tangents(st, base, nb, lanes):
 @njit(cache=True, nogil=True, error_model="numpy")
 def loss_and_gradient(st, tgt, out, cfg, cb, nb, tangents, grad_at, octave_per_bin):
     """W1 along log-frequency plus the level term, from the smoothed powers of the target channel at
-    st[tgt:] and the output channel at st[out:]; writes d(loss)/d(parameter) for each tangent lane
-    into st[grad_at:]. Returns (loss, lag): lag, in samples, is how far the powers trail the
-    signals - the smoothing's time constant plus the bins' memory 1/(1 - r), averaged over each
-    distribution, whichever channel's is longer (a low pitch is seen late: 53 ms at 50 Hz)."""
+    st[tgt:] and the output channel at st[out:], each bin's times its weight (cfg, write_constants);
+    writes d(loss)/d(parameter) for each tangent lane into st[grad_at:]. Returns (loss, lag): lag,
+    in samples, is how far the powers trail the signals - the smoothing's time constant plus the
+    bins' memory 1/(1 - r), averaged over each distribution, whichever channel's is longer (a low
+    pitch is seen late: 53 ms at 50 Hz)."""
     lsz = LANE_FRONT + 3 * nb
     S = LANE_FRONT + 2 * nb
+    W = cb + 3 * nb                       # the bins' weights
     tot_t = LEVEL_FLOOR
     tot_o = LEVEL_FLOOR
     for k in range(nb):
-        tot_t += st[tgt + S + k]
-        tot_o += st[out + S + k]
-    for j in range(tangents):
-        st[grad_at + j] = 0.0
+        tot_t += st[tgt + S + k] * cfg[W + k]
+        tot_o += st[out + S + k] * cfg[W + k]
     c_t = 0.0
     c_o = 0.0
     w1 = 0.0
     mem_t = 0.0
     mem_o = 0.0
     for k in range(nb):
-        c_t += st[tgt + S + k] / tot_t
-        c_o += st[out + S + k] / tot_o
+        p_t = st[tgt + S + k] * cfg[W + k] / tot_t
+        p_o = st[out + S + k] * cfg[W + k] / tot_o
+        c_t += p_t
+        c_o += p_o
         w1 += abs(c_o - c_t) * octave_per_bin
         memory = 1.0 / cfg[cb + 2 * nb + k]
-        mem_t += st[tgt + S + k] / tot_t * memory
-        mem_o += st[out + S + k] / tot_o * memory
-    lag = 1.0 / cfg[cb + 3 * nb] + max(mem_t, mem_o)
+        mem_t += p_t * memory
+        mem_o += p_o * memory
+    lag = 1.0 / cfg[cb + 4 * nb] + max(mem_t, mem_o)
+    lv = math.log2(tot_o / tot_t)         # d|0.5 log2(ratio)| = 0.5 sign * d_tot / (tot_o ln 2)
     for j in range(tangents):             # one pass over the bins per tangent: no scratch
         lane = out + (1 + j) * lsz
         d_tot = 0.0
         for k in range(nb):
-            d_tot += st[lane + S + k]
+            d_tot += st[lane + S + k] * cfg[W + k]
         c_t = 0.0
         c_o = 0.0
         dc = 0.0
         g = 0.0
         for k in range(nb):
-            p = st[out + S + k] / tot_o
-            c_t += st[tgt + S + k] / tot_t
+            p = st[out + S + k] * cfg[W + k] / tot_o
+            c_t += st[tgt + S + k] * cfg[W + k] / tot_t
             c_o += p
-            dc += (st[lane + S + k] - p * d_tot) / tot_o
+            dc += (st[lane + S + k] * cfg[W + k] - p * d_tot) / tot_o
             d = c_o - c_t
             if d > 0.0:
                 g += dc * octave_per_bin
             elif d < 0.0:
                 g -= dc * octave_per_bin
-        lv = math.log2(tot_o / tot_t)     # d|0.5 log2(ratio)| = 0.5 sign * d_tot / (tot_o ln 2)
         if lv != 0.0:
             g += math.copysign(0.5 / math.log(2.0), lv) * d_tot / tot_o
         st[grad_at + j] = g
-    return w1 + 0.5 * abs(math.log2(tot_o / tot_t)), lag
+    return w1 + 0.5 * abs(lv), lag
 
 
-def distributions(st, tgt: int, out: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
-    """What the distance compares, read from the channels at st[tgt:] and st[out:]: each one's
-    smoothed bin powers normalised to sum 1 (all zeros for silence). Their cumulative sums are
-    the curves whose gap, summed in octaves, is W1."""
+def distributions(st, tgt: int, out: int, cfg, cb: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the distance compares, read from the channels at st[tgt:] and st[out:] and the bank's
+    constants at cfg[cb:]: each one's smoothed, weighted bin powers normalised to sum 1 (all zeros
+    for silence). Their cumulative sums are the curves whose gap, summed in octaves, is W1."""
     S = LANE_FRONT + 2 * nb
-    pt = np.array(st[tgt + S:tgt + S + nb], dtype=float)
-    po = np.array(st[out + S:out + S + nb], dtype=float)
+    weight = np.asarray(cfg[cb + 3 * nb:cb + 4 * nb], dtype=float)
+    pt = np.array(st[tgt + S:tgt + S + nb], dtype=float) * weight
+    po = np.array(st[out + S:out + S + nb], dtype=float) * weight
     return pt / (pt.sum() + LEVEL_FLOOR), po / (po.sum() + LEVEL_FLOOR)
 
 
-# The fine stage, a frequency-locked loop (only in kernels where a learnable frequency drives an
-# oscillator). W1 brings the output's spectrum over the target's but resolves a pitch to about a
-# bin only slowly, and with a different timbre its minimum is not at the pitch at all. The phase of
-# one bin's X advances per sample by the frequency of what dominates that bin; in the target's
-# strongest bin (its fundamental, for the tones this is for) the difference of the two advances,
-# averaged over a block, is the frequency error itself, in radians per sample, whatever the
-# timbres. Its derivative is the difference of d arg X / d theta = Im(conj(X) dX) / |X|^2 between
-# samples, exact like every other tangent here.
-# State (fine_size words): the bin, the samples accumulated, the summed error, the last block's mean
-# error and whether it was engaged (for displays and tests), the previous sample's X of target and
-# output, the previous d arg X per tangent, the summed derivative per tangent.
-FINE_BIN, FINE_COUNT, FINE_ERROR, FINE_LAST, FINE_ENGAGED, FINE_PREV = 0, 1, 2, 3, 4, 5
+# The fine stage, a frequency-locked loop (pitch kernels only). W1 brings the output's spectrum over
+# the target's but resolves a pitch to about a bin only slowly, and with a different timbre its
+# minimum is not at the pitch at all. The phase advance per sample of a narrow filter's output is
+# the frequency of what dominates it; in the target's strongest bin (its fundamental, for the tones
+# this is for) the difference of the two advances, averaged over a block, is the frequency error
+# itself, in radians per sample, whatever the timbres. Its derivative is the difference of
+# d arg X / d theta = Im(conj(X) dX) / |X|^2 between samples, exact like every other tangent here.
+# A partial an octave up (a saw's second harmonic) leaks into the bin's phase at -22 dB, and the
+# derivative of that leak grows with the time since the phase tangents restarted, as its beat's
+# phase tangent does: it swamps the derivative, and its wobble biases the error. So each reading is
+# taken twice - from the bin's X, and from Z, X through FINE_STAGES more one-poles with the bin's
+# own pole (another 22 dB off each, a bin's memory more lag each) - and a block uses Z where either
+# signal has more than FINE_LEAK of its strongest bin's power an octave above it, X elsewhere (a
+# sine: the faster lock). What is left of the leak's derivative is a fast, zero-mean wobble, so the
+# step uses the derivative averaged over blocks (J_AVERAGING); the error is used as measured.
+# (benchmarks/README.md: stages, the averaging, the reach.)
+# State (fine_size words): the bin, the samples accumulated, the summed errors (from X, from Z),
+# the last block's mean error and whether it was engaged (for displays and tests), the samples
+# since the stages started on this bin, the previous sample's X and Z of target and output, then
+# per tangent the previous d arg X and d arg Z, the summed derivatives (X, Z) and the last block's
+# (fine_derivative), then the stages' complex state for the target's lane and each of the
+# output's (value, tangents).
+FINE_STAGES = 1
+FINE_LEAK = 0.05              # -13 dB: a sine's own skirt in the bin an octave up is -22 dB
+(FINE_BIN, FINE_COUNT, FINE_ERROR_X, FINE_ERROR_Z, FINE_LAST, FINE_ENGAGED, FINE_SETTLE,
+ FINE_PREV) = 0, 1, 2, 3, 4, 5, 6, 7
+
+
+def fine_derivative(tangents: int) -> int:
+    """The offset in the fine stage's state of the last block's derivative, one word per tangent."""
+    return FINE_PREV + 8 + 4 * tangents
 
 
 def fine_size(tangents: int) -> int:
-    return FINE_PREV + 4 + 2 * tangents
+    return FINE_PREV + 8 + 5 * tangents + 2 * FINE_STAGES * (2 + tangents)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _arg_tangent(st, lane, x, xr, xi, m):
-    """d arg X / d theta for the tangent lane at st[lane:] (X = xr + i xi, |X|^2 = m)."""
-    return (xr * st[lane + x + 1] - xi * st[lane + x]) / m
+def _stages(st, at, cr, ci, g, ur, ui):
+    """u through the FINE_STAGES one-poles whose complex states start at st[at]; returns the output."""
+    for s in range(FINE_STAGES):
+        yr = cr * st[at] - ci * st[at + 1] + g * ur
+        yi = cr * st[at + 1] + ci * st[at] + g * ui
+        st[at], st[at + 1] = yr, yi
+        ur, ui = yr, yi
+        at += 2
+    return ur, ui
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def fine_track(st, tgt, out, fine, nb, tangents):
-    """Per sample: the two phase advances in the fine stage's bin, and the derivative of the
-    output's, into the block's sums."""
+def _advance(st, at, ur, ui):
+    """The phase advance from the complex value stored at st[at] to u (then stored there), and
+    whether both had a phase."""
+    pr, pi = st[at], st[at + 1]
+    st[at], st[at + 1] = ur, ui
+    ok = pr * pr + pi * pi >= LEVEL_FLOOR and ur * ur + ui * ui >= LEVEL_FLOOR
+    return math.atan2(ui * pr - ur * pi, ur * pr + ui * pi), ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fine_track(st, tgt, out, fine, cfg, cb, nb, tangents):
+    """Per sample: the stages on the fine stage's bin for every lane; the phase advances of target
+    and output and the derivative of the output's, from X and from Z, into the block's sums."""
     lsz = LANE_FRONT + 3 * nb
-    x = LANE_FRONT + 2 * int(st[fine + FINE_BIN])
-    tr, ti = st[tgt + x], st[tgt + x + 1]
-    xr, xi = st[out + x], st[out + x + 1]
+    P = tangents
+    k = int(st[fine + FINE_BIN])
+    x = LANE_FRONT + 2 * k
+    cr, ci, g = cfg[cb + k], cfg[cb + nb + k], cfg[cb + 2 * nb + k]
     pv = fine + FINE_PREV
-    adv_t = math.atan2(ti * st[pv] - tr * st[pv + 1], tr * st[pv] + ti * st[pv + 1])
-    adv_o = math.atan2(xi * st[pv + 2] - xr * st[pv + 3], xr * st[pv + 2] + xi * st[pv + 3])
-    had = min(st[pv] ** 2 + st[pv + 1] ** 2, st[pv + 2] ** 2 + st[pv + 3] ** 2) >= LEVEL_FLOOR
-    st[pv], st[pv + 1], st[pv + 2], st[pv + 3] = tr, ti, xr, xi
-    m = xr * xr + xi * xi
-    if not had or m < LEVEL_FLOOR or tr * tr + ti * ti < LEVEL_FLOOR:   # no phase to follow
-        for j in range(tangents):
-            st[pv + 4 + j] = _arg_tangent(st, out + (1 + j) * lsz, x, xr, xi, m) if m >= LEVEL_FLOOR else 0.0
-        return
-    st[fine + FINE_COUNT] += 1.0
-    st[fine + FINE_ERROR] += adv_o - adv_t
-    for j in range(tangents):
-        d = _arg_tangent(st, out + (1 + j) * lsz, x, xr, xi, m)
-        st[pv + 4 + tangents + j] += d - st[pv + 4 + j]
-        st[pv + 4 + j] = d
+    darg, sums, stages = pv + 8, pv + 8 + 2 * P, pv + 8 + 5 * P
+    xr, xi = st[out + x], st[out + x + 1]
+    ztr, zti = _stages(st, stages, cr, ci, g, st[tgt + x], st[tgt + x + 1])
+    zr, zi = _stages(st, stages + 2 * FINE_STAGES, cr, ci, g, xr, xi)
+    st[fine + FINE_SETTLE] += 1.0
+    adv_tx, ok_tx = _advance(st, pv, st[tgt + x], st[tgt + x + 1])
+    adv_ox, ok_ox = _advance(st, pv + 2, xr, xi)
+    adv_tz, ok_tz = _advance(st, pv + 4, ztr, zti)
+    adv_oz, ok_oz = _advance(st, pv + 6, zr, zi)
+    measured = ok_tx and ok_ox and ok_tz and ok_oz
+    if measured:
+        st[fine + FINE_COUNT] += 1.0
+        st[fine + FINE_ERROR_X] += adv_ox - adv_tx
+        st[fine + FINE_ERROR_Z] += adv_oz - adv_tz
+    mx = xr * xr + xi * xi
+    mz = zr * zr + zi * zi
+    for j in range(P):
+        lane = out + (1 + j) * lsz
+        dxr, dxi = st[lane + x], st[lane + x + 1]
+        dzr, dzi = _stages(st, stages + 2 * FINE_STAGES * (2 + j), cr, ci, g, dxr, dxi)
+        d_x = (xr * dxi - xi * dxr) / mx if mx >= LEVEL_FLOOR else 0.0
+        d_z = (zr * dzi - zi * dzr) / mz if mz >= LEVEL_FLOOR else 0.0
+        if measured:
+            st[sums + j] += d_x - st[darg + j]
+            st[sums + P + j] += d_z - st[darg + P + j]
+        st[darg + j] = d_x
+        st[darg + P + j] = d_z
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -319,39 +383,71 @@ def _strongest(st, at, nb):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def fine_error(st, tgt, out, fine, cfg, cb, nb, tangents, grad_at):
-    """At a block's end: (engaged, error, memory). engaged when the output's strongest bin is
-    within FINE_REACH of the target's, and the block measured something; error = the mean
-    frequency error in radians per sample, its derivative per tangent into st[grad_at:]; memory =
-    the bin's, in samples (how late its phase follows the signal)."""
-    S = LANE_FRONT + 2 * nb
-    pv = fine + FINE_PREV
-    n = st[fine + FINE_COUNT]
-    k = int(st[fine + FINE_BIN])
-    kt = _strongest(st, tgt + S, nb)
-    engaged = n > 0.0 and k == kt and abs(_strongest(st, out + S, nb) - kt) <= FINE_REACH
-    err = st[fine + FINE_ERROR] / n if n > 0.0 else 0.0
-    st[fine + FINE_LAST] = err
-    st[fine + FINE_ENGAGED] = 1.0 if engaged else 0.0
-    for j in range(tangents):
-        st[grad_at + j] = st[pv + 4 + tangents + j] / n if n > 0.0 else 0.0
-    return engaged, err, 1.0 / cfg[cb + 2 * nb + k]
+def _leaky(st, at, k, nb):
+    """The channel whose smoothed powers start at st[at] has more than FINE_LEAK of bin k's power an
+    octave above it."""
+    up = k + BINS_PER_OCTAVE
+    return up < nb and st[at + up] > FINE_LEAK * st[at + k]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def fine_rebase(st, tgt, out, fine, nb, tangents):
-    """After a block's end (and any restart of the tangents): the sums to zero, the bin to the
-    target's strongest now, its X and d arg X as the previous sample's."""
-    lsz = LANE_FRONT + 3 * nb
-    k = _strongest(st, tgt + LANE_FRONT + 2 * nb, nb)
-    x = LANE_FRONT + 2 * k
+def fine_error(st, tgt, out, fine, cfg, cb, nb, tangents, grad_at, hop, settled):
+    """At a block's end: (engaged, error, lag). engaged when the output's strongest bin is within
+    FINE_REACH of the target's, the stages have settled on it (FINE_STAGES + 1 memories of the
+    bin) and the block measured something; error = the block's mean frequency error in radians per
+    sample, from Z where a partial sits an octave above, from X elsewhere; lag = how late that
+    reading follows the signals, in samples (the memories it went through). Its derivative per
+    tangent goes to the state (fine_derivative), and, once the tangents have `settled` after a
+    restart, its average over about lag / J_AVERAGING into st[grad_at:], for the step."""
+    S = LANE_FRONT + 2 * nb
+    P = tangents
     pv = fine + FINE_PREV
-    st[fine + FINE_BIN] = k
+    sums = pv + 8 + 2 * P
+    n = st[fine + FINE_COUNT]
+    k = int(st[fine + FINE_BIN])
+    memory = 1.0 / cfg[cb + 2 * nb + k]
+    kt = _strongest(st, tgt + S, nb)
+    engaged = (n > 0.0 and k == kt and st[fine + FINE_SETTLE] >= (FINE_STAGES + 1) * memory
+               and abs(_strongest(st, out + S, nb) - kt) <= FINE_REACH)
+    staged = _leaky(st, tgt + S, k, nb) or _leaky(st, out + S, k, nb)
+    lag = (FINE_STAGES + 1) * memory if staged else memory
+    src = P if staged else 0
+    err = (st[fine + (FINE_ERROR_Z if staged else FINE_ERROR_X)] / n) if n > 0.0 else 0.0
+    # and only while the reading is of the reach's size: just after the target jumps, its old
+    # strongest bin still leads the smoothed powers but its phase already follows the new pitch
+    engaged = engaged and abs(err) <= (2.0 ** ((FINE_REACH + 1) / BINS_PER_OCTAVE) - 1.0) * math.atan2(cfg[cb + nb + k], cfg[cb + k])
+    st[fine + FINE_LAST] = err
+    st[fine + FINE_ENGAGED] = 1.0 if engaged else 0.0
+    avg = min(J_AVERAGING * hop / lag, 1.0)
+    for j in range(P):
+        if n > 0.0:
+            d = st[sums + src + j] / n
+            st[pv + 8 + 4 * P + j] = d          # fine_derivative
+            if settled:                   # not while restarted tangents build up
+                st[grad_at + j] += avg * (d - st[grad_at + j])
+    return engaged, err, lag
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fine_rebase(st, tgt, fine, nb, tangents, restarted):
+    """After a block's end: the sums to zero; the bin to the target's strongest now (the stages
+    start over on a new one); after a restart of the tangents, the stages' tangents too."""
+    P = tangents
+    k = _strongest(st, tgt + LANE_FRONT + 2 * nb, nb)
+    pv = fine + FINE_PREV
+    darg, sums, stages = pv + 8, pv + 8 + 2 * P, pv + 8 + 5 * P
     st[fine + FINE_COUNT] = 0.0
-    st[fine + FINE_ERROR] = 0.0
-    xr, xi = st[out + x], st[out + x + 1]
-    st[pv], st[pv + 1], st[pv + 2], st[pv + 3] = st[tgt + x], st[tgt + x + 1], xr, xi
-    m = xr * xr + xi * xi
-    for j in range(tangents):
-        st[pv + 4 + j] = _arg_tangent(st, out + (1 + j) * lsz, x, xr, xi, m) if m >= LEVEL_FLOOR else 0.0
-        st[pv + 4 + tangents + j] = 0.0
+    st[fine + FINE_ERROR_X] = 0.0
+    st[fine + FINE_ERROR_Z] = 0.0
+    for i in range(sums, sums + 2 * P):
+        st[i] = 0.0
+    if k != int(st[fine + FINE_BIN]):
+        st[fine + FINE_BIN] = k
+        st[fine + FINE_SETTLE] = 0.0
+        for i in range(pv, stages + 2 * FINE_STAGES * (2 + P)):
+            st[i] = 0.0
+    elif restarted:
+        for i in range(stages + 4 * FINE_STAGES, stages + 2 * FINE_STAGES * (2 + P)):
+            st[i] = 0.0
+        for i in range(darg, darg + 2 * P):
+            st[i] = 0.0
