@@ -19,6 +19,7 @@ T7, two-operator FM (`sin(2 pi phasor(220) + i osc(r 220))`): the ratio r (0.5-8
 (0.5-4), both log-uniform and learned together; success when both are within 1 %.
 
     .venv/bin/python benchmarks/frequency.py [--pairs 100] [--seconds 4] [--markdown]
+    .venv/bin/python benchmarks/frequency.py --cost     # the cost of learning 4 parameters
 """
 import argparse
 import sys
@@ -163,6 +164,28 @@ def run(task, settings, n_pairs, seconds):
                 nonfinite=nonfinite, ns_per_sample=1e9 * elapsed / (n_pairs * n))
 
 
+COST_CIRCUIT = ("y = a*osc(f) + b*osc(g)", [("a", 0.5, 0.0, 1.0, False), ("f", 300.0, 50.0, 5000.0, True),
+                                            ("b", 0.3, 0.0, 1.0, False), ("g", 900.0, 50.0, 5000.0, True)])
+
+
+def cost_of_four(repeats=5, n=96000):
+    """ns per sample of the spectral loss learning 4 parameters (two sines' levels and pitches), the
+    best of `repeats` runs of n samples after one to compile, and the share of a core at 48 kHz."""
+    circuit, specs = COST_CIRCUIT
+    L = Learner(circuit, [ParamSpec(nm, v, lo, hi, log=lg) for nm, v, lo, hi, lg in specs],
+                target="y = 0.4*osc(440) + 0.2*osc(1320)", settings=METHODS["spectral"], sample_rate=SR)
+    x = np.zeros(n)
+    L.process(x)
+    best = min(_timed(L, x) for _ in range(repeats))
+    return 1e9 * best / n, best / n * SR
+
+
+def _timed(L, x):
+    t0 = time.perf_counter()
+    L.process(x)
+    return time.perf_counter() - t0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=int, default=100)
@@ -172,7 +195,12 @@ def main():
     ap.add_argument("--polyak-rate", type=float, help="(development) the spectral loss's Polyak rate")
     ap.add_argument("--fine-rate", type=float, help="(development) the spectral loss's fine-stage rate")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--cost", action="store_true", help="only the cost of learning 4 parameters")
     a = ap.parse_args()
+    if a.cost:
+        ns, share = cost_of_four()
+        print(f"4 parameters ({COST_CIRCUIT[0]}): {ns:.0f} ns/sample, {share:.3f} of a core at 48 kHz")
+        return
     if a.polyak_rate is not None:
         SP.POLYAK_RATE = a.polyak_rate          # read when a kernel is generated
     if a.fine_rate is not None:
