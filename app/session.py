@@ -81,6 +81,13 @@ class RebuildNeeded(SessionError):
         self.settings = settings
 
 
+def _new_spectral_bank(learner: Learner, new: Settings) -> bool:
+    """new asks for the spectral loss on a kernel that has its bank, but with constants other than
+    the ones written in it (a new range, or the first)."""
+    return (new.loss == "spectral" and learner.spectral_ready
+            and learner.spectral_range != (new.spectral_fmin, new.spectral_fmax))
+
+
 def _db_of_gain(gain: float, knob: KnobSpec) -> float:
     """A linear gain in dB on its knob's scale (at or below the knob's minimum: the minimum)."""
     g = float(gain)
@@ -614,6 +621,11 @@ class Session:
         learner = self._need_learner()
         try:
             s = dataclasses.replace(learner.settings, **changes)
+            if self.running and _new_spectral_bank(learner, s):
+                # a new bank's constants are many words: the callback must not run a block on half of
+                # them, so the learner is built again with them and swapped in at a block boundary
+                raise RebuildNeeded("a new spectral range starts the bank over: the learner is compiled "
+                                    "again with it and swapped in at a block boundary", s)
             learner.configure(s)
         except SpectralKernelNeeded as e:
             raise RebuildNeeded(str(e), s) from None

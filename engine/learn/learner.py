@@ -261,6 +261,11 @@ class Learner:
         c[LY.CF_SPECTRAL_HOP] = s.spectral_hop
 
     @property
+    def spectral_range(self) -> tuple[float, float] | None:
+        """The spectral bank's (fmin, fmax) written in cfg; None before the spectral loss is first used."""
+        return self._spectral_range
+
+    @property
     def spectral_ready(self) -> bool:
         """This learner's kernel carries the spectral loss (it was built with it)."""
         return self.layout.spectral_bins > 0

@@ -8,7 +8,7 @@ import soundfile as sf
 
 from app.host import layout as H
 from app.knobs import KnobSpec
-from app.session import CircuitSpec, Session, SessionError
+from app.session import CircuitSpec, RebuildNeeded, Session, SessionError
 from engine.learn.learner import ParamSpec, Settings
 
 GAIN_DC = CircuitSpec("y = gain*x + dc", [ParamSpec("gain", 0.0, -2, 2), ParamSpec("dc", 0.0)],
@@ -198,3 +198,26 @@ def test_a_spec_loaded_with_its_own_hidden_values_keeps_them(session):
     session.load(CircuitSpec("y = gain*x + dc + 0*x@2", list(GAIN_DC.params), hidden={"gain": 0.5, "dc": 0.25},
                              settings=GAIN_DC.settings))
     assert session.hidden()["dc"] == 0.25 and session.spec.hidden["dc"] == 0.25
+
+
+def test_a_new_spectral_range_while_running_is_swapped_in_not_written_live():
+    """A bank's constants are hundreds of words: written from this thread while the callback runs,
+    a block could run on half of them. Running, a new range asks for a rebuild (swapped in at a
+    block boundary) and leaves the live bank as it is; stopped, it is written at once."""
+    spec = CircuitSpec("y = osc(f)", [ParamSpec("f", 300.0, 50.0, 5000.0, log=True)], target="y = osc(ft)",
+                       hidden={"ft": 500.0}, settings=Settings(loss="spectral"))
+    with Session(48000, 256, device="virtual") as s:
+        s.load(spec)
+        s.start()
+        _wait(lambda: s.counters()["callbacks"] > 10)
+        before = s.learner.cfg.copy()
+        with pytest.raises(RebuildNeeded, match="^a new spectral range starts the bank over") as e:
+            s.configure(spectral_fmin=50.0)
+        assert e.value.settings.spectral_fmin == 50.0 and s.learner.spectral_range == (25.0, 16000.0)
+        assert np.array_equal(s.learner.cfg, before)
+        s.configure(lr=0.02)                          # other settings still apply live
+        s.load(CircuitSpec(**{**spec.__dict__, "settings": e.value.settings}))
+        assert s.learner.spectral_range == (50.0, 16000.0)
+        s.stop()
+        s.configure(spectral_fmin=100.0)
+        assert s.learner.spectral_range == (100.0, 16000.0)
