@@ -709,6 +709,12 @@ class Session:
         learner = self.learner
         return None if learner is None else learner.spectral_view()
 
+    def frequency_lock(self):
+        """The spectral loss's frequency-locked loop, for a learnable pitch: (engaged, the bin's
+        centre in Hz, the error in cents) as of its last block; None otherwise (engine/learn/learner.py)."""
+        learner = self.learner
+        return None if learner is None else learner.frequency_lock()
+
     def set_output(self, mode: str):
         if mode not in H.OUTPUT_MODES:
             raise SessionError(f"unknown output '{mode}'; choose one of {', '.join(H.OUTPUT_MODES)}")

@@ -1061,7 +1061,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._ticks += 1
         if self.scope.isVisible() and s.running and self._ticks % 2 == 0:   # 15 fps: the eye cannot follow noise faster
             self.scope.show_signals(*s.telemetry.signals(SCOPE_SAMPLES))
-            self.scope.show_spectral(s.spectral_view())
+            self.scope.show_spectral(s.spectral_view(), s.frequency_lock())
         self.loss_history.refresh()
         self.trajectories.refresh()
         self.hidden.sync()

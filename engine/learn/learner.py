@@ -282,6 +282,14 @@ class Learner:
         pt, po = SP.distributions(self.st, lay.spec_target, lay.spec_output, self.cfg, lay.cfg_spectral, nb)
         return SP.bin_frequencies(self.sample_rate, *self._spectral_range), pt, po
 
+    def frequency_lock(self) -> SP.FineLock | None:
+        """The spectral loss's fine stage (a pitch kernel's frequency-locked loop) as of its last
+        block: the bin it reads and the frequency error measured there; None unless this kernel
+        has one and the spectral loss is in use. A snapshot for display, like spectral_view()."""
+        if self.spectral_view() is None or not self.layout.locks_frequency:
+            return None
+        return SP.fine_lock(self.st, self.layout.spec_fine, self.sample_rate, *self._spectral_range)
+
     def _clear_spectral(self):
         lay = self.layout
         self.st[lay.spec_target:lay.spec_end] = 0.0

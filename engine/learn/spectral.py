@@ -38,6 +38,7 @@ per lane each bin's smoothed power (the value lane) or its tangent.
 The bank's constants (per bin r cos w, r sin w, 1 - r) and the smoothing factor live in cfg.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -451,3 +452,19 @@ def fine_rebase(st, tgt, fine, nb, tangents, restarted):
             st[i] = 0.0
         for i in range(darg, darg + 2 * P):
             st[i] = 0.0
+
+
+class FineLock(NamedTuple):
+    engaged: bool          # the last block stepped on the frequency error
+    bin_hz: float          # the centre of the bin it reads (the target's strongest)
+    error_cents: float     # output against target there, in cents (nan before a block measured one)
+
+
+def fine_lock(st, fine: int, sample_rate: float, fmin: float = DEFAULT_FMIN, fmax: float = DEFAULT_FMAX) -> FineLock:
+    """The fine stage's state at st[fine:] as of its last block, for display."""
+    f = bin_frequencies(sample_rate, fmin, fmax)
+    k = min(max(int(st[fine + FINE_BIN]), 0), len(f) - 1)
+    err_hz = float(st[fine + FINE_LAST]) * sample_rate / (2.0 * math.pi)
+    ratio = (f[k] + err_hz) / f[k]
+    cents = 1200.0 * math.log2(ratio) if ratio > 0.0 and math.isfinite(ratio) else math.nan
+    return FineLock(bool(st[fine + FINE_ENGAGED]), float(f[k]), cents)

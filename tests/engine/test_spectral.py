@@ -160,7 +160,9 @@ def test_a_sine_is_found_from_two_decades_away_at_the_defaults(start, truth, wit
     off = np.nonzero(err >= 1e-3)[0]
     assert off[-1] + 1 <= within, off[-1] + 1
     assert err[-1] < 1e-4
-    assert L.st[L.layout.spec_fine + SP.FINE_ENGAGED] == 1.0          # the fine stage holds it
+    lock = L.frequency_lock()                                         # the fine stage holds it
+    assert lock.engaged and abs(lock.error_cents) < 0.1
+    assert abs(math.log2(lock.bin_hz / truth)) < 1.0 / 24.0          # the bin nearest the truth
 
 
 def settles_at(L, truths, n=144000):
@@ -250,6 +252,7 @@ def test_gauss_newton_hands_over_to_the_squared_error_once_the_signals_agree(mon
     err = np.abs(tr[:, 2] / 4932.0 - 1.0)
     assert np.nonzero(err >= 1e-3)[0][-1] + 1 <= 49000 and err[-1] < 1e-9          # 44,511
     assert L.st[L.layout.spec_align + 2] == 1.0                        # handed over, and stayed
+    assert L.frequency_lock() is None                                  # a cutoff: no pitch lock
     monkeypatch.setattr(SP, "HANDOVER", 0.0)                           # never: the Polyak step alone
     _, tr = learner().process(x, trace_every=1)
     assert abs(tr[-1, 2] / 4932.0 - 1.0) > 0.1

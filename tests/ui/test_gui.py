@@ -365,7 +365,7 @@ def test_the_spectral_loss_from_the_dropdown_compiles_the_circuit_again_and_keep
 def test_the_scope_shows_what_the_spectral_loss_compares_while_it_learns(qtbot, window):
     """pitch-chase learns a pitch with the spectral loss: under the spectra, the bank's two
     distributions and their cumulative curves, whose shaded gap (W1) closes as the pitch is
-    found; another loss hides that plot."""
+    found, and what the pitch lock does; another loss hides that plot."""
     window.open_preset("pitch-chase")
     wait_loaded(qtbot, window, 2)
     bank = window.scope.bank
@@ -375,9 +375,15 @@ def test_the_scope_shows_what_the_spectral_loss_compares_while_it_learns(qtbot, 
     _, cl = curves["learned cumulative"]
     assert ct[-1] == pytest.approx(1.0, abs=1e-9) and cl[-1] == pytest.approx(1.0, abs=1e-9)
     assert max(curves["target"][1].max(), curves["learned"][1].max()) == pytest.approx(1.0)
-    assert "W1 = " in bank._label.toPlainText()
+    assert "W1 = " in bank.label()
+    # the pitch's frequency-locked loop holds it: the label says so, at the 440 Hz target's bin
+    qtbot.waitUntil(lambda: "pitch lock: on" in bank.label(), timeout=10000)
+    lock = window.session.frequency_lock()
+    assert lock.engaged and lock.bin_hz == pytest.approx(440.0, rel=0.03) and abs(lock.error_cents) < 5.0
+    assert f"at {lock.bin_hz:.0f} Hz" in bank.label()
     window.learning.loss.setCurrentText("mse")
     qtbot.waitUntil(lambda: not bank.isVisible(), timeout=5000)
+    assert window.session.frequency_lock() is None
 
 
 def test_output_and_source_choices_reach_the_callback(qtbot, window):

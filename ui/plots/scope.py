@@ -235,14 +235,15 @@ class ScopeView(QtWidgets.QWidget):
         if self.isVisible():
             self._draw()
 
-    def show_spectral(self, view):
+    def show_spectral(self, view, lock=None):
         """What the spectral loss compares - (bin frequencies, target's and learned's normalised
-        powers) - or None to hide that plot (another loss is learning)."""
+        powers) - or None to hide that plot (another loss is learning); lock: its frequency-locked
+        loop for a pitch (engine/learn/spectral.py FineLock), or None."""
         if view is None:
             self.bank.setVisible(False)
             return
         self.bank.setVisible(True)
-        self.bank.show_bank(*view)
+        self.bank.show_bank(*view, lock=lock)
 
     def showEvent(self, ev):
         super().showEvent(ev)

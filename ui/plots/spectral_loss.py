@@ -22,6 +22,15 @@ def _faint(color: str) -> QtGui.QColor:
     return c
 
 
+def _lock_text(lock) -> str:
+    """The frequency-locked loop in a few words: locked with its error, or what it waits for."""
+    if lock is None:
+        return ""
+    if not lock.engaged:
+        return f"   pitch lock: waiting (the target's strongest bin: {lock.bin_hz:.0f} Hz)"
+    return f"   pitch lock: on, {lock.error_cents:+.2f} cents at {lock.bin_hz:.0f} Hz"
+
+
 class SpectralLossView(_Plot):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -47,10 +56,11 @@ class SpectralLossView(_Plot):
     def _reset(self):
         self.getPlotItem().setYRange(0.0, 1.02, padding=0)
 
-    def show_bank(self, freqs: np.ndarray, target: np.ndarray, learned: np.ndarray):
+    def show_bank(self, freqs: np.ndarray, target: np.ndarray, learned: np.ndarray, lock=None):
         """Draw one snapshot: bin frequencies (Hz, 12 per octave) and the two normalised powers.
         The distributions are scaled so the larger peak reaches 1 (their shapes, not their shares,
-        are what the eye compares); the cumulative curves are drawn as they are."""
+        are what the eye compares); the cumulative curves are drawn as they are. lock: the pitch's
+        frequency-locked loop (FineLock: engaged, bin_hz, error_cents), said in the label."""
         f = np.asarray(freqs, dtype=float)
         pt = np.nan_to_num(np.asarray(target, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
         pl = np.nan_to_num(np.asarray(learned, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
@@ -64,7 +74,10 @@ class SpectralLossView(_Plot):
         self._lp.setData(f, pl / peak)
         self._tc.setData(f, ct)
         self._lc.setData(f, cl)
-        self._label.setText(f"W1 = {self.w1:.3f} octaves (the shaded gap)")
+        self._label.setText(f"W1 = {self.w1:.3f} octaves (the shaded gap)" + _lock_text(lock))
+
+    def label(self) -> str:
+        return self._label.toPlainText()
 
     def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The drawn data by name (for tests): target, learned, target cumulative, learned cumulative."""
