@@ -10,14 +10,17 @@ through every linear stage unchanged in form):
      X <- r e^{iw} X + (1 - r) z with a bandwidth of BANDWIDTH_SPACINGS bin spacings (narrower bins
      leave spurious minima between them);
   3. each bin's power |X|^2 smoothed over SMOOTH_SECONDS.
-Once per block (the hop), from the smoothed powers:
+Once per block (the hop), from the smoothed powers (each times its bin's weight: 1, or in a pitch
+kernel fmin / f, power per hertz: see the note on the weights below):
   * W1, the 1-D Wasserstein distance between the two normalised power distributions along
     log-frequency (in octaves): sum_k |C_out(k) - C_tgt(k)| * (octaves per bin), where C is the
     cumulative distribution. It has no spurious minima where a time-domain loss has many: a
     distribution that sits too high is pulled down from anywhere. Its derivative is
     sum_k sign(C_out(k) - C_tgt(k)) * dC_out(k) * (octaves per bin);
   * a level term, W1 ignoring level: |log2 of the amplitude ratio| = |0.5 log2(sum S_out / sum S_tgt)|,
-    in doublings as W1 is in octaves (both linear in the distance, so one Polyak gain suits both).
+    in doublings as W1 is in octaves (both linear in the distance, so one Polyak gain suits both);
+  * in a pitch kernel (a learnable frequency drives an oscillator), the fine stage: the frequency
+    error in the target's strongest bin, a frequency-locked loop (fine_track, fine_error below).
 
 An oscillator's phase tangent (d phase / d frequency) grows with time: it is the unwrapped phase's.
 A bin's power discards a common phase, so for an analytic signal that growth cancels exactly - but
@@ -74,10 +77,10 @@ HANDOVER_P0 = 1e-2            # Gauss-Newton then starts afresh with this p0 (th
                               #   and its forgetting at its end value (a fast start wanders on a low,
                               #   sharp resonance; benchmarks/README.md)
 LEVEL_FLOOR = 1e-30           # a channel's total power is at least this (silence: no NaN)
-# Where a learnable frequency drives an oscillator (a pitch), W1 compares each bin's power times
-# fmin / f: its power per hertz rather than per bin. A bright tone's upper bins each hold several
-# partials, whose beating makes a derivative that grows with the time since the phase tangents
-# restarted; per bin a saw's power falls only as 1/f up there, per hertz as 1/f^2, so the
+# The weights. Where a learnable frequency drives an oscillator (a pitch), W1 compares each bin's
+# power times fmin / f: its power per hertz rather than per bin. A bright tone's upper bins each
+# hold several partials, whose beating makes a derivative that grows with the time since the phase
+# tangents restarted; per bin a saw's power falls only as 1/f up there, per hertz as 1/f^2, so the
 # fundamental's region leads. Elsewhere (a cutoff, a Q: noise through a filter) the plain power per
 # bin serves better. The level term compares the same weighted totals. (benchmarks/README.md)
 # Pitch kernels also have the fine stage below, a frequency-locked loop: once the output's strongest
@@ -128,7 +131,7 @@ def write_constants(cfg, base: int, sample_rate: float, fmin: float = DEFAULT_FM
                     density: bool = False) -> int:
     """The bank's constants for fmin..fmax into cfg[base:]; returns the number of bins. Each bin's
     power enters the distributions times a weight: 1, or with `density` fmin / f, its power per
-    hertz (see PITCH_DENSITY)."""
+    hertz (see the note on the weights above)."""
     f = bin_frequencies(sample_rate, fmin, fmax)
     nb = len(f)
     spacing = 2.0 ** (1.0 / BINS_PER_OCTAVE) - 1.0
