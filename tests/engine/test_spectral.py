@@ -287,6 +287,25 @@ def test_silence_and_nan_input_leave_the_loss_and_parameters_finite():
     assert L.params()["g"] == pytest.approx(2.0, rel=2e-2)      # the level term, from silence on
 
 
+def test_nan_input_leaves_a_pitch_locks_state_finite():
+    """A pitch kernel reading the input too: skipped samples never reach the fine stage's phases,
+    and its lock, parameters and loss stay finite; silence (no phase to read) does not engage it."""
+    L = Learner("y = osc(f) + 0.1*x", [ParamSpec("f", 300.0, 50.0, 5000.0, log=True)], target="y = osc(ft) + 0.1*x",
+                hidden={"ft": 440.0}, settings=spectral())
+    x = LcgNoise().read(96000)
+    x[30000:30010] = np.nan
+    x[40000:40003] = np.inf
+    _, tr = L.process(x, trace_every=1)
+    assert L.st[LY.ST_SKIPPED] == 13.0
+    fine = L.layout.spec_fine
+    assert np.all(np.isfinite(L.st[fine:fine + SP.fine_size(1)])) and np.all(np.isfinite(tr[:, 2]))
+    assert L.frequency_lock().engaged and L.params()["f"] == pytest.approx(440.0, rel=1e-3)
+    silent = Learner("y = osc(f)", [ParamSpec("f", 300.0, 50.0, 5000.0, log=True)], target="y = 0*osc(ft)",
+                     hidden={"ft": 440.0}, settings=spectral())
+    _, tr = silent.process(np.zeros(48000), trace_every=1)
+    assert not silent.frequency_lock().engaged and np.all(np.isfinite(tr[:, 1:3]))
+
+
 def test_the_spectral_settings_are_validated():
     with pytest.raises(ValueError, match="spectral hop"):
         Settings(loss="spectral", spectral_hop=0).validate()
