@@ -274,8 +274,7 @@ class Learner:
         """(bin frequencies in Hz, the target's and the output's normalised bin powers): what the
         spectral loss compares now; None unless it is the loss in use. A snapshot for display (the
         audio thread may be writing: a torn read shows for one frame)."""
-        if not (self.spectral_ready and self._spectral_range is not None
-                and LOSS_CODES[self.settings.loss] == SPECTRAL):
+        if not self._spectral_in_use():
             return None
         nb = int(self.cfg[LY.CF_SPECTRAL_BINS])
         lay = self.layout
@@ -286,9 +285,13 @@ class Learner:
         """The spectral loss's fine stage (a pitch kernel's frequency-locked loop) as of its last
         block: the bin it reads and the frequency error measured there; None unless this kernel
         has one and the spectral loss is in use. A snapshot for display, like spectral_view()."""
-        if self.spectral_view() is None or not self.layout.locks_frequency:
+        if not (self._spectral_in_use() and self.layout.locks_frequency):
             return None
         return SP.fine_lock(self.st, self.layout.spec_fine, self.sample_rate, *self._spectral_range)
+
+    def _spectral_in_use(self) -> bool:
+        return (self.spectral_ready and self._spectral_range is not None
+                and LOSS_CODES[self.settings.loss] == SPECTRAL)
 
     def _clear_spectral(self):
         lay = self.layout
