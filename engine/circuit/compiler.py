@@ -19,6 +19,7 @@ from engine import layout as LY
 from engine.circuit.emitter import CircuitEmitter
 from engine.circuit.language import Graph
 from engine.learn import gauss_newton as GN
+from engine.learn import lag_lock as LL
 from engine.learn import spectral as SP
 from engine.learn.losses import CODES as LOSS_CODES, LOSSES, SPECTRAL
 from engine.learn.optimizers import FIRST_ORDER, GAUSS_NEWTON
@@ -71,6 +72,8 @@ class Layout:
     spec_align: int = 0      #   and the hand-over's error power, target power and flag (SP.ALIGN_WORDS)
     spec_fine: int = 0       #   the fine stage's state (SP.fine_size) and its last block's derivative,
     spec_fine_grad: int = 0  #   where a learnable frequency drives an oscillator
+    spec_lag: int = 0        #   the lag lock's state (engine/learn/lag_lock.py), where a parameter sets a
+    spec_lags: int = 0       #   delay's length, and the longest lag it reads
     spec_end: int = 0        # one past the spectral loss's state
 
     @property
@@ -190,6 +193,9 @@ class _KernelWriter:
             lay.spec_align = alloc(SP.ALIGN_WORDS)
             if self.locks_frequency:
                 lay.spec_fine, lay.spec_fine_grad = alloc(SP.fine_size(P)), alloc(P)
+            if self.locks_delay:
+                lay.spec_lags = min(self.lrns[0].learned_delay + 2, LL.MAX_LAGS)
+                lay.spec_lag, lay.spec_fine_grad = alloc(LL.size(lay.spec_lags, P)), alloc(P)
             lay.spec_end = self._top
         lay.st_size = self._top
         self.mask = cap - 1
@@ -265,6 +271,9 @@ class _KernelWriter:
         self.hands_over = self.spectral and not self.lrns[0].phase_tangent_words()
         # ... and there instead the fine stage follows the frequency error in the strongest bin
         self.locks_frequency = self.spectral and not self.hands_over
+        # ... and where a parameter sets a delay's length, the lag lock follows the autocorrelation's peak
+        self.locks_delay = self.hands_over and self.lrns[0].learned_delay > 0
+        self.locks = self.locks_frequency or self.locks_delay
         lay.output_slots = sorted(self.runs[0][2])
 
     def module_header(self):
@@ -285,6 +294,7 @@ class _KernelWriter:
         if self.spectral:
             w(0, "from engine.learn.spectral import feed as spectral_feed, loss_and_gradient as spectral_loss, "
                  "restart_tangents as spectral_restart, fine_track, fine_error, fine_rebase")
+            w(0, "from engine.learn.lag_lock import feed as lag_feed, lock_error as lag_error")
         for name in sorted(set().union(*(e.used_prims for e in self.tgts + self.lrns))):
             w(0, f"P_{name}_v = TABLE[{name!r}].value")
             w(0, f"P_{name}_d = TABLE[{name!r}].partials")
@@ -458,9 +468,19 @@ class _KernelWriter:
         fine_args = f"st, {lay.spec_target}, {lay.spec_output}, {lay.spec_fine}"
         if self.locks_frequency:
             w(3, f"fine_track({fine_args}, cfg, {lay.cfg_spectral}, nbins, {P})")
+        if self.locks_delay:
+            ring = LL.ring_length(lay.spec_lags)
+            beta = 1.0 - math.exp(-LL.SUBSAMPLE / (LL.SMOOTH_SECONDS * self.sample_rate))
+            lag_args = f"st, {lay.spec_lag}, {ring}, {lay.spec_lags}, {P}"
+            w(3, f"lag_feed({lag_args}, n, y, yh, {lay.spec_tangents}, {beta!r})")
+            amount, slopes = self.lrns[0].learned_amount          # the learned delay's length and tangents
+            at = lay.spec_lag + LL.amount_at(lay.spec_lags, P, ring)
+            w(3, f"st[{at}] = {amount}")
+            for slot, expr in sorted(slopes.items()):
+                w(3, f"st[{at + 1 + slot}] = {expr}")
         w(3, "hopn += 1")
         w(3, "due = hopn >= hop")
-        if self.locks_frequency:
+        if self.locks:
             w(3, "fine = False")
         w(3, "if due:")
         w(4, "hopn = 0")
@@ -470,6 +490,9 @@ class _KernelWriter:
         if self.locks_frequency:
             w(4, f"fine, fine_e, fine_lag = fine_error({fine_args}, cfg, {lay.cfg_spectral}, nbins, {P}, "
                  f"{lay.spec_fine_grad}, hop, blocks >= warm)")
+        if self.locks_delay:
+            w(4, f"fine, fine_e, fine_lag = lag_error({lag_args}, {lay.spec_fine_grad}, "
+                 f"{LL.SMOOTH_SECONDS * self.sample_rate!r})")
         if self.hands_over:
             w(4, f"if st[{A + 2}] == 0.0 and st[{A}] < {SP.HANDOVER!r}*st[{A + 1}]:   # the signals agree: hand over")
             w(5, f"st[{A + 2}] = 1.0")
@@ -504,7 +527,9 @@ class _KernelWriter:
         (a level, a timbre), so neither undoes the other. The fine stage's J is an average that a
         restart of the tangents leaves valid, so it steps on through the warm-up after one."""
         w, P, small, vec, M = self.w, self.P, self.small, self.step_vec, self.M
-        fine = self.locks_frequency
+        fine = self.locks
+        rate, step_max, min_jj = ((SP.FINE_RATE, SP.FINE_STEP_MAX, 0.0) if self.locks_frequency
+                                  else (LL.RATE, LL.STEP_MAX, 0.0))
         w(depth, "if due or fine:" if fine else "if due:")
         d = depth + 1
         w(d, "gg = 0.0")
@@ -522,11 +547,11 @@ class _KernelWriter:
             w(d + 1, "jj = 0.0")
             w(d + 1, "mj = 0.0")
             _loop(w, d + 1, P, small, lambda k: _log_gradient(k, J(k), vec) + ["jj += gk*gk", f"mj += {M[k]}*gk"])
-            w(d + 1, "if jj > 0.0:")
+            w(d + 1, f"if jj > {min_jj!r}:")
             w(d + 2, "proj = mj/jj")
             w(d + 2, "gg = max(gg - mj*proj, 0.0)    # |M - proj J|^2")
-            w(d + 2, f"scf = min({SP.FINE_RATE!r}*hop/fine_lag, 1.0)*fine_e/jj")
-            w(d + 2, f"scf *= min(1.0, {SP.FINE_STEP_MAX!r}/(abs(scf)*math.sqrt(jj)))   # at most a bin's width")
+            w(d + 2, f"scf = min({rate!r}*hop/fine_lag, 1.0)*fine_e/jj")
+            w(d + 2, f"scf *= min(1.0, {step_max!r}/(abs(scf)*math.sqrt(jj)))   # at most so far per block")
         w(d, "sc = 0.0")
         w(d, "if gg > 0.0:")
         w(d + 1, f"sc = min({SP.POLYAK_RATE!r}*hop/lag, 0.5)*Ly/max(gg, {SP.POLYAK_FLOOR!r})")

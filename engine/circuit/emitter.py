@@ -3,6 +3,8 @@ tangents as locals, its state (delay rings, phasor phases) in st. The kernel wri
 (engine/circuit/compiler.py) runs one emitter per circuit and stream."""
 from __future__ import annotations
 
+import math
+
 from engine.circuit.analysis import delay_depths, ring_length, tangent_sets
 from engine.circuit.language import Graph
 from engine.circuit.primitives import TABLE
@@ -24,6 +26,8 @@ class CircuitEmitter:
         self.with_tangents = slot_of is not None
         self.sets = tangent_sets(graph, slot_of) if slot_of else {n.id: frozenset() for n in graph.nodes}
         self.inv_sr = 1.0 / sample_rate
+        self.learned_delay = 0            # the longest delay whose length a parameter sets (samples),
+        self.learned_amount = None        #   and (its length's local, {slot: its tangent's expression})
         self.lines: list[str] = []
         self.val: dict[int, str] = {}
         self.tan: dict[int, dict[int, str]] = {}
@@ -157,6 +161,9 @@ class CircuitEmitter:
             self.emit(f"{v}_i0 = (n - {v}_k) & {mask}")
             self.emit(f"{v}_i1 = (n - {v}_k - 1) & {mask}")
             amt_slots = self.tan[amt]
+            if amt_slots and int(math.ceil(hi)) > self.learned_delay:
+                self.learned_delay = int(math.ceil(hi))
+                self.learned_amount = (f"{v}_a", dict(amt_slots))
         self.emit(f"{v}_r0 = st[{off} + {v}_i0]")
         self.emit(f"{v}_r1 = st[{off} + {v}_i1]")
         self.emit(f"{v} = {v}_r0 + {v}_f*({v}_r1 - {v}_r0)")
