@@ -110,7 +110,8 @@ LOSSES = (
     Loss("msle", 2, msle, "mean squared log error (guarded below -1)", msle_residual),
     Loss("huber", 3, huber, "Huber: quadratic within delta, linear beyond", huber_residual, "huber_delta"),
     Loss("spectral", 4, None, "Wasserstein distance between constant-Q power spectra on a log-frequency "
-         "axis, plus a level term, and a frequency-locked loop for a pitch; one step per block "
+         "axis, plus a level term, a frequency-locked loop for a pitch and a lag-locked one for a delay; "
+         "one step per block "
          "(engine/learn/spectral.py)", None, "spectral_hop"),
 )
 SPECTRAL = next(loss.code for loss in LOSSES if loss.streaming)

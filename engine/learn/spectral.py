@@ -21,6 +21,7 @@ kernel fmin / f, power per hertz: see the note on the weights below):
     in doublings as W1 is in octaves (both linear in the distance, so one Polyak gain suits both);
   * in a pitch kernel (a learnable frequency drives an oscillator), the fine stage: the frequency
     error in the target's strongest bin, a frequency-locked loop (fine_track, fine_error below).
+    Where a parameter sets a delay's length, the lag lock plays that part (engine/learn/lag_lock.py).
 
 An oscillator's phase tangent (d phase / d frequency) grows with time: it is the unwrapped phase's.
 A bin's power discards a common phase, so for an analytic signal that growth cancels exactly - but
