@@ -22,8 +22,9 @@ From any start: the error is the whole log ratio of the two delays, not a local 
 
 State at st[base:] (size()): the rings of target, output and each tangent (ring samples each), then
 the autocorrelations R_target, R_output and dR per tangent (L + 2 lags each), then the last block's
-error, whether it was engaged (for tests), and the samples fed since the start (no step before the
-averages have filled: 2 smoothing times)."""
+error, whether it was engaged (for tests), the samples fed since the start (no step before the
+averages have filled: 2 smoothing times), and the learned delay's length at this sample with its
+tangent per parameter (the kernel writes them, amount_at)."""
 import math
 
 from numba import njit
