@@ -29,6 +29,8 @@ import math
 
 from numba import njit
 
+from engine.circuit.analysis import ring_length as circuit_ring_length
+
 SUBSAMPLE = 4                 # the autocorrelations take every 4th sample (an unbiased estimate)
 SMOOTH_SECONDS = 0.05         # their one-pole smoothing
 RATE = 0.5                    # of the way per lag of the reading, per block
@@ -39,10 +41,8 @@ LAST_ERROR, ENGAGED, FED, AMOUNT = 0, 1, 2, 3   # words after the autocorrelatio
 
 
 def ring_length(lags: int) -> int:
-    n = 1
-    while n < lags + 2:
-        n *= 2
-    return n
+    """The rings' length: read back up to lags + 1 samples (the parabola's right neighbour)."""
+    return circuit_ring_length(lags + 1)
 
 
 def size(lags: int, tangents: int) -> int:
@@ -62,7 +62,7 @@ def feed(st, base, ring, lags, tangents, n, y, yh, tan_at, beta):
     R = base + lanes * ring
     width = lags + 2
     st[R + lanes * width + FED] += 1.0
-    if n % SUBSAMPLE != 0:
+    if n & (SUBSAMPLE - 1) != 0:          # SUBSAMPLE is a power of two: no per-sample division
         return
     rt, ro = R, R + width
     for k in range(width):
