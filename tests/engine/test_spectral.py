@@ -345,3 +345,30 @@ def test_the_pitch_chase_preset_finds_its_hidden_pitch_and_follows_a_turn():
     _, tr = L.process(np.zeros(96000), trace_every=1)
     err = np.abs(tr[:, 2] / 1500.0 - 1.0)
     assert np.nonzero(err >= 1e-3)[0][-1] + 1 <= 72000 and err[-1] < 1e-4
+
+
+def _success(build, tol, seconds, x=None, n_pairs=10, seed=16):
+    """Issue 16's protocol on a small fixed set: (truth, start) log-uniform over 50 Hz-5 kHz; how
+    many stay within tol over the whole last 0.25 s, and how many got there within 1 s."""
+    rng = np.random.default_rng(seed)
+    u = np.exp(rng.uniform(np.log(50.0), np.log(5000.0), size=(n_pairs, 2)))
+    n = int(seconds * SR)
+    ok = within_1s = 0
+    for truth, start in u:
+        _, tr = build(float(truth), float(start)).process(np.zeros(n) if x is None else x[:n], trace_every=1)
+        off = np.nonzero(np.abs(tr[:, 2] / truth - 1.0) >= tol)[0]
+        at = 0 if len(off) == 0 else off[-1] + 1
+        ok += at <= n - int(0.25 * SR)
+        within_1s += at <= SR
+    return ok, within_1s
+
+
+def test_t1_and_t4_success_rates_on_ten_fixed_pairs():
+    """The benchmark's T1 (a sine, 0.1 %) and T4 (a Q 2 low-pass cutoff on noise, 1 %), ten fixed
+    pairs each, 2 s runs (deterministic)."""
+    sine = lambda truth, start: sine_learner(start, truth)                      # noqa: E731
+    assert _success(sine, 1e-3, 2.0) == (10, 10)
+    lp = LOWPASS.replace("0.7", "2.0")
+    cutoff = lambda truth, start: Learner(lp, [ParamSpec("fc", start, 50.0, 5000.0, log=True)],  # noqa: E731
+                                          target=lp.replace("fc", "ft"), hidden={"ft": truth}, settings=spectral())
+    assert _success(cutoff, 1e-2, 2.0, LcgNoise().read(int(2 * SR))) == (10, 10)
