@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine import blockabi as B
+from engine import layout as LY
 from engine.learn.banks import Banks
 from engine.learn.health import LearningWatch
 from engine.learn.learner import Learner, ParamSpec, Settings, SpectralKernelNeeded
@@ -133,6 +135,9 @@ class Session:
         self.knob_bank = KnobBank()
         self._knob_lock = threading.Lock()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualtone-compile")
+        self._settings_lock = threading.Lock()
+        self._settings_queued = 0     # configure() calls waiting for a kernel on the compile thread
+        self._settings_wanted = None  # the last settings asked for while some are queued
         self.on_program_change: list = []
         self.midi_dropped = 0
         self.channels = (2, 2)        # (inputs, outputs) to open beyond stereo: a device in the loop
@@ -616,17 +621,24 @@ class Session:
         self._need_learner()
         return self.knob_bank.values("hidden:")
 
-    def configure(self, **changes):
-        """Change learning settings live (loss, window, optimizer, lr, ...); no recompilation."""
+    def configure(self, **changes) -> concurrent.futures.Future:
+        """Change learning settings live (loss, window, optimizer, lr, ...). A kernel is specialised
+        for its loss, optimiser, range mode and window class (engine/circuit/compiler.py: Variant):
+        a change of one compiles (or loads from the disk cache) the kernel for it on the compile
+        thread while the old one plays, then swaps it in with its settings at a block boundary -
+        no gap. Returns a future done once the settings apply (at once when no kernel is needed);
+        settings no learner can take raise here."""
         learner = self._need_learner()
         try:
-            s = dataclasses.replace(learner.settings, **changes)
+            with self._settings_lock:
+                base = self._settings_wanted if self._settings_queued else learner.settings
+            s = dataclasses.replace(base, **changes)
+            learner.check(s)
             if self.running and _new_spectral_bank(learner, s):
                 # a new bank's constants are many words: the callback must not run a block on half of
                 # them, so the learner is built again with them and swapped in at a block boundary
                 raise RebuildNeeded("a new spectral range starts the bank over: the learner is compiled "
                                     "again with it and swapped in at a block boundary", s)
-            learner.configure(s)
         except SpectralKernelNeeded as e:
             raise RebuildNeeded(str(e), s) from None
         except TypeError as e:
@@ -634,6 +646,52 @@ class Session:
         except ValueError as e:
             raise SessionError(str(e)) from None
         self.spec.settings = dataclasses.replace(s)
+        with self._settings_lock:
+            if not self._settings_queued and learner.kernel_ready(s):
+                self._apply_settings(learner, s)
+                done = concurrent.futures.Future()
+                done.set_result(None)
+                return done
+            self._settings_queued += 1      # in order, behind the kernels asked for before
+            self._settings_wanted = s
+        return self._executor.submit(self._compile_and_apply, learner, s)
+
+    @property
+    def settings_pending(self) -> bool:
+        """Some settings wait for their kernel on the compile thread (the old one plays)."""
+        return self._settings_queued > 0
+
+    def _compile_and_apply(self, learner: Learner, s: Settings):
+        try:
+            learner.kernel(s)                 # the slow part, while the callback plays the old kernel
+            with self._settings_lock:
+                self._apply_settings(learner, s)
+        finally:
+            with self._settings_lock:
+                self._settings_queued -= 1
+
+    def _apply_settings(self, learner: Learner, s: Settings):
+        """s into the learner, and its kernel into the playing slot: with the callback running, the
+        kernel and its settings words are staged and taken together at the next block start."""
+        with self._swap_lock:
+            slot = self.memory.active
+            if slot is None or slot.learner is not learner:
+                return                            # another circuit was loaded meanwhile: it has its own
+            address = learner.kernel(s).block_address
+            table, ctl = slot.table, self.memory.ctl
+            if not self.running or table[B.S_BLOCK_FN] == address:
+                learner.configure(s)              # the same kernel: its words change as before
+                table[B.S_BLOCK_FN] = address
+                return
+            learner.configure(s, header=slot.staged)
+            table[B.S_NEXT_FN] = address         # last: the staged swap is complete
+            ctl[H.C_KERNEL_REQ] += 1.0
+            self._wait(lambda: ctl[H.C_KERNEL_ACK] == ctl[H.C_KERNEL_REQ])
+            if table[B.S_NEXT_FN] != 0 and not self.running:   # the callback stopped meanwhile: take it here
+                for word in LY.SETTINGS:
+                    learner.cfg[word] = slot.staged[word]
+                table[B.S_BLOCK_FN], table[B.S_NEXT_FN] = address, 0
+                ctl[H.C_KERNEL_ACK] = ctl[H.C_KERNEL_REQ]
 
     @property
     def sets_its_own_step(self) -> bool:

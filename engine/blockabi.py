@@ -35,6 +35,8 @@ declare(globals(), "S_", """
     BANK_INDEX         # st index of the active bank (LACTOSE), -1 when there are no banks
     PROCESSOR          # host only: the processor table (a ground truth) that feeds `sptmod` (0: none)
     REST:4             # st ranges [lo, hi) of the target's and the learnable circuit's state (-1: unknown)
+    NEXT_FN            # host only: a kernel specialised for new settings, taken at a block start (0: none)
+    NEXT_SETTINGS      # host only: float64[CF_HEADER]: the settings words that kernel starts with
 """, end=SLOT_WORDS)
 
 BLOCK_SIGNATURE = types.int64(types.voidptr, types.int64)

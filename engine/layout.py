@@ -34,6 +34,10 @@ CF_HEADER = declare(globals(), "CF_", """
     SPECTRAL_BINS      # the spectral loss: bins in use (up to the layout's capacity)
 """)                   # then: hidden values [H], range lows [P], range highs [P], hidden goals [H]
 
+# what Learner.configure writes: the words a kernel swap for new settings takes together
+SETTINGS = (CF_LR, CF_LOSS, CF_HUBER, CF_WINDOW, CF_OPT, CF_C1, CF_C2, CF_EPS, CF_CLIP, CF_DECAY,  # noqa: F821
+            CF_DECAY_EVERY, CF_LR_MIN, CF_RANGE_MODE, CF_LEARN, CF_P0, CF_SPECTRAL_HOP)  # noqa: F821
+
 # st header
 ST_HEADER = 16
 declare(globals(), "ST_", """

@@ -176,6 +176,20 @@ def _reset_slot(slot):
 
 
 @njit(nogil=True, cache=True)
+def _take_kernel(slot):
+    """A kernel specialised for new settings (engine/circuit/compiler.py: Variant) and those
+    settings, taken together at a block start: never one block of a kernel on the other's words."""
+    if slot[B.S_BLOCK_FN] == 0 or slot[B.S_NEXT_FN] == 0:
+        return
+    cfg = _f64(slot[B.S_CFG], slot[B.S_CFG_LEN])
+    staged = _f64(slot[B.S_NEXT_SETTINGS], LY.CF_HEADER)
+    for word in LY.SETTINGS:
+        cfg[word] = staged[word]
+    slot[B.S_BLOCK_FN] = slot[B.S_NEXT_FN]
+    slot[B.S_NEXT_FN] = 0
+
+
+@njit(nogil=True, cache=True)
 def _restart_schedule(slot):
     """The learning-rate schedule back to its start (the rate decays again from --lr)."""
     st = _f64(slot[B.S_ST], slot[B.S_ST_LEN])
@@ -333,7 +347,7 @@ def _device_io(h, ctl, inp, nin, pos, n):
 @njit(nogil=True, cache=True)
 def _take_requests(h, ctl, slot_a, slot_b):
     """The session's requests, taken at this boundary: processors' prepared controls, a reset,
-    the start of a circuit swap. Returns whether a crossfade runs."""
+    a kernel for new settings, the start of a circuit swap. Returns whether a crossfade runs."""
     if ctl[H.C_CONTROL_REQ] != ctl[H.C_CONTROL_ACK]:
         _latch_processors(h, slot_a, slot_b)
         ctl[H.C_CONTROL_ACK] = ctl[H.C_CONTROL_REQ]
@@ -341,6 +355,10 @@ def _take_requests(h, ctl, slot_a, slot_b):
         if slot_a[B.S_BLOCK_FN] != 0:
             _reset_slot(slot_a)
         ctl[H.C_RESET_ACK] = ctl[H.C_RESET_REQ]
+    if ctl[H.C_KERNEL_REQ] != ctl[H.C_KERNEL_ACK]:
+        _take_kernel(slot_a)
+        _take_kernel(slot_b)
+        ctl[H.C_KERNEL_ACK] = ctl[H.C_KERNEL_REQ]
     if ctl[H.C_SCHEDULE_REQ] != ctl[H.C_SCHEDULE_ACK]:
         for slot in (slot_a, slot_b):
             if slot[B.S_BLOCK_FN] != 0:

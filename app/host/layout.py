@@ -65,6 +65,7 @@ declare(globals(), "C_", """
     FILE_ACK
     CONTROL_ACK        # the last control request taken (processors' prepared controls latched)
     SCHEDULE_ACK       # the last learning-rate schedule restart taken
+    KERNEL_ACK         # the last kernel swap taken (a slot's S_NEXT_FN and its staged settings)
     ACTIVE_SLOT
     FADE_POS           # samples into the current circuit crossfade, -1 when none
     LIMIT_GAIN
@@ -100,6 +101,7 @@ declare(globals(), "C_", """
     FILE_REQ
     CONTROL_REQ        # +1: take every processor's prepared controls at the next block start
     SCHEDULE_REQ       # +1: the learning-rate schedule starts over (a knob turned: the target moved)
+    KERNEL_REQ         # +1: a slot with S_NEXT_FN takes that kernel and its staged settings at the next block start
     KNOB_TAU           # seconds for hidden knobs to glide to a new value (no zipper clicks)
     IN_CHANNEL
     MUTE

@@ -71,6 +71,8 @@ class Slot:
         t[B.S_BANK_INDEX] = lay.bank_index
         rest = learner.circuit_states()
         t[B.S_REST:B.S_REST + 4] = [-1] * 4 if rest is None else [*rest[0], *rest[1]]
+        self.staged = np.zeros(LY.CF_HEADER)      # settings a kernel swap hands the callback (stage_kernel)
+        t[B.S_NEXT_SETTINGS] = B.address(self.staged)
         t[B.S_BLOCK_FN] = learner.compiled.block_address   # last: the slot is complete
         if truth is not None:
             t[B.S_PROCESSOR] = B.address(self.processor.table)

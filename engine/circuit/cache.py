@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.circuit import compiler
-from engine.circuit.compiler import BankPlan, Layout
+from engine.circuit.compiler import BankPlan, Layout, Variant
 from engine.circuit.language import Graph
 
 
@@ -34,9 +34,9 @@ class CompiledLearner:
 
 def compile_pair(learn: Graph, target: Graph, sample_rate: float,
                  window_capacity: int = 4096, banks: BankPlan | None = None,
-                 streams: int = 1, spectral: bool = False) -> CompiledLearner:
+                 streams: int = 1, spectral: bool = False, variant: Variant = Variant()) -> CompiledLearner:
     """Generate, write (once) and import the kernel; Numba compiles it or loads it from cache."""
-    source, lay = compiler.generate(learn, target, sample_rate, window_capacity, banks, streams, spectral)
+    source, lay = compiler.generate(learn, target, sample_rate, window_capacity, banks, streams, spectral, variant)
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]   # the folder is per engine source tree
     modname = f"dualtone_kernel_{digest}"
     path = kernel_cache_dir() / f"{modname}.py"

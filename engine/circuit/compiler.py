@@ -22,11 +22,30 @@ from engine.learn import gauss_newton as GN
 from engine.learn import lag_lock as LL
 from engine.learn import spectral as SP
 from engine.learn.losses import CODES as LOSS_CODES, LOSSES, SPECTRAL
-from engine.learn.optimizers import FIRST_ORDER, GAUSS_NEWTON
+from engine.learn.optimizers import GAUSS_NEWTON, OPTIMIZERS
+
+LOSS_BY_CODE = {loss.code: loss for loss in LOSSES}
+OPT_BY_CODE = {o.code: o for o in OPTIMIZERS}
 
 SIGNATURE = "int64(float64[::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])"
 # batches: x[n, B] holds B input streams, out[n, B, 3] each stream's target, output and loss
 BATCH_SIGNATURE = "int64(float64[:, ::1], float64[:, :, ::1], float64[:, ::1], float64[::1], float64[::1])"
+@dataclass(frozen=True)
+class Variant:
+    """What a kernel is specialised for: the choices fixed for its life, resolved when its text is
+    written, so the sample loop carries no branch on them (issue 17; benchmarks/README.md). A
+    change of one swaps in another kernel over the same st and cfg - the layout never depends on
+    the variant (engine/learn/learner.py: Learner.configure; the host at a block boundary). What
+    stays runtime: the learning rate and its schedule, clipping, the optimiser's constants, the
+    window length within its class, the hidden knobs, pause."""
+    loss: int = LOSS_CODES["mse"]
+    optimizer: int = GAUSS_NEWTON
+    project: bool = True        # range mode project (else straight-through: no projection)
+    windowed: bool = False      # W > 1: the sliding windows are compiled in (W = 1: the means are the samples)
+    trace: bool = False         # trace rows are written (an offline diagnostic; the host never asks)
+    logs: tuple = ()            # per parameter slot: on a log axis (fixed by the declarations)
+
+
 def _pow2(n: int) -> int:
     k = 1
     while k < n:
@@ -47,6 +66,7 @@ class Layout:
     grad: int = 0
     wsum: int = 0
     wring: int = 0
+    window_rings: list = field(default_factory=list)   # each stream's ring (wring is stream 0's)
     n_window_signals: int = 0
     output_slots: list = field(default_factory=list)   # param slots with a non-zero output tangent
     target_state: tuple = (0, 0)
@@ -119,7 +139,8 @@ def _emit_glide_store(w, ind, lay, H):
 
 
 def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096,
-             banks: BankPlan | None = None, streams: int = 1, spectral: bool = False):
+             banks: BankPlan | None = None, streams: int = 1, spectral: bool = False,
+             variant: Variant = Variant()):
     """Return (python source, Layout) of the block kernel for this pair of circuits.
 
     streams = B > 1 (batches): the kernel runs B copies of both circuits, each with its own state,
@@ -127,8 +148,11 @@ def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: i
     the mean of the B gradients. B = 1 generates the single-stream kernel, text for text.
 
     spectral: the kernel also carries the spectral loss's bank and step (one stream, no banks);
-    without it (most kernels: it costs ~50 % more compile time) that loss is refused."""
-    k = _KernelWriter(learn, target, sample_rate, window_capacity, banks, streams, spectral)
+    without it (most kernels: it costs ~50 % more compile time) that loss is refused.
+
+    variant: the loss, optimiser, range mode, window class, trace and log axes the text is
+    specialised for; the Layout does not depend on it."""
+    k = _KernelWriter(learn, target, sample_rate, window_capacity, banks, streams, spectral, variant)
     k.module_header()
     k.prologue()
     k.sample_input()
@@ -147,7 +171,8 @@ class _KernelWriter:
     """The kernel of generate(): the constructor lays out st and cfg and sets up the circuits'
     emitters; then one method per section of the generated text, in order."""
 
-    def __init__(self, learn, target, sample_rate, window_capacity, banks, streams, spectral=False):
+    def __init__(self, learn, target, sample_rate, window_capacity, banks, streams, spectral=False,
+                 variant: Variant = Variant()):
         B = int(streams)
         if B < 1:
             raise ValueError(f"streams must be >= 1, got {streams}")
@@ -164,6 +189,14 @@ class _KernelWriter:
         lay.cfg_goal = lay.cfg_hi + P
         lay.cfg_log = lay.cfg_goal + H
         self.spectral = bool(spectral) and B == 1 and banks is None   # the spectral loss: one stream, no banks (yet)
+        if variant.loss == SPECTRAL and not self.spectral:
+            raise ValueError("a spectral variant needs a kernel laid out for the spectral loss")
+        if len(variant.logs) not in (0, P):
+            raise ValueError(f"the variant's log axes name {len(variant.logs)} parameters, the circuit has {P}")
+        self.variant = variant
+        self.spec_loss = variant.loss == SPECTRAL      # this text runs the spectral loss (the layout may carry it unused)
+        self.gauss_newton = variant.optimizer == GAUSS_NEWTON
+        self.windowed, self.traced = variant.windowed, variant.trace
         lay.cfg_spectral = lay.cfg_log + P
         nb = lay.spectral_bins = SP.bin_capacity(sample_rate) if self.spectral else 0
         lay.cfg_size = lay.cfg_spectral + (SP.cfg_size(nb) if self.spectral else 0)
@@ -182,7 +215,7 @@ class _KernelWriter:
             wv_offs.append(alloc(NW))       # this sample's window inputs (loop form)
             wsums.append(alloc(NW))
             self.wrings.append(alloc(NW * cap))
-        lay.wsum, lay.wring = wsums[0], self.wrings[0]
+        lay.wsum, lay.wring, lay.window_rings = wsums[0], self.wrings[0], list(self.wrings)
         if self.batch:
             lay.stream_loss = alloc(B)      # each stream's latest loss (its out column on a skipped sample)
         lay.gn_groups = [(alloc(GN.region_size(len(members))), members, bank)
@@ -209,7 +242,8 @@ class _KernelWriter:
         self.PV = _Vec("p", self.pv, small)
         self.LO = _Vec("lo", lay.cfg_lo, small, "cfg")
         self.HI = _Vec("hi", lay.cfg_hi, small, "cfg")
-        self.step_vec = _StepVectors(self.TH, self.M, self.V, self.LO, self.HI, self.PV, lay.cfg_log)
+        self.step_vec = _StepVectors(self.TH, self.M, self.V, self.LO, self.HI, self.PV, lay.cfg_log,
+                                     tuple(bool(v) for v in variant.logs) or None, variant.project)
         self.out = _Out()
         self.w = self.out.line
 
@@ -283,15 +317,18 @@ class _KernelWriter:
         w(0, "import numpy as np")
         w(0, "from numba import njit, int64")
         w(0, "from engine.circuit.primitives import TABLE")
-        _emit_dispatch(w, "loss_and_slope", "code, m_learned, m_target, delta",
-                       [(loss.code, loss.fn) for loss in LOSSES if not loss.streaming])
-        _emit_dispatch(w, "optimizer_step", "code, g, lr, m, v, t, c1, c2, eps",
-                       [(o.code, o.step) for o in FIRST_ORDER])
-        _emit_dispatch(w, "loss_residual", "code, m_learned, m_target, delta",
-                       [(loss.code, loss.residual) for loss in LOSSES if not loss.streaming])
-        w(0, "from engine.learn.gauss_newton import initial_variance as gn_initial_variance, "
-             "reset_p as gn_reset_p, update as gn_update")
-        if self.spectral:
+        v = self.variant
+        # the variant's own loss and optimiser, imported under the names the text calls: no dispatch
+        loss = LOSS_BY_CODE[LOSS_CODES["mse"] if self.spec_loss else v.loss]   # spectral: Gauss-Newton's hand-over
+        if not self.spec_loss:
+            _emit_import(w, loss.fn, "loss_and_slope")
+        if self.gauss_newton:
+            _emit_import(w, loss.residual, "loss_residual")
+            w(0, "from engine.learn.gauss_newton import initial_variance as gn_initial_variance, "
+                 "reset_p as gn_reset_p, update as gn_update")
+        else:
+            _emit_import(w, OPT_BY_CODE[v.optimizer].step, "optimizer_step")
+        if self.spec_loss:
             w(0, "from engine.learn.spectral import feed as spectral_feed, loss_and_gradient as spectral_loss, "
                  "restart_tangents as spectral_restart, fine_track, fine_error, fine_rebase")
             w(0, "from engine.learn.lag_lock import feed as lag_feed, lock_error as lag_error")
@@ -305,38 +342,41 @@ class _KernelWriter:
     def prologue(self):
         """Settings and state into locals; the small circuits' per-parameter state into registers."""
         w, lay, P, H, cap = self.w, self.lay, self.P, self.H, self.cap
-        for line in [
-            "nblk = x.shape[0]", "ntrace = trace.shape[0]", "rows = 0", f"n = int64(st[{LY.ST_N}])",
-            f"lr0 = cfg[{LY.CF_LR}]", f"loss_code = int64(cfg[{LY.CF_LOSS}])", f"delta = cfg[{LY.CF_HUBER}]",
-            f"W = min(max(int64(cfg[{LY.CF_WINDOW}]), 1), {cap})", "invW = 1.0 / W",
-            f"opt = int64(cfg[{LY.CF_OPT}])", f"c1 = cfg[{LY.CF_C1}]", f"c2 = cfg[{LY.CF_C2}]",
-            f"eps = cfg[{LY.CF_EPS}]", f"clip = cfg[{LY.CF_CLIP}]", f"decay = cfg[{LY.CF_DECAY}]",
-            f"decay_every = int64(cfg[{LY.CF_DECAY_EVERY}])", f"lr_min = cfg[{LY.CF_LR_MIN}]",
-            f"project = cfg[{LY.CF_RANGE_MODE}] == {LY.RANGE_PROJECT}", f"learn = cfg[{LY.CF_LEARN}] != 0.0",
-            f"K = int64(cfg[{LY.CF_TRACE_EVERY}])", f"skipped = st[{LY.ST_SKIPPED}]",
-            f"loss = st[{LY.ST_LOSS}]", f"wcount = int64(st[{LY.ST_WCOUNT}])",
-            f"if int64(st[{LY.ST_WCUR}]) != W:", "    wcount = 0", f"sched = st[{LY.ST_SCHED}]",
-            f"schedc = int64(st[{LY.ST_SCHED_COUNT}])", f"t = st[{LY.ST_T}]", f"resets = st[{LY.ST_RESETS}]",
-            f"diverged = st[{LY.ST_DIVERGED}]",
-        ] + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
+        lines = ["nblk = x.shape[0]", "rows = 0", f"n = int64(st[{LY.ST_N}])", f"delta = cfg[{LY.CF_HUBER}]",
+                 f"c1 = cfg[{LY.CF_C1}]", f"c2 = cfg[{LY.CF_C2}]", f"learn = cfg[{LY.CF_LEARN}] != 0.0",
+                 f"skipped = st[{LY.ST_SKIPPED}]", f"loss = st[{LY.ST_LOSS}]", f"resets = st[{LY.ST_RESETS}]",
+                 f"diverged = st[{LY.ST_DIVERGED}]"]
+        if not self.gauss_newton:     # the first-order step's settings, its schedule and count
+            lines += [f"lr0 = cfg[{LY.CF_LR}]", f"eps = cfg[{LY.CF_EPS}]", f"clip = cfg[{LY.CF_CLIP}]",
+                      f"decay = cfg[{LY.CF_DECAY}]", f"decay_every = int64(cfg[{LY.CF_DECAY_EVERY}])",
+                      f"lr_min = cfg[{LY.CF_LR_MIN}]", f"sched = st[{LY.ST_SCHED}]",
+                      f"schedc = int64(st[{LY.ST_SCHED_COUNT}])", f"t = st[{LY.ST_T}]"]
+        if self.windowed:
+            lines += [f"W = min(max(int64(cfg[{LY.CF_WINDOW}]), 1), {cap})", "invW = 1.0 / W",
+                      f"wcount = int64(st[{LY.ST_WCOUNT}])", f"if int64(st[{LY.ST_WCUR}]) != W:", "    wcount = 0"]
+        if self.traced:
+            lines += ["ntrace = trace.shape[0]", f"K = int64(cfg[{LY.CF_TRACE_EVERY}])"]
+        for line in lines + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
             w(1, line)
-        if self.spectral:
-            for line in [f"spectral = loss_code == {SPECTRAL}",
-                         f"hop = max(int64(cfg[{LY.CF_SPECTRAL_HOP}]), 1)",
+        if self.spec_loss:
+            for line in [f"hop = max(int64(cfg[{LY.CF_SPECTRAL_HOP}]), 1)",
                          f"blocks = int64(st[{LY.ST_SPEC_BLOCKS}])",
                          f"restart = max(int64({SP.RESTART_SECONDS * self.sample_rate!r}/hop), 1)",
                          f"warm = int64(math.ceil({SP.WARM_SECONDS * self.sample_rate!r}/hop))",
                          f"nbins = min(max(int64(cfg[{LY.CF_SPECTRAL_BINS}]), 1), {lay.spectral_bins})",
                          f"hopn = int64(st[{LY.ST_SPEC_COUNT}])", "due = False", "lag = 1.0",
-                         "fine = False", "fine_e = 0.0", "fine_lag = 1.0",
-                         f"gn_code = {LOSS_CODES['mse']} if spectral else loss_code   # Gauss-Newton's residual, handed over"]:
+                         "fine = False", "fine_e = 0.0", "fine_lag = 1.0"]:
                 w(1, line)
         _emit_glide_setup(w, 1, lay, H)
         if self.batch:
             w(1, f"invB = {1.0 / self.B!r}")
-        for vec, size in [(self.TH, P), (self.M, P), (self.V, P), (self.G, P)] + \
-                [(S, self.NW) for S in self.Ss] + [(self.LO, P), (self.HI, P)]:
+        for vec, size in [(self.TH, P), (self.M, P), (self.V, P), (self.G, P)] + self._window_sums() + \
+                [(self.LO, P), (self.HI, P)]:
             vec.load(w, 1, size)
+
+    def _window_sums(self):
+        """(vector, size) of the running window sums, which only a windowed variant keeps."""
+        return [(S, self.NW) for S in self.Ss] if self.windowed else []
 
     def sample_input(self):
         """The sample loop's head: knob glide, the input, the parameter values, the forward pass."""
@@ -387,7 +427,8 @@ class _KernelWriter:
             w(3, "out[i, 0] = 0.0")
             w(3, "out[i, 1] = 0.0")
             w(3, "out[i, 2] = loss")
-        _emit_trace_row(w, 3, self.P, self.small, self.PV, self.G, "math.nan", zero=True, bank_index=lay.bank_index)
+        if self.traced:
+            _emit_trace_row(w, 3, self.P, self.small, self.PV, self.G, "math.nan", zero=True, bank_index=lay.bank_index)
         w(3, "n += 1")
         w(3, "continue")
         if self.batch:    # the trace shows the streams' mean target and output
@@ -404,6 +445,8 @@ class _KernelWriter:
         self.w(depth, "diverged += 1.0")
 
     def sliding_windows(self):
+        if not self.windowed:      # W = 1: the means are this sample's values (self._mean)
+            return
         w, NW, small, mask = self.w, self.NW, self.small, self.mask
         w(2, "# sliding windows: running sums, recomputed exactly every W samples (no drift)")
         for S, WV, wring in zip(self.Ss, self.WVs, self.wrings):
@@ -423,95 +466,100 @@ class _KernelWriter:
             _loop(w, 4, NW, small, lambda j: [f"{S[j]} += st[wq + {j}]"])
         w(3, "wcount = W")
 
-    def _tan_mean(self, S, k):      # the window mean of parameter k's tangent
-        return f"{S[f'2 + {k}' if not self.small else 2 + int(k)]}*invW"
+    def _mean(self, s, j):
+        """The window mean of stream s's window signal j (0 the target, 1 the output, 2 + k
+        parameter k's tangent; j an int, or an expression in a loop's k)."""
+        if not self.windowed:
+            return self.WVs[s][j]
+        return f"{self.Ss[s][j]}*invW"
+
+    def _tan_mean(self, s, k):      # the window mean of parameter k's tangent
+        return self._mean(s, f"2 + {k}" if not self.small else 2 + int(k))
 
     def loss_and_gradient(self):
-        w, P, B, small, Ss, G = self.w, self.P, self.B, self.small, self.Ss, self.G
-        tan_mean = self._tan_mean
+        w, P, B, small, G = self.w, self.P, self.B, self.small, self.G
+        tan_mean, mean = self._tan_mean, self._mean
         if self.batch:
-            for s, S in enumerate(Ss):
-                w(2, f"Ly{s}, slope{s} = loss_and_slope(loss_code, {S[1]}*invW, {S[0]}*invW, delta)")
+            for s in range(B):
+                w(2, f"Ly{s}, slope{s} = loss_and_slope({mean(s, 1)}, {mean(s, 0)}, delta)")
             w(2, f"Ly = {_mean([f'Ly{s}' for s in range(B)])}")
             w(2, "gchk = Ly")
             # the mean over the streams of each parameter's gradient
             _loop(w, 2, P, small, lambda k: [
-                f"gm = slope0*({tan_mean(Ss[0], k)})",
-                f"{G[k]} = {_mean(['gm'] + [f'slope{s}*({tan_mean(Ss[s], k)})' for s in range(1, B)])}",
+                f"gm = slope0*({tan_mean(0, k)})",
+                f"{G[k]} = {_mean(['gm'] + [f'slope{s}*({tan_mean(s, k)})' for s in range(1, B)])}",
                 f"gchk += {G[k]}"])
         else:
-            d = 2
-            if self.spectral:
+            if self.spec_loss:
                 self.spectral_loss()
-                w(2, "else:")
-                d = 3
-            w(d, f"Ly, slope = loss_and_slope(loss_code, {Ss[0][1]}*invW, {Ss[0][0]}*invW, delta)")
-            w(d, "gchk = Ly")
-            _loop(w, d, P, small, lambda k: [f"{G[k]} = slope*({tan_mean(Ss[0], k)})",
-                                             f"gchk += {G[k]}"])
-        _emit_trace_row(w, 2, P, small, self.PV, G, "Ly", zero=False, bank_index=self.lay.bank_index)
+            else:
+                w(2, f"Ly, slope = loss_and_slope({mean(0, 1)}, {mean(0, 0)}, delta)")
+                w(2, "gchk = Ly")
+                _loop(w, 2, P, small, lambda k: [f"{G[k]} = slope*({tan_mean(0, k)})",
+                                                 f"gchk += {G[k]}"])
+        if self.traced:
+            _emit_trace_row(w, 2, P, small, self.PV, G, "Ly", zero=False, bank_index=self.lay.bank_index)
 
     def spectral_loss(self):
         """engine/learn/spectral.py: this sample (target, output and its tangents) into the two
         channels; at a block's end the loss and its gradient, which the step uses (between block
         ends the gradient is 0, no step is taken, and the loss reported is the last block's)."""
         w, lay, P, small, G, WV = self.w, self.lay, self.P, self.small, self.G, self.WVs[0]
-        w(2, "if spectral:")
-        _loop(w, 3, P, small, lambda k: [f"st[{lay.spec_tangents} + {k}] = {WV[2 + k if small else f'2 + {k}']}"])
-        w(3, f"spectral_feed(st, {lay.spec_target}, cfg, {lay.cfg_spectral}, nbins, 1, y, 0)")
-        w(3, f"spectral_feed(st, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, {1 + P}, yh, {lay.spec_tangents})")
+        _loop(w, 2, P, small, lambda k: [f"st[{lay.spec_tangents} + {k}] = {WV[2 + k if small else f'2 + {k}']}"])
+        w(2, f"spectral_feed(st, {lay.spec_target}, cfg, {lay.cfg_spectral}, nbins, 1, y, 0)")
+        w(2, f"spectral_feed(st, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, {1 + P}, yh, {lay.spec_tangents})")
         A = lay.spec_align
         if self.hands_over:
             a = 1.0 - math.exp(-1.0 / (SP.ALIGN_SECONDS * self.sample_rate))
-            w(3, f"st[{A}] += {a!r}*((y - yh)*(y - yh) - st[{A}])    # the hand-over's error and target powers")
-            w(3, f"st[{A + 1}] += {a!r}*(y*y - st[{A + 1}])")
+            w(2, f"st[{A}] += {a!r}*((y - yh)*(y - yh) - st[{A}])    # the hand-over's error and target powers")
+            w(2, f"st[{A + 1}] += {a!r}*(y*y - st[{A + 1}])")
         fine_args = f"st, {lay.spec_target}, {lay.spec_output}, {lay.spec_fine}"
         if self.locks_frequency:
-            w(3, f"fine_track({fine_args}, cfg, {lay.cfg_spectral}, nbins, {P})")
+            w(2, f"fine_track({fine_args}, cfg, {lay.cfg_spectral}, nbins, {P})")
         if self.locks_delay:
             ring = LL.ring_length(lay.spec_lags)
             beta = 1.0 - math.exp(-LL.SUBSAMPLE / (LL.SMOOTH_SECONDS * self.sample_rate))
             lag_args = f"st, {lay.spec_lag}, {ring}, {lay.spec_lags}, {P}"
-            w(3, f"lag_feed({lag_args}, n, y, yh, {lay.spec_tangents}, {beta!r})")
+            w(2, f"lag_feed({lag_args}, n, y, yh, {lay.spec_tangents}, {beta!r})")
             amount, slopes = self.lrns[0].learned_amount          # the learned delay's length and tangents
             at = lay.spec_lag + LL.amount_at(lay.spec_lags, P, ring)
-            w(3, f"st[{at}] = {amount}")
+            w(2, f"st[{at}] = {amount}")
             for slot, expr in sorted(slopes.items()):
-                w(3, f"st[{at + 1 + slot}] = {expr}")
-        w(3, "hopn += 1")
-        w(3, "due = hopn >= hop")
+                w(2, f"st[{at + 1 + slot}] = {expr}")
+        w(2, "hopn += 1")
+        w(2, "due = hopn >= hop")
         if self.locks:
-            w(3, "fine = False")
-        w(3, "if due:")
-        w(4, "hopn = 0")
-        w(4, f"Ly, lag = spectral_loss(st, {lay.spec_target}, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, "
+            w(2, "fine = False")
+        w(2, "if due:")
+        w(3, "hopn = 0")
+        w(3, f"Ly, lag = spectral_loss(st, {lay.spec_target}, {lay.spec_output}, cfg, {lay.cfg_spectral}, nbins, "
              f"{P}, {lay.spec_grad}, {1.0 / SP.BINS_PER_OCTAVE!r})")
-        w(4, f"st[{LY.ST_SPEC_LOSS}] = Ly")
+        w(3, f"st[{LY.ST_SPEC_LOSS}] = Ly")
         if self.locks_frequency:
-            w(4, f"fine, fine_e, fine_lag = fine_error({fine_args}, cfg, {lay.cfg_spectral}, nbins, {P}, "
+            w(3, f"fine, fine_e, fine_lag = fine_error({fine_args}, cfg, {lay.cfg_spectral}, nbins, {P}, "
                  f"{lay.spec_fine_grad}, hop, blocks >= warm)")
         if self.locks_delay:
-            w(4, f"fine, fine_e, fine_lag = lag_error({lag_args}, {lay.spec_fine_grad}, "
+            w(3, f"fine, fine_e, fine_lag = lag_error({lag_args}, {lay.spec_fine_grad}, "
                  f"{LL.SMOOTH_SECONDS * self.sample_rate!r})")
         if self.hands_over:
-            w(4, f"if st[{A + 2}] == 0.0 and st[{A}] < {SP.HANDOVER!r}*st[{A + 1}]:   # the signals agree: hand over")
-            w(5, f"st[{A + 2}] = 1.0")
-            w(5, f"st[{LY.ST_GN_T}] = 0.0                 # Gauss-Newton starts afresh (narrower P, no fast start)")
-            w(4, f"elif st[{A + 2}] != 0.0 and not st[{A}] <= {SP.HANDBACK!r}*st[{A + 1}]:   # they part: back")
-            w(5, f"st[{A + 2}] = 0.0")
-        w(4, "blocks += 1")
-        w(4, "due = blocks > warm               # no step while the restarted tangents build up")
-        w(4, "if blocks >= restart:             # restart the oscillators' phase tangents and the bank's")
-        w(5, "blocks = 0")
+            w(3, f"if st[{A + 2}] == 0.0 and st[{A}] < {SP.HANDOVER!r}*st[{A + 1}]:   # the signals agree: hand over")
+            w(4, f"st[{A + 2}] = 1.0")
+            w(4, f"st[{LY.ST_GN_T}] = 0.0                 # Gauss-Newton starts afresh (narrower P, no fast start)")
+            w(3, f"elif st[{A + 2}] != 0.0 and not st[{A}] <= {SP.HANDBACK!r}*st[{A + 1}]:   # they part: back")
+            w(4, f"st[{A + 2}] = 0.0")
+        w(3, "blocks += 1")
+        w(3, "due = blocks > warm               # no step while the restarted tangents build up")
+        w(3, "if blocks >= restart:             # restart the oscillators' phase tangents and the bank's")
+        w(4, "blocks = 0")
         for start, count in self.lrns[0].phase_tangent_words():
-            w(5, f"st[{start}:{start + count}] = 0.0")
-        w(5, f"spectral_restart(st, {lay.spec_output}, nbins, {1 + P})")
+            w(4, f"st[{start}:{start + count}] = 0.0")
+        w(4, f"spectral_restart(st, {lay.spec_output}, nbins, {1 + P})")
         if self.locks_frequency:
-            w(4, f"fine_rebase(st, {lay.spec_target}, {lay.spec_fine}, nbins, {P}, blocks == 0)   # after a restart")
-        w(3, "else:")
-        w(4, f"Ly = st[{LY.ST_SPEC_LOSS}]")
-        w(3, "gchk = Ly")
-        _loop(w, 3, P, small, lambda k: [f"{G[k]} = st[{lay.spec_grad} + {k}] if due else 0.0",
+            w(3, f"fine_rebase(st, {lay.spec_target}, {lay.spec_fine}, nbins, {P}, blocks == 0)   # after a restart")
+        w(2, "else:")
+        w(3, f"Ly = st[{LY.ST_SPEC_LOSS}]")
+        w(2, "gchk = Ly")
+        _loop(w, 2, P, small, lambda k: [f"{G[k]} = st[{lay.spec_grad} + {k}] if due else 0.0",
                                          f"gchk += {G[k]}"])
 
     def polyak_step(self, depth):
@@ -561,7 +609,7 @@ class _KernelWriter:
                   + _apply_step(k, f"sc*({M[k]} - proj*gk) + scf*gk", vec))
         else:
             w(d, "if sc != 0.0:")
-            _loop(w, d + 1, P, small, lambda k: [_log_flag(k, vec)] + _apply_step(k, f"sc*{M[k]}", vec))
+            _loop(w, d + 1, P, small, lambda k: _log_flag(k, vec) + _apply_step(k, f"sc*{M[k]}", vec))
 
     def optimizer_step(self):
         """Clipping, the learning-rate schedule and one optimiser step per parameter (per bank)."""
@@ -569,13 +617,15 @@ class _KernelWriter:
         TH, M, V, G, LO, HI = self.TH, self.M, self.V, self.G, self.LO, self.HI
         w(2, "if not (gchk - gchk == 0.0):")
         self.count_divergence(3)
-        if self.spectral:
-            w(2, f"elif learn and spectral and opt == {GAUSS_NEWTON}"
-                 + (f" and st[{lay.spec_align + 2}] == 0.0:" if self.hands_over else ":"))
-            self.polyak_step(3)
-        w(2, f"elif learn and opt == {GAUSS_NEWTON}:")
-        self.gauss_newton_step(3)
-        w(2, "elif learn and (not spectral or due):" if self.spectral else "elif learn:")
+        if self.gauss_newton:
+            if self.spec_loss:     # Polyak's step until the signals agree, then (hands over) Gauss-Newton's
+                w(2, f"elif learn and st[{lay.spec_align + 2}] == 0.0:" if self.hands_over else "elif learn:")
+                self.polyak_step(3)
+            if self.hands_over or not self.spec_loss:
+                w(2, "elif learn:")
+                self.gauss_newton_step(3)
+            return
+        w(2, "elif learn and due:" if self.spec_loss else "elif learn:")
         w(3, "sc = 1.0")
         w(3, "if clip > 0.0:")
         w(4, "gn = 0.0")
@@ -592,7 +642,7 @@ class _KernelWriter:
             _loop(w, 3, P, small, lambda k: _first_order_update(k, f"{G[k]}*sc", "t", vec))
         elif self.batch and banks.mode == "separated":
             _emit_batch_separated_steps(w, 3, banks, lay.bank_index, self.steps, vec,
-                                        [lambda k, s=s: f"slope{s}*({self._tan_mean(self.Ss[s], k)})"
+                                        [lambda k, s=s: f"slope{s}*({self._tan_mean(s, k)})"
                                          for s in range(self.B)])
         else:
             _emit_bank_steps(w, 3, banks, lay.bank_index, self.steps, vec, G)
@@ -612,7 +662,7 @@ class _KernelWriter:
             return
         w(depth, f"if st[{LY.ST_GN_T}] == 0.0:        # P from the ranges, the forgetting from its start")
         if self.hands_over:      # handed over near the answer: a narrower P, no fast-forgetting start
-            w(depth + 1, f"handed = spectral and st[{lay.spec_align + 2}] != 0.0")
+            w(depth + 1, f"handed = {self.spec_loss} and st[{lay.spec_align + 2}] != 0.0")
             w(depth + 1, f"gn_p0 = {SP.HANDOVER_P0!r} if handed else cfg[{LY.CF_P0}]")
         else:
             w(depth + 1, f"gn_p0 = cfg[{LY.CF_P0}]")
@@ -621,16 +671,15 @@ class _KernelWriter:
             for j, slots in enumerate(members):
                 k = slots[0]
                 w(depth + 1, f"st[{base + n * n + 2 * n + j}] = gn_initial_variance(gn_p0, {LO[k]}, {HI[k]}, "
-                             f"cfg[{lay.cfg_log + k}] != 0.0)")
+                             f"{_log_test(k, self.step_vec)})")
             w(depth + 1, f"gn_reset_p(st, {base}, {n})")
         w(depth + 1, f"st[{LY.ST_GN_LAMBDA}] = {'c1 if handed else c2' if self.hands_over else 'c2'}")
         w(depth, f"st[{LY.ST_GN_T}] += 1.0")
         w(depth, f"lam = c1 + (st[{LY.ST_GN_LAMBDA}] - c1)*{GN.RAMP!r}")
         w(depth, f"st[{LY.ST_GN_LAMBDA}] = lam")
         w(depth, f"gnc = int64(st[{LY.ST_GN_T}])")
-        for s, S in enumerate(self.Ss):
-            w(depth, f"rr{s}, dr{s}, wr{s} = loss_residual({'gn_code' if self.spectral else 'loss_code'}, "
-                     f"{S[1]}*invW, {S[0]}*invW, delta)")
+        for s in range(B):
+            w(depth, f"rr{s}, dr{s}, wr{s} = loss_residual({self._mean(s, 1)}, {self._mean(s, 0)}, delta)")
         if self.banks is not None and self.banks.mode == "separated":
             w(depth, f"ab = int64(st[{lay.bank_index}])")
         for base, members, bank in lay.gn_groups:
@@ -640,9 +689,9 @@ class _KernelWriter:
                 w(d, f"if ab == {bank}:")
                 d += 1
             psi, u = base + n * n, base + n * n + n
-            for s, S in enumerate(self.Ss):
+            for s in range(B):
                 for j, slots in enumerate(members):
-                    tan = " + ".join(f"({self._tan_mean(S, k)})" for k in slots)
+                    tan = " + ".join(f"({self._tan_mean(s, k)})" for k in slots)
                     for line in _log_gradient(slots[0], f"dr{s}*({tan})", self.step_vec) + [f"st[{psi + j}] = gk"]:
                         w(d, line)
                 e = f"-rr{s}"
@@ -657,8 +706,8 @@ class _KernelWriter:
                     if B > 1:
                         w(d + 1, f"was = {TH[k]}")
                     # u holds +K e (a step up the residual); a linear step too is at most the range's width
-                    for line in [_log_flag(k, self.step_vec)] + _apply_step(k, f"-st[{u + j}]", self.step_vec,
-                                                                             clip_linear=True):
+                    for line in _log_flag(k, self.step_vec) + _apply_step(k, f"-st[{u + j}]", self.step_vec,
+                                                                           clip_linear=True):
                         w(d + 1, line)
                     if B > 1:
                         w(d + 1, f"dth{j} {'=' if s == 0 else '+='} {TH[k]} - was")
@@ -685,14 +734,17 @@ class _KernelWriter:
     def epilogue(self):
         """Registers and locals back into st (and the glided hidden values into cfg)."""
         w, P = self.w, self.P
-        for vec, size in [(self.TH, P), (self.M, P), (self.V, P), (self.G, P)] + [(S, self.NW) for S in self.Ss]:
+        for vec, size in [(self.TH, P), (self.M, P), (self.V, P), (self.G, P)] + self._window_sums():
             vec.store(w, 1, size)
-        for line in [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
-                     f"st[{LY.ST_WCUR}] = W", f"st[{LY.ST_WCOUNT}] = wcount", f"st[{LY.ST_SCHED}] = sched",
-                     f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t",
-                     f"st[{LY.ST_RESETS}] = resets", f"st[{LY.ST_DIVERGED}] = diverged"]:
+        lines = [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
+                 f"st[{LY.ST_RESETS}] = resets", f"st[{LY.ST_DIVERGED}] = diverged"]
+        if not self.gauss_newton:
+            lines += [f"st[{LY.ST_SCHED}] = sched", f"st[{LY.ST_SCHED_COUNT}] = schedc", f"st[{LY.ST_T}] = t"]
+        # W = 1 keeps no sums: a windowed kernel after it starts its sums over (0 is never a window)
+        lines += [f"st[{LY.ST_WCUR}] = W", f"st[{LY.ST_WCOUNT}] = wcount"] if self.windowed else [f"st[{LY.ST_WCUR}] = 0"]
+        for line in lines:
             w(1, line)
-        if self.spectral:
+        if self.spec_loss:
             w(1, f"st[{LY.ST_SPEC_COUNT}] = hopn")
             w(1, f"st[{LY.ST_SPEC_BLOCKS}] = blocks")
         _emit_glide_store(w, 1, self.lay, self.H)
@@ -727,20 +779,10 @@ def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks
     w(depth + 1, "blew = True")
 
 
-def _emit_dispatch(w, name: str, args: str, entries: list):
-    """name(code, ...) calling the entry whose code matches: written from the LOSSES or
-    OPTIMIZERS table, so a new entry needs no change here."""
-    rest = args.split(", ", 1)[1]
-    for code, fn in entries:
-        w(0, f"from {fn.py_func.__module__} import {fn.__name__} as {name}_{code}")
-    w(0, "")
-    w(0, "@njit(cache=True, nogil=True, error_model='numpy')")
-    w(0, f"def {name}({args}):")
-    for code, fn in entries[:-1]:
-        w(1, f"if code == {code}:")
-        w(2, f"return {name}_{code}({rest})")
-    w(1, f"return {name}_{entries[-1][0]}({rest})")
-    w(0, "")
+def _emit_import(w, fn, name: str):
+    """The variant's entry of the LOSSES or OPTIMIZERS table under the name the kernel calls, so a
+    new entry needs no change here."""
+    w(0, f"from {fn.py_func.__module__} import {fn.__name__} as {name}")
 
 
 def _mean(terms: list) -> str:
@@ -824,7 +866,9 @@ def _loop(w, depth, size, small, body, start=0):
 @dataclass(frozen=True)
 class _StepVectors:
     """What a first-order step reads and writes per parameter: the accumulator, the optimiser's two
-    moments, the range, the value the circuit used, and where the log-axis flags live in cfg."""
+    moments, the range, the value the circuit used, where the log-axis flags live in cfg, and what
+    the variant fixes: which parameters are on a log axis (None: read the flags) and whether the
+    range mode projects."""
     TH: "_Vec"
     M: "_Vec"
     V: "_Vec"
@@ -832,34 +876,59 @@ class _StepVectors:
     HI: "_Vec"
     PV: "_Vec"
     cfg_log: int
+    logs: tuple | None = None
+    project: bool = True
+
+    def is_log(self, k):
+        """Parameter k (a slot, or a loop's variable) on a log axis: True or False where the text can
+        say, None where the generated code must read the flag (a loop over mixed axes)."""
+        if self.logs is None:
+            return None
+        if isinstance(k, int):
+            return self.logs[k]
+        return self.logs[0] if len(set(self.logs)) == 1 else None
 
 
-def _log_flag(k, vec) -> str:
-    """lg = parameter k is on a log axis (k: a slot, or a loop's variable)."""
+def _log_test(k, vec) -> str:
+    """An expression: parameter k is on a log axis."""
+    known = vec.is_log(k)
+    if known is not None:
+        return str(known)
     flag = vec.cfg_log + k if isinstance(k, int) else f"{vec.cfg_log} + {k}"
-    return f"lg = cfg[{flag}] != 0.0"
+    return f"cfg[{flag}] != 0.0"
+
+
+def _log_flag(k, vec) -> list:
+    """lg = parameter k is on a log axis, where the text cannot say (no line where it can)."""
+    return [] if vec.is_log(k) is not None else [f"lg = {_log_test(k, vec)}"]
+
+
+def _branch(k, vec, log_lines, linear_lines) -> list:
+    """The lines for a log or a linear parameter k: only the one the variant fixes, else both under lg."""
+    known = vec.is_log(k)
+    if known is not None:
+        return log_lines if known else linear_lines
+    return ["if lg:"] + ["    " + ln for ln in log_lines] + ["else:"] + ["    " + ln for ln in linear_lines]
 
 
 def _log_gradient(k, g, vec) -> list:
-    """gk = the gradient expression g, times p for a parameter on a log axis (d/d(log p) = p d/dp);
-    lg says which."""
-    return [_log_flag(k, vec), f"gk = {g}", "if lg:", f"    gk *= {vec.PV[k]}"]
+    """gk = the gradient expression g, times p for a parameter on a log axis (d/d(log p) = p d/dp)."""
+    known = vec.is_log(k)
+    if known is None:
+        return _log_flag(k, vec) + [f"gk = {g}", "if lg:", f"    gk *= {vec.PV[k]}"]
+    return [f"gk = {g}"] + ([f"gk *= {vec.PV[k]}"] if known else [])
 
 
 def _apply_step(k, step, vec, clip_linear=False) -> list:
     """theta -= step (a log parameter: p multiplied by exp(-step), at most by the range's ratio;
     clip_linear: a linear step too at most the range's width); then (range mode project) the
-    accumulator projected into the range. Needs lg."""
+    accumulator projected into the range. Needs lg where the variant does not fix the axis."""
     TH, LO, HI, PV = vec.TH, vec.LO, vec.HI, vec.PV
-    linear = ([f"    wd = {HI[k]} - {LO[k]}", f"    {TH[k]} -= min(max(sk, -wd), wd)"] if clip_linear
-              else [f"    {TH[k]} -= sk"])
-    return ([] if step == "sk" else [f"sk = {step}"]) + [
-            "if lg:",
-            f"    wd = math.log({HI[k]}/{LO[k]})",
-            f"    {TH[k]} = {PV[k]}*math.exp(-min(max(sk, -wd), wd))",
-            "else:"] + linear + [
-            "if project:",
-            f"    {TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"]
+    linear = ([f"wd = {HI[k]} - {LO[k]}", f"{TH[k]} -= min(max(sk, -wd), wd)"] if clip_linear
+              else [f"{TH[k]} -= sk"])
+    log = [f"wd = math.log({HI[k]}/{LO[k]})", f"{TH[k]} = {PV[k]}*math.exp(-min(max(sk, -wd), wd))"]
+    return (([] if step == "sk" else [f"sk = {step}"]) + _branch(k, vec, log, linear)
+            + ([f"{TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"] if vec.project else []))
 
 
 def _first_order_update(k, g, t, vec) -> list:
@@ -869,7 +938,7 @@ def _first_order_update(k, g, t, vec) -> list:
     10 kHz). Then (range mode project) the accumulator is projected into the range."""
     M, V = vec.M, vec.V
     return (_log_gradient(k, g, vec)
-            + [f"sk, {M[k]}, {V[k]} = optimizer_step(opt, gk, lr, {M[k]}, {V[k]}, {t}, c1, c2, eps)"]
+            + [f"sk, {M[k]}, {V[k]} = optimizer_step(gk, lr, {M[k]}, {V[k]}, {t}, c1, c2, eps)"]
             + _apply_step(k, "sk", vec))
 
 

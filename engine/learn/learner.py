@@ -22,8 +22,8 @@ import numpy as np
 
 from engine import layout as LY
 from engine.learn.banks import BANK_SIGNAL, CONDITION_SIGNAL, Banks, bank_name, display_name, expand, expand_topologies
-from engine.circuit.cache import compile_pair
-from engine.circuit.compiler import BankPlan, _pow2
+from engine.circuit.cache import CompiledLearner, compile_pair
+from engine.circuit.compiler import BankPlan, Variant, _pow2, generate
 from engine.circuit.language import parse
 from engine.learn import spectral as SP
 from engine.learn.losses import CODES as LOSS_CODES, SPECTRAL
@@ -179,10 +179,11 @@ class Learner:
         self.hidden = {name: float(hidden[name]) if name in hidden else specs[name].init
                        for name in self.target_graph.params}
         cap = window_capacity or max(4096, self.settings.window)
-        self.compiled = compile_pair(self.graph, self.target_graph, self.sample_rate, _pow2(cap), plan,
-                                     self.streams, spectral=LOSS_CODES[self.settings.loss] == SPECTRAL)
-        self.layout = self.compiled.layout
-        self._kernel = self.compiled.process
+        # what every variant's kernel is built from; the layout is the same for all of them
+        self._pair = (self.graph, self.target_graph, self.sample_rate, _pow2(cap), plan, self.streams,
+                      LOSS_CODES[self.settings.loss] == SPECTRAL)
+        self._kernels = {}                   # Variant -> CompiledLearner, compiled on first use
+        self.layout = generate(*self._pair)[1]
         self.st = np.zeros(self.layout.st_size)
         self.cfg = np.zeros(self.layout.cfg_size)
         self._trace = np.zeros((1, self.layout.trace_width))
@@ -195,6 +196,30 @@ class Learner:
             self.cfg[self.layout.cfg_hi + k] = sp.hi
             self.cfg[self.layout.cfg_log + k] = 1.0 if sp.log else 0.0
         self.reset()
+
+    def variant(self, s: Settings | None = None, trace: bool = False) -> Variant:
+        """What the kernel for settings s (default: the current ones) is specialised for."""
+        s = s or self.settings
+        return Variant(LOSS_CODES[s.loss], OPT_CODES[s.optimizer], s.range_mode == "project", s.window > 1,
+                       bool(trace), tuple(sp.log for sp in self.specs))
+
+    def kernel(self, s: Settings | None = None, trace: bool = False) -> CompiledLearner:
+        """The kernel specialised for settings s (default: the current ones), compiled (or loaded
+        from the disk cache) on first use and kept; every one works on this learner's st and cfg."""
+        v = self.variant(s, trace)
+        compiled = self._kernels.get(v)
+        if compiled is None:
+            compiled = self._kernels[v] = compile_pair(*self._pair, variant=v)
+        return compiled
+
+    def kernel_ready(self, s: Settings, trace: bool = False) -> bool:
+        """The kernel for s is compiled already: a switch to it costs nothing."""
+        return self.variant(s, trace) in self._kernels
+
+    @property
+    def compiled(self) -> CompiledLearner:
+        """The kernel the host calls for the current settings (no trace rows)."""
+        return self.kernel()
 
     @property
     def param_names(self) -> list[str]:
@@ -218,31 +243,24 @@ class Learner:
         return [{sp.name: values[display_name(sp.name, k)] for sp in self.base_specs
                  if display_name(sp.name, k) in values} for k in range(self.banks.K)]
 
-    def configure(self, s: Settings):
-        s.validate()
-        if s.window > self.layout.window_capacity:
-            raise ValueError(f"the window {s.window} exceeds this learner's capacity "
-                             f"{self.layout.window_capacity}")
-        if OPTIMIZER_BY_NAME[s.optimizer].sets_its_own_step and self.streams > 1 and self.banks is not None:
-            raise ValueError(f"{s.optimizer} does not yet learn banks over several streams at once: "
-                             "choose another optimizer, or one stream")
+    def configure(self, s: Settings, header: np.ndarray | None = None):
+        """Apply settings s: their words into cfg (or into `header`, a staging copy of cfg's header
+        a host hands the callback with the kernel for s, engine/layout.py SETTINGS). The kernel
+        specialised for s is compiled at its first use (kernel())."""
+        self.check(s)
         spectral = LOSS_CODES[s.loss] == SPECTRAL
-        if spectral and (self.streams > 1 or self.banks is not None):
-            raise ValueError("the spectral loss does not yet learn with banks or over several streams: "
-                             "choose another loss, or one stream without banks")
-        if spectral and not self.spectral_ready:
-            raise SpectralKernelNeeded("the spectral loss needs a learner compiled with it: build the learner "
-                                       "with loss 'spectral' (the window does this when you choose it)")
         if spectral and self._spectral_range != (s.spectral_fmin, s.spectral_fmax):   # a new bank, from rest
             self.cfg[LY.CF_SPECTRAL_BINS] = SP.write_constants(self.cfg, self.layout.cfg_spectral, self.sample_rate,
                                                                s.spectral_fmin, s.spectral_fmax,
                                                                density=self.layout.locks_frequency)
             self._clear_spectral()
             self._spectral_range = (s.spectral_fmin, s.spectral_fmax)
+        if s.window > 1 and self.settings.window == 1:
+            self._clear_window_rings()
         self.settings = s
         opt = OPT_CODES[s.optimizer]
         d1, d2, deps = optimizer_defaults(s.optimizer)
-        c = self.cfg
+        c = self.cfg if header is None else header
         c[LY.CF_LR] = s.lr
         c[LY.CF_LOSS] = LOSS_CODES[s.loss]
         c[LY.CF_HUBER] = s.huber_delta
@@ -259,6 +277,23 @@ class Learner:
         c[LY.CF_LEARN] = 1.0 if s.learning else 0.0
         c[LY.CF_P0] = s.p0
         c[LY.CF_SPECTRAL_HOP] = s.spectral_hop
+
+    def check(self, s: Settings):
+        """Raise ValueError (SpectralKernelNeeded) if this learner cannot take settings s."""
+        s.validate()
+        if s.window > self.layout.window_capacity:
+            raise ValueError(f"the window {s.window} exceeds this learner's capacity "
+                             f"{self.layout.window_capacity}")
+        if OPTIMIZER_BY_NAME[s.optimizer].sets_its_own_step and self.streams > 1 and self.banks is not None:
+            raise ValueError(f"{s.optimizer} does not yet learn banks over several streams at once: "
+                             "choose another optimizer, or one stream")
+        spectral = LOSS_CODES[s.loss] == SPECTRAL
+        if spectral and (self.streams > 1 or self.banks is not None):
+            raise ValueError("the spectral loss does not yet learn with banks or over several streams: "
+                             "choose another loss, or one stream without banks")
+        if spectral and not self.spectral_ready:
+            raise SpectralKernelNeeded("the spectral loss needs a learner compiled with it: build the learner "
+                                       "with loss 'spectral' (the window does this when you choose it)")
 
     @property
     def spectral_range(self) -> tuple[float, float] | None:
@@ -292,6 +327,14 @@ class Learner:
     def _spectral_in_use(self) -> bool:
         return (self.spectral_ready and self._spectral_range is not None
                 and LOSS_CODES[self.settings.loss] == SPECTRAL)
+
+    def _clear_window_rings(self):
+        """A window over W = 1's kernel, which keeps no rings, starts from rest (as a new learner's
+        does) rather than from what an earlier window left. That kernel never touches the rings,
+        so this is safe while it runs."""
+        lay = self.layout
+        for ring in lay.window_rings:
+            self.st[ring:ring + lay.n_window_signals * lay.window_capacity] = 0.0
 
     def _clear_spectral(self):
         lay = self.layout
@@ -373,7 +416,7 @@ class Learner:
             need = x.shape[0] // trace_every + 2
             if self._trace.shape[0] < need:
                 self._trace = np.empty((need, self.layout.trace_width))
-        rows = self._kernel(x, out, self._trace, self.st, self.cfg)
+        rows = self.kernel(trace=trace_every > 0).process(x, out, self._trace, self.st, self.cfg)
         return out, self._trace[:rows]
 
     def process_batch(self, X: np.ndarray, trace_every: int = 0, out: np.ndarray | None = None,
@@ -422,7 +465,7 @@ class Learner:
             need = n // trace_every + 2
             if self._trace.shape[0] < need:
                 self._trace = np.empty((need, self.layout.trace_width))
-        rows = self._kernel(X, out, self._trace, self.st, self.cfg)
+        rows = self.kernel(trace=trace_every > 0).process(X, out, self._trace, self.st, self.cfg)
         return out, self._trace[:rows]
 
     def stream_losses(self) -> np.ndarray:

@@ -45,7 +45,7 @@ def test_virtual_clock_runs_learning_and_says_so(session):
 def test_live_controls_reach_the_callback(session):
     session.start()
     session.set_hidden("gain", -0.25)
-    session.configure(optimizer="adam", lr=0.003)
+    session.configure(optimizer="adam", lr=0.003).result(timeout=120)   # its kernel, swapped in
     assert session.learner.cfg[4] == 3          # CF_OPT: adam
     _wait(lambda: abs(session.params()["gain"] + 0.25) < 1e-2)
     session.set_learning(False)
@@ -221,3 +221,42 @@ def test_a_new_spectral_range_while_running_is_swapped_in_not_written_live():
         s.stop()
         s.configure(spectral_fmin=100.0)
         assert s.learner.spectral_range == (100.0, 16000.0)
+
+
+def test_the_dropdowns_swap_specialised_kernels_at_a_block_boundary_with_no_gap():
+    """Each loss, optimiser, range mode and window class has its own kernel: a change compiles
+    it on the compile thread while the old one plays, then the callback takes it and its settings
+    together at a block start. Every sample meanwhile is the learned circuit's, on a converged
+    learner equal to the target: no silence, no block on half-written settings."""
+    spec = CircuitSpec("y = gain*x + dc", [ParamSpec("gain", 0.0, -2, 2), ParamSpec("dc", 0.0)],
+                       hidden={"gain": 0.5, "dc": 0.25}, settings=Settings(optimizer="sgd", lr=0.05))
+    from engine import blockabi as B
+    with Session(48000, 128, device="virtual") as s:
+        s.load(spec)
+        s.start()
+        _wait(lambda: abs(s.params()["gain"] - 0.5) < 1e-9 and abs(s.params()["dc"] - 0.25) < 1e-9, 30.0)
+        position, heard = int(s.memory.ring_index[H.R_SCOPE_HEAD]), []
+        first = s.memory.active.table[B.S_BLOCK_FN]
+        kernels = {first}
+        for change in [dict(optimizer="adam", lr=1e-7), dict(loss="mae"), dict(window=8),
+                       dict(optimizer="gauss-newton"), dict(range_mode="straight-through"),
+                       dict(loss="mse", window=1), dict(optimizer="sgd", lr=0.05, range_mode="project")]:
+            s.configure(**change).result(timeout=120)
+            learner, table = s.learner, s.memory.active.table
+            assert all(getattr(learner.settings, k) == v for k, v in change.items())
+            assert table[B.S_BLOCK_FN] == learner.kernel(learner.settings).block_address and table[B.S_NEXT_FN] == 0
+            kernels.add(table[B.S_BLOCK_FN])
+            assert s.memory.ctl[H.C_KERNEL_ACK] == s.memory.ctl[H.C_KERNEL_REQ]
+            blocks = s.counters()["callbacks"]
+            _wait(lambda: s.counters()["callbacks"] >= blocks + 4)      # it plays on the new kernel
+            data, position = s.telemetry.scope_since(position)         # every sample since the last
+            heard.append(data)
+        s.stop()
+        assert s.memory.active.table[B.S_BLOCK_FN] == first   # the last change is the first variant again
+    data = np.concatenate(heard)
+    assert len(kernels) == 7                        # the first and one per change but the last
+    assert data.shape[0] > 7 * 4 * 128
+    target, learned = data[:, H.SC_TARGET], data[:, H.SC_LEARNED]
+    # Adam's first steps are lr-sized whatever the gradient: 1e-7 keeps them far below a gap's error
+    assert np.all(np.isfinite(learned)) and np.max(np.abs(learned - target)) < 1e-4
+    assert np.mean(np.abs(target)) > 0.05            # it played: the source was not silent

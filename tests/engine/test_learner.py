@@ -56,7 +56,7 @@ def test_kernel_allocates_nothing():
     from numba import njit
 
     learner = biquad(clip=1.0, lr_decay=0.5, lr_decay_every=100)
-    kernel = learner.compiled.process
+    kernel = learner.kernel(trace=True).process      # the variant that writes trace rows
 
     @njit
     def drive(times, x, out, trace, st, cfg):

@@ -31,7 +31,7 @@ def test_a_divergence_pauses_learning_shows_a_banner_and_halving_the_rate_starts
 def test_with_gauss_newton_the_banner_divides_p0_by_10_not_a_rate_it_does_not_read(qtbot, window):
     from engine.learn.health import Divergence
     s = window.session
-    s.configure(optimizer="gauss-newton", p0=500.0)
+    s.configure(optimizer="gauss-newton", p0=500.0).result(timeout=120)
     found = Divergence(4800, "the loss grew a million-fold")
     window.banner.show_divergence(found.describe(s.sample_rate, s.sets_its_own_step), s.sets_its_own_step)
     assert "divide p0 by 10" in window.banner.text.text() and "learning rate" not in window.banner.text.text()

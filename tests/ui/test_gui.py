@@ -322,6 +322,7 @@ def test_learning_controls_change_the_running_learner(qtbot, window):
     lc.loss.setCurrentText("mae")
     lc.window.setValue(8)
     lc.lr.setValue(lc.lr_position(1e-4))
+    qtbot.waitUntil(lambda: not window.session.settings_pending, timeout=60000)   # their kernel, swapped in
     st = window.session.learner.settings
     assert (st.optimizer, st.loss, st.window) == ("adam", "mae", 8)
     assert st.lr == pytest.approx(1e-4, rel=0.02)
@@ -336,12 +337,14 @@ def test_gauss_newton_from_the_dropdown_greys_out_the_learning_rate(qtbot, windo
     lc = window.learning
     lc.lr.setValue(lc.lr_position(1e-2))
     lc.optimizer.setCurrentText("gauss-newton")
+    qtbot.waitUntil(lambda: not window.session.settings_pending, timeout=60000)   # their kernel, swapped in
     st = window.session.learner.settings
     assert st.optimizer == "gauss-newton" and st.lr == pytest.approx(1e-2, rel=0.02)
     assert not lc.lr.isEnabled() and "sets its own step" in lc.lr.toolTip()
     window.session.set_hidden("gain", 0.9)
     qtbot.waitUntil(lambda: abs(window.session.params()["gain"] - 0.9) < 1e-6, timeout=5000)
     lc.optimizer.setCurrentText("sgd")                  # one click back to a rate
+    qtbot.waitUntil(lambda: not window.session.settings_pending, timeout=60000)   # their kernel, swapped in
     assert lc.lr.isEnabled() and window.session.learner.settings.optimizer == "sgd"
 
 
@@ -359,6 +362,7 @@ def test_the_spectral_loss_from_the_dropdown_compiles_the_circuit_again_and_keep
     assert window.learning.loss.currentText() == "spectral"
     assert "compiled for the spectral loss" in window.statusBar().currentMessage()
     window.learning.loss.setCurrentText("mse")
+    qtbot.waitUntil(lambda: not window.session.settings_pending, timeout=60000)   # their kernel, swapped in
     assert window.session.learner is learner and learner.settings.loss == "mse"
 
 

@@ -116,9 +116,28 @@ class LearningControls(QtWidgets.QGroupBox):
 
     def _set(self, **change):
         if self.session.learner is not None:
-            _guard(self.status.emit, lambda: self.session.configure(**change), self.rebuild_requested.emit)
+            _guard(self.status.emit, lambda: self._configure(change), self.rebuild_requested.emit)
         if "lr" in change:
             self.lr_label.setText(f"{change['lr']:.2e}")
+
+    def _configure(self, change: dict):
+        """The change, live; one that needs another kernel says so while it compiles (the old one
+        plays on), and then that it applied or why not. The compile thread never touches Qt: a
+        timer owned by this widget watches the future."""
+        pending = self.session.configure(**change)
+        if pending.done():
+            return
+        self.status.emit("compiling the kernel for these settings; the current one plays until it is ready")
+        timer = QtCore.QTimer(self)
+
+        def check():
+            if pending.done():
+                timer.stop()
+                timer.deleteLater()
+                error = pending.exception()
+                self.status.emit("settings applied" if error is None else str(error).splitlines()[0])
+        timer.timeout.connect(check)
+        timer.start(50)
 
     def _run_toggled(self, on: bool):
         self.run.setText("Pause" if on else "Run")
