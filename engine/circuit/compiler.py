@@ -44,6 +44,8 @@ class Variant:
     windowed: bool = False      # W > 1: the sliding windows are compiled in (W = 1: the means are the samples)
     trace: bool = False         # trace rows are written (an offline diagnostic; the host never asks)
     logs: tuple = ()            # per parameter slot: on a log axis (fixed by the declarations)
+    bounds: tuple = ()          # per parameter slot: (a finite low, a finite high): the clamps an
+                                #   infinite bound makes no-ops are left out
 
 
 def _pow2(n: int) -> int:
@@ -191,8 +193,8 @@ class _KernelWriter:
         self.spectral = bool(spectral) and B == 1 and banks is None   # the spectral loss: one stream, no banks (yet)
         if variant.loss == SPECTRAL and not self.spectral:
             raise ValueError("a spectral variant needs a kernel laid out for the spectral loss")
-        if len(variant.logs) not in (0, P):
-            raise ValueError(f"the variant's log axes name {len(variant.logs)} parameters, the circuit has {P}")
+        if len(variant.logs) not in (0, P) or len(variant.bounds) not in (0, P):
+            raise ValueError(f"the variant's log axes or bounds do not name the circuit's {P} parameters")
         self.variant = variant
         self.spec_loss = variant.loss == SPECTRAL      # this text runs the spectral loss (the layout may carry it unused)
         self.gauss_newton = variant.optimizer == GAUSS_NEWTON
@@ -243,7 +245,8 @@ class _KernelWriter:
         self.LO = _Vec("lo", lay.cfg_lo, small, "cfg")
         self.HI = _Vec("hi", lay.cfg_hi, small, "cfg")
         self.step_vec = _StepVectors(self.TH, self.M, self.V, self.LO, self.HI, self.PV, lay.cfg_log,
-                                     tuple(bool(v) for v in variant.logs) or None, variant.project)
+                                     tuple(bool(v) for v in variant.logs) or None, variant.project,
+                                     tuple(variant.bounds) or None)
         self.out = _Out()
         self.w = self.out.line
 
@@ -336,12 +339,13 @@ class _KernelWriter:
             w(0, f"P_{name}_v = TABLE[{name!r}].value")
             w(0, f"P_{name}_d = TABLE[{name!r}].partials")
         w(0, "")
-        w(0, f"@njit({(BATCH_SIGNATURE if self.batch else SIGNATURE)!r}, cache=True, nogil=True, error_model='numpy')")
+        w(0, f"@njit({(BATCH_SIGNATURE if self.batch else SIGNATURE)!r}, cache=True, nogil=True, error_model='numpy', fastmath={{'contract'}})")
         w(0, "def process(x, out, trace, st, cfg):")
 
     def prologue(self):
         """Settings and state into locals; the small circuits' per-parameter state into registers."""
         w, lay, P, H, cap = self.w, self.lay, self.P, self.H, self.cap
+        TH, PV, small = self.TH, self.PV, self.small
         lines = ["nblk = x.shape[0]", "rows = 0", f"n = int64(st[{LY.ST_N}])", f"delta = cfg[{LY.CF_HUBER}]",
                  f"c1 = cfg[{LY.CF_C1}]", f"c2 = cfg[{LY.CF_C2}]", f"learn = cfg[{LY.CF_LEARN}] != 0.0",
                  f"skipped = st[{LY.ST_SKIPPED}]", f"loss = st[{LY.ST_LOSS}]", f"resets = st[{LY.ST_RESETS}]",
@@ -373,6 +377,11 @@ class _KernelWriter:
         for vec, size in [(self.TH, P), (self.M, P), (self.V, P), (self.G, P)] + self._window_sums() + \
                 [(self.LO, P), (self.HI, P)]:
             vec.load(w, 1, size)
+        if self.variant.project:   # the values in use: the accumulators, projected into range at each step
+            _loop(w, 1, P, small, lambda k: [f"{PV[k]} = {_clamp(TH[k], k, self.step_vec)}"])
+        for e in self.tgts + self.lrns:        # short delay lines in registers for the block
+            for line in e.load_lines():
+                w(1, line)
 
     def _window_sums(self):
         """(vector, size) of the running window sums, which only a windowed variant keeps."""
@@ -392,7 +401,8 @@ class _KernelWriter:
                 w(2, f"xi{s} = x[i, {s}]")
         else:
             w(2, "xi = x[i]")
-        _loop(w, 2, P, small, lambda k: [f"{PV[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"])
+        if not self.variant.project:       # straight-through: the accumulator may be out of range
+            _loop(w, 2, P, small, lambda k: [f"{PV[k]} = {_clamp(TH[k], k, self.step_vec)}"])
         if self.batch:    # the streams stay in lockstep: a NaN or Inf in any of them holds them all
             w(2, "ok = " + " and ".join(f"xi{s} - xi{s} == 0.0" for s in range(B)) + "   # no forward pass, no step")
         else:
@@ -736,6 +746,9 @@ class _KernelWriter:
         w, P = self.w, self.P
         for vec, size in [(self.TH, P), (self.M, P), (self.V, P), (self.G, P)] + self._window_sums():
             vec.store(w, 1, size)
+        for e in self.tgts + self.lrns:
+            for line in e.store_lines():
+                w(1, line)
         lines = [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
                  f"st[{LY.ST_RESETS}] = resets", f"st[{LY.ST_DIVERGED}] = diverged"]
         if not self.gauss_newton:
@@ -768,12 +781,16 @@ def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks
         w(depth, f"st[{bank_at + 1}] = {lrn.val[learn.signals[banks.condition]]}")
     w(depth, f"if not ({WV[0]} - {WV[0]} == 0.0):     # target blew up: restart its state")
     w(depth + 1, f"st[{tgt.state_range[0]}:{tgt.state_range[1]}] = 0.0")
+    for line in tgt.zero_lines():
+        w(depth + 1, line)
     w(depth + 1, "resets += 1.0")
     w(depth + 1, "ok = False")
     w(depth, f"chk = {WV[1]}")
     _loop(w, depth, NW, small, lambda j: [f"chk += {WV[j]}"], start=2)
     w(depth, "if not (chk - chk == 0.0):      # learnable circuit blew up: restart its state")
     w(depth + 1, f"st[{lrn.state_range[0]}:{lrn.state_range[1]}] = 0.0")
+    for line in lrn.zero_lines():
+        w(depth + 1, line)
     w(depth + 1, "resets += 1.0")
     w(depth + 1, "ok = False")
     w(depth + 1, "blew = True")
@@ -878,6 +895,7 @@ class _StepVectors:
     cfg_log: int
     logs: tuple | None = None
     project: bool = True
+    bounds: tuple | None = None
 
     def is_log(self, k):
         """Parameter k (a slot, or a loop's variable) on a log axis: True or False where the text can
@@ -887,6 +905,15 @@ class _StepVectors:
         if isinstance(k, int):
             return self.logs[k]
         return self.logs[0] if len(set(self.logs)) == 1 else None
+
+
+def _clamp(value, k, vec) -> str:
+    """value clamped into parameter k's range: only the bounds the variant says are finite (both
+    where it cannot say)."""
+    lo, hi = (True, True) if vec.bounds is None or not isinstance(k, int) else vec.bounds[k]
+    if lo:
+        value = f"max({value}, {vec.LO[k]})"
+    return f"min({value}, {vec.HI[k]})" if hi else value
 
 
 def _log_test(k, vec) -> str:
@@ -927,8 +954,9 @@ def _apply_step(k, step, vec, clip_linear=False) -> list:
     linear = ([f"wd = {HI[k]} - {LO[k]}", f"{TH[k]} -= min(max(sk, -wd), wd)"] if clip_linear
               else [f"{TH[k]} -= sk"])
     log = [f"wd = math.log({HI[k]}/{LO[k]})", f"{TH[k]} = {PV[k]}*math.exp(-min(max(sk, -wd), wd))"]
-    return (([] if step == "sk" else [f"sk = {step}"]) + _branch(k, vec, log, linear)
-            + ([f"{TH[k]} = min(max({TH[k]}, {LO[k]}), {HI[k]})"] if vec.project else []))
+    # project: the accumulator into the range, and it is the value the circuit uses from the next sample
+    project = [f"{TH[k]} = {_clamp(TH[k], k, vec)}", f"{PV[k]} = {TH[k]}"] if vec.project else []
+    return ([] if step == "sk" else [f"sk = {step}"]) + _branch(k, vec, log, linear) + project
 
 
 def _first_order_update(k, g, t, vec) -> list:

@@ -9,6 +9,8 @@ from engine.circuit.analysis import delay_depths, ring_length, tangent_sets
 from engine.circuit.language import Graph
 from engine.circuit.primitives import TABLE
 
+REGISTER_DEPTH = 4      # a signal read only at whole delays up to this is kept in locals, not a ring
+
 
 class CircuitEmitter:
     """Emits the per-sample code of one circuit. Values are named <pfx>v<id>, tangents
@@ -32,6 +34,10 @@ class CircuitEmitter:
         self.val: dict[int, str] = {}
         self.tan: dict[int, dict[int, str]] = {}
         self.rings: dict[int, tuple] = {}      # source id -> (offset, length, {slot: offset})
+        # sources read only at short whole delays: their past values (and tangents) live in locals
+        # r<src>_<k> (k samples ago) for the block, shifted once per sample; their ring words in st
+        # hold them between blocks (load_lines, store_lines), so the layout does not change
+        self.registers: dict[int, int] = {}    # source id -> depth
         self.phasors: dict[int, int] = {}
         self.used_prims: set[str] = set()
         self.input_ring = input_ring      # the delay line of x, shared by both circuits
@@ -44,11 +50,18 @@ class CircuitEmitter:
             if n.kind == "input" and n.id in need and self.input_ring is not None:
                 self.rings[n.id] = self.input_ring
                 del need[n.id]
+        whole = {}
+        for n in self.g.nodes:
+            if n.kind == "delay":
+                ok = n.const_delay >= 1 and n.const_delay == int(n.const_delay)
+                whole[n.args[0]] = whole.get(n.args[0], True) and ok
         for src, depth in need.items():
             length = ring_length(depth)
             off = self.alloc(length)
             slots = {s: self.alloc(length) for s in sorted(self.sets[src])}
             self.rings[src] = (off, length, slots)
+            if whole.get(src) and depth - 1 <= REGISTER_DEPTH:      # depth: the longest delay + 1
+                self.registers[src] = depth - 1
         for n in self.g.nodes:
             if n.kind == "phasor":
                 self.phasors[n.id] = self.alloc(1 + len(self.sets[n.id]))
@@ -67,13 +80,47 @@ class CircuitEmitter:
     def run(self):
         for n in self.g.nodes:
             getattr(self, "_" + n.kind)(n)
-            if n.id in self.rings and n.kind != "input":     # x's line is written once, by the kernel
+            if n.id in self.rings and n.kind != "input" and n.id not in self.registers:   # x's: the kernel's
                 off, length, slots = self.rings[n.id]
                 idx = f"(n & {length - 1})"
                 self.emit(f"st[{off} + {idx}] = {self.val[n.id]}")
                 for s, so in slots.items():
                     self.emit(f"st[{so} + {idx}] = {self.tan[n.id].get(s, '0.0')}")
+        for src, depth in self.registers.items():     # after every read of this sample: shift
+            for name, now in self._register_chains(src):
+                for k in range(depth, 1, -1):
+                    self.emit(f"{name}_{k} = {name}_{k - 1}")
+                self.emit(f"{name}_1 = {now}")
         return self.val[self.g.output], self.tan[self.g.output]
+
+    def _register_chains(self, src):
+        """(local name stem, this sample's expression) of the value and each tangent of a source
+        kept in registers."""
+        _, _, slots = self.rings[src]
+        return [(f"{self.pfx}r{src}", self.val[src])] + [(f"{self.pfx}r{src}t{s}", self.tan[src].get(s, "0.0"))
+                                                         for s in slots]
+
+    def _register_words(self):
+        """(local, st word index expression) of every register, k samples ago at the current n
+        (after run(): the chains name this sample's values)."""
+        for src, depth in self.registers.items():
+            off, length, slots = self.rings[src]
+            bases = [off] + [slots[s] for s in slots]
+            for (name, _), base in zip(self._register_chains(src), bases):
+                for k in range(1, depth + 1):
+                    yield f"{name}_{k}", f"{base} + ((n - {k}) & {length - 1})"
+
+    def load_lines(self) -> list[str]:
+        """Before the sample loop: the registers from their ring words."""
+        return [f"{local} = st[{word}]" for local, word in self._register_words()]
+
+    def store_lines(self) -> list[str]:
+        """After the sample loop: the registers back into their ring words."""
+        return [f"st[{word}] = {local}" for local, word in self._register_words()]
+
+    def zero_lines(self) -> list[str]:
+        """With the circuit's state restarted: its registers too."""
+        return [f"{local} = 0.0" for local, _ in self._register_words()]
 
     # node kinds
     def _const(self, n):
@@ -137,6 +184,13 @@ class CircuitEmitter:
         mask = length - 1
         v = f"{self.pfx}v{n.id}"
         self.val[n.id], self.tan[n.id] = v, {}
+        if src in self.registers:
+            k = int(n.const_delay)
+            self.emit(f"{v} = {self.pfx}r{src}_{k}")
+            for s in slots:
+                self.emit(f"{v}_t{s} = {self.pfx}r{src}t{s}_{k}")
+                self.tan[n.id][s] = f"{v}_t{s}"
+            return
         if n.const_delay >= 0 and n.const_delay == int(n.const_delay):
             k = int(n.const_delay)
             self.emit(f"{v}_i = (n - {k}) & {mask}")

@@ -201,7 +201,8 @@ class Learner:
         """What the kernel for settings s (default: the current ones) is specialised for."""
         s = s or self.settings
         return Variant(LOSS_CODES[s.loss], OPT_CODES[s.optimizer], s.range_mode == "project", s.window > 1,
-                       bool(trace), tuple(sp.log for sp in self.specs))
+                       bool(trace), tuple(sp.log for sp in self.specs),
+                       tuple((math.isfinite(sp.lo), math.isfinite(sp.hi)) for sp in self.specs))
 
     def kernel(self, s: Settings | None = None, trace: bool = False) -> CompiledLearner:
         """The kernel specialised for settings s (default: the current ones), compiled (or loaded

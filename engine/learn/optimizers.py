@@ -22,30 +22,30 @@ from numba import njit
 TINY = 1e-290    # optimiser moments below this are flushed to 0: subnormal doubles cost ~100x
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds, as -march C++ has
 def _flush(v):
     return 0.0 if abs(v) < TINY else v
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds, as -march C++ has
 def sgd(g, lr, m, v, t, c1, c2, eps):
     return g * lr, m, v
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds, as -march C++ has
 def momentum(g, lr, m, v, t, mu, c2, eps):
     # heavy ball, lr inside the velocity (diff.lib README's recipe): V = lr g + mu V
     m = _flush(g * lr + mu * m)
     return m, m, v
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds, as -march C++ has
 def rmsprop(g, lr, m, v, t, rho, c2, eps):
     v = _flush((1.0 - rho) * g * g + rho * v)
     return g / (math.sqrt(v) + eps) * lr, m, v
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds, as -march C++ has
 def adam(g, lr, m, v, t, beta1, beta2, eps):
     # standard bias correction by 1 - beta^t (diff.lib divides by the constants 1 - beta)
     m = _flush((1.0 - beta1) * g + beta1 * m)
