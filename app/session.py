@@ -657,6 +657,16 @@ class Session:
         return self._executor.submit(self._compile_and_apply, learner, s)
 
     @property
+    def settings(self) -> Settings | None:
+        """The learning settings asked for last: those in force, or those waiting for their kernel
+        (what the window shows and a preset saves: a choice made during a compile is not lost)."""
+        learner = self.learner
+        if learner is None:
+            return None
+        with self._settings_lock:
+            return self._settings_wanted if self._settings_queued else learner.settings
+
+    @property
     def settings_pending(self) -> bool:
         """Some settings wait for their kernel on the compile thread (the old one plays)."""
         return self._settings_queued > 0
@@ -666,6 +676,11 @@ class Session:
             learner.kernel(s)                 # the slow part, while the callback plays the old kernel
             with self._settings_lock:
                 self._apply_settings(learner, s)
+        except Exception:
+            with self._settings_lock:         # the last asked for failed: the spec says what runs
+                if self._settings_wanted is s and self.spec is not None and self.learner is learner:
+                    self.spec.settings = dataclasses.replace(learner.settings)
+            raise
         finally:
             with self._settings_lock:
                 self._settings_queued -= 1
@@ -696,8 +711,7 @@ class Session:
     @property
     def sets_its_own_step(self) -> bool:
         """The optimiser has no learning rate (Gauss-Newton): what a divergence's advice is about."""
-        learner = self.learner
-        return learner is not None and learner.settings.optimizer in SETS_ITS_OWN_STEP
+        return self.learner is not None and self.settings.optimizer in SETS_ITS_OWN_STEP
 
     def set_learning(self, on: bool):
         self.configure(learning=bool(on))

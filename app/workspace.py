@@ -220,7 +220,7 @@ class Workspace:
             hidden.update(truth.plugin_values())      # an enumerated control by its value, not its index
             version = truth.info.version
         spec = dataclasses.replace(s.spec, params=list(s.spec.params), hidden=hidden,
-                                   settings=dataclasses.replace(s.learner.settings),
+                                   settings=dataclasses.replace(s.settings),
                                    hidden_params=list(s.spec.hidden_params))
         learned, banks = s.params(), self.banks
         if spec.banks is not None:

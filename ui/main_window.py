@@ -561,7 +561,7 @@ class MainWindow(QtWidgets.QMainWindow):
             dialog = getattr(self, "device_window", None)
             if error is not None:
                 s.set_learning(False)
-                self.learning.show_settings(s.learner.settings)
+                self.learning.show_settings(s.settings)
                 self.say(f"the round trip was not measured: {error}")
                 if dialog is not None:
                     dialog.show_error(str(error))
@@ -781,7 +781,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.circuit.show_spec(spec, format_declarations(list(spec.params) + list(spec.hidden_params)))
         self.hidden.rebuild()
         self.learned.rebuild(s)
-        self.learning.show_settings(s.learner.settings)
+        self.learning.show_settings(s.settings)
         self._show_source()
         self._show_insert()
         self.audio.show_volume(s.volume_db, s.muted)
@@ -802,7 +802,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _settings(self):
         from app.session import Settings
-        return self.session.learner.settings if self.session.learner is not None else Settings()
+        return self.session.settings if self.session.learner is not None else Settings()
 
     def open_dialog(self):
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open preset", str(store.FACTORY_DIR),
@@ -945,7 +945,7 @@ class MainWindow(QtWidgets.QMainWindow):
         s = self.session
         try:
             retry = retry_for(s.sets_its_own_step)
-            value = getattr(s.learner.settings, retry.field) / retry.divisor
+            value = getattr(s.settings, retry.field) / retry.divisor
             s.configure(**{retry.field: value})
             s.reset_learning()
             s.set_learning(True)
@@ -955,7 +955,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.banner.hide()
         self.loss_history.clear_data()
         self.trajectories.clear_data()
-        self.learning.show_settings(s.learner.settings)
+        self.learning.show_settings(s.settings)
         self.say(f"learning again from the start at {retry.name} {value:.3g}")
 
     def _show_health(self):
@@ -964,7 +964,7 @@ class MainWindow(QtWidgets.QMainWindow):
         found = s.health.diverged
         if found is not None and not self.banner.isVisible():
             self.banner.show_divergence(found.describe(s.sample_rate, s.sets_its_own_step), s.sets_its_own_step)
-            self.learning.show_settings(s.learner.settings)
+            self.learning.show_settings(s.settings)
 
     def change_device(self, device, blocksize: int):
         try:
@@ -1079,7 +1079,7 @@ class MainWindow(QtWidgets.QMainWindow):
         c = s.counters()
         text = f"{self.workspace.name} — {s.status_message}"
         if s.learner is not None:
-            text += f" — learning {'on' if s.learner.settings.learning else 'paused'}"
+            text += f" — learning {'on' if s.settings.learning else 'paused'}"
         problems = [f"{plural(c[k], noun)}{rest}" for k, noun, rest in (
                         ("nonfinite_out", "NaN/Inf sample", " silenced"),
                         ("bad_input", "bad input sample", ""),

@@ -16,7 +16,8 @@ import math
 from dataclasses import dataclass, field
 
 from engine import layout as LY
-from engine.circuit.emitter import CircuitEmitter
+from engine.jit import FASTMATH
+from engine.circuit.emitter import REGISTER_DEPTH, CircuitEmitter
 from engine.circuit.language import Graph
 from engine.learn import gauss_newton as GN
 from engine.learn import lag_lock as LL
@@ -285,10 +286,16 @@ class _KernelWriter:
         input_depth = max([n.max_delay + (1 if n.const_delay == int(n.const_delay) else 2)
                            for g in (learn, target) for n in g.nodes
                            if n.kind == "delay" and g.node(n.args[0]).kind == "input"] or [0])
+        whole = all(n.const_delay >= 1 and n.const_delay == int(n.const_delay)
+                    for g in (learn, target) for n in g.nodes
+                    if n.kind == "delay" and g.node(n.args[0]).kind == "input")
         self.input_rings = [None] * B
         if input_depth:
             length = _pow2(input_depth + 1)
-            self.input_rings = [(alloc(length), length, {}) for _ in range(B)]
+            # x read only at short whole delays: its past in locals xi_<k> through the block (as a
+            # circuit's own short delays, engine/circuit/emitter.py REGISTER_DEPTH), the ring between blocks
+            regs = input_depth - 1 if whole and input_depth - 1 <= REGISTER_DEPTH else 0
+            self.input_rings = [(alloc(length), length, {}, regs) for _ in range(B)]
         self.pv = alloc(self.P)              # the parameter values used at this sample
         self.sfx = sfx = [str(s) if batch else "" for s in range(B)]
         self.tgts, self.lrns = [], []
@@ -324,7 +331,7 @@ class _KernelWriter:
         # the variant's own loss and optimiser, imported under the names the text calls: no dispatch
         loss = LOSS_BY_CODE[LOSS_CODES["mse"] if self.spec_loss else v.loss]   # spectral: Gauss-Newton's hand-over
         if not self.spec_loss:
-            _emit_import(w, loss.fn, "loss_and_slope")
+            _emit_import(w, loss.kernel_fn or loss.fn, "loss_and_slope")
         if self.gauss_newton:
             _emit_import(w, loss.residual, "loss_residual")
             w(0, "from engine.learn.gauss_newton import initial_variance as gn_initial_variance, "
@@ -339,7 +346,7 @@ class _KernelWriter:
             w(0, f"P_{name}_v = TABLE[{name!r}].value")
             w(0, f"P_{name}_d = TABLE[{name!r}].partials")
         w(0, "")
-        w(0, f"@njit({(BATCH_SIGNATURE if self.batch else SIGNATURE)!r}, cache=True, nogil=True, error_model='numpy', fastmath={{'contract'}})")
+        w(0, f"@njit({(BATCH_SIGNATURE if self.batch else SIGNATURE)!r}, cache=True, nogil=True, error_model='numpy', fastmath={FASTMATH!r})")
         w(0, "def process(x, out, trace, st, cfg):")
 
     def prologue(self):
@@ -382,6 +389,8 @@ class _KernelWriter:
         for e in self.tgts + self.lrns:        # short delay lines in registers for the block
             for line in e.load_lines():
                 w(1, line)
+        for local, word in self._input_register_words():
+            w(1, f"{local} = st[{word}]")
 
     def _window_sums(self):
         """(vector, size) of the running window sums, which only a windowed variant keeps."""
@@ -410,7 +419,7 @@ class _KernelWriter:
         w(2, "blew = False                     # the learnable circuit went non-finite: diverged")
         w(2, "if ok:")
         for s, ring in enumerate(self.input_rings):
-            if ring is not None:
+            if ring is not None and not ring[3]:
                 w(3, f"st[{ring[0]} + (n & {ring[1] - 1})] = xi{self.sfx[s]}")
         if not small:
             for k in range(P):
@@ -419,6 +428,19 @@ class _KernelWriter:
             _emit_stream_forward(w, 3, self.tgts[s], self.lrns[s], self.runs[s], self.WVs[s], P, self.NW, small,
                                  self.learn, self.banks, self.lay.bank_index + 2 * s,
                                  f", stream {s}" if self.batch else "")
+        for s, ring in enumerate(self.input_rings):   # after every read of this sample: shift x's registers
+            if ring is not None and ring[3]:
+                x = f"xi{self.sfx[s]}"
+                for k in range(ring[3], 1, -1):
+                    w(3, f"{x}_{k} = {x}_{k - 1}")
+                w(3, f"{x}_1 = {x}")
+
+    def _input_register_words(self):
+        """(local, st word) of x's registers, k samples ago at the current n."""
+        for s, ring in enumerate(self.input_rings):
+            if ring is not None and ring[3]:
+                for k in range(1, ring[3] + 1):
+                    yield f"xi{self.sfx[s]}_{k}", f"{ring[0]} + ((n - {k}) & {ring[1] - 1})"
 
     def skipped_sample(self):
         """A non-finite input (or a restarted circuit): zeros out, a trace row, no step."""
@@ -458,13 +480,14 @@ class _KernelWriter:
         if not self.windowed:      # W = 1: the means are this sample's values (self._mean)
             return
         w, NW, small, mask = self.w, self.NW, self.small, self.mask
-        w(2, "# sliding windows: running sums, recomputed exactly every W samples (no drift)")
+        w(2, f"# sliding windows: running sums, recomputed exactly every max(W, {RECOMPUTE_EVERY}) samples (no drift)")
         for S, WV, wring in zip(self.Ss, self.WVs, self.wrings):
             w(2, f"wp = {wring} + (n & {mask})*{NW}")
             w(2, f"wo = {wring} + ((n - W) & {mask})*{NW}")
             # the rings are interleaved (one row of all NW signals per position) so each sample touches
-            # one contiguous stretch of memory
-            _loop(w, 2, NW, small, lambda j: [f"{S[j]} += {WV[j]} - st[wo + {j}]",
+            # one contiguous stretch of memory. (S - leaving) + entering: the leaving sample is known
+            # early, so this sample's value is one add from the sum, not two (the learning recurrence)
+            _loop(w, 2, NW, small, lambda j: [f"{S[j]} = ({S[j]} - st[wo + {j}]) + {WV[j]}",
                                               f"st[wp + {j}] = {WV[j]}"])
         w(2, "wcount -= 1")
         w(2, "if wcount <= 0:")
@@ -474,7 +497,7 @@ class _KernelWriter:
         for S, wring in zip(self.Ss, self.wrings):
             w(4, f"wq = {wring} + ((n - q) & {mask})*{NW}")
             _loop(w, 4, NW, small, lambda j: [f"{S[j]} += st[wq + {j}]"])
-        w(3, "wcount = W")
+        w(3, f"wcount = max(W, {RECOMPUTE_EVERY})")
 
     def _mean(self, s, j):
         """The window mean of stream s's window signal j (0 the target, 1 the output, 2 + k
@@ -486,27 +509,28 @@ class _KernelWriter:
     def _tan_mean(self, s, k):      # the window mean of parameter k's tangent
         return self._mean(s, f"2 + {k}" if not self.small else 2 + int(k))
 
+    def _slope_tan(self, s, k):
+        """What loss_and_slope's slope multiplies: the tangent mean, times the loss's slope factor."""
+        factor = LOSS_BY_CODE[self.variant.loss].slope_factor
+        return self._tan_mean(s, k) if factor == 1.0 else f"{factor!r}*({self._tan_mean(s, k)})"
+
     def loss_and_gradient(self):
-        w, P, B, small, G = self.w, self.P, self.B, self.small, self.G
-        tan_mean, mean = self._tan_mean, self._mean
+        w, P, B, small, G, mean, slope_tan = self.w, self.P, self.B, self.small, self.G, self._mean, self._slope_tan
         if self.batch:
             for s in range(B):
                 w(2, f"Ly{s}, slope{s} = loss_and_slope({mean(s, 1)}, {mean(s, 0)}, delta)")
             w(2, f"Ly = {_mean([f'Ly{s}' for s in range(B)])}")
-            w(2, "gchk = Ly")
             # the mean over the streams of each parameter's gradient
-            _loop(w, 2, P, small, lambda k: [
-                f"gm = slope0*({tan_mean(0, k)})",
-                f"{G[k]} = {_mean(['gm'] + [f'slope{s}*({tan_mean(s, k)})' for s in range(1, B)])}",
-                f"gchk += {G[k]}"])
+            _finite_sum(w, 2, P, small, "gchk", "Ly", lambda k: [
+                f"gm = slope0*({slope_tan(0, k)})",
+                f"{G[k]} = {_mean(['gm'] + [f'slope{s}*({slope_tan(s, k)})' for s in range(1, B)])}"], G.__getitem__)
         else:
             if self.spec_loss:
                 self.spectral_loss()
             else:
                 w(2, f"Ly, slope = loss_and_slope({mean(0, 1)}, {mean(0, 0)}, delta)")
-                w(2, "gchk = Ly")
-                _loop(w, 2, P, small, lambda k: [f"{G[k]} = slope*({tan_mean(0, k)})",
-                                                 f"gchk += {G[k]}"])
+                _finite_sum(w, 2, P, small, "gchk", "Ly", lambda k: [f"{G[k]} = slope*({slope_tan(0, k)})"],
+                            G.__getitem__)
         if self.traced:
             _emit_trace_row(w, 2, P, small, self.PV, G, "Ly", zero=False, bank_index=self.lay.bank_index)
 
@@ -568,9 +592,8 @@ class _KernelWriter:
             w(3, f"fine_rebase(st, {lay.spec_target}, {lay.spec_fine}, nbins, {P}, blocks == 0)   # after a restart")
         w(2, "else:")
         w(3, f"Ly = st[{LY.ST_SPEC_LOSS}]")
-        w(2, "gchk = Ly")
-        _loop(w, 2, P, small, lambda k: [f"{G[k]} = st[{lay.spec_grad} + {k}] if due else 0.0",
-                                         f"gchk += {G[k]}"])
+        _finite_sum(w, 2, P, small, "gchk", "Ly", lambda k: [f"{G[k]} = st[{lay.spec_grad} + {k}] if due else 0.0"],
+                    G.__getitem__)
 
     def polyak_step(self, depth):
         """An optimiser without a rate under the spectral loss: at a block's end one Polyak step,
@@ -648,11 +671,17 @@ class _KernelWriter:
                      "if lr < lr_min:", "    lr = lr_min", "t += 1.0"]:
             w(3, line)
         vec = self.step_vec
-        if banks is None:
+        if banks is None and OPT_BY_CODE[self.variant.optimizer].linear_in_gradient:
+            # the clip's factor scales the rate, off the learning recurrence (g*sc*lr costs one
+            # more dependent multiply per sample; the two differ only in the last bit, and only
+            # while clipping)
+            w(3, "lr *= sc")
+            _loop(w, 3, P, small, lambda k: _first_order_update(k, G[k], "t", vec))
+        elif banks is None:
             _loop(w, 3, P, small, lambda k: _first_order_update(k, f"{G[k]}*sc", "t", vec))
         elif self.batch and banks.mode == "separated":
             _emit_batch_separated_steps(w, 3, banks, lay.bank_index, self.steps, vec,
-                                        [lambda k, s=s: f"slope{s}*({self._tan_mean(s, k)})"
+                                        [lambda k, s=s: f"slope{s}*({self._slope_tan(s, k)})"
                                          for s in range(self.B)])
         else:
             _emit_bank_steps(w, 3, banks, lay.bank_index, self.steps, vec, G)
@@ -749,6 +778,8 @@ class _KernelWriter:
         for e in self.tgts + self.lrns:
             for line in e.store_lines():
                 w(1, line)
+        for local, word in self._input_register_words():
+            w(1, f"st[{word}] = {local}")
         lines = [f"st[{LY.ST_N}] = n", f"st[{LY.ST_SKIPPED}] = skipped", f"st[{LY.ST_LOSS}] = loss",
                  f"st[{LY.ST_RESETS}] = resets", f"st[{LY.ST_DIVERGED}] = diverged"]
         if not self.gauss_newton:
@@ -780,15 +811,16 @@ def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks
         w(depth, f"st[{bank_at}] = {lrn.val[learn.signals[banks.signal]]}")
         w(depth, f"st[{bank_at + 1}] = {lrn.val[learn.signals[banks.condition]]}")
     w(depth, f"if not ({WV[0]} - {WV[0]} == 0.0):     # target blew up: restart its state")
-    w(depth + 1, f"st[{tgt.state_range[0]}:{tgt.state_range[1]}] = 0.0")
+    for line in _zero_lines(*tgt.state_range):
+        w(depth + 1, line)
     for line in tgt.zero_lines():
         w(depth + 1, line)
     w(depth + 1, "resets += 1.0")
     w(depth + 1, "ok = False")
-    w(depth, f"chk = {WV[1]}")
-    _loop(w, depth, NW, small, lambda j: [f"chk += {WV[j]}"], start=2)
+    _finite_sum(w, depth, NW, small, "chk", WV[1], lambda j: [], WV.__getitem__, start=2)
     w(depth, "if not (chk - chk == 0.0):      # learnable circuit blew up: restart its state")
-    w(depth + 1, f"st[{lrn.state_range[0]}:{lrn.state_range[1]}] = 0.0")
+    for line in _zero_lines(*lrn.state_range):
+        w(depth + 1, line)
     for line in lrn.zero_lines():
         w(depth + 1, line)
     w(depth + 1, "resets += 1.0")
@@ -800,6 +832,19 @@ def _emit_import(w, fn, name: str):
     """The variant's entry of the LOSSES or OPTIMIZERS table under the name the kernel calls, so a
     new entry needs no change here."""
     w(0, f"from {fn.py_func.__module__} import {fn.__name__} as {name}")
+
+
+ZERO_UNROLLED = 16      # state restarts up to this many words are written as stores, not a slice
+
+
+def _zero_lines(lo: int, hi: int) -> list:
+    """st[lo:hi] = 0 on a rare path inside the sample loop. A slice assignment becomes a call to
+    memset, around which every live register is saved: LLVM then keeps the learning recurrence's
+    values in stack slots for the whole loop (benchmarks/README.md, issue 17). Short ranges are
+    plain stores; longer ones an explicit loop."""
+    if hi - lo <= ZERO_UNROLLED:
+        return [f"st[{j}] = 0.0" for j in range(lo, hi)]
+    return [f"for j in range({lo}, {hi}):", "    st[j] = 0.0"]
 
 
 def _mean(terms: list) -> str:
@@ -832,6 +877,10 @@ def _emit_block_entry(w):
 
 
 SMALL_CIRCUIT = 16      # up to this many parameters, per-parameter state is kept in registers
+# the window sums are re-added from their rings this often: each one costs W reads per signal, so
+# every W samples (as it was) was a read and an add per signal per sample more than the C++'s;
+# between recomputes a sum drifts by at most ~1e-13 of its size (issue 17, benchmarks/README.md)
+RECOMPUTE_EVERY = 1024
 
 
 class _Out:
@@ -866,6 +915,43 @@ class _Vec:
         if self.small:
             for k in range(size):
                 w(depth, f"{self.arr}[{self.base + k}] = {self.name}{k}")
+
+
+def _finite_sum(w, depth, size, small, name, first, body, term, start=0):
+    """name = first + term(k) for k in [start, size), after body(k)'s lines: a sum only tested for
+    being finite, so its order is free. One running sum is a chain of dependent adds (64 of them
+    for fir64: the sample loop's longest chain); a balanced tree (unrolled) or four sums (a loop)
+    shorten it."""
+    if small:
+        terms = [first]
+        for k in range(start, size):
+            for line in body(k):
+                w(depth, line)
+            terms.append(term(k))
+        w(depth, f"{name} = {_tree(terms)}")
+        return
+    quad = start + (size - start) // 4 * 4
+    w(depth, f"{name}0 = {first}")
+    for a in range(1, 4):
+        w(depth, f"{name}{a} = 0.0")
+    if quad > start:
+        w(depth, f"for k in range({start}, {quad}, 4):")
+        for a in range(4):
+            k = "k" if a == 0 else f"k + {a}"
+            for line in body(k) + [f"{name}{a} += {term(k)}"]:
+                w(depth + 1, line)
+    for k in range(quad, size):
+        for line in body(k) + [f"{name}0 += {term(k)}"]:
+            w(depth, line)
+    w(depth, f"{name} = ({name}0 + {name}1) + ({name}2 + {name}3)")
+
+
+def _tree(terms: list) -> str:
+    """The sum of terms as a balanced tree of additions."""
+    while len(terms) > 1:
+        terms = [f"({terms[i]} + {terms[i + 1]})" if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def _loop(w, depth, size, small, body, start=0):
@@ -910,7 +996,12 @@ class _StepVectors:
 def _clamp(value, k, vec) -> str:
     """value clamped into parameter k's range: only the bounds the variant says are finite (both
     where it cannot say)."""
-    lo, hi = (True, True) if vec.bounds is None or not isinstance(k, int) else vec.bounds[k]
+    if vec.bounds is None:
+        lo, hi = True, True
+    elif isinstance(k, int):
+        lo, hi = vec.bounds[k]
+    else:                 # a loop over the parameters: what they all share, else both
+        lo, hi = (any(b[0] for b in vec.bounds), any(b[1] for b in vec.bounds))
     if lo:
         value = f"max({value}, {vec.LO[k]})"
     return f"min({value}, {vec.HI[k]})" if hi else value
@@ -955,7 +1046,8 @@ def _apply_step(k, step, vec, clip_linear=False) -> list:
               else [f"{TH[k]} -= sk"])
     log = [f"wd = math.log({HI[k]}/{LO[k]})", f"{TH[k]} = {PV[k]}*math.exp(-min(max(sk, -wd), wd))"]
     # project: the accumulator into the range, and it is the value the circuit uses from the next sample
-    project = [f"{TH[k]} = {_clamp(TH[k], k, vec)}", f"{PV[k]} = {TH[k]}"] if vec.project else []
+    clamped = _clamp(TH[k], k, vec)
+    project = ([f"{TH[k]} = {clamped}"] if clamped != TH[k] else []) + [f"{PV[k]} = {TH[k]}"] if vec.project else []
     return ([] if step == "sk" else [f"sk = {step}"]) + _branch(k, vec, log, linear) + project
 
 

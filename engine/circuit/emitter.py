@@ -48,7 +48,7 @@ class CircuitEmitter:
         begin = self.alloc(0)
         for n in self.g.nodes:
             if n.kind == "input" and n.id in need and self.input_ring is not None:
-                self.rings[n.id] = self.input_ring
+                self.rings[n.id] = self.input_ring[:3]
                 del need[n.id]
         whole = {}
         for n in self.g.nodes:
@@ -184,6 +184,9 @@ class CircuitEmitter:
         mask = length - 1
         v = f"{self.pfx}v{n.id}"
         self.val[n.id], self.tan[n.id] = v, {}
+        if self.g.node(src).kind == "input" and self.input_ring[3]:
+            self.emit(f"{v} = {self.x_name}_{int(n.const_delay)}")     # x's registers (the kernel's)
+            return
         if src in self.registers:
             k = int(n.const_delay)
             self.emit(f"{v} = {self.pfx}r{src}_{k}")

@@ -43,7 +43,7 @@ class Primitive:
 
 
 def _j(f):
-    return njit(cache=True, nogil=True, error_model="numpy")(f)
+    return njit(cache=True, nogil=True, error_model="numpy", fastmath=False)(f)   # see below
 
 
 # ---------------------------------------------------------------- arithmetic

@@ -18,34 +18,36 @@ from typing import Callable
 
 from numba import njit
 
+from engine.jit import HELPER
+
 
 TINY = 1e-290    # optimiser moments below this are flushed to 0: subnormal doubles cost ~100x
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds, as -march C++ has
+@njit(**HELPER)
 def _flush(v):
     return 0.0 if abs(v) < TINY else v
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds, as -march C++ has
+@njit(**HELPER)
 def sgd(g, lr, m, v, t, c1, c2, eps):
     return g * lr, m, v
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds, as -march C++ has
+@njit(**HELPER)
 def momentum(g, lr, m, v, t, mu, c2, eps):
     # heavy ball, lr inside the velocity (diff.lib README's recipe): V = lr g + mu V
     m = _flush(g * lr + mu * m)
     return m, m, v
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds, as -march C++ has
+@njit(**HELPER)
 def rmsprop(g, lr, m, v, t, rho, c2, eps):
     v = _flush((1.0 - rho) * g * g + rho * v)
     return g / (math.sqrt(v) + eps) * lr, m, v
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds, as -march C++ has
+@njit(**HELPER)
 def adam(g, lr, m, v, t, beta1, beta2, eps):
     # standard bias correction by 1 - beta^t (diff.lib divides by the constants 1 - beta)
     m = _flush((1.0 - beta1) * g + beta1 * m)
@@ -64,6 +66,7 @@ class Optimizer:
     description: str
     constants: tuple = ()                  # ((flag name, default), ...) in the slots c1, c2
     eps: float = 0.0                       # default epsilon (0: it has none)
+    linear_in_gradient: bool = False       # step(s*g, lr) == step(g, s*lr): clipping may scale the rate
 
     @property
     def sets_its_own_step(self) -> bool:
@@ -73,8 +76,8 @@ class Optimizer:
 
 
 OPTIMIZERS = (
-    Optimizer("sgd", 0, sgd, "plain gradient descent"),
-    Optimizer("momentum", 1, momentum, "heavy-ball momentum", (("momentum", 0.9),)),
+    Optimizer("sgd", 0, sgd, "plain gradient descent", linear_in_gradient=True),
+    Optimizer("momentum", 1, momentum, "heavy-ball momentum", (("momentum", 0.9),), linear_in_gradient=True),
     Optimizer("rmsprop", 2, rmsprop, "RMSProp, no bias correction", (("rho", 0.9),), 1e-8),
     Optimizer("adam", 3, adam, "Adam with bias correction", (("beta1", 0.9), ("beta2", 0.999)), 1e-8),
     Optimizer("gauss-newton", 4, None, "online Gauss-Newton (recursive prediction error): no learning rate",

@@ -291,3 +291,43 @@ def test_rmsprop_uses_its_rho(rho):
         v = (1.0 - r) * g * g + r * v
         theta -= 0.1 * g / (math.sqrt(v) + 1e-8)
     assert L.params()["g"] == pytest.approx(theta, rel=1e-12)
+
+
+def test_each_variant_is_its_own_kernel_over_the_same_state():
+    """Loss, optimiser, range mode, window class and trace each select a kernel written for them
+    (compiler.Variant), compiled on first use and kept; all of them work on one st and cfg, so
+    learning carries on across a switch. The texts hold no per-sample choice among them."""
+    learner = Learner("y = g*x", [ParamSpec("g", 0.0, -2.0, 2.0)], hidden={"g": 0.5},
+                      settings=Settings(optimizer="sgd", lr=0.05))
+    x = LcgNoise().read(4000)
+    learner.process(x[:2000])
+    sgd_kernel = learner.compiled
+    assert "optimizer_step(gk, lr" in sgd_kernel.source and "loss_code" not in sgd_kernel.source
+    assert "gn_update" not in sgd_kernel.source and "trace[" not in sgd_kernel.source
+    learner.configure(Settings(optimizer="gauss-newton", loss="huber"))
+    gn_kernel = learner.compiled
+    assert gn_kernel is not sgd_kernel and "gn_update" in gn_kernel.source and "optimizer_step" not in gn_kernel.source
+    assert "huber_residual as loss_residual" in gn_kernel.source
+    learner.process(x[2000:])
+    assert abs(learner.params()["g"] - 0.5) < 1e-9                  # learning went on from where sgd left it
+    assert learner.samples == 4000
+    learner.configure(Settings(optimizer="sgd", lr=0.05))
+    assert learner.compiled is sgd_kernel                            # kept, not compiled again
+    assert "trace[" in learner.kernel(trace=True).source
+
+
+def test_a_window_after_one_sample_windows_starts_from_rest():
+    """W = 1's kernel keeps no rings; a window chosen after it starts empty, as a new learner's
+    does, not from what an earlier window left in the rings: after one sample each mean is that
+    sample over W."""
+    learner = Learner("y = g*x", [ParamSpec("g", 0.25, -2.0, 2.0)], hidden={"g": 0.5},
+                      settings=Settings(optimizer="sgd", lr=1e-300, window=8))
+    x = LcgNoise().read(400)
+    learner.process(x[:300])                                   # the rings fill with W = 8
+    learner.configure(Settings(optimizer="sgd", lr=1e-300, window=1))
+    learner.process(x[300:303])                                # fewer samples than the window
+    learner.configure(Settings(optimizer="sgd", lr=1e-300, window=8))
+    learner.process(x[303:304])
+    xn = x[303]
+    e = (0.25 * xn - 0.5 * xn) / 8                             # the means hold this sample only
+    assert learner.gradients()["g"] == pytest.approx(2.0 * e * (xn / 8), rel=1e-12)
