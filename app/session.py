@@ -137,7 +137,7 @@ class Session:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualtone-compile")
         self._settings_lock = threading.Lock()
         self._settings_queued = 0     # configure() calls waiting for a kernel on the compile thread
-        self._settings_wanted = None  # the last settings asked for while some are queued
+        self._settings_wanted = (None, None)   # (learner, settings): the last asked for
         self.on_program_change: list = []
         self.midi_dropped = 0
         self.channels = (2, 2)        # (inputs, outputs) to open beyond stereo: a device in the loop
@@ -241,6 +241,7 @@ class Session:
         try:
             learner = Learner(spec.circuit, list(spec.params), target=spec.target, hidden=hidden,
                               settings=settings, sample_rate=self.sample_rate, banks=spec.banks)
+            learner.kernel()                      # the kernel for its settings (compiled on first use)
             progress("compiled", 0.9)
             try:
                 return Slot(learner, self.memory.x, self.memory.max_frames, truth=truth)
@@ -630,8 +631,7 @@ class Session:
         settings no learner can take raise here."""
         learner = self._need_learner()
         try:
-            with self._settings_lock:
-                base = self._settings_wanted if self._settings_queued else learner.settings
+            base = self.settings
             s = dataclasses.replace(base, **changes)
             learner.check(s)
             if self.running and _new_spectral_bank(learner, s):
@@ -647,14 +647,19 @@ class Session:
             raise SessionError(str(e)) from None
         self.spec.settings = dataclasses.replace(s)
         with self._settings_lock:
-            if not self._settings_queued and learner.kernel_ready(s):
+            self._settings_wanted = (learner, s)
+            if learner.kernel_ready(s):
                 self._apply_settings(learner, s)
                 done = concurrent.futures.Future()
                 done.set_result(None)
                 return done
-            self._settings_queued += 1      # in order, behind the kernels asked for before
-            self._settings_wanted = s
-        return self._executor.submit(self._compile_and_apply, learner, s)
+            # what the playing kernel can take of the change (a pause, a rate) applies at once, not
+            # after the compile: a divergence's pause must not wait for one
+            now = dataclasses.replace(learner.settings, **changes)
+            if now != learner.settings and learner.kernel_ready(now):
+                self._apply_settings(learner, now)
+            self._settings_queued += 1
+        return self._executor.submit(self._compile_and_apply, learner)
 
     @property
     def settings(self) -> Settings | None:
@@ -664,21 +669,32 @@ class Session:
         if learner is None:
             return None
         with self._settings_lock:
-            return self._settings_wanted if self._settings_queued else learner.settings
+            owner, wanted = self._settings_wanted
+            return wanted if self._settings_queued and owner is learner else learner.settings
 
     @property
     def settings_pending(self) -> bool:
         """Some settings wait for their kernel on the compile thread (the old one plays)."""
         return self._settings_queued > 0
 
-    def _compile_and_apply(self, learner: Learner, s: Settings):
+    def _compile_and_apply(self, learner: Learner):
+        """The kernel for the settings asked for last (again, if newer ones came during a compile),
+        then those settings; the old kernel plays meanwhile."""
         try:
-            learner.kernel(s)                 # the slow part, while the callback plays the old kernel
-            with self._settings_lock:
-                self._apply_settings(learner, s)
+            while True:
+                with self._settings_lock:
+                    owner, s = self._settings_wanted
+                if owner is not learner:
+                    return                        # another circuit was loaded meanwhile: it has its own
+                learner.kernel(s)                 # the slow part
+                with self._settings_lock:
+                    if self._settings_wanted[1] is s:
+                        if learner.settings is not s:
+                            self._apply_settings(learner, s)
+                        return
         except Exception:
-            with self._settings_lock:         # the last asked for failed: the spec says what runs
-                if self._settings_wanted is s and self.spec is not None and self.learner is learner:
+            with self._settings_lock:         # what was asked for failed: the spec says what runs
+                if self.spec is not None and self.learner is learner:
                     self.spec.settings = dataclasses.replace(learner.settings)
             raise
         finally:

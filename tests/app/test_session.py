@@ -260,3 +260,23 @@ def test_the_dropdowns_swap_specialised_kernels_at_a_block_boundary_with_no_gap(
     # Adam's first steps are lr-sized whatever the gradient: 1e-7 keeps them far below a gap's error
     assert np.all(np.isfinite(learned)) and np.max(np.abs(learned - target)) < 1e-4
     assert np.mean(np.abs(target)) > 0.05            # it played: the source was not silent
+
+
+def test_a_pause_asked_while_a_kernel_compiles_applies_at_once_and_stays():
+    """A divergence pauses learning from the health watch: that must not wait for a kernel the
+    user asked for a moment before. The playing kernel takes the pause at once; the new one
+    arrives with it."""
+    from engine import layout as LY
+    with Session(48000, 128, device="virtual") as s:
+        s.load(CircuitSpec("y = gain*x", [ParamSpec("gain", 0.0, -2, 2)], hidden={"gain": 0.5},
+                           settings=Settings(optimizer="sgd", lr=0.01)))
+        s.start()
+        compiled = s.configure(optimizer="momentum", loss="huber")
+        s.configure(learning=False)
+        assert s.learner.cfg[LY.CF_LEARN] == 0.0 and s.settings.learning is False
+        assert s.settings.optimizer == "momentum"                      # what was asked, shown and saved
+        compiled.result(timeout=120)
+        _wait(lambda: not s.settings_pending)
+        got = s.learner.settings
+        assert (got.optimizer, got.loss, got.learning) == ("momentum", "huber", False)
+        assert s.learner.cfg[LY.CF_LEARN] == 0.0 and s.spec.settings.optimizer == "momentum"
