@@ -8,12 +8,20 @@ import importlib.util
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.circuit import compiler
 from engine.circuit.compiler import BankPlan, Layout, Variant
 from engine.circuit.language import Graph
+
+
+# one kernel module written and imported at a time: a module is in sys.modules before its body has
+# run, so a second thread asking for the same kernel meanwhile (the session's compile thread and
+# the window's) would find it without `process` or `block` (and the two would share one temporary
+# file name). Numba compiles one function at a time anyway, so this costs no parallelism.
+_IMPORT_LOCK = threading.RLock()
 
 
 def kernel_cache_dir() -> Path:
@@ -40,20 +48,21 @@ def compile_pair(learn: Graph, target: Graph, sample_rate: float,
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]   # the folder is per engine source tree
     modname = f"dualtone_kernel_{digest}"
     path = kernel_cache_dir() / f"{modname}.py"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)       # atomic: a concurrent process never imports a half file
-    mod = sys.modules.get(modname)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(modname, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[modname] = mod
-        try:
-            spec.loader.exec_module(mod)
-        except Exception:
-            sys.modules.pop(modname, None)
-            raise
+    with _IMPORT_LOCK:
+        if not path.exists():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(source)
+            os.replace(tmp, path)       # atomic: a concurrent process never imports a half file
+        mod = sys.modules.get(modname)
+        if mod is None:
+            spec = importlib.util.spec_from_file_location(modname, path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = mod
+            try:
+                spec.loader.exec_module(mod)
+            except Exception:
+                sys.modules.pop(modname, None)
+                raise
     block = getattr(mod, "block", None)          # batches have no C entry
     return CompiledLearner(process=mod.process, layout=lay, source=source, path=path,
                            block_address=block.address if block is not None else 0)

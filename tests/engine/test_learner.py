@@ -331,3 +331,28 @@ def test_a_window_after_one_sample_windows_starts_from_rest():
     xn = x[303]
     e = (0.25 * xn - 0.5 * xn) / 8                             # the means hold this sample only
     assert learner.gradients()["g"] == pytest.approx(2.0 * e * (xn / 8), rel=1e-12)
+
+
+def test_two_threads_asking_for_one_new_kernel_both_get_it():
+    """The session's compile thread and the window's may ask for the same kernel at once (a
+    dropdown's kernel, then a preset with those settings): the second must wait for the first's
+    import, not find the module half run (no `process`, no `block`)."""
+    import threading
+    import uuid
+    text = f"y = g*x + {1e-3 * (1 + uuid.uuid4().int % 1000)!r}*x@3"    # a kernel no run has made yet
+    learners = [Learner(text, [ParamSpec("g", 0.0)], hidden={"g": 0.5}) for _ in range(2)]
+    start, got = threading.Barrier(2), [None, None]
+
+    def ask(k):
+        start.wait()
+        try:
+            got[k] = learners[k].kernel()
+        except Exception as e:              # noqa: BLE001 - the failure is the finding
+            got[k] = e
+    threads = [threading.Thread(target=ask, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(not isinstance(g, Exception) and g.block_address != 0 for g in got), got
+    assert got[0].process is got[1].process
