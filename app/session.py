@@ -714,6 +714,7 @@ class Session:
                 learner.configure(s)              # the same kernel: its words change as before
                 table[B.S_BLOCK_FN] = address
                 return
+            self._wait(lambda: table[B.S_NEXT_FN] == 0)   # an earlier swap not taken yet: never restage under it
             learner.configure(s, header=slot.staged)
             table[B.S_NEXT_FN] = address         # last: the staged swap is complete
             ctl[H.C_KERNEL_REQ] += 1.0
