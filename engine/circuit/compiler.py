@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from engine import layout as LY
 from engine.jit import FASTMATH
-from engine.circuit.emitter import REGISTER_DEPTH, CircuitEmitter
+from engine.circuit.emitter import CircuitEmitter, InputRing, register_depth, register_words, shift_lines, zero_words
 from engine.circuit.language import Graph
 from engine.learn import gauss_newton as GN
 from engine.learn import lag_lock as LL
@@ -139,6 +139,12 @@ def _emit_glide_store(w, ind, lay, H):
         w(ind + 1, f"if abs(hg{k} - h{k}) <= 1e-6*(1.0 + abs(hg{k})):   # an inaudible last step lands exactly")
         w(ind + 2, f"h{k} = hg{k}")
         w(ind + 1, f"cfg[{lay.cfg_hidden + k}] = h{k}")
+
+
+def layout(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096,
+           banks: BankPlan | None = None, streams: int = 1, spectral: bool = False) -> Layout:
+    """The Layout every variant of this pair's kernel shares (generate() without writing a text)."""
+    return _KernelWriter(learn, target, sample_rate, window_capacity, banks, streams, spectral).lay
 
 
 def generate(learn: Graph, target: Graph, sample_rate: float, window_capacity: int = 4096,
@@ -286,16 +292,14 @@ class _KernelWriter:
         input_depth = max([n.max_delay + (1 if n.const_delay == int(n.const_delay) else 2)
                            for g in (learn, target) for n in g.nodes
                            if n.kind == "delay" and g.node(n.args[0]).kind == "input"] or [0])
-        whole = all(n.const_delay >= 1 and n.const_delay == int(n.const_delay)
-                    for g in (learn, target) for n in g.nodes
-                    if n.kind == "delay" and g.node(n.args[0]).kind == "input")
         self.input_rings = [None] * B
         if input_depth:
             length = _pow2(input_depth + 1)
-            # x read only at short whole delays: its past in locals xi_<k> through the block (as a
-            # circuit's own short delays, engine/circuit/emitter.py REGISTER_DEPTH), the ring between blocks
-            regs = input_depth - 1 if whole and input_depth - 1 <= REGISTER_DEPTH else 0
-            self.input_rings = [(alloc(length), length, {}, regs) for _ in range(B)]
+            # x read only at short whole delays: its past in locals xi_<k> through the block, as a
+            # circuit's own short delays are (the ring holds it between blocks)
+            regs = register_depth(n for g in (learn, target) for n in g.nodes
+                                  if n.kind == "delay" and g.node(n.args[0]).kind == "input")
+            self.input_rings = [InputRing(alloc(length), length, regs) for _ in range(B)]
         self.pv = alloc(self.P)              # the parameter values used at this sample
         self.sfx = sfx = [str(s) if batch else "" for s in range(B)]
         self.tgts, self.lrns = [], []
@@ -419,8 +423,8 @@ class _KernelWriter:
         w(2, "blew = False                     # the learnable circuit went non-finite: diverged")
         w(2, "if ok:")
         for s, ring in enumerate(self.input_rings):
-            if ring is not None and not ring[3]:
-                w(3, f"st[{ring[0]} + (n & {ring[1] - 1})] = xi{self.sfx[s]}")
+            if ring is not None and not ring.registers:
+                w(3, f"st[{ring.offset} + (n & {ring.length - 1})] = xi{self.sfx[s]}")
         if not small:
             for k in range(P):
                 w(3, f"p{k} = {PV[k]}")
@@ -429,18 +433,15 @@ class _KernelWriter:
                                  self.learn, self.banks, self.lay.bank_index + 2 * s,
                                  f", stream {s}" if self.batch else "")
         for s, ring in enumerate(self.input_rings):   # after every read of this sample: shift x's registers
-            if ring is not None and ring[3]:
-                x = f"xi{self.sfx[s]}"
-                for k in range(ring[3], 1, -1):
-                    w(3, f"{x}_{k} = {x}_{k - 1}")
-                w(3, f"{x}_1 = {x}")
+            if ring is not None and ring.registers:
+                for line in shift_lines(f"xi{self.sfx[s]}", ring.registers, f"xi{self.sfx[s]}"):
+                    w(3, line)
 
     def _input_register_words(self):
         """(local, st word) of x's registers, k samples ago at the current n."""
         for s, ring in enumerate(self.input_rings):
-            if ring is not None and ring[3]:
-                for k in range(1, ring[3] + 1):
-                    yield f"xi{self.sfx[s]}_{k}", f"{ring[0]} + ((n - {k}) & {ring[1] - 1})"
+            if ring is not None and ring.registers:
+                yield from register_words(f"xi{self.sfx[s]}", ring.offset, ring.length, ring.registers)
 
     def skipped_sample(self):
         """A non-finite input (or a restarted circuit): zeros out, a trace row, no step."""
@@ -586,7 +587,8 @@ class _KernelWriter:
         w(3, "if blocks >= restart:             # restart the oscillators' phase tangents and the bank's")
         w(4, "blocks = 0")
         for start, count in self.lrns[0].phase_tangent_words():
-            w(4, f"st[{start}:{start + count}] = 0.0")
+            for line in zero_words(start, start + count):
+                w(4, line)
         w(4, f"spectral_restart(st, {lay.spec_output}, nbins, {1 + P})")
         if self.locks_frequency:
             w(3, f"fine_rebase(st, {lay.spec_target}, {lay.spec_fine}, nbins, {P}, blocks == 0)   # after a restart")
@@ -700,8 +702,9 @@ class _KernelWriter:
             w(depth, "pass                             # the output depends on no parameter")
             return
         w(depth, f"if st[{LY.ST_GN_T}] == 0.0:        # P from the ranges, the forgetting from its start")
-        if self.hands_over:      # handed over near the answer: a narrower P, no fast-forgetting start
-            w(depth + 1, f"handed = {self.spec_loss} and st[{lay.spec_align + 2}] != 0.0")
+        handing = self.hands_over and self.spec_loss   # the spectral loss runs and may hand over here
+        if handing:      # handed over near the answer: a narrower P, no fast-forgetting start
+            w(depth + 1, f"handed = st[{lay.spec_align + 2}] != 0.0")
             w(depth + 1, f"gn_p0 = {SP.HANDOVER_P0!r} if handed else cfg[{LY.CF_P0}]")
         else:
             w(depth + 1, f"gn_p0 = cfg[{LY.CF_P0}]")
@@ -712,7 +715,7 @@ class _KernelWriter:
                 w(depth + 1, f"st[{base + n * n + 2 * n + j}] = gn_initial_variance(gn_p0, {LO[k]}, {HI[k]}, "
                              f"{_log_test(k, self.step_vec)})")
             w(depth + 1, f"gn_reset_p(st, {base}, {n})")
-        w(depth + 1, f"st[{LY.ST_GN_LAMBDA}] = {'c1 if handed else c2' if self.hands_over else 'c2'}")
+        w(depth + 1, f"st[{LY.ST_GN_LAMBDA}] = {'c1 if handed else c2' if handing else 'c2'}")
         w(depth, f"st[{LY.ST_GN_T}] += 1.0")
         w(depth, f"lam = c1 + (st[{LY.ST_GN_LAMBDA}] - c1)*{GN.RAMP!r}")
         w(depth, f"st[{LY.ST_GN_LAMBDA}] = lam")
@@ -811,17 +814,13 @@ def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks
         w(depth, f"st[{bank_at}] = {lrn.val[learn.signals[banks.signal]]}")
         w(depth, f"st[{bank_at + 1}] = {lrn.val[learn.signals[banks.condition]]}")
     w(depth, f"if not ({WV[0]} - {WV[0]} == 0.0):     # target blew up: restart its state")
-    for line in _zero_lines(*tgt.state_range):
-        w(depth + 1, line)
-    for line in tgt.zero_lines():
+    for line in tgt.restart_lines():
         w(depth + 1, line)
     w(depth + 1, "resets += 1.0")
     w(depth + 1, "ok = False")
     _finite_sum(w, depth, NW, small, "chk", WV[1], lambda j: [], WV.__getitem__, start=2)
     w(depth, "if not (chk - chk == 0.0):      # learnable circuit blew up: restart its state")
-    for line in _zero_lines(*lrn.state_range):
-        w(depth + 1, line)
-    for line in lrn.zero_lines():
+    for line in lrn.restart_lines():
         w(depth + 1, line)
     w(depth + 1, "resets += 1.0")
     w(depth + 1, "ok = False")
@@ -832,19 +831,6 @@ def _emit_import(w, fn, name: str):
     """The variant's entry of the LOSSES or OPTIMIZERS table under the name the kernel calls, so a
     new entry needs no change here."""
     w(0, f"from {fn.py_func.__module__} import {fn.__name__} as {name}")
-
-
-ZERO_UNROLLED = 16      # state restarts up to this many words are written as stores, not a slice
-
-
-def _zero_lines(lo: int, hi: int) -> list:
-    """st[lo:hi] = 0 on a rare path inside the sample loop. A slice assignment becomes a call to
-    memset, around which every live register is saved: LLVM then keeps the learning recurrence's
-    values in stack slots for the whole loop (benchmarks/README.md, issue 17). Short ranges are
-    plain stores; longer ones an explicit loop."""
-    if hi - lo <= ZERO_UNROLLED:
-        return [f"st[{j}] = 0.0" for j in range(lo, hi)]
-    return [f"for j in range({lo}, {hi}):", "    st[j] = 0.0"]
 
 
 def _mean(terms: list) -> str:

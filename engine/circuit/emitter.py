@@ -4,12 +4,53 @@ tangents as locals, its state (delay rings, phasor phases) in st. The kernel wri
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from engine.circuit.analysis import delay_depths, ring_length, tangent_sets
 from engine.circuit.language import Graph
 from engine.circuit.primitives import TABLE
 
 REGISTER_DEPTH = 4      # a signal read only at whole delays up to this is kept in locals, not a ring
+ZERO_UNROLLED = 16      # state restarts up to this many words are written as stores
+
+
+class InputRing(NamedTuple):
+    """The delay line of x, shared by both circuits of a stream (the kernel writes it)."""
+    offset: int
+    length: int
+    registers: int        # > 0: x's past is kept in locals xi_1..xi_registers (register_depth)
+
+
+def register_depth(delays) -> int:
+    """How many past samples of a signal to keep in locals r_1..r_d through a block, given the
+    delay nodes that read it: its longest delay if every one is whole and at most REGISTER_DEPTH
+    (then no ring is read in the loop), else 0 (a ring)."""
+    delays = list(delays)
+    whole = all(d.const_delay >= 1 and d.const_delay == int(d.const_delay) for d in delays)
+    depth = max((int(d.const_delay) for d in delays), default=0) if whole else 0
+    return depth if depth <= REGISTER_DEPTH else 0
+
+
+def register_words(stem: str, base: int, length: int, depth: int):
+    """(local, st word) of registers stem_1..stem_depth: k samples ago at the current n, in the
+    ring of `length` at `base` that holds them between blocks."""
+    for k in range(1, depth + 1):
+        yield f"{stem}_{k}", f"{base} + ((n - {k}) & {length - 1})"
+
+
+def shift_lines(stem: str, depth: int, now: str) -> list[str]:
+    """Once per sample, after its last read: stem_k = stem_(k-1), stem_1 = now."""
+    return [f"{stem}_{k} = {stem}_{k - 1}" for k in range(depth, 1, -1)] + [f"{stem}_1 = {now}"]
+
+
+def zero_words(lo: int, hi: int) -> list[str]:
+    """st[lo:hi] = 0 on a rare path inside the sample loop. A slice assignment becomes a call to
+    memset, around which every live register is saved: LLVM then keeps the learning recurrence's
+    values in stack slots for the whole loop (benchmarks/README.md, issue 17). Short ranges are
+    plain stores; longer ones an explicit loop."""
+    if hi - lo <= ZERO_UNROLLED:
+        return [f"st[{j}] = 0.0" for j in range(lo, hi)]
+    return [f"for j in range({lo}, {hi}):", "    st[j] = 0.0"]
 
 
 class CircuitEmitter:
@@ -17,7 +58,7 @@ class CircuitEmitter:
     <pfx>v<id>_t<slot>; state (delay rings, phasor phases) is allocated in st."""
 
     def __init__(self, graph: Graph, pfx: str, alloc, value_of_param, slot_of: dict | None,
-                 sample_rate: float, input_ring: tuple | None = None, x_name: str = "xi",
+                 sample_rate: float, input_ring: InputRing | None = None, x_name: str = "xi",
                  external: str = "out[i, 0]"):
         self.g, self.pfx, self.alloc = graph, pfx, alloc
         self.x_name = x_name              # the local holding this stream's input sample
@@ -48,20 +89,16 @@ class CircuitEmitter:
         begin = self.alloc(0)
         for n in self.g.nodes:
             if n.kind == "input" and n.id in need and self.input_ring is not None:
-                self.rings[n.id] = self.input_ring[:3]
+                self.rings[n.id] = (self.input_ring.offset, self.input_ring.length, {})
                 del need[n.id]
-        whole = {}
-        for n in self.g.nodes:
-            if n.kind == "delay":
-                ok = n.const_delay >= 1 and n.const_delay == int(n.const_delay)
-                whole[n.args[0]] = whole.get(n.args[0], True) and ok
         for src, depth in need.items():
             length = ring_length(depth)
             off = self.alloc(length)
             slots = {s: self.alloc(length) for s in sorted(self.sets[src])}
             self.rings[src] = (off, length, slots)
-            if whole.get(src) and depth - 1 <= REGISTER_DEPTH:      # depth: the longest delay + 1
-                self.registers[src] = depth - 1
+            regs = register_depth(n for n in self.g.nodes if n.kind == "delay" and n.args[0] == src)
+            if regs:
+                self.registers[src] = regs
         for n in self.g.nodes:
             if n.kind == "phasor":
                 self.phasors[n.id] = self.alloc(1 + len(self.sets[n.id]))
@@ -88,9 +125,8 @@ class CircuitEmitter:
                     self.emit(f"st[{so} + {idx}] = {self.tan[n.id].get(s, '0.0')}")
         for src, depth in self.registers.items():     # after every read of this sample: shift
             for name, now in self._register_chains(src):
-                for k in range(depth, 1, -1):
-                    self.emit(f"{name}_{k} = {name}_{k - 1}")
-                self.emit(f"{name}_1 = {now}")
+                for line in shift_lines(name, depth, now):
+                    self.emit(line)
         return self.val[self.g.output], self.tan[self.g.output]
 
     def _register_chains(self, src):
@@ -107,8 +143,7 @@ class CircuitEmitter:
             off, length, slots = self.rings[src]
             bases = [off] + [slots[s] for s in slots]
             for (name, _), base in zip(self._register_chains(src), bases):
-                for k in range(1, depth + 1):
-                    yield f"{name}_{k}", f"{base} + ((n - {k}) & {length - 1})"
+                yield from register_words(name, base, length, depth)
 
     def load_lines(self) -> list[str]:
         """Before the sample loop: the registers from their ring words."""
@@ -118,9 +153,9 @@ class CircuitEmitter:
         """After the sample loop: the registers back into their ring words."""
         return [f"st[{word}] = {local}" for local, word in self._register_words()]
 
-    def zero_lines(self) -> list[str]:
-        """With the circuit's state restarted: its registers too."""
-        return [f"{local} = 0.0" for local, _ in self._register_words()]
+    def restart_lines(self) -> list[str]:
+        """The circuit's state back to rest (it went non-finite): its st words and its registers."""
+        return zero_words(*self.state_range) + [f"{local} = 0.0" for local, _ in self._register_words()]
 
     # node kinds
     def _const(self, n):
@@ -184,7 +219,7 @@ class CircuitEmitter:
         mask = length - 1
         v = f"{self.pfx}v{n.id}"
         self.val[n.id], self.tan[n.id] = v, {}
-        if self.g.node(src).kind == "input" and self.input_ring[3]:
+        if self.g.node(src).kind == "input" and self.input_ring.registers:
             self.emit(f"{v} = {self.x_name}_{int(n.const_delay)}")     # x's registers (the kernel's)
             return
         if src in self.registers:

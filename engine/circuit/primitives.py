@@ -21,6 +21,8 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
+from engine.jit import STRICT
+
 TINY = 1e-12          # smallest magnitude a derivative's denominator may take
 EXP_MAX = 700.0       # exp(700) ~ 1e304: larger arguments are capped so values stay finite
 
@@ -43,7 +45,7 @@ class Primitive:
 
 
 def _j(f):
-    return njit(cache=True, nogil=True, error_model="numpy", fastmath=False)(f)   # see below
+    return njit(**STRICT)(f)
 
 
 # ---------------------------------------------------------------- arithmetic

@@ -23,7 +23,7 @@ import numpy as np
 from engine import layout as LY
 from engine.learn.banks import BANK_SIGNAL, CONDITION_SIGNAL, Banks, bank_name, display_name, expand, expand_topologies
 from engine.circuit.cache import CompiledLearner, compile_pair
-from engine.circuit.compiler import BankPlan, Variant, _pow2, generate
+from engine.circuit.compiler import BankPlan, Variant, _pow2, layout
 from engine.circuit.language import parse
 from engine.learn import spectral as SP
 from engine.learn.losses import CODES as LOSS_CODES, SPECTRAL
@@ -183,7 +183,7 @@ class Learner:
         self._pair = (self.graph, self.target_graph, self.sample_rate, _pow2(cap), plan, self.streams,
                       LOSS_CODES[self.settings.loss] == SPECTRAL)
         self._kernels = {}                   # Variant -> CompiledLearner, compiled on first use
-        self.layout = generate(*self._pair)[1]
+        self.layout = layout(*self._pair)
         self.st = np.zeros(self.layout.st_size)
         self.cfg = np.zeros(self.layout.cfg_size)
         self._trace = np.zeros((1, self.layout.trace_width))
