@@ -177,6 +177,7 @@ def test_a_jack_midi_note_on_changes_the_oscillator_frequency(session, jack_serv
     import rtmidi
     from app.midi.control import MidiControl
     from app.midi.ports import MidiInput
+    from tests.live.test_midi_jack import connection_settles
     session.load(GAIN_DC)
     session.set_source("midi")
     session.start()
@@ -186,6 +187,7 @@ def test_a_jack_midi_note_on_changes_the_oscillator_frequency(session, jack_serv
         with MidiInput(MidiControl(session).feed_bytes, api=rtmidi.API_UNIX_JACK, virtual_name=name):
             ports = out.get_ports()
             out.open_port(next(i for i, p in enumerate(ports) if p.endswith(":" + name)))
+            connection_settles()
             ctl = session.memory.ctl
             for note, hz in ((69, 440.0), (81, 880.0)):
                 out.send_message([0x90, note, 100])

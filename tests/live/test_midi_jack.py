@@ -21,6 +21,12 @@ def jack_env(jack_server, monkeypatch):
     return jack_server
 
 
+def connection_settles():
+    """JACK makes a new connection live at a later cycle's start: an event sent before then is
+    dropped, so the tests wait a few 128-frame cycles after connecting before they send."""
+    time.sleep(0.05)
+
+
 def unique(label):
     # Other test processes may share the server; unique names keep the ports apart.
     return f"dtmidi-{label}-{os.getpid()}"
@@ -84,6 +90,7 @@ def test_loopback_drives_midi_control(jack_env, midi_out):
         assert len(matches) == 1, ports
         assert any(p.endswith(":" + name) for p in list_output_ports(rtmidi.API_UNIX_JACK))
         midi_out.open_port(matches[0])
+        connection_settles()
         midi_out.send_message(NOTE_ON_69)
         midi_out.send_message(CC_74)
         received.wait_for(NOTE_ON_69 + CC_74)
@@ -106,6 +113,7 @@ def test_connect_to_an_existing_source(jack_env, midi_out):
     with MidiInput(received, api=rtmidi.API_UNIX_JACK, virtual_name=unique("in2"),
                    connect=source) as midi_in:
         assert midi_in.connected_to.endswith(":" + source)
+        connection_settles()
         midi_out.send_message(NOTE_ON_69)
         midi_out.send_message(sysex)
         received.wait_for(NOTE_ON_69 + sysex)
@@ -127,6 +135,7 @@ def test_consumer_errors_do_not_stop_input(jack_env, midi_out):
     name = unique("in3")
     with MidiInput(flaky, api=rtmidi.API_UNIX_JACK, virtual_name=name) as midi_in:
         midi_out.open_port([p.endswith(":" + name) for p in midi_out.get_ports()].index(True))
+        connection_settles()
         midi_out.send_message(NOTE_ON_69)
         midi_out.send_message(CC_74)
         deadline = time.monotonic() + TIMEOUT
