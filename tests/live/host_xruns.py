@@ -88,28 +88,32 @@ def xrun_allowance(callbacks: float, host: tuple[int, float]) -> float:
 STREAM_UP = ("measuring the round trip", "playing on ")
 
 
-def _run_marking_the_stream(cmd: list[str], env: dict | None):
-    """Run cmd; returns (its CompletedProcess, the time.monotonic() at which its stderr said the
-    stream runs, or None when it never did)."""
+def _run_marking_the_stream(cmd: list[str], env: dict | None, timeout: float = 120.0):
+    """Run cmd (killed after `timeout` s); returns (its CompletedProcess, the time.monotonic() at
+    which its stderr said the stream runs, or None when it never did)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    lines, up = [], []
+    out, err, up = [], [], []
+
+    def read_stdout():
+        out.append(proc.stdout.read())
 
     def read_stderr():
         for line in proc.stderr:
             if not up and line.startswith(STREAM_UP):
                 up.append(time.monotonic())
-            lines.append(line)
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
+            err.append(line)
+    readers = [threading.Thread(target=f, daemon=True) for f in (read_stdout, read_stderr)]
+    for reader in readers:
+        reader.start()
     try:
-        out = proc.stdout.read()
-        proc.wait(timeout=120)
+        proc.wait(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        reader.join(timeout=10)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, "".join(lines)), (up[0] if up else None)
+        for reader in readers:
+            reader.join(timeout=10)
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(err)), (up[0] if up else None)
 
 
 def run_live(cmd: list[str], env: dict | None = None):
