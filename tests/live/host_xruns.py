@@ -21,7 +21,6 @@ class XrunListener:
     def __init__(self):
         import jack
         self._lock = threading.Lock()
-        self.count = 0
         self.times: list[float] = []           # time.monotonic() of each, to tell a run's phases apart
         self.client = jack.Client(f"xrun-listener-{os.getpid()}", no_start_server=True)
         self.client.set_xrun_callback(self._heard)
@@ -29,8 +28,13 @@ class XrunListener:
 
     def _heard(self, _delay_us):
         with self._lock:
-            self.count += 1
             self.times.append(time.monotonic())
+
+    @property
+    def count(self) -> int:
+        """How many were heard."""
+        with self._lock:
+            return len(self.times)
 
     def since(self, t: float) -> int:
         """How many were heard at or after time.monotonic() `t`."""
