@@ -89,6 +89,42 @@ def test_arithmetic_operators():
     np.testing.assert_allclose(out, (X - 0.5) / 4.0 + X * 0.5, rtol=1e-14)
 
 
+def _sum_shape(graph, i=None):
+    """The add/sub structure of a parsed circuit's output, e.g. '((a+b)+(c-d))'."""
+    n = graph.node(graph.output if i is None else i)
+    if n.kind == "prim" and n.prim in ("add", "sub"):
+        a, b = (_sum_shape(graph, k) for k in n.args)
+        return f"({a}{'+' if n.prim == 'add' else '-'}{b})"
+    if n.kind == "prim" and n.prim == "neg":
+        return "-" + _sum_shape(graph, n.args[0])
+    return n.name
+
+
+@pytest.mark.parametrize("text, shape", [
+    ("y = a + b", "(a+b)"),
+    ("y = a + b - c", "((a+b)-c)"),                        # up to three terms: left to right
+    ("y = a + b + c + d", "((a+b)+(c+d))"),
+    ("y = a - b + c - d - e", "(((a-b)+(c-d))-e)"),
+    ("y = a + b - c - d", "((a+b)-(c+d))"),                # -c - d = -(c + d), exactly
+    ("y = a - b - c + d", "((a-b)+(d-c))"),                # -c + d = d - c, exactly
+    ("y = -a - b - c - d", "((-a-b)-(c+d))"),
+    ("y = (a + b) + c + d", "(((a+b)+c)+d)"),              # a parenthesized operand stays whole
+    ("y = a + (b + c + d + e)", "(a+((b+c)+(d+e)))"),
+])
+def test_a_chain_of_additions_is_summed_pairwise(text, shape):
+    assert _sum_shape(parse(text)) == shape
+
+
+def test_pairwise_sum_is_what_the_kernel_computes():
+    """1e16 + 1 + 1 + 1: left to right each 1 is lost to rounding (1e16); pairwise the ones add
+    up first, (1e16 + 1) + (1 + 1) = 1e16 + 2, which is exact."""
+    learner = Learner("y = g*x + x + x + x", [ParamSpec("g", 1e16)], hidden={"g": 1e16},
+                      settings=Settings(learning=False))
+    out, _ = learner.process(np.ones(1))
+    assert 1e16 + 1 + 1 + 1 == 1e16                           # what left to right gives
+    assert out[0, 0] == 1e16 + 2 and out[0, 1] == 1e16 + 2    # the target and the learnable circuit
+
+
 def test_delay_binds_tighter_than_multiplication():
     np.testing.assert_allclose(run("y = x*x@1"), X * delayed(X, 1), rtol=1e-15)
 
