@@ -808,7 +808,8 @@ def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks
     w(depth, f"# learnable circuit with tangents{label}")
     for line in lrn.lines:
         w(depth, line)
-    for j, expr in enumerate([y_expr, yh_expr] + [yh_tan.get(k, "0.0") for k in range(P)]):
+    exprs = [y_expr, yh_expr] + [yh_tan.get(k, "0.0") for k in range(P)]
+    for j, expr in enumerate(exprs):
         w(depth, f"{WV[j]} = {expr}")
     if banks is not None:
         w(depth, f"st[{bank_at}] = {lrn.val[learn.signals[banks.signal]]}")
@@ -818,7 +819,12 @@ def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks
         w(depth + 1, line)
     w(depth + 1, "resets += 1.0")
     w(depth + 1, "ok = False")
-    _finite_sum(w, depth, NW, small, "chk", WV[1], lambda j: [], WV.__getitem__, start=2)
+    # the output and the tangents that are not finite by construction (a FIR's are input samples)
+    unsure = [j for j in range(2, NW) if not lrn.is_finite(exprs[j])]
+    if small or not unsure:
+        w(depth, f"chk = {_tree([WV[1]] + [WV[j] for j in unsure])}")
+    else:
+        _finite_sum(w, depth, NW, small, "chk", WV[1], lambda j: [], WV.__getitem__, start=2)
     w(depth, "if not (chk - chk == 0.0):      # learnable circuit blew up: restart its state")
     for line in lrn.restart_lines():
         w(depth + 1, line)

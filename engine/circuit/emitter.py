@@ -82,6 +82,9 @@ class CircuitEmitter:
         self.phasors: dict[int, int] = {}
         self.used_prims: set[str] = set()
         self.input_ring = input_ring      # the delay line of x, shared by both circuits
+        # expressions finite by construction: constants, and the input sample and its whole-sample
+        # delays (a circuit runs only on a finite sample, and only those enter x's delay line)
+        self.finite: set[str] = set()
         self._plan_state()
 
     def _plan_state(self):
@@ -107,6 +110,16 @@ class CircuitEmitter:
     def phase_tangent_words(self) -> list[tuple[int, int]]:
         """(st offset, count) of each oscillator's phase tangents."""
         return [(off + 1, len(self.sets[i])) for i, off in self.phasors.items() if self.sets[i]]
+
+    def is_finite(self, expr: str) -> bool:
+        """True when expr (a value or tangent this emitter wrote) cannot be NaN or Inf: a literal
+        (a tangent's seed, a constant's partial), the input sample or a whole-sample delay of it."""
+        if expr in self.finite:
+            return True
+        try:
+            return math.isfinite(float(expr))
+        except ValueError:
+            return False
 
     def emit(self, line):
         self.lines.append(line)
@@ -160,9 +173,11 @@ class CircuitEmitter:
     # node kinds
     def _const(self, n):
         self.val[n.id], self.tan[n.id] = repr(float(n.value)), {}
+        self.finite.add(self.val[n.id])
 
     def _input(self, n):
         self.val[n.id], self.tan[n.id] = self.x_name, {}
+        self.finite.add(self.x_name)
 
     def _external(self, n):
         self.val[n.id], self.tan[n.id] = self.external, {}
@@ -195,10 +210,16 @@ class CircuitEmitter:
                 self.emit(f"{v}_t{s} = {expr.lstrip('+ ')}")
                 self.tan[n.id][s] = f"{v}_t{s}"
             return
-        parts = [f"{v}_d{k}" for k in range(p.arity)]
-        self.emit(f"{', '.join(parts)} = P_{n.prim}_d({args})")
+        if p.argument_partials is not None:
+            parts = [self.val[n.args[j]] for j in p.argument_partials]
+        else:
+            parts = [f"{v}_d{k}" for k in range(p.arity)]
+            self.emit(f"{', '.join(parts)} = P_{n.prim}_d({args})")
         for s in sorted(slots):
             terms = [self.term(parts[k], self.tan[a][s]) for k, a in enumerate(n.args) if s in self.tan[a]]
+            if p.argument_partials is not None and len(terms) == 1 and terms[0] in parts:
+                self.tan[n.id][s] = terms[0]              # the tangent is an argument: no new variable
+                continue
             self.emit(f"{v}_t{s} = {' + '.join(terms)}")
             self.tan[n.id][s] = f"{v}_t{s}"
 
@@ -219,8 +240,10 @@ class CircuitEmitter:
         mask = length - 1
         v = f"{self.pfx}v{n.id}"
         self.val[n.id], self.tan[n.id] = v, {}
-        if self.g.node(src).kind == "input" and self.input_ring.registers:
+        of_input = self.g.node(src).kind == "input"
+        if of_input and self.input_ring.registers:
             self.emit(f"{v} = {self.x_name}_{int(n.const_delay)}")     # x's registers (the kernel's)
+            self.finite.add(v)
             return
         if src in self.registers:
             k = int(n.const_delay)
@@ -233,6 +256,8 @@ class CircuitEmitter:
             k = int(n.const_delay)
             self.emit(f"{v}_i = (n - {k}) & {mask}")
             self.emit(f"{v} = st[{off} + {v}_i]")
+            if of_input:
+                self.finite.add(v)
             for s, so in slots.items():
                 self.emit(f"{v}_t{s} = st[{so} + {v}_i]")
                 self.tan[n.id][s] = f"{v}_t{s}"

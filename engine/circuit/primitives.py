@@ -41,6 +41,10 @@ class Primitive:
     symbol: str = ""               # operator spelling, if any (for messages)
     constant_partials: tuple | None = None  # partials that are constants (the compiler then
                                             # sums or aliases tangents instead of calling partials)
+    argument_partials: tuple | None = None  # partial k is argument j's value (mul: d(uv)/du = v):
+                                            # the compiler names the argument instead of calling
+                                            # partials, and knows a tangent that is an input sample
+                                            # to be finite
     extra: dict = field(default_factory=dict)
 
 
@@ -305,7 +309,7 @@ _UNIT = (-0.99, 0.99)
 TABLE: dict[str, Primitive] = {p.name: p for p in [
     Primitive("add", 2, add_v, add_d, "u' + v'", domain=(_R, _R), symbol="+", constant_partials=(1.0, 1.0)),
     Primitive("sub", 2, sub_v, sub_d, "u' - v'", domain=(_R, _R), symbol="-", constant_partials=(1.0, -1.0)),
-    Primitive("mul", 2, mul_v, mul_d, "u'v + uv'", domain=(_R, _R), symbol="*"),
+    Primitive("mul", 2, mul_v, mul_d, "u'v + uv'", domain=(_R, _R), symbol="*", argument_partials=(1, 0)),
     Primitive("neg", 1, neg_v, neg_d, "-u'", domain=(_R,), symbol="-", constant_partials=(-1.0,)),
     Primitive("div", 2, div_v, div_d, "(u'v - uv')/v^2",
               "|v| < 1e-12 divides by +-1e-12 (sign of v; +1e-12 at 0): value and tangent finite",

@@ -117,6 +117,21 @@ def test_a_circuit_that_blows_up_is_restarted_not_propagated():
     assert math.isfinite(learner.params()["a"])
 
 
+def test_a_fir_whose_output_overflows_is_caught_though_its_tangents_are_input_samples():
+    """A FIR's tangents are input samples, finite by construction, so the kernel checks only its
+    output for a blow-up (emitter.is_finite): a huge tap that overflows it is still caught."""
+    learner = Learner("y = b0*x + b1*x@1 + b2*x@2 + b3*x@3", [ParamSpec(f"b{k}", 1e300) for k in range(4)],
+                      hidden={f"b{k}": 0.5 for k in range(4)}, settings=Settings(optimizer="sgd", lr=1e-9))
+    assert "chk = wv1\n" in learner.compiled.source
+    x = np.zeros(100)
+    x[50] = 1e10                                  # 1e300 * 1e10 overflows while a tap holds it
+    out, _ = learner.process(x)
+    assert learner.diverged_steps == 4 and learner.skipped == 0
+    assert learner.first_diverged_sample == 50
+    assert np.all(np.isfinite(out[:, :2]))
+    assert all(math.isfinite(v) for v in learner.params().values())
+
+
 def test_window_sum_does_not_drift_over_a_long_run():
     """A DC of 1000 for 10 M samples: diff.lib's cumulative sum would carry ~ulp(1e10) = 2e-6 of
     error into e; ours recomputes exactly and keeps e = -1e-3 to 1e-10."""

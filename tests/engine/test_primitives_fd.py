@@ -28,6 +28,17 @@ def _partials(p, args):
     return (d,) if p.arity == 1 else tuple(d)
 
 
+@pytest.mark.parametrize("name", [n for n in PRIMS if TABLE[n].argument_partials is not None])
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_declared_argument_partials_are_what_partials_returns(name, data):
+    """A primitive whose partials are its arguments (mul) has them named in the kernel instead of
+    computed by partials(): the declaration must give what partials() does, bit for bit."""
+    p = TABLE[name]
+    args = [data.draw(st.floats(allow_nan=False)) for _ in range(p.arity)]
+    assert _partials(p, args) == tuple(args[j] for j in p.argument_partials)
+
+
 @pytest.mark.parametrize("name", PRIMS)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(data=st.data())
