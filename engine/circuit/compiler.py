@@ -118,23 +118,32 @@ class BankPlan:
     slots: dict               # base parameter -> [slot in bank 0 (None if absent), bank 1, ...]
 
 
-def _emit_glide_setup(w, ind, lay, H):
+def _emit_glide_setup(w, ind, lay, H, in_cfg):
     """Hidden knobs glide to their goals per sample inside the kernel (a one-pole with the host's
-    time constant), so a turn sounds the same at any block size: no zipper steps."""
+    time constant), so a turn sounds the same at any block size: no zipper steps. Knobs that
+    stay in cfg (in_cfg: a large target's) need only the rate here."""
     if not H:
         return
     w(ind, f"ga = cfg[{LY.CF_GLIDE}]")
     w(ind, "glide = ga > 0.0")
+    if in_cfg:
+        return
     for k in range(H):
         w(ind, f"hg{k} = cfg[{lay.cfg_goal + k}]")
         w(ind, f"if not (hg{k} - hg{k} == 0.0):   # a non-finite goal is ignored")
         w(ind + 1, f"hg{k} = h{k}")
 
 
-def _emit_glide_store(w, ind, lay, H):
+def _emit_glide_store(w, ind, lay, H, in_cfg):
     if not H:
         return
     w(ind, "if glide:")
+    if in_cfg:
+        w(ind + 1, f"for k in range({H}):")
+        w(ind + 2, f"hg = cfg[{lay.cfg_goal} + k]")
+        w(ind + 2, f"if abs(hg - cfg[{lay.cfg_hidden} + k]) <= 1e-6*(1.0 + abs(hg)):   # an inaudible last step lands exactly")
+        w(ind + 3, f"cfg[{lay.cfg_hidden} + k] = hg")
+        return
     for k in range(H):
         w(ind + 1, f"if abs(hg{k} - h{k}) <= 1e-6*(1.0 + abs(hg{k})):   # an inaudible last step lands exactly")
         w(ind + 2, f"h{k} = hg{k}")
@@ -190,6 +199,9 @@ class _KernelWriter:
         params = list(learn.params)
         hidden = list(target.params)
         P, H = self.P, self.H = len(params), len(hidden)
+        # a large target's hidden knobs are read from cfg, where they glide: as locals that glide
+        # they would all be carried around the sample loop, spilled (fir64: 64 of them, issue 17)
+        self.hidden_in_cfg = H > SMALL_CIRCUIT
         cap = self.cap = _pow2(max(int(window_capacity), 1))
         lay = self.lay = Layout(params=params, hidden=hidden, window_capacity=cap, streams=B)
         lay.cfg_hidden = LY.CF_HEADER
@@ -244,8 +256,12 @@ class _KernelWriter:
         # Per-parameter state lives in registers (unrolled locals) for small circuits, and is looped
         # over in st for large ones, so compile time stays flat in the parameter count.
         small = self.small = P <= SMALL_CIRCUIT
-        self.TH, self.M, self.V, self.G = (_Vec(nm, off, small) for nm, off in
-                                           (("th", lay.theta), ("m", lay.m), ("v", lay.v), ("g", lay.grad)))
+        self.TH, self.M, self.V = (_Vec(nm, off, small) for nm, off in
+                                   (("th", lay.theta), ("m", lay.m), ("v", lay.v)))
+        # the gradients go to st as they are computed, in every circuit: st keeps the last sample's
+        # for the trace and the UI, and as locals they would be carried around the sample loop,
+        # taking registers the learning recurrence needs (fir16: 16 of them, issue 17)
+        self.G = _Vec("g", lay.grad, False)
         self.Ss = [_Vec(f"S{s}_" if self.batch else "S", wsums[s], small) for s in range(B)]
         self.WVs = [_Vec(f"wv{s}_" if self.batch else "wv", wv_offs[s], small) for s in range(B)]
         self.PV = _Vec("p", self.pv, small)
@@ -304,7 +320,7 @@ class _KernelWriter:
         self.sfx = sfx = [str(s) if batch else "" for s in range(B)]
         self.tgts, self.lrns = [], []
         for s in range(B):
-            self.tgts.append(CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (f"h{h_index[nm]}", None),
+            self.tgts.append(CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (self._hidden(h_index[nm]), None),
                                              None, sample_rate, self.input_rings[s], "xi" + sfx[s],
                                              f"out[i, {s}, 0]" if batch else "out[i, 0]"))
             self.lrns.append(CircuitEmitter(learn, "b" + sfx[s], alloc,
@@ -371,7 +387,7 @@ class _KernelWriter:
                       f"wcount = int64(st[{LY.ST_WCOUNT}])", f"if int64(st[{LY.ST_WCUR}]) != W:", "    wcount = 0"]
         if self.traced:
             lines += ["ntrace = trace.shape[0]", f"K = int64(cfg[{LY.CF_TRACE_EVERY}])"]
-        for line in lines + [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]:
+        for line in lines + ([] if self.hidden_in_cfg else [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]):
             w(1, line)
         if self.spec_loss:
             for line in [f"hop = max(int64(cfg[{LY.CF_SPECTRAL_HOP}]), 1)",
@@ -382,7 +398,7 @@ class _KernelWriter:
                          f"hopn = int64(st[{LY.ST_SPEC_COUNT}])", "due = False", "lag = 1.0",
                          "fine = False", "fine_e = 0.0", "fine_lag = 1.0"]:
                 w(1, line)
-        _emit_glide_setup(w, 1, lay, H)
+        _emit_glide_setup(w, 1, lay, H, self.hidden_in_cfg)
         if self.batch:
             w(1, f"invB = {1.0 / self.B!r}")
         for vec, size in [(self.TH, P), (self.M, P), (self.V, P), (self.G, P)] + self._window_sums() + \
@@ -396,6 +412,10 @@ class _KernelWriter:
         for local, word in self._input_register_words():
             w(1, f"{local} = st[{word}]")
 
+    def _hidden(self, k) -> str:
+        """The target's hidden knob k at this sample."""
+        return f"cfg[{self.lay.cfg_hidden + k}]" if self.hidden_in_cfg else f"h{k}"
+
     def _window_sums(self):
         """(vector, size) of the running window sums, which only a windowed variant keeps."""
         return [(S, self.NW) for S in self.Ss] if self.windowed else []
@@ -405,7 +425,13 @@ class _KernelWriter:
         w, P, H, B, small = self.w, self.P, self.H, self.B, self.small
         TH, PV, LO, HI = self.TH, self.PV, self.LO, self.HI
         w(1, "for i in range(nblk):")
-        if H:
+        if self.hidden_in_cfg:
+            w(2, "if glide:")
+            w(3, f"for k in range({H}):")
+            w(4, f"hg = cfg[{self.lay.cfg_goal} + k]")
+            w(4, "if hg - hg == 0.0:   # a non-finite goal is ignored")
+            w(5, f"cfg[{self.lay.cfg_hidden} + k] += ga*(hg - cfg[{self.lay.cfg_hidden} + k])")
+        elif H:
             w(2, "if glide:")
             for k in range(H):
                 w(3, f"h{k} += ga*(hg{k} - h{k})")
@@ -794,7 +820,7 @@ class _KernelWriter:
         if self.spec_loss:
             w(1, f"st[{LY.ST_SPEC_COUNT}] = hopn")
             w(1, f"st[{LY.ST_SPEC_BLOCKS}] = blocks")
-        _emit_glide_store(w, 1, self.lay, self.H)
+        _emit_glide_store(w, 1, self.lay, self.H, self.hidden_in_cfg)
         w(1, "return rows")
 
 

@@ -281,6 +281,31 @@ def test_loop_form_for_large_circuits_matches_the_unrolled_form(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_knobs_glide_alike_in_locals_and_in_cfg(monkeypatch):
+    """A large target's hidden knobs glide where they live, in cfg (compiler: hidden_in_cfg); a
+    small one's in locals. The ramp is the same sample for sample, a non-finite goal is ignored,
+    and the last inaudible step lands exactly on the goal, in both forms."""
+    import engine.circuit.compiler as compiler
+    heard = []
+    for threshold in (compiler.SMALL_CIRCUIT, 0):
+        monkeypatch.setattr(compiler, "SMALL_CIRCUIT", threshold)
+        learner = Learner("y = a*x + b", [ParamSpec("a", 0.0), ParamSpec("b", 0.0)], hidden={"a": 0.5, "b": 0.1})
+        lay = learner.layout
+        assert (f"cfg[{lay.cfg_hidden} + k] += ga*" in learner.compiled.source) == (threshold == 0)
+        learner.cfg[LY.CF_GLIDE] = 0.01
+        learner.cfg[lay.cfg_goal + lay.hidden.index("a")] = 2.0
+        learner.cfg[lay.cfg_goal + lay.hidden.index("b")] = np.nan
+        out, _ = learner.process(np.ones(1000))
+        assert out[0, 0] == (0.5 + 0.01 * 1.5) + 0.1
+        assert learner.cfg[lay.cfg_hidden + lay.hidden.index("a")] != 2.0      # still gliding
+        out2, _ = learner.process(np.ones(3000))
+        assert learner.cfg[lay.cfg_hidden + lay.hidden.index("a")] == 2.0      # landed
+        assert learner.cfg[lay.cfg_hidden + lay.hidden.index("b")] == 0.1      # NaN goal ignored
+        assert learner.process(np.ones(1))[0][0, 0] == 2.0 + 0.1                # on the goal
+        heard.append(np.concatenate([out[:, 0], out2[:, 0]]))
+    np.testing.assert_array_equal(*heard)
+
+
 def test_a_64_parameter_fir_learns_every_tap():
     taps = " + ".join(["b0*x"] + [f"b{k}*x@{k}" for k in range(1, 64)])
     hidden = {f"b{k}": math.sin(0.3 * k) * 0.5 for k in range(64)}
