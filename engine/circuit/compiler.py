@@ -205,6 +205,7 @@ class _KernelWriter:
         cap = self.cap = _pow2(max(int(window_capacity), 1))
         lay = self.lay = Layout(params=params, hidden=hidden, window_capacity=cap, streams=B)
         lay.cfg_hidden = LY.CF_HEADER
+        self.HV = _Vec("h", lay.cfg_hidden, not self.hidden_in_cfg, "cfg")   # the target's knobs
         lay.cfg_lo = lay.cfg_hidden + H
         lay.cfg_hi = lay.cfg_lo + P
         lay.cfg_goal = lay.cfg_hi + P
@@ -320,7 +321,7 @@ class _KernelWriter:
         self.sfx = sfx = [str(s) if batch else "" for s in range(B)]
         self.tgts, self.lrns = [], []
         for s in range(B):
-            self.tgts.append(CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (self._hidden(h_index[nm]), None),
+            self.tgts.append(CircuitEmitter(target, "a" + sfx[s], alloc, lambda nm: (self.HV[h_index[nm]], None),
                                              None, sample_rate, self.input_rings[s], "xi" + sfx[s],
                                              f"out[i, {s}, 0]" if batch else "out[i, 0]"))
             self.lrns.append(CircuitEmitter(learn, "b" + sfx[s], alloc,
@@ -387,8 +388,9 @@ class _KernelWriter:
                       f"wcount = int64(st[{LY.ST_WCOUNT}])", f"if int64(st[{LY.ST_WCUR}]) != W:", "    wcount = 0"]
         if self.traced:
             lines += ["ntrace = trace.shape[0]", f"K = int64(cfg[{LY.CF_TRACE_EVERY}])"]
-        for line in lines + ([] if self.hidden_in_cfg else [f"h{k} = cfg[{lay.cfg_hidden + k}]" for k in range(H)]):
+        for line in lines:
             w(1, line)
+        self.HV.load(w, 1, H)
         if self.spec_loss:
             for line in [f"hop = max(int64(cfg[{LY.CF_SPECTRAL_HOP}]), 1)",
                          f"blocks = int64(st[{LY.ST_SPEC_BLOCKS}])",
@@ -411,10 +413,6 @@ class _KernelWriter:
                 w(1, line)
         for local, word in self._input_register_words():
             w(1, f"{local} = st[{word}]")
-
-    def _hidden(self, k) -> str:
-        """The target's hidden knob k at this sample."""
-        return f"cfg[{self.lay.cfg_hidden + k}]" if self.hidden_in_cfg else f"h{k}"
 
     def _window_sums(self):
         """(vector, size) of the running window sums, which only a windowed variant keeps."""
@@ -845,7 +843,8 @@ def _emit_stream_forward(w, depth, tgt, lrn, run, WV, P, NW, small, learn, banks
         w(depth + 1, line)
     w(depth + 1, "resets += 1.0")
     w(depth + 1, "ok = False")
-    # the output and the tangents that are not finite by construction (a FIR's are input samples)
+    # the output and the tangents that are not finite by construction (a FIR's are input samples);
+    # a large circuit with any such tangent sums them all in its loops
     unsure = [j for j in range(2, NW) if not lrn.is_finite(exprs[j])]
     if small or not unsure:
         w(depth, f"chk = {_tree([WV[1]] + [WV[j] for j in unsure])}")
